@@ -1,0 +1,124 @@
+//! Object storage for the API server.
+//!
+//! Keys are `/registry/<resource>/<namespace>/<name>` (cluster-scoped objects:
+//! `/registry/<resource>/<name>`); values are opaque bytes (the API server stores JSON).
+//! A value's resourceVersion is its etcd `mod_revision`.
+//!
+//! * [`Store`] is the backend trait; [`etcd::EtcdStore`] is the etcd implementation.
+//! * [`watch_cache::WatchCache`] keeps one backend watch per resource prefix in memory and
+//!   fans it out to any number of client watches.
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+
+pub mod etcd;
+pub mod watch_cache;
+
+/// An etcd revision (Kubernetes resourceVersion).
+pub type Revision = i64;
+
+/// One stored object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyValue {
+    pub key: String,
+    pub value: Vec<u8>,
+    /// Revision of the last write of this key (the object's resourceVersion).
+    pub mod_revision: Revision,
+    pub create_revision: Revision,
+}
+
+/// A change seen by a watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Key created; `kv.mod_revision` is the event's revision.
+    Added { kv: KeyValue },
+    /// Key updated; `prev` is the value before the write when known.
+    Modified { kv: KeyValue, prev: Option<KeyValue> },
+    /// Key deleted. `kv` holds the last value with `mod_revision` set to the revision
+    /// of the delete (as Kubernetes reports the resourceVersion of a deleted object).
+    Deleted { kv: KeyValue },
+}
+
+impl Event {
+    pub fn revision(&self) -> Revision {
+        match self {
+            Event::Added { kv } | Event::Modified { kv, .. } | Event::Deleted { kv } => {
+                kv.mod_revision
+            }
+        }
+    }
+    pub fn key(&self) -> &str {
+        match self {
+            Event::Added { kv } | Event::Modified { kv, .. } | Event::Deleted { kv } => &kv.key,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    #[error("key {0} already exists")]
+    AlreadyExists(String),
+    #[error("key {0} not found")]
+    NotFound(String),
+    /// Precondition on mod_revision failed.
+    #[error("conflict on {key}: expected revision {expected}, current {current}")]
+    Conflict { key: String, expected: Revision, current: Revision },
+    /// The requested revision has been compacted away (HTTP 410 Gone).
+    #[error("revision {requested} has been compacted (oldest available {compacted})")]
+    Compacted { requested: Revision, compacted: Revision },
+    /// Backend unreachable or timing out (HTTP 503).
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    #[error("storage error: {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Options for a (possibly paged) list.
+#[derive(Debug, Clone, Default)]
+pub struct ListOptions {
+    /// Return keys strictly greater than this key (continue token support).
+    pub start_after: Option<String>,
+    /// At most this many items (None or 0: no limit).
+    pub limit: Option<i64>,
+    /// Read at this revision (consistent paging); None = latest.
+    pub revision: Option<Revision>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListResult {
+    pub items: Vec<KeyValue>,
+    /// The revision the list was read at (collection resourceVersion).
+    pub revision: Revision,
+    /// More items remain after the last returned key.
+    pub more: bool,
+    /// Number of items remaining after this page, when known.
+    pub remaining: Option<i64>,
+}
+
+pub type EventStream = BoxStream<'static, Result<Event>>;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>>;
+    /// Create; fails with `AlreadyExists` when the key exists. Returns the new revision.
+    async fn create(&self, key: &str, value: Vec<u8>) -> Result<Revision>;
+    /// Replace an existing key. `expected`: required current mod_revision (else `Conflict`).
+    /// Fails with `NotFound` when the key does not exist.
+    async fn update(&self, key: &str, value: Vec<u8>, expected: Option<Revision>)
+        -> Result<Revision>;
+    /// Delete; returns the deleted value with `mod_revision` = revision of the delete.
+    async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue>;
+    /// List keys under `prefix` (which ends in '/').
+    async fn list(&self, prefix: &str, opts: ListOptions) -> Result<ListResult>;
+    /// Stream every change under `prefix` with revision > `after`.
+    /// `Compacted` (as the first item or as the call's error) when `after + 1` was compacted.
+    async fn watch(&self, prefix: &str, after: Revision) -> Result<EventStream>;
+    /// The store's current revision.
+    async fn current_revision(&self) -> Result<Revision>;
+    /// Compact history before `revision`.
+    async fn compact(&self, revision: Revision) -> Result<()>;
+    /// Ok when the backend answers.
+    async fn health(&self) -> Result<()>;
+}
