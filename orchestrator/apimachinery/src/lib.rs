@@ -1,1 +1,22 @@
-//! bpfk-apimachinery
+//! bpfk-apimachinery: the pure logic that makes the bpfk API server behave like Kubernetes.
+//!
+//! Nothing in this crate performs I/O. Objects are handled as [`serde_json::Value`] (the API
+//! server's representation); `k8s-openapi` types are used where typed structure helps (discovery
+//! documents, unknown-field detection).
+//!
+//! Modules, one concern each:
+//! - [`registry`]: the served resources (group/version/kind/plural/scope/short names/...) and the
+//!   discovery documents built from them.
+//! - [`defaults`]: Kubernetes' defaulting (idempotent).
+//! - [`selectors`]: label and field selectors.
+//! - [`validation`]: create/update validation with Kubernetes field paths and causes.
+//! - [`unknown_fields`]: detection of fields a kind does not have (`fieldValidation=Strict`).
+//! - [`patch`]: JSON merge patch, JSON patch and strategic merge patch.
+//! - [`table`]: `meta.k8s.io/v1` `Table` rendering for `kubectl get`.
+
+pub mod defaults;
+pub mod names;
+pub mod registry;
+pub mod selectors;
+
+pub use registry::ResourceInfo;
