@@ -1,1 +1,5 @@
-//! test harness
+//! Harness for tests that cross a process boundary: real helper processes started on
+//! free loopback ports and removed when the guard is dropped.
+
+pub mod etcd;
+pub mod server;

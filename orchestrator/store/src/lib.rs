@@ -10,6 +10,7 @@
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
+use futures::StreamExt;
 
 pub mod etcd;
 pub mod watch_cache;
@@ -33,7 +34,10 @@ pub enum Event {
     /// Key created; `kv.mod_revision` is the event's revision.
     Added { kv: KeyValue },
     /// Key updated; `prev` is the value before the write when known.
-    Modified { kv: KeyValue, prev: Option<KeyValue> },
+    Modified {
+        kv: KeyValue,
+        prev: Option<KeyValue>,
+    },
     /// Key deleted. `kv` holds the last value with `mod_revision` set to the revision
     /// of the delete (as Kubernetes reports the resourceVersion of a deleted object).
     Deleted { kv: KeyValue },
@@ -62,10 +66,17 @@ pub enum StoreError {
     NotFound(String),
     /// Precondition on mod_revision failed.
     #[error("conflict on {key}: expected revision {expected}, current {current}")]
-    Conflict { key: String, expected: Revision, current: Revision },
+    Conflict {
+        key: String,
+        expected: Revision,
+        current: Revision,
+    },
     /// The requested revision has been compacted away (HTTP 410 Gone).
     #[error("revision {requested} has been compacted (oldest available {compacted})")]
-    Compacted { requested: Revision, compacted: Revision },
+    Compacted {
+        requested: Revision,
+        compacted: Revision,
+    },
     /// Backend unreachable or timing out (HTTP 503).
     #[error("storage unavailable: {0}")]
     Unavailable(String),
@@ -99,6 +110,27 @@ pub struct ListResult {
 
 pub type EventStream = BoxStream<'static, Result<Event>>;
 
+/// An item of [`Store::watch_with_progress`]: a change, or a progress mark.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchItem {
+    Event(Event),
+    /// Every change under the prefix up to and including this revision has been delivered.
+    Progress(Revision),
+}
+
+pub type WatchItemStream = BoxStream<'static, Result<WatchItem>>;
+
+/// A cheap fingerprint of a prefix, read at one revision (see [`Store::summary`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PrefixSummary {
+    /// The revision the summary was read at.
+    pub revision: Revision,
+    /// Number of keys under the prefix.
+    pub count: i64,
+    /// Highest `mod_revision` among those keys (0 when there are none).
+    pub max_mod_revision: Revision,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>>;
@@ -106,8 +138,12 @@ pub trait Store: Send + Sync + 'static {
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<Revision>;
     /// Replace an existing key. `expected`: required current mod_revision (else `Conflict`).
     /// Fails with `NotFound` when the key does not exist.
-    async fn update(&self, key: &str, value: Vec<u8>, expected: Option<Revision>)
-        -> Result<Revision>;
+    async fn update(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        expected: Option<Revision>,
+    ) -> Result<Revision>;
     /// Delete; returns the deleted value with `mod_revision` = revision of the delete.
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue>;
     /// List keys under `prefix` (which ends in '/').
@@ -121,4 +157,28 @@ pub trait Store: Send + Sync + 'static {
     async fn compact(&self, revision: Revision) -> Result<()>;
     /// Ok when the backend answers.
     async fn health(&self) -> Result<()>;
+
+    /// Like [`watch`](Store::watch), and also yields [`WatchItem::Progress`] when the backend
+    /// reports that the watch has delivered everything up to a revision (etcd progress
+    /// notifications). The default implementation never reports progress.
+    async fn watch_with_progress(&self, prefix: &str, after: Revision) -> Result<WatchItemStream> {
+        let events = self.watch(prefix, after).await?;
+        Ok(events.map(|item| item.map(WatchItem::Event)).boxed())
+    }
+
+    /// Count and highest mod_revision of the keys under `prefix`, read at the latest revision
+    /// (a quorum read). The default implementation lists the whole prefix.
+    async fn summary(&self, prefix: &str) -> Result<PrefixSummary> {
+        let list = self.list(prefix, ListOptions::default()).await?;
+        Ok(PrefixSummary {
+            revision: list.revision,
+            count: list.items.len() as i64,
+            max_mod_revision: list
+                .items
+                .iter()
+                .map(|kv| kv.mod_revision)
+                .max()
+                .unwrap_or(0),
+        })
+    }
 }

@@ -1,0 +1,271 @@
+//! A real, temporary `etcd` server (Debian `etcd-server` 3.4, binary `etcd` on PATH).
+//!
+//! [`EtcdProcess::start`] launches etcd on free 127.0.0.1 client and peer ports with a
+//! temporary data directory and waits until `/health` answers. [`EtcdProcess::stop`] and
+//! [`EtcdProcess::start_again`] simulate an outage: the restarted server keeps the same
+//! ports and data. Dropping the guard kills the process and removes the data directory.
+//!
+//! Everything here panics with a clear message when etcd is missing or does not come up:
+//! tests that need etcd must fail loudly, never skip.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long etcd may take to become healthy after being launched.
+const START_DEADLINE: Duration = Duration::from_secs(60);
+/// How many fresh port pairs to try when the first ones were taken by someone else.
+const PORT_ATTEMPTS: usize = 5;
+
+/// Options for [`EtcdProcess::start_with`].
+#[derive(Debug, Clone, Default)]
+pub struct EtcdOptions {
+    /// `--experimental-watch-progress-notify-interval` (etcd's default is 10 minutes).
+    pub progress_notify_interval: Option<Duration>,
+}
+
+/// A running (or deliberately stopped) temporary etcd server.
+pub struct EtcdProcess {
+    child: Option<Child>,
+    client_port: u16,
+    peer_port: u16,
+    options: EtcdOptions,
+    /// Holds the data directory and the log file; removed on drop (after the kill).
+    dir: tempfile::TempDir,
+}
+
+impl EtcdProcess {
+    /// Start etcd with default options. Panics when etcd is missing or unhealthy.
+    pub fn start() -> EtcdProcess {
+        Self::start_with(EtcdOptions::default())
+    }
+
+    /// Start etcd with `options`. Panics when etcd is missing or unhealthy.
+    pub fn start_with(options: EtcdOptions) -> EtcdProcess {
+        check_binary();
+        let mut last_error = String::new();
+        for _ in 0..PORT_ATTEMPTS {
+            let dir = tempfile::Builder::new()
+                .prefix("bpfk-etcd-")
+                .tempdir()
+                .unwrap_or_else(|e| panic!("cannot create a temporary directory for etcd: {e}"));
+            let (client_port, peer_port) = free_port_pair();
+            let mut etcd = EtcdProcess {
+                child: None,
+                client_port,
+                peer_port,
+                options: options.clone(),
+                dir,
+            };
+            match etcd.launch() {
+                Ok(()) => return etcd,
+                // Most likely another process took one of the probed ports before etcd
+                // bound it: try another pair (dropping `etcd` kills it and removes its dir).
+                Err(e) => last_error = e,
+            }
+        }
+        panic!("etcd did not start after {PORT_ATTEMPTS} attempts: {last_error}");
+    }
+
+    /// The client URL, `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    /// The client port.
+    pub fn client_port(&self) -> u16 {
+        self.client_port
+    }
+
+    /// The data directory (kept across [`stop`](Self::stop) / [`start_again`](Self::start_again)).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Process id of the running etcd, if running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Whether the etcd process is running (started and not stopped).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Kill etcd (SIGKILL, like a crash) and wait for it to exit. Data is kept.
+    pub fn stop(&mut self) {
+        self.kill();
+    }
+
+    /// Start etcd again on the same ports with the same data directory and wait until
+    /// healthy. Panics if it does not come back.
+    pub fn start_again(&mut self) {
+        assert!(
+            self.child.is_none(),
+            "start_again called while etcd is running"
+        );
+        if let Err(e) = self.launch() {
+            self.kill();
+            panic!("etcd did not come back on {}: {e}", self.endpoint());
+        }
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("etcd.log")
+    }
+
+    fn launch(&mut self) -> Result<(), String> {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .map_err(|e| format!("cannot open etcd log {}: {e}", self.log_path().display()))?;
+        let log_err = log
+            .try_clone()
+            .map_err(|e| format!("cannot clone etcd log handle: {e}"))?;
+        let client = self.endpoint();
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let name = "bpfk-test";
+        let mut cmd = Command::new("etcd");
+        cmd.arg("--name")
+            .arg(name)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--listen-client-urls")
+            .arg(&client)
+            .arg("--advertise-client-urls")
+            .arg(&client)
+            .arg("--listen-peer-urls")
+            .arg(&peer)
+            .arg("--initial-advertise-peer-urls")
+            .arg(&peer)
+            .arg("--initial-cluster")
+            .arg(format!("{name}={peer}"))
+            .arg("--initial-cluster-state")
+            .arg("new")
+            .arg("--logger")
+            .arg("zap")
+            .arg("--log-outputs")
+            .arg("stderr")
+            .arg("--log-level")
+            .arg("warn");
+        if let Some(interval) = self.options.progress_notify_interval {
+            cmd.arg("--experimental-watch-progress-notify-interval")
+                .arg(format!("{}ms", interval.as_millis()));
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log_err));
+        let child = cmd.spawn().map_err(|e| format!("cannot spawn etcd: {e}"))?;
+        self.child = Some(child);
+        self.wait_healthy()
+    }
+
+    fn wait_healthy(&mut self) -> Result<(), String> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.client_port));
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    self.child = None;
+                    return Err(format!(
+                        "etcd exited with {status} during start-up; log:\n{}",
+                        log_tail(&self.log_path())
+                    ));
+                }
+            }
+            if health_ok(addr) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "etcd on {addr} not healthy after {START_DEADLINE:?}; log:\n{}",
+                    log_tail(&self.log_path())
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for EtcdProcess {
+    fn drop(&mut self) {
+        self.kill();
+        // `dir` (TempDir) removes the data directory after this.
+    }
+}
+
+impl std::fmt::Debug for EtcdProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdProcess")
+            .field("endpoint", &self.endpoint())
+            .field("pid", &self.pid())
+            .field("data_dir", &self.data_dir())
+            .finish()
+    }
+}
+
+fn check_binary() {
+    match Command::new("etcd")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+    {
+        Ok(s) if s.success() => {}
+        Ok(s) => panic!("`etcd --version` failed with {s}: install Debian package etcd-server"),
+        Err(e) => panic!(
+            "etcd binary not found on PATH ({e}): install Debian package etcd-server \
+             (apt-get install etcd-server)"
+        ),
+    }
+}
+
+/// Two distinct free loopback ports (probed by binding port 0).
+fn free_port_pair() -> (u16, u16) {
+    let a = TcpListener::bind("127.0.0.1:0")
+        .unwrap_or_else(|e| panic!("cannot bind a loopback port: {e}"));
+    let b = TcpListener::bind("127.0.0.1:0")
+        .unwrap_or_else(|e| panic!("cannot bind a loopback port: {e}"));
+    let ports = (
+        a.local_addr().map(|a| a.port()).unwrap_or_default(),
+        b.local_addr().map(|a| a.port()).unwrap_or_default(),
+    );
+    assert!(
+        ports.0 != 0 && ports.1 != 0,
+        "cannot read probed port numbers"
+    );
+    ports
+}
+
+/// `GET /health` answered with `"health":"true"`.
+fn health_ok(addr: SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
+    let request = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.starts_with("HTTP/1.1 200") && response.contains("\"health\":\"true\"")
+}
+
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
