@@ -2,4 +2,3 @@
 //! free loopback ports and removed when the guard is dropped.
 
 pub mod etcd;
-pub mod server;
