@@ -16,7 +16,9 @@
 
 pub mod defaults;
 pub mod names;
+pub mod quantity;
 pub mod registry;
 pub mod selectors;
+pub mod validation;
 
 pub use registry::ResourceInfo;

@@ -3,6 +3,7 @@
 //! Kubernetes; an empty list means valid.
 
 const DNS1123_LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+const DNS1035_LABEL_MSG: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')";
 const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
 const QUALIFIED_NAME_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
 const QUALIFIED_NAME_FORMAT_MSG: &str = "a qualified name must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')";
@@ -34,6 +35,18 @@ pub fn dns1123_label(s: &str) -> Vec<String> {
     }
     if !is_label_syntax(s) {
         errs.push(DNS1123_LABEL_MSG.to_string());
+    }
+    errs
+}
+
+/// DNS-1035 label (Service names): `[a-z]([-a-z0-9]*[a-z0-9])?`, at most 63 characters.
+pub fn dns1035_label(s: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if s.len() > DNS1123_LABEL_MAX {
+        errs.push(too_long(DNS1123_LABEL_MAX));
+    }
+    if !is_label_syntax(s) || !s.as_bytes()[0].is_ascii_lowercase() {
+        errs.push(DNS1035_LABEL_MSG.to_string());
     }
     errs
 }
@@ -151,6 +164,9 @@ mod tests {
         assert!(!dns1123_label("-a").is_empty());
         assert!(!dns1123_label("a.b").is_empty());
         assert!(!dns1123_label("").is_empty());
+        assert!(dns1035_label("web-1").is_empty());
+        assert!(dns1035_label("1web")[0].starts_with("a DNS-1035 label"));
+        assert!(!dns1035_label("").is_empty());
         assert_eq!(
             dns1123_label(&"a".repeat(64))[0],
             "must be no more than 63 characters"
