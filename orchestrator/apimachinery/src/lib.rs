@@ -19,6 +19,7 @@ pub mod names;
 pub mod quantity;
 pub mod registry;
 pub mod selectors;
+pub mod unknown_fields;
 pub mod validation;
 
 pub use registry::ResourceInfo;
