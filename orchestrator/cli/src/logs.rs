@@ -1,0 +1,59 @@
+//! `bpfk logs`: a pod container's log through the `pods/log` subresource.
+
+use crate::cli::LogsArgs;
+use crate::client::{with_query, Ctx};
+use crate::discovery::Resources;
+use crate::error::{Error, Result};
+
+pub async fn run(ctx: &Ctx, resources: &Resources, args: &LogsArgs) -> Result<()> {
+    let name = match args.pod.split_once('/') {
+        Some((t, n)) => {
+            let info = resources.resolve(t)?;
+            if info.kind != "Pod" {
+                return Err(Error::Usage(format!(
+                    "logs are only available for pods, not {}",
+                    info.group_resource()
+                )));
+            }
+            n.to_string()
+        }
+        None => args.pod.clone(),
+    };
+    let pods = resources.resolve("pods")?;
+    let path = format!("{}/log", pods.object_path(Some(&ctx.namespace), &name));
+    let uri = with_query(
+        &path,
+        &[
+            ("container", args.container.clone().unwrap_or_default()),
+            (
+                "tailLines",
+                args.tail.map(|t| t.to_string()).unwrap_or_default(),
+            ),
+            (
+                "previous",
+                if args.previous {
+                    "true".into()
+                } else {
+                    String::new()
+                },
+            ),
+        ],
+    );
+    match ctx.get_text(&uri).await {
+        Ok(text) => {
+            print!("{text}");
+            Ok(())
+        }
+        Err(Error::Api(s))
+            if s.code == 405
+                || (s.code == 404 && s.details.is_none() && !pods.has_subresource("log")) =>
+        {
+            // The pod may exist, but the server has no log endpoint: say so plainly.
+            Err(Error::Usage(format!(
+                "the server at {} does not serve pod logs (GET {path} answered {} {})",
+                ctx.server, s.code, s.reason
+            )))
+        }
+        Err(e) => Err(e),
+    }
+}
