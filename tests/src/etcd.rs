@@ -113,6 +113,27 @@ impl EtcdProcess {
         }
     }
 
+    /// Sum of the samples of Prometheus metric `name` from etcd's `/metrics` (e.g.
+    /// `etcd_debugging_mvcc_watcher_total`, the number of watchers etcd serves).
+    /// Panics when etcd does not answer or does not export the metric.
+    pub fn metric(&self, name: &str) -> f64 {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.client_port));
+        let (status, body) = http_get(addr, "/metrics")
+            .unwrap_or_else(|| panic!("etcd on {addr} did not answer GET /metrics"));
+        assert_eq!(status, 200, "GET /metrics on {addr} answered {status}");
+        let samples: Vec<f64> = body
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| {
+                let (series, value) = line.rsplit_once(' ')?;
+                let metric = series.split('{').next()?;
+                (metric == name).then(|| value.parse::<f64>().ok())?
+            })
+            .collect();
+        assert!(!samples.is_empty(), "etcd does not export metric {name}");
+        samples.iter().sum()
+    }
+
     fn log_path(&self) -> PathBuf {
         self.dir.path().join("etcd.log")
     }
@@ -250,18 +271,48 @@ fn free_port_pair() -> (u16, u16) {
 
 /// `GET /health` answered with `"health":"true"`.
 fn health_ok(addr: SocketAddr) -> bool {
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
-    let request = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
+    http_get(addr, "/health")
+        .is_some_and(|(status, body)| status == 200 && body.contains("\"health\":\"true\""))
+}
+
+/// A plain HTTP/1.1 GET on loopback: (status, body), or None when unreachable.
+fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream
+        .set_write_timeout(Some(Duration::from_secs(2)))
+        .ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
     let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    response.starts_with("HTTP/1.1 200") && response.contains("\"health\":\"true\"")
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Some((status, body))
+}
+
+/// Decode an HTTP/1.1 chunked body.
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size_line, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size_line.trim(), 16) else {
+            break;
+        };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
 }
 
 fn log_tail(path: &Path) -> String {

@@ -439,7 +439,8 @@ impl Store for EtcdStore {
         if let Some(limit) = opts.limit.filter(|l| *l > 0) {
             options = options.with_limit(limit);
         }
-        if let Some(rev) = opts.revision.filter(|r| *r > 0) {
+        let at = opts.revision.filter(|r| *r > 0);
+        if let Some(rev) = at {
             options = options.with_revision(rev);
         }
         let resp = match self.range("list", start, options).await {
@@ -461,7 +462,11 @@ impl Store for EtcdStore {
         let items: Vec<KeyValue> = resp.kvs().iter().map(convert).collect();
         let remaining = (resp.count() - items.len() as i64).max(0);
         Ok(ListResult {
-            revision: header_revision(resp.header())?,
+            // etcd's header carries its current revision even for a read in the past.
+            revision: match at {
+                Some(rev) => rev,
+                None => header_revision(resp.header())?,
+            },
             more: resp.more(),
             remaining: Some(remaining),
             items,
