@@ -1,1 +1,236 @@
+//! Map keys and values shared by the eBPF programs (`ebpf/programs`) and the
+//! user-space datapath (`bpfk-datapath`).
+//!
+//! Every type is `#[repr(C)]` with explicit padding fields so that a key built
+//! with zeroed padding hashes identically on both sides. Addresses and ports
+//! are stored in **network byte order**, exactly as the kernel hands them to
+//! the programs (`bpf_sock_addr.user_ip4`, packet headers).
+//!
+//! The map layout follows Cilium's service maps: a service frontend
+//! `{addr, port, proto}` owns slots `0..=N` in [`SVC_MAP`]; slot 0 is the
+//! master entry (backend count, reverse-NAT index, flags) and slots `1..=N`
+//! each point at a backend id in [`BACKEND_MAP`]. Map names carry a layout
+//! version so an upgraded agent never misreads an old pinned map.
 #![no_std]
+
+/// Service map: [`ServiceKey`] → [`ServiceValue`].
+pub const SVC_MAP: &str = "BPFK_SVC_V1";
+/// Backend map: backend id (`u32`) → [`Backend`].
+pub const BACKEND_MAP: &str = "BPFK_BACKEND_V1";
+/// Reverse-NAT map: reverse-NAT index (`u16`) → [`RevNat`].
+pub const REVNAT_MAP: &str = "BPFK_REVNAT_V1";
+/// Per-packet connection tracking (LRU): [`CtKey`] → [`CtValue`].
+pub const CT_MAP: &str = "BPFK_CT_V1";
+/// Session affinity (LRU): [`AffinityKey`] → [`AffinityValue`].
+pub const AFFINITY_MAP: &str = "BPFK_AFFINITY_V1";
+/// Socket-level reverse NAT (LRU): [`SockRevKey`] → [`SockRevValue`].
+pub const SOCK_REVNAT_MAP: &str = "BPFK_SOCK_REVNAT_V1";
+/// Node configuration (array with one [`NodeConfig`] at index 0).
+pub const CONFIG_MAP: &str = "BPFK_CONFIG_V1";
+
+/// `IPPROTO_TCP`.
+pub const PROTO_TCP: u8 = 6;
+/// `IPPROTO_UDP`.
+pub const PROTO_UDP: u8 = 17;
+
+/// [`ServiceValue::flags`]: the frontend is a NodePort (`addr` is a node address).
+pub const SVC_F_NODEPORT: u8 = 1;
+/// [`ServiceValue::flags`]: `sessionAffinity: ClientIP`.
+pub const SVC_F_AFFINITY: u8 = 2;
+
+/// [`Backend::flags`]: the backend lives on this node (no SNAT needed for NodePort).
+pub const BACKEND_F_LOCAL: u8 = 1;
+
+/// [`CtKey::dir`]: client → service direction.
+pub const CT_DIR_FORWARD: u8 = 0;
+/// [`CtKey::dir`]: backend → client direction.
+pub const CT_DIR_REPLY: u8 = 1;
+
+/// [`CtValue::flags`]: the flow is source-NATed to the node address and both
+/// directions are redirected out of the underlay device.
+pub const CT_F_SNAT: u8 = 1;
+
+/// [`AffinityKey::kind`]: the client is identified by its network namespace
+/// cookie (socket-level load balancing).
+pub const AFFINITY_KIND_NETNS: u8 = 1;
+/// [`AffinityKey::kind`]: the client is identified by its IPv4 address
+/// (per-packet load balancing).
+pub const AFFINITY_KIND_ADDR: u8 = 2;
+
+/// A service frontend slot.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ServiceKey {
+    /// Frontend IPv4 address (ClusterIP or node address), network order.
+    pub addr: u32,
+    /// Frontend port, network order.
+    pub port: u16,
+    /// 0 = master entry, `1..=count` = backend slots.
+    pub slot: u16,
+    /// `PROTO_TCP` or `PROTO_UDP`.
+    pub proto: u8,
+    pub pad: [u8; 3],
+}
+
+/// Value of a service slot.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServiceValue {
+    /// Backend id (slots `1..=count`); 0 in the master entry.
+    pub backend_id: u32,
+    /// Number of backends (master entry only). 0 = refuse connections.
+    pub count: u16,
+    /// Reverse-NAT index of this frontend.
+    pub rev_nat_index: u16,
+    /// `SVC_F_*`.
+    pub flags: u8,
+    pub pad: [u8; 3],
+    /// Session affinity timeout in seconds (master entry, with `SVC_F_AFFINITY`).
+    pub affinity_timeout_s: u32,
+}
+
+/// A backend (pod endpoint).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Backend {
+    /// IPv4 address, network order.
+    pub addr: u32,
+    /// Port, network order.
+    pub port: u16,
+    /// `PROTO_TCP` or `PROTO_UDP`.
+    pub proto: u8,
+    /// `BACKEND_F_*`.
+    pub flags: u8,
+}
+
+/// The frontend a reverse-NAT index stands for.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RevNat {
+    /// Frontend address, network order.
+    pub addr: u32,
+    /// Frontend port, network order.
+    pub port: u16,
+    pub pad: [u8; 2],
+}
+
+/// Connection-tracking key: the packet's 5-tuple as seen on arrival.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CtKey {
+    pub saddr: u32,
+    pub daddr: u32,
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+    /// `CT_DIR_FORWARD` or `CT_DIR_REPLY`.
+    pub dir: u8,
+    pub pad: [u8; 2],
+}
+
+/// Connection-tracking value: the rewrite to apply to matching packets.
+/// A zero address/port means "leave unchanged".
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CtValue {
+    pub new_saddr: u32,
+    pub new_daddr: u32,
+    pub new_sport: u16,
+    pub new_dport: u16,
+    /// Backend chosen for the flow (forward entries).
+    pub backend_id: u32,
+    pub rev_nat_index: u16,
+    /// `CT_F_*`.
+    pub flags: u8,
+    pub pad: u8,
+}
+
+/// Session-affinity key.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct AffinityKey {
+    /// Network namespace cookie or IPv4 address, see `kind`.
+    pub client: u64,
+    pub rev_nat_index: u16,
+    /// `AFFINITY_KIND_*`.
+    pub kind: u8,
+    pub pad: [u8; 5],
+}
+
+/// Session-affinity value.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AffinityValue {
+    pub backend_id: u32,
+    pub pad: u32,
+    /// `bpf_ktime_get_ns()` of the last use.
+    pub last_used_ns: u64,
+}
+
+/// Socket-level reverse NAT key: a socket (by cookie) and the backend it was
+/// sent to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SockRevKey {
+    pub cookie: u64,
+    pub addr: u32,
+    pub port: u16,
+    pub pad: [u8; 2],
+}
+
+/// Socket-level reverse NAT value: the frontend the application asked for.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockRevValue {
+    pub addr: u32,
+    pub port: u16,
+    pub rev_nat_index: u16,
+}
+
+/// Per-node settings the programs need (array index 0).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeConfig {
+    /// Node address on the underlay (NodePort frontends, SNAT), network order.
+    pub node_addr: u32,
+    /// ifindex of the underlay device (SNATed NodePort flows are redirected there).
+    pub underlay_ifindex: u32,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: all types are #[repr(C)], contain only integers and have explicit padding.
+    unsafe impl aya::Pod for ServiceKey {}
+    unsafe impl aya::Pod for ServiceValue {}
+    unsafe impl aya::Pod for Backend {}
+    unsafe impl aya::Pod for RevNat {}
+    unsafe impl aya::Pod for CtKey {}
+    unsafe impl aya::Pod for CtValue {}
+    unsafe impl aya::Pod for AffinityKey {}
+    unsafe impl aya::Pod for AffinityValue {}
+    unsafe impl aya::Pod for SockRevKey {}
+    unsafe impl aya::Pod for SockRevValue {}
+    unsafe impl aya::Pod for NodeConfig {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::size_of;
+
+    #[test]
+    fn layouts_have_no_implicit_padding() {
+        assert_eq!(size_of::<ServiceKey>(), 12);
+        assert_eq!(size_of::<ServiceValue>(), 16);
+        assert_eq!(size_of::<Backend>(), 8);
+        assert_eq!(size_of::<RevNat>(), 8);
+        assert_eq!(size_of::<CtKey>(), 16);
+        assert_eq!(size_of::<CtValue>(), 20);
+        assert_eq!(size_of::<AffinityKey>(), 16);
+        assert_eq!(size_of::<AffinityValue>(), 16);
+        assert_eq!(size_of::<SockRevKey>(), 16);
+        assert_eq!(size_of::<SockRevValue>(), 8);
+        assert_eq!(size_of::<NodeConfig>(), 8);
+    }
+}

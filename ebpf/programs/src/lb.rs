@@ -1,0 +1,115 @@
+//! Backend selection shared by the socket-level and per-packet paths.
+
+use aya_ebpf::helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns};
+use bpfk_ebpf_common::{
+    AffinityKey, AffinityValue, Backend, ServiceKey, ServiceValue, SVC_F_AFFINITY,
+};
+
+use crate::maps::{AFFINITY, BACKENDS, SVC};
+
+/// Result of a service lookup.
+pub enum Lookup {
+    /// Not a service frontend: leave the traffic alone.
+    NotService,
+    /// A frontend without backends: refuse.
+    NoBackends,
+    /// Chosen backend.
+    Backend {
+        id: u32,
+        backend: Backend,
+        master: ServiceValue,
+    },
+}
+
+#[inline(always)]
+pub fn master(addr: u32, port: u16, proto: u8) -> Option<ServiceValue> {
+    let key = ServiceKey {
+        addr,
+        port,
+        slot: 0,
+        proto,
+        pad: [0; 3],
+    };
+    // SAFETY: values are plain integers copied out immediately.
+    unsafe { SVC.get(&key) }.copied()
+}
+
+#[inline(always)]
+pub fn backend(id: u32) -> Option<Backend> {
+    // SAFETY: as above.
+    unsafe { BACKENDS.get(&id) }.copied()
+}
+
+/// Looks the frontend up and picks a backend: the affine one when the
+/// service has `sessionAffinity: ClientIP` and the entry is fresh, otherwise a
+/// random slot.
+#[inline(always)]
+pub fn select(addr: u32, port: u16, proto: u8, client: u64, client_kind: u8) -> Lookup {
+    let Some(master) = master(addr, port, proto) else {
+        return Lookup::NotService;
+    };
+    if master.count == 0 {
+        return Lookup::NoBackends;
+    }
+    // SAFETY: helper without side effects.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let affinity = master.flags & SVC_F_AFFINITY != 0;
+    let akey = AffinityKey {
+        client,
+        rev_nat_index: master.rev_nat_index,
+        kind: client_kind,
+        pad: [0; 5],
+    };
+    if affinity {
+        // SAFETY: as above.
+        if let Some(a) = unsafe { AFFINITY.get(&akey) } {
+            let timeout_ns = (master.affinity_timeout_s as u64) * 1_000_000_000;
+            if now.wrapping_sub(a.last_used_ns) < timeout_ns {
+                let id = a.backend_id;
+                if let Some(backend) = backend(id) {
+                    let v = AffinityValue {
+                        backend_id: id,
+                        pad: 0,
+                        last_used_ns: now,
+                    };
+                    let _ = AFFINITY.insert(&akey, &v, 0);
+                    return Lookup::Backend {
+                        id,
+                        backend,
+                        master,
+                    };
+                }
+            }
+        }
+    }
+    // SAFETY: helper without side effects.
+    let rnd = unsafe { bpf_get_prandom_u32() };
+    let slot = (rnd % (master.count as u32)) as u16 + 1;
+    let key = ServiceKey {
+        addr,
+        port,
+        slot,
+        proto,
+        pad: [0; 3],
+    };
+    // SAFETY: as above.
+    let Some(sv) = (unsafe { SVC.get(&key) }).copied() else {
+        return Lookup::NoBackends;
+    };
+    let Some(backend) = backend(sv.backend_id) else {
+        return Lookup::NoBackends;
+    };
+    if affinity {
+        let v = AffinityValue {
+            backend_id: sv.backend_id,
+            pad: 0,
+            last_used_ns: now,
+        };
+        let _ = AFFINITY.insert(&akey, &v, 0);
+    }
+    Lookup::Backend {
+        id: sv.backend_id,
+        backend,
+        master,
+    }
+}

@@ -1,0 +1,300 @@
+//! Per-packet load balancing (TC ingress on the host side of pod veths and on
+//! the underlay device).
+//!
+//! Every IPv4 TCP/UDP packet entering the node is checked against the
+//! conntrack map first (reply direction: reverse NAT; forward direction: the
+//! flow keeps its backend), then against the service map (new flow: pick a
+//! backend, DNAT, record both directions). NodePort flows whose backend lives
+//! on another node are also SNATed to the node address and redirected out of
+//! the underlay so that replies come back through this node.
+
+use aya_ebpf::{
+    bindings::{TC_ACT_OK, TC_ACT_SHOT},
+    helpers::bpf_redirect_neigh,
+    macros::classifier,
+    programs::TcContext,
+};
+use aya_log_ebpf::debug;
+use bpfk_ebpf_common::{
+    CtKey, CtValue, AFFINITY_KIND_ADDR, BACKEND_F_LOCAL, CT_DIR_FORWARD, CT_DIR_REPLY, CT_F_SNAT,
+    PROTO_TCP, PROTO_UDP, SVC_F_NODEPORT,
+};
+
+use crate::{
+    lb::{backend, select, Lookup},
+    maps::{CONFIG, CT},
+};
+
+/// TCX "continue with the next program / default action".
+const TC_ACT_UNSPEC: i32 = -1;
+
+const ETH_HLEN: usize = 14;
+const ETH_P_IP: u16 = 0x0800;
+const IP_CSUM_OFF: usize = ETH_HLEN + 10;
+const IP_SRC_OFF: usize = ETH_HLEN + 12;
+const IP_DST_OFF: usize = ETH_HLEN + 16;
+const BPF_F_PSEUDO_HDR: u64 = 0x10;
+const BPF_F_MARK_MANGLED_0: u64 = 0x20;
+
+#[classifier]
+pub fn bpfk_tc_ingress(ctx: TcContext) -> i32 {
+    try_ingress(&ctx).unwrap_or(TC_ACT_UNSPEC)
+}
+
+struct Packet {
+    saddr: u32,
+    daddr: u32,
+    sport: u16,
+    dport: u16,
+    proto: u8,
+    l4: usize,
+}
+
+#[inline(always)]
+fn parse(ctx: &TcContext) -> Result<Option<Packet>, i64> {
+    let eth_proto: u16 = ctx.load(12)?;
+    if u16::from_be(eth_proto) != ETH_P_IP {
+        return Ok(None);
+    }
+    let vihl: u8 = ctx.load(ETH_HLEN)?;
+    let ihl = ((vihl & 0x0f) as usize) * 4;
+    if vihl >> 4 != 4 || ihl < 20 {
+        return Ok(None);
+    }
+    let frag: u16 = ctx.load(ETH_HLEN + 6)?;
+    if u16::from_be(frag) & 0x3fff != 0 {
+        // Fragments carry no (or a partial) L4 header: leave them alone.
+        return Ok(None);
+    }
+    let proto: u8 = ctx.load(ETH_HLEN + 9)?;
+    if proto != PROTO_TCP && proto != PROTO_UDP {
+        return Ok(None);
+    }
+    let l4 = ETH_HLEN + ihl;
+    Ok(Some(Packet {
+        saddr: ctx.load(IP_SRC_OFF)?,
+        daddr: ctx.load(IP_DST_OFF)?,
+        sport: ctx.load(l4)?,
+        dport: ctx.load(l4 + 2)?,
+        proto,
+        l4,
+    }))
+}
+
+#[inline(always)]
+fn try_ingress(ctx: &TcContext) -> Result<i32, i64> {
+    let Some(p) = parse(ctx)? else {
+        return Ok(TC_ACT_UNSPEC);
+    };
+
+    // Reply of a translated flow?
+    let rkey = CtKey {
+        saddr: p.saddr,
+        daddr: p.daddr,
+        sport: p.sport,
+        dport: p.dport,
+        proto: p.proto,
+        dir: CT_DIR_REPLY,
+        pad: [0; 2],
+    };
+    // SAFETY: value copied out immediately.
+    if let Some(ct) = unsafe { CT.get(&rkey) }.copied() {
+        rewrite(ctx, &p, &ct)?;
+        return Ok(finish(&ct));
+    }
+
+    // Established forward flow?
+    let fkey = CtKey {
+        dir: CT_DIR_FORWARD,
+        ..rkey
+    };
+    // SAFETY: as above.
+    if let Some(ct) = unsafe { CT.get(&fkey) }.copied() {
+        if backend(ct.backend_id).is_some() {
+            rewrite(ctx, &p, &ct)?;
+            return Ok(finish(&ct));
+        }
+        // The backend was removed: choose again below.
+        let _ = CT.remove(&fkey);
+    }
+
+    let (id, be, master) = match select(
+        p.daddr,
+        p.dport,
+        p.proto,
+        p.saddr as u64,
+        AFFINITY_KIND_ADDR,
+    ) {
+        Lookup::NotService => return Ok(TC_ACT_UNSPEC),
+        Lookup::NoBackends => {
+            debug!(
+                ctx,
+                "bpfk: tc: no backends for {:i}:{}",
+                u32::from_be(p.daddr),
+                u16::from_be(p.dport)
+            );
+            return Ok(TC_ACT_SHOT);
+        }
+        Lookup::Backend {
+            id,
+            backend,
+            master,
+        } => (id, backend, master),
+    };
+
+    let mut snat_addr = 0u32;
+    if master.flags & SVC_F_NODEPORT != 0 && be.flags & BACKEND_F_LOCAL == 0 {
+        if let Some(cfg) = CONFIG.get(0) {
+            snat_addr = cfg.node_addr;
+        }
+    }
+    let flags = if snat_addr != 0 { CT_F_SNAT } else { 0 };
+    let fwd = CtValue {
+        new_saddr: snat_addr,
+        new_daddr: be.addr,
+        new_sport: 0,
+        new_dport: be.port,
+        backend_id: id,
+        rev_nat_index: master.rev_nat_index,
+        flags,
+        pad: 0,
+    };
+    let rev_key = CtKey {
+        saddr: be.addr,
+        daddr: if snat_addr != 0 { snat_addr } else { p.saddr },
+        sport: be.port,
+        dport: p.sport,
+        proto: p.proto,
+        dir: CT_DIR_REPLY,
+        pad: [0; 2],
+    };
+    let rev = CtValue {
+        new_saddr: p.daddr,
+        new_daddr: if snat_addr != 0 { p.saddr } else { 0 },
+        new_sport: p.dport,
+        new_dport: 0,
+        backend_id: id,
+        rev_nat_index: master.rev_nat_index,
+        flags,
+        pad: 0,
+    };
+    let _ = CT.insert(&rev_key, &rev, 0);
+    let _ = CT.insert(&fkey, &fwd, 0);
+    rewrite(ctx, &p, &fwd)?;
+    Ok(finish(&fwd))
+}
+
+/// SNATed flows leave through the underlay whatever the direction (the kernel
+/// would drop a packet with a local source arriving from outside).
+#[inline(always)]
+fn finish(ct: &CtValue) -> i32 {
+    if ct.flags & CT_F_SNAT != 0 {
+        if let Some(cfg) = CONFIG.get(0) {
+            if cfg.underlay_ifindex != 0 {
+                // SAFETY: NULL params ask the kernel to do the FIB lookup itself.
+                return unsafe {
+                    bpf_redirect_neigh(cfg.underlay_ifindex, core::ptr::null_mut(), 0, 0)
+                } as i32;
+            }
+        }
+    }
+    TC_ACT_OK
+}
+
+#[inline(always)]
+fn rewrite(ctx: &TcContext, p: &Packet, ct: &CtValue) -> Result<(), i64> {
+    let csum_off = if p.proto == PROTO_TCP {
+        p.l4 + 16
+    } else {
+        p.l4 + 6
+    };
+    // UDP may run without a checksum (0): leave it so.
+    let l4_csum = if p.proto == PROTO_UDP {
+        let c: u16 = ctx.load(csum_off)?;
+        c != 0
+    } else {
+        true
+    };
+    let mangled = if p.proto == PROTO_UDP {
+        BPF_F_MARK_MANGLED_0
+    } else {
+        0
+    };
+    if ct.new_saddr != 0 && ct.new_saddr != p.saddr {
+        set_addr(
+            ctx,
+            IP_SRC_OFF,
+            csum_off,
+            l4_csum,
+            mangled,
+            p.saddr,
+            ct.new_saddr,
+        )?;
+    }
+    if ct.new_daddr != 0 && ct.new_daddr != p.daddr {
+        set_addr(
+            ctx,
+            IP_DST_OFF,
+            csum_off,
+            l4_csum,
+            mangled,
+            p.daddr,
+            ct.new_daddr,
+        )?;
+    }
+    if ct.new_sport != 0 && ct.new_sport != p.sport {
+        set_port(ctx, p.l4, csum_off, l4_csum, mangled, p.sport, ct.new_sport)?;
+    }
+    if ct.new_dport != 0 && ct.new_dport != p.dport {
+        set_port(
+            ctx,
+            p.l4 + 2,
+            csum_off,
+            l4_csum,
+            mangled,
+            p.dport,
+            ct.new_dport,
+        )?;
+    }
+    Ok(())
+}
+
+#[inline(always)]
+fn set_addr(
+    ctx: &TcContext,
+    off: usize,
+    csum_off: usize,
+    l4_csum: bool,
+    mangled: u64,
+    old: u32,
+    new: u32,
+) -> Result<(), i64> {
+    if l4_csum {
+        ctx.l4_csum_replace(
+            csum_off,
+            old as u64,
+            new as u64,
+            BPF_F_PSEUDO_HDR | mangled | 4,
+        )?;
+    }
+    ctx.l3_csum_replace(IP_CSUM_OFF, old as u64, new as u64, 4)?;
+    ctx.store(off, &new, 0)?;
+    Ok(())
+}
+
+#[inline(always)]
+fn set_port(
+    ctx: &TcContext,
+    off: usize,
+    csum_off: usize,
+    l4_csum: bool,
+    mangled: u64,
+    old: u16,
+    new: u16,
+) -> Result<(), i64> {
+    if l4_csum {
+        ctx.l4_csum_replace(csum_off, old as u64, new as u64, mangled | 2)?;
+    }
+    ctx.store(off, &new, 0)?;
+    Ok(())
+}
