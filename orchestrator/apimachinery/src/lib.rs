@@ -16,6 +16,7 @@
 
 pub mod defaults;
 pub mod names;
+pub mod patch;
 pub mod quantity;
 pub mod registry;
 pub mod selectors;
