@@ -20,6 +20,7 @@ pub mod patch;
 pub mod quantity;
 pub mod registry;
 pub mod selectors;
+pub mod table;
 pub mod unknown_fields;
 pub mod validation;
 
