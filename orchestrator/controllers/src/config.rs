@@ -1,0 +1,115 @@
+//! Controller manager settings, usable as command-line flags (`#[command(flatten)]`).
+
+use std::time::Duration;
+
+/// Names accepted by `--controllers`.
+pub const ALL_CONTROLLERS: &[&str] = &[
+    "deployment",
+    "replicaset",
+    "endpoint",
+    "endpointslice",
+    "nodeipam",
+    "nodelifecycle",
+    "garbagecollector",
+    "namespace",
+];
+
+/// Parses durations such as `40s`, `5m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e}"))
+}
+
+/// Settings of the controller manager.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ControllersConfig {
+    /// Controllers to run: `*` for all, a name to enable one, `-name` to disable one
+    /// (deployment, replicaset, endpoint, endpointslice, nodeipam, nodelifecycle,
+    /// garbagecollector, namespace).
+    #[arg(long = "controllers", value_delimiter = ',', default_value = "*")]
+    pub controllers: Vec<String>,
+    /// A node whose lease was not renewed for this long becomes NotReady and tainted.
+    #[arg(long = "node-monitor-grace-period", default_value = "40s", value_parser = parse_duration)]
+    pub node_monitor_grace_period: Duration,
+    /// How often node health is checked.
+    #[arg(long = "node-monitor-period", default_value = "5s", value_parser = parse_duration)]
+    pub node_monitor_period: Duration,
+    /// Pods of a node unreachable for this long are deleted so their owners replace them.
+    #[arg(long = "pod-eviction-timeout", default_value = "5m", value_parser = parse_duration)]
+    pub pod_eviction_timeout: Duration,
+    /// CIDR node pod ranges are taken from.
+    #[arg(long = "cluster-cidr", default_value = "10.244.0.0/16")]
+    pub cluster_cidr: String,
+    /// Prefix length of each node's pod range.
+    #[arg(long = "node-cidr-mask-size", default_value_t = 24)]
+    pub node_cidr_mask_size: u8,
+    /// Objects of one kind reconciled at the same time.
+    #[arg(long = "concurrent-syncs", default_value_t = 16)]
+    pub concurrent_syncs: u16,
+}
+
+impl Default for ControllersConfig {
+    fn default() -> Self {
+        ControllersConfig {
+            controllers: vec!["*".into()],
+            node_monitor_grace_period: Duration::from_secs(40),
+            node_monitor_period: Duration::from_secs(5),
+            pod_eviction_timeout: Duration::from_secs(300),
+            cluster_cidr: "10.244.0.0/16".into(),
+            node_cidr_mask_size: 24,
+            concurrent_syncs: 16,
+        }
+    }
+}
+
+impl ControllersConfig {
+    /// Whether the named controller runs, following `--controllers` (later entries win).
+    pub fn enabled(&self, name: &str) -> bool {
+        let mut on = false;
+        for c in &self.controllers {
+            let c = c.trim();
+            if c == "*" || c == name {
+                on = true;
+            } else if c.strip_prefix('-') == Some(name) {
+                on = false;
+            }
+        }
+        on
+    }
+
+    /// Checks that `--controllers` only names known controllers.
+    pub fn validate(&self) -> Result<(), crate::Error> {
+        for c in &self.controllers {
+            let name = c.trim().trim_start_matches('-');
+            if name != "*" && !ALL_CONTROLLERS.contains(&name) {
+                return Err(crate::Error::Config {
+                    flag: "controllers",
+                    reason: format!(
+                        "unknown controller {name:?} (known: {})",
+                        ALL_CONTROLLERS.join(", ")
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn controller_switches() {
+        let mut c = ControllersConfig::default();
+        assert!(ALL_CONTROLLERS.iter().all(|n| c.enabled(n)));
+        c.controllers = vec!["*".into(), "-nodelifecycle".into()];
+        assert!(!c.enabled("nodelifecycle"));
+        assert!(c.enabled("deployment"));
+        c.controllers = vec!["replicaset".into()];
+        assert!(c.enabled("replicaset"));
+        assert!(!c.enabled("deployment"));
+        assert!(c.validate().is_ok());
+        c.controllers = vec!["bogus".into()];
+        assert!(c.validate().is_err());
+    }
+}

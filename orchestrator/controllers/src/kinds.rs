@@ -1,0 +1,47 @@
+//! The kinds the garbage collector and the namespace controller know.
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Endpoints, Event, Namespace, Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::ApiResource;
+
+/// One kind: its API resource and whether it lives in namespaces.
+#[derive(Debug, Clone)]
+pub struct Kind {
+    /// Group, version, kind and plural.
+    pub resource: ApiResource,
+    /// Namespaced (`true`) or cluster-scoped.
+    pub namespaced: bool,
+}
+
+fn kind<K: kube::Resource<DynamicType = ()>>(namespaced: bool) -> Kind {
+    Kind {
+        resource: ApiResource::erase::<K>(&()),
+        namespaced,
+    }
+}
+
+/// Every kind the API server serves, in the order a namespace is emptied (owners before what
+/// they own so that nothing is recreated behind our back).
+pub fn known() -> Vec<Kind> {
+    vec![
+        kind::<Deployment>(true),
+        kind::<ReplicaSet>(true),
+        kind::<Pod>(true),
+        kind::<Service>(true),
+        kind::<EndpointSlice>(true),
+        kind::<Endpoints>(true),
+        kind::<Lease>(true),
+        kind::<Event>(true),
+        kind::<Node>(false),
+        kind::<Namespace>(false),
+    ]
+}
+
+/// Finds a kind by `apiVersion` and `kind`.
+pub fn find<'a>(kinds: &'a [Kind], api_version: &str, kind: &str) -> Option<&'a Kind> {
+    kinds
+        .iter()
+        .find(|k| k.resource.api_version == api_version && k.resource.kind == kind)
+}

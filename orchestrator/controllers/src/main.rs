@@ -1,0 +1,39 @@
+//! `bpfk-controller-manager --kubeconfig PATH [flags]`: the controllers as their own process.
+
+use anyhow::Context;
+use clap::Parser;
+
+#[derive(Debug, Parser)]
+#[command(name = "bpfk-controller-manager", about = "bpfk controller manager")]
+struct Args {
+    /// kubeconfig to reach the API server (default: KUBECONFIG or ~/.kube/config).
+    #[arg(long)]
+    kubeconfig: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    config: bpfk_controllers::ControllersConfig,
+}
+
+async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?
+        }
+        None => kube::Config::infer().await?,
+    };
+    Ok(kube::Client::try_from(config)?)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let client = client(args.kubeconfig.as_deref()).await?;
+    bpfk_controllers::run(client, args.config).await?;
+    Ok(())
+}

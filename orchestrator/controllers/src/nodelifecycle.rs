@@ -1,0 +1,455 @@
+//! Node lifecycle: a node whose Lease (namespace `kube-node-lease`) was not renewed for the
+//! grace period gets Ready=Unknown and the `node.kubernetes.io/unreachable:NoExecute` taint;
+//! after the eviction timeout its pods are deleted so that their owners recreate them on other
+//! nodes. When the lease is renewed again the taint is removed.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Namespace, Node, NodeCondition, Pod, Taint};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+
+use crate::error::{is_conflict, is_not_found, Error, Result};
+
+/// Namespace of node leases.
+pub const LEASE_NAMESPACE: &str = "kube-node-lease";
+/// Taint of an unreachable node.
+pub const UNREACHABLE_TAINT: &str = "node.kubernetes.io/unreachable";
+/// Reason we put on the Ready condition when a node goes silent.
+pub const REASON_UNKNOWN: &str = "NodeStatusUnknown";
+
+/// Settings of the controller.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Silence after which a node is unreachable.
+    pub grace_period: Duration,
+    /// How often nodes are checked.
+    pub monitor_period: Duration,
+    /// Unreachable time after which pods are evicted.
+    pub eviction_timeout: Duration,
+}
+
+/// What the controller remembers of one node between checks.
+#[derive(Debug, Clone)]
+pub struct Health {
+    /// The last lease renew time seen (as text, compared for change).
+    pub renew: Option<String>,
+    /// When a change of the lease (or the node's first sighting) was observed locally.
+    pub observed: Instant,
+    /// Since when the node is considered unreachable.
+    pub unreachable_since: Option<Instant>,
+}
+
+/// What to do with a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Healthy: nothing (or remove the taint).
+    Healthy,
+    /// Silent beyond the grace period: mark NotReady and taint.
+    Unreachable,
+    /// Unreachable beyond the eviction timeout: also evict its pods.
+    Evict,
+}
+
+/// Decides a node's state from when its lease last changed.
+pub fn verdict(h: &Health, now: Instant, s: &Settings) -> Verdict {
+    if now.saturating_duration_since(h.observed) <= s.grace_period {
+        return Verdict::Healthy;
+    }
+    match h.unreachable_since {
+        Some(t) if now.saturating_duration_since(t) >= s.eviction_timeout => Verdict::Evict,
+        _ => Verdict::Unreachable,
+    }
+}
+
+fn drive<K, S>(stream: S, name: &'static str) -> tokio::task::JoinHandle<()>
+where
+    K: Send + 'static,
+    S: Stream<Item = std::result::Result<K, watcher::Error>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut s = std::pin::pin!(stream);
+        while let Some(r) = s.next().await {
+            if let Err(e) = r {
+                tracing::warn!(error = %e, watch = name, "watch error");
+            }
+        }
+    })
+}
+
+async fn ensure_namespace(client: &Client) -> Result<()> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some(LEASE_NAMESPACE.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    match api.create(&PostParams::default(), &ns).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_conflict(&e) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Runs the controller until its watches end.
+pub async fn run(client: Client, settings: Settings) -> Result<()> {
+    ensure_namespace(&client).await?;
+    let wc = watcher::Config::default();
+    let (nodes, w) = reflector::store::<Node>();
+    let node_task = drive(
+        watcher(Api::<Node>::all(client.clone()), wc.clone())
+            .default_backoff()
+            .reflect(w)
+            .applied_objects(),
+        "nodes",
+    );
+    let (leases, w) = reflector::store::<Lease>();
+    let lease_task = drive(
+        watcher(
+            Api::<Lease>::namespaced(client.clone(), LEASE_NAMESPACE),
+            wc.clone(),
+        )
+        .default_backoff()
+        .reflect(w)
+        .applied_objects(),
+        "leases",
+    );
+    let (pods, w) = reflector::store::<Pod>();
+    let pod_task = drive(
+        watcher(Api::<Pod>::all(client.clone()), wc)
+            .default_backoff()
+            .reflect(w)
+            .applied_objects(),
+        "pods",
+    );
+    for (store_ready, name) in [
+        (nodes.wait_until_ready().await.is_ok(), "nodes"),
+        (leases.wait_until_ready().await.is_ok(), "leases"),
+        (pods.wait_until_ready().await.is_ok(), "pods"),
+    ] {
+        if !store_ready {
+            return Err(Error::CacheNotReady(name));
+        }
+    }
+    let mut health: HashMap<String, Health> = HashMap::new();
+    let mut tick = tokio::time::interval(settings.monitor_period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if node_task.is_finished() || lease_task.is_finished() || pod_task.is_finished() {
+            return Err(Error::Stopped("nodelifecycle", "watch ended".into()));
+        }
+        if let Err(e) = monitor(&client, &nodes, &leases, &pods, &mut health, &settings).await {
+            tracing::warn!(error = %e, "node health check failed");
+        }
+    }
+}
+
+fn lease_renew(lease: &Lease) -> Option<String> {
+    let spec = lease.spec.as_ref()?;
+    spec.renew_time
+        .as_ref()
+        .or(spec.acquire_time.as_ref())
+        .map(|t| t.0.to_string())
+        .or_else(|| lease.metadata.resource_version.clone())
+}
+
+fn has_unreachable_taint(node: &Node) -> bool {
+    node.spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .is_some_and(|t| {
+            t.iter()
+                .any(|t| t.key == UNREACHABLE_TAINT && t.effect == "NoExecute")
+        })
+}
+
+async fn monitor(
+    client: &Client,
+    nodes: &Store<Node>,
+    leases: &Store<Lease>,
+    pods: &Store<Pod>,
+    health: &mut HashMap<String, Health>,
+    s: &Settings,
+) -> Result<()> {
+    let now = Instant::now();
+    let all = nodes.state();
+    health.retain(|name, _| all.iter().any(|n| n.name_any() == *name));
+    for node in all {
+        let name = node.name_any();
+        let renew = leases
+            .get(&ObjectRef::new(&name).within(LEASE_NAMESPACE))
+            .and_then(|l| lease_renew(&l));
+        let h = health.entry(name.clone()).or_insert_with(|| Health {
+            renew: renew.clone(),
+            observed: now,
+            unreachable_since: None,
+        });
+        if renew.is_some() && renew != h.renew {
+            h.renew = renew;
+            h.observed = now;
+        }
+        match verdict(h, now, s) {
+            Verdict::Healthy => {
+                h.unreachable_since = None;
+                if has_unreachable_taint(&node) {
+                    mark_reachable(client, &node).await?;
+                }
+            }
+            Verdict::Unreachable => {
+                if h.unreachable_since.is_none() {
+                    h.unreachable_since = Some(now);
+                }
+                mark_unreachable(client, &node).await?;
+            }
+            Verdict::Evict => {
+                mark_unreachable(client, &node).await?;
+                evict_pods(client, pods, &name).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn mark_unreachable(client: &Client, node: &Node) -> Result<()> {
+    let name = node.name_any();
+    let api: Api<Node> = Api::all(client.clone());
+    let now = Time(Timestamp::now());
+    let conditions = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let ready_unknown = conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "Unknown");
+    if !ready_unknown {
+        let mut new: Vec<NodeCondition> = conditions
+            .into_iter()
+            .map(|mut c| {
+                if c.status != "Unknown" {
+                    c.status = "Unknown".into();
+                    c.reason = Some(REASON_UNKNOWN.into());
+                    c.message = Some("Kubelet stopped posting node status.".into());
+                    c.last_transition_time = Some(now.clone());
+                }
+                c
+            })
+            .collect();
+        if !new.iter().any(|c| c.type_ == "Ready") {
+            new.push(NodeCondition {
+                type_: "Ready".into(),
+                status: "Unknown".into(),
+                reason: Some(REASON_UNKNOWN.into()),
+                message: Some("Kubelet never posted node status.".into()),
+                last_transition_time: Some(now.clone()),
+                last_heartbeat_time: None,
+            });
+        }
+        tracing::warn!(node = %name, "node stopped renewing its lease: marking Ready=Unknown");
+        match api
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"conditions": new}})),
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if !has_unreachable_taint(node) {
+        let mut taints = node
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.clone())
+            .unwrap_or_default();
+        taints.push(Taint {
+            key: UNREACHABLE_TAINT.into(),
+            effect: "NoExecute".into(),
+            value: None,
+            time_added: Some(now),
+        });
+        tracing::warn!(node = %name, "tainting unreachable node");
+        let patch = json!({"metadata": {"resourceVersion": node.metadata.resource_version}, "spec": {"taints": taints}});
+        match api
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) || is_conflict(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+async fn mark_reachable(client: &Client, node: &Node) -> Result<()> {
+    let name = node.name_any();
+    let api: Api<Node> = Api::all(client.clone());
+    let taints: Vec<Taint> = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|t| t.key != UNREACHABLE_TAINT)
+        .collect();
+    tracing::info!(node = %name, "node renews its lease again: removing unreachable taint");
+    let patch = json!({"metadata": {"resourceVersion": node.metadata.resource_version}, "spec": {"taints": taints}});
+    match api
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if is_not_found(&e) || is_conflict(&e) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    }
+    // The agent owns the Ready condition; if it only renews its lease and the condition is
+    // still the one we set, give it back.
+    let ours = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.status == "Unknown" && c.reason.as_deref() == Some(REASON_UNKNOWN));
+    if ours {
+        let conditions: Vec<NodeCondition> = node
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|mut c| {
+                if c.type_ == "Ready" {
+                    c.status = "True".into();
+                    c.reason = Some("NodeLeaseRenewed".into());
+                    c.message = Some("Node renews its lease again.".into());
+                    c.last_transition_time = Some(Time(Timestamp::now()));
+                }
+                c
+            })
+            .collect();
+        match api
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"conditions": conditions}})),
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+fn tolerates_unreachable(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.tolerations.as_ref())
+        .is_some_and(|ts| {
+            ts.iter().any(|t| {
+                let key_ok = match t.key.as_deref() {
+                    None | Some("") => t.operator.as_deref() == Some("Exists"),
+                    Some(k) => k == UNREACHABLE_TAINT,
+                };
+                let effect_ok = t
+                    .effect
+                    .as_deref()
+                    .is_none_or(|e| e.is_empty() || e == "NoExecute");
+                key_ok && effect_ok && t.toleration_seconds.is_none()
+            })
+        })
+}
+
+async fn evict_pods(client: &Client, pods: &Store<Pod>, node: &str) -> Result<()> {
+    let victims: Vec<_> = pods
+        .state()
+        .into_iter()
+        .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node))
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| !tolerates_unreachable(p))
+        .collect();
+    for p in victims {
+        let ns = p.namespace().unwrap_or_else(|| "default".into());
+        let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        tracing::warn!(pod = %format!("{ns}/{}", p.name_any()), %node, "evicting pod from unreachable node");
+        match api.delete(&p.name_any(), &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts_follow_grace_and_eviction_timeout() {
+        let s = Settings {
+            grace_period: Duration::from_secs(40),
+            monitor_period: Duration::from_secs(5),
+            eviction_timeout: Duration::from_secs(60),
+        };
+        let t0 = Instant::now();
+        let mut h = Health {
+            renew: None,
+            observed: t0,
+            unreachable_since: None,
+        };
+        assert_eq!(
+            verdict(&h, t0 + Duration::from_secs(40), &s),
+            Verdict::Healthy
+        );
+        assert_eq!(
+            verdict(&h, t0 + Duration::from_secs(41), &s),
+            Verdict::Unreachable
+        );
+        h.unreachable_since = Some(t0 + Duration::from_secs(41));
+        assert_eq!(
+            verdict(&h, t0 + Duration::from_secs(100), &s),
+            Verdict::Unreachable
+        );
+        assert_eq!(
+            verdict(&h, t0 + Duration::from_secs(101), &s),
+            Verdict::Evict
+        );
+    }
+
+    #[test]
+    fn only_untimed_unreachable_tolerations_protect() {
+        let pod = |tol: serde_json::Value| -> Pod {
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "p"},
+                "spec": {"containers": [], "tolerations": tol}}))
+            .unwrap()
+        };
+        assert!(tolerates_unreachable(&pod(
+            serde_json::json!([{"key": UNREACHABLE_TAINT, "operator": "Exists", "effect": "NoExecute"}])
+        )));
+        assert!(tolerates_unreachable(&pod(
+            serde_json::json!([{"operator": "Exists"}])
+        )));
+        assert!(!tolerates_unreachable(&pod(
+            serde_json::json!([{"key": UNREACHABLE_TAINT, "operator": "Exists", "tolerationSeconds": 300}])
+        )));
+        assert!(!tolerates_unreachable(&pod(serde_json::json!([]))));
+    }
+}
