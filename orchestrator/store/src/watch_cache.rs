@@ -67,6 +67,7 @@ struct Shared {
     ready: watch::Sender<bool>,
     backend_watches: AtomicU64,
     relists: AtomicU64,
+    lagged: AtomicU64,
 }
 
 #[derive(Default)]
@@ -95,6 +96,9 @@ pub struct CacheStats {
     pub buffered_events: usize,
     /// Client watches currently subscribed to the live stream.
     pub live_watchers: usize,
+    /// Times a client watch fell behind the live stream (it then resumed from the history
+    /// buffer, or got `Compacted` when the buffer had moved on).
+    pub lagged_watchers: u64,
 }
 
 impl WatchCache {
@@ -112,6 +116,7 @@ impl WatchCache {
             ready: watch::Sender::new(false),
             backend_watches: AtomicU64::new(0),
             relists: AtomicU64::new(0),
+            lagged: AtomicU64::new(0),
         });
         let task = tokio::spawn(run(shared.clone())).abort_handle();
         Arc::new(WatchCache { shared, task })
@@ -148,6 +153,7 @@ impl WatchCache {
             objects: state.objects.len(),
             buffered_events: state.buffer.len(),
             live_watchers: self.shared.events.receiver_count(),
+            lagged_watchers: self.shared.lagged.load(Ordering::Relaxed),
         }
     }
 
@@ -284,6 +290,7 @@ impl WatchCache {
             .await?;
         Ok(CacheWatch {
             inner: WatchInner::Direct(stream),
+            floor: direct_from,
             last_rev: direct_from,
         })
     }
@@ -301,6 +308,7 @@ impl WatchCache {
                 live: BroadcastStream::new(self.shared.events.subscribe()),
                 last_seq: state.seq,
             }),
+            floor: last_rev,
             last_rev,
         }
     }
@@ -437,9 +445,14 @@ impl Backoff {
     fn reset(&mut self) {
         self.0 = BACKOFF_START;
     }
-    async fn wait(&mut self) {
-        tokio::time::sleep(self.0).await;
+    /// The pause to take now; the next one is twice as long, up to the maximum.
+    fn next_delay(&mut self) -> Duration {
+        let delay = self.0;
         self.0 = (self.0 * 2).min(BACKOFF_MAX);
+        delay
+    }
+    async fn wait(&mut self) {
+        tokio::time::sleep(self.next_delay()).await;
     }
 }
 
@@ -519,6 +532,8 @@ async fn follow(shared: &Shared, mut stream: WatchItemStream, from: &mut Revisio
 /// behind the live stream but not beyond the history catches up transparently.
 pub struct CacheWatch {
     inner: WatchInner,
+    /// The revision the client started after: live events at or below it are not for it.
+    floor: Revision,
     /// Highest revision given to this client (or the revision it started after).
     last_rev: Revision,
 }
@@ -540,19 +555,24 @@ struct CachedWatch {
 
 impl CachedWatch {
     /// After falling behind the broadcast: continue from the history buffer if it still
-    /// holds everything after `last_rev`.
-    fn resync(&mut self, last_rev: Revision) -> Result<()> {
+    /// holds every event after the last one taken (by sequence number).
+    fn resync(&mut self, floor: Revision, last_rev: Revision) -> Result<()> {
+        self.shared.lagged.fetch_add(1, Ordering::Relaxed);
         let state = self.shared.read();
-        if last_rev < state.window_start {
+        let oldest_buffered = state.buffer.front().map_or(state.seq + 1, |(seq, _)| *seq);
+        if oldest_buffered > self.last_seq + 1 {
             return Err(StoreError::Compacted {
                 requested: last_rev,
                 compacted: state.window_start,
             });
         }
+        let last_seq = self.last_seq;
         self.pending = state
             .buffer
             .iter()
-            .filter(|(_, ev)| ev.revision() > last_rev)
+            .filter(|(seq, ev)| {
+                *seq > last_seq && ev.revision() > floor && ev.revision() >= last_rev
+            })
             .map(|(_, ev)| ev.clone())
             .collect();
         self.live = BroadcastStream::new(self.shared.events.subscribe());
@@ -606,13 +626,15 @@ impl Stream for CacheWatch {
                         Poll::Pending => return Poll::Pending,
                         Poll::Ready(Some(Ok((seq, event)))) => {
                             c.last_seq = seq;
-                            if event.revision() > this.last_rev {
+                            // Several events may share a revision (one etcd transaction, or
+                            // a relist's difference); never go back below one delivered.
+                            if event.revision() > this.floor && event.revision() >= this.last_rev {
                                 this.last_rev = event.revision();
                                 return Poll::Ready(Some(Ok(event)));
                             }
                         }
                         Poll::Ready(Some(Err(BroadcastStreamRecvError::Lagged(_)))) => {
-                            if let Err(e) = c.resync(this.last_rev) {
+                            if let Err(e) = c.resync(this.floor, this.last_rev) {
                                 this.inner = WatchInner::Done;
                                 return Poll::Ready(Some(Err(e)));
                             }
@@ -655,5 +677,65 @@ impl std::fmt::Debug for CacheWatch {
             .field("direct", &self.is_direct())
             .field("last_revision", &self.last_rev)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(key: &str, value: &str, rev: Revision) -> Arc<KeyValue> {
+        Arc::new(KeyValue {
+            key: key.into(),
+            value: value.as_bytes().to_vec(),
+            mod_revision: rev,
+            create_revision: 1,
+        })
+    }
+
+    fn map(items: &[Arc<KeyValue>]) -> BTreeMap<String, Arc<KeyValue>> {
+        items
+            .iter()
+            .map(|kv| (kv.key.clone(), kv.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn diff_turns_the_old_objects_into_the_new_ones() {
+        let old = map(&[kv("a", "a1", 2), kv("b", "b1", 3), kv("c", "c1", 4)]);
+        let new = map(&[kv("a", "a2", 7), kv("c", "c1", 4), kv("d", "d1", 8)]);
+        let mut events = diff_events(&old, &new, 9);
+        events.sort_by_key(|e| e.key().to_string());
+        assert_eq!(
+            events,
+            vec![
+                Event::Modified {
+                    kv: KeyValue::clone(&new["a"]),
+                    prev: Some(KeyValue::clone(&old["a"])),
+                },
+                Event::Deleted {
+                    kv: KeyValue {
+                        mod_revision: 9,
+                        ..KeyValue::clone(&old["b"])
+                    },
+                },
+                Event::Added {
+                    kv: KeyValue::clone(&new["d"]),
+                },
+            ]
+        );
+        assert!(diff_events(&new, &new, 9).is_empty());
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_maximum() {
+        let mut backoff = Backoff::new();
+        let delays: Vec<Duration> = (0..8).map(|_| backoff.next_delay()).collect();
+        assert_eq!(delays[0], BACKOFF_START);
+        assert_eq!(delays[1], BACKOFF_START * 2);
+        assert!(delays.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(delays[7], BACKOFF_MAX);
+        backoff.reset();
+        assert_eq!(backoff.next_delay(), BACKOFF_START);
     }
 }
