@@ -1,1 +1,21 @@
-//! bpfk-datapath
+//! bpfk-datapath: the eBPF kube-proxy replacement of a node.
+//!
+//! [`Datapath::load`] loads the programs built by `cargo xtask build-ebpf`,
+//! pins maps and links under `/sys/fs/bpf/bpfk/<node>/` and attaches
+//! socket-level load balancing to the node cgroup and per-packet load
+//! balancing to the underlay (and, via [`Datapath::attach_interface`], to pod
+//! veths). [`Datapath::sync_service`] / [`Datapath::delete_service`] diff and
+//! update the service maps in place.
+
+mod datapath;
+mod error;
+pub mod model;
+mod routes;
+pub mod sys;
+pub mod tables;
+
+pub use datapath::{teardown_pins, Datapath, DatapathConfig, MapSizes, Stats, DEFAULT_PIN_ROOT};
+pub use error::{Error, Result};
+pub use model::{
+    Endpoint, EndpointPort, Ipv4Cidr, PeerNode, Protocol, ServiceName, ServicePort, ServiceSpec,
+};

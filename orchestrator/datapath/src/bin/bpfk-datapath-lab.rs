@@ -1,0 +1,297 @@
+//! Small programs the datapath lab tests run inside network namespaces:
+//! echo servers, load-generating clients and a stand-alone datapath process
+//! (to kill and restart). Every client is bounded in count and time and
+//! prints one JSON line with what it saw.
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, BufReader, ErrorKind, Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+use bpfk_datapath::{Datapath, DatapathConfig, Endpoint, PeerNode, ServiceSpec};
+use clap::{Parser, Subcommand};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// TCP server: sends "<name>\n", then echoes.
+    TcpServer {
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        name: String,
+    },
+    /// UDP server: answers every datagram with "<name>".
+    UdpServer {
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        name: String,
+    },
+    /// Opens `count` TCP connections and counts the server names.
+    TcpClient {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long)]
+        count: u32,
+    },
+    /// Sends `count` datagrams from fresh sockets and counts the names.
+    UdpClient {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long)]
+        count: u32,
+    },
+    /// One TCP connection echoing data for `seconds`.
+    TcpStream {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long)]
+        seconds: u64,
+    },
+    /// How a connection attempt fails.
+    Refused {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long)]
+        udp: bool,
+    },
+    /// Loads a datapath, applies a plan and waits to be killed.
+    Datapath {
+        #[arg(long)]
+        node: String,
+        #[arg(long)]
+        plan: PathBuf,
+    },
+    /// Removes a node's pinned datapath.
+    Teardown {
+        #[arg(long)]
+        node: String,
+        #[arg(long)]
+        pin_root: PathBuf,
+    },
+}
+
+/// What the `datapath` subcommand sets up.
+#[derive(Serialize, Deserialize)]
+struct Plan {
+    config: DatapathConfig,
+    interfaces: Vec<String>,
+    peers: Vec<PeerNode>,
+    services: Vec<(ServiceSpec, Vec<Endpoint>)>,
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    match Cli::parse().cmd {
+        Cmd::TcpServer { port, name } => tcp_server(port, &name),
+        Cmd::UdpServer { port, name } => udp_server(port, &name),
+        Cmd::TcpClient { addr, count } => tcp_client(addr, count),
+        Cmd::UdpClient { addr, count } => udp_client(addr, count),
+        Cmd::TcpStream { addr, seconds } => tcp_stream(addr, seconds),
+        Cmd::Refused { addr, udp } => refused(addr, udp),
+        Cmd::Datapath { node, plan } => datapath(&node, &plan),
+        Cmd::Teardown { node, pin_root } => {
+            bpfk_datapath::teardown_pins(&pin_root, &node)?;
+            Ok(())
+        }
+    }
+}
+
+fn tcp_server(port: u16, name: &str) -> Result<()> {
+    let l = TcpListener::bind(("0.0.0.0", port)).context("bind")?;
+    println!("ready");
+    std::io::stdout().flush()?;
+    for conn in l.incoming() {
+        let Ok(mut s) = conn else { continue };
+        let name = name.to_string();
+        std::thread::spawn(move || {
+            let _ = s.write_all(format!("{name}\n").as_bytes());
+            let mut buf = [0u8; 16384];
+            loop {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if s.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+    }
+    Ok(())
+}
+
+fn udp_server(port: u16, name: &str) -> Result<()> {
+    let s = UdpSocket::bind(("0.0.0.0", port)).context("bind")?;
+    println!("ready");
+    std::io::stdout().flush()?;
+    let mut buf = [0u8; 2048];
+    loop {
+        let (_, from) = s.recv_from(&mut buf)?;
+        let _ = s.send_to(name.as_bytes(), from);
+    }
+}
+
+fn tcp_client(addr: SocketAddr, count: u32) -> Result<()> {
+    let mut names: BTreeMap<String, u32> = BTreeMap::new();
+    let mut errors: BTreeMap<String, u32> = BTreeMap::new();
+    let mut wrong_peer = 0;
+    for _ in 0..count {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+            Ok(s) => {
+                // getpeername must report the service, not the backend.
+                if s.peer_addr().ok() != Some(addr) {
+                    wrong_peer += 1;
+                }
+                s.set_read_timeout(Some(Duration::from_secs(2)))?;
+                let mut line = String::new();
+                match BufReader::new(&s).read_line(&mut line) {
+                    Ok(_) if !line.is_empty() => {
+                        *names.entry(line.trim().to_string()).or_default() += 1
+                    }
+                    Ok(_) => *errors.entry("eof".into()).or_default() += 1,
+                    Err(e) => *errors.entry(format!("{:?}", e.kind())).or_default() += 1,
+                }
+            }
+            Err(e) => *errors.entry(format!("{:?}", e.kind())).or_default() += 1,
+        }
+    }
+    println!(
+        "{}",
+        json!({"names": names, "errors": errors, "wrong_peer": wrong_peer})
+    );
+    Ok(())
+}
+
+fn udp_client(addr: SocketAddr, count: u32) -> Result<()> {
+    let mut names: BTreeMap<String, u32> = BTreeMap::new();
+    let mut errors: BTreeMap<String, u32> = BTreeMap::new();
+    let mut wrong_source = 0;
+    let mut buf = [0u8; 2048];
+    for i in 0..count {
+        let s = UdpSocket::bind("0.0.0.0:0")?;
+        s.set_read_timeout(Some(Duration::from_secs(2)))?;
+        if let Err(e) = s.send_to(format!("ping {i}").as_bytes(), addr) {
+            *errors.entry(format!("{:?}", e.kind())).or_default() += 1;
+            continue;
+        }
+        match s.recv_from(&mut buf) {
+            Ok((n, from)) => {
+                if from != addr {
+                    wrong_source += 1;
+                }
+                *names
+                    .entry(String::from_utf8_lossy(&buf[..n]).to_string())
+                    .or_default() += 1;
+            }
+            Err(e) => *errors.entry(format!("{:?}", e.kind())).or_default() += 1,
+        }
+    }
+    println!(
+        "{}",
+        json!({"names": names, "errors": errors, "wrong_source": wrong_source})
+    );
+    Ok(())
+}
+
+fn tcp_stream(addr: SocketAddr, seconds: u64) -> Result<()> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).context("connect")?;
+    s.set_read_timeout(Some(Duration::from_secs(3)))?;
+    let mut reader = BufReader::new(s.try_clone()?);
+    let mut name = String::new();
+    reader.read_line(&mut name)?;
+    // First line: who we talk to, so the test can act while we run.
+    println!("{}", json!({"name": name.trim()}));
+    std::io::stdout().flush()?;
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let chunk = [0x5au8; 1024];
+    let mut echoed = 0u64;
+    let mut error = None;
+    while Instant::now() < deadline {
+        if let Err(e) = s.write_all(&chunk) {
+            error = Some(format!("write: {e}"));
+            break;
+        }
+        let mut got = [0u8; 1024];
+        if let Err(e) = reader.read_exact(&mut got) {
+            error = Some(format!("read: {e}"));
+            break;
+        }
+        if got != chunk {
+            error = Some("echo mismatch".into());
+            break;
+        }
+        echoed += got.len() as u64;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    println!("{}", json!({"echoed": echoed, "error": error}));
+    Ok(())
+}
+
+fn refused(addr: SocketAddr, udp: bool) -> Result<()> {
+    let start = Instant::now();
+    let outcome = if udp {
+        let s = UdpSocket::bind("0.0.0.0:0")?;
+        s.set_read_timeout(Some(Duration::from_secs(2)))?;
+        match s.send_to(b"x", addr) {
+            Err(e) => format!("send:{:?}", e.kind()),
+            Ok(_) => {
+                let mut buf = [0u8; 64];
+                match s.recv_from(&mut buf) {
+                    Ok(_) => "answered".to_string(),
+                    Err(e) => format!("recv:{:?}", e.kind()),
+                }
+            }
+        }
+    } else {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+            Ok(_) => "connected".to_string(),
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => "refused".to_string(),
+            Err(e) => format!("connect:{:?}", e.kind()),
+        }
+    };
+    println!(
+        "{}",
+        json!({"outcome": outcome, "elapsed_ms": start.elapsed().as_millis() as u64})
+    );
+    Ok(())
+}
+
+fn datapath(node: &str, plan: &PathBuf) -> Result<()> {
+    let plan: Plan = serde_json::from_slice(&std::fs::read(plan).context("reading plan")?)
+        .context("parsing plan")?;
+    let mut dp = Datapath::load(node, plan.config)?;
+    for ifname in &plan.interfaces {
+        dp.attach_interface(ifname)?;
+    }
+    if !plan.peers.is_empty() {
+        dp.sync_peers(&plan.peers)?;
+    }
+    for (spec, eps) in &plan.services {
+        dp.sync_service(spec, eps)?;
+    }
+    dp.prune_unowned()?;
+    println!("ready");
+    std::io::stdout().flush()?;
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}

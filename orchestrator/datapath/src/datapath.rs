@@ -1,0 +1,623 @@
+//! Loading, attaching and driving the eBPF datapath of one node.
+
+use std::{
+    collections::BTreeMap,
+    fs::{self, File},
+    net::Ipv4Addr,
+    os::fd::AsRawFd,
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    thread::JoinHandle,
+};
+
+use aya::{
+    maps::{Array, HashMap, MapData, MapError},
+    programs::{
+        links::{FdLink, PinnedLink},
+        CgroupAttachMode, CgroupSockAddr, SchedClassifier, TcAttachType,
+    },
+    Ebpf, EbpfLoader,
+};
+use bpfk_ebpf_common::{
+    Backend, NodeConfig, RevNat, ServiceKey, ServiceValue, AFFINITY_MAP, BACKEND_MAP, CONFIG_MAP,
+    CT_MAP, REVNAT_MAP, SOCK_REVNAT_MAP, SVC_MAP,
+};
+use serde::{Deserialize, Serialize};
+use tracing::{debug, info, warn};
+
+use crate::{
+    model::{Endpoint, Ipv4Cidr, PeerNode, ServiceName, ServiceSpec},
+    routes, sys,
+    tables::{addr_be, desired_frontends, MapOp, Tables},
+    Error, Result,
+};
+
+/// The eBPF object built by `cargo xtask build-ebpf`.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("BPFK_EBPF_OBJECT_PATH"));
+
+/// Default root of the pinned objects; each node gets `<root>/<node>/`.
+pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/bpfk";
+
+const CGROUP_PROGRAMS: &[(&str, &str)] = &[
+    ("bpfk_connect4", "link_cgroup_connect4"),
+    ("bpfk_sendmsg4", "link_cgroup_sendmsg4"),
+    ("bpfk_recvmsg4", "link_cgroup_recvmsg4"),
+    ("bpfk_getpeername4", "link_cgroup_getpeername4"),
+];
+const TC_PROGRAM: &str = "bpfk_tc_ingress";
+const TC_LINK_PREFIX: &str = "link_tc_";
+
+/// Map sizes (entries). A full map makes updates fail with [`Error::MapFull`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MapSizes {
+    pub services: u32,
+    pub backends: u32,
+    pub rev_nat: u32,
+    pub conntrack: u32,
+    pub affinity: u32,
+    pub sock_rev_nat: u32,
+}
+
+impl Default for MapSizes {
+    fn default() -> Self {
+        Self {
+            services: 65536,
+            backends: 65536,
+            rev_nat: 65536,
+            conntrack: 131072,
+            affinity: 65536,
+            sock_rev_nat: 131072,
+        }
+    }
+}
+
+/// How the datapath of a node is set up.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct DatapathConfig {
+    /// Root of the pinned maps and links (default [`DEFAULT_PIN_ROOT`]).
+    pub pin_root: Option<PathBuf>,
+    /// cgroup v2 directory whose sockets get socket-level load balancing
+    /// (default: the root of the cgroup2 mount found in /proc/self/mountinfo).
+    pub cgroup: Option<PathBuf>,
+    /// Underlay device: NodePort traffic arrives here, peer routes leave here.
+    pub underlay_iface: Option<String>,
+    /// This node's address on the underlay (NodePort frontends, SNAT).
+    pub node_addr: Option<Ipv4Addr>,
+    /// This node's pod range (backends inside it are local).
+    pub pod_cidr: Option<Ipv4Cidr>,
+    #[serde(default)]
+    pub map_sizes: MapSizes,
+}
+
+/// Counts of what the maps hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stats {
+    pub frontends: usize,
+    pub backends: usize,
+}
+
+struct LogDrain {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for LogDrain {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The loaded datapath of one node. Dropping it leaves everything attached
+/// and pinned (a restarted agent picks it up); [`Datapath::teardown`] removes
+/// it all.
+pub struct Datapath {
+    node: String,
+    pin_dir: PathBuf,
+    config: DatapathConfig,
+    sizes: MapSizes,
+    svc: HashMap<MapData, ServiceKey, ServiceValue>,
+    backends: HashMap<MapData, u32, Backend>,
+    rev_nat: HashMap<MapData, u16, RevNat>,
+    tables: Tables,
+    links: BTreeMap<String, PinnedLink>,
+    peers: BTreeMap<Ipv4Cidr, PeerNode>,
+    underlay_ifindex: u32,
+    // Declared last: programs must outlive nothing above, the logger must
+    // stay alive as long as the object.
+    _log: Option<LogDrain>,
+    ebpf: Ebpf,
+}
+
+/// Node names become a directory name under the pin root.
+fn validate_node_name(node: &str) -> Result<()> {
+    let ok = !node.is_empty()
+        && node.len() <= 253
+        && node
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && node != "."
+        && node != "..";
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "node name",
+            format!("{node:?} must be a DNS subdomain (lowercase letters, digits, '-' and '.')"),
+        ))
+    }
+}
+
+fn map_err(name: &str, e: MapError) -> Error {
+    Error::Map {
+        name: name.to_string(),
+        source: e,
+    }
+}
+
+fn is_full(e: &MapError) -> bool {
+    match e {
+        MapError::SyscallError(s) => {
+            matches!(
+                s.io_error.raw_os_error(),
+                Some(libc::E2BIG) | Some(libc::ENOSPC)
+            )
+        }
+        _ => false,
+    }
+}
+
+fn spawn_log_drain(ebpf: &mut Ebpf) -> Option<LogDrain> {
+    let mut logger = match aya_log::EbpfLogger::init(ebpf) {
+        Ok(l) => l,
+        Err(e) => {
+            warn!("eBPF logging disabled: {e}");
+            return None;
+        }
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name("bpfk-ebpf-log".into())
+        .spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                let mut pfd = libc::pollfd {
+                    fd: logger.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd.
+                unsafe { libc::poll(&mut pfd, 1, 200) };
+                logger.flush();
+            }
+        })
+        .ok()?;
+    Some(LogDrain {
+        stop,
+        thread: Some(thread),
+    })
+}
+
+impl Datapath {
+    /// Loads the programs and maps of `node`, reusing maps pinned by an earlier
+    /// run, and attaches the socket-level programs to the node cgroup and the
+    /// TC program to the underlay device. Existing attachments are replaced
+    /// make-before-break, so traffic never stops across a restart.
+    pub fn load(node: &str, config: DatapathConfig) -> Result<Self> {
+        validate_node_name(node)?;
+        let pin_root = config
+            .pin_root
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_PIN_ROOT));
+        let pin_dir = pin_root.join(node);
+        sys::ensure_bpffs(&pin_dir)?;
+        let sizes = config.map_sizes.clone();
+
+        let mut ebpf = EbpfLoader::new()
+            .default_map_pin_directory(&pin_dir)
+            .map_max_entries(SVC_MAP, sizes.services)
+            .map_max_entries(BACKEND_MAP, sizes.backends)
+            .map_max_entries(REVNAT_MAP, sizes.rev_nat)
+            .map_max_entries(CT_MAP, sizes.conntrack)
+            .map_max_entries(AFFINITY_MAP, sizes.affinity)
+            .map_max_entries(SOCK_REVNAT_MAP, sizes.sock_rev_nat)
+            .load(OBJECT)?;
+        let log = spawn_log_drain(&mut ebpf);
+
+        for (name, _) in CGROUP_PROGRAMS {
+            let prog: &mut CgroupSockAddr = program(&mut ebpf, name)?;
+            prog.load().map_err(|e| prog_err(name, e))?;
+        }
+        {
+            let prog: &mut SchedClassifier = program(&mut ebpf, TC_PROGRAM)?;
+            prog.load().map_err(|e| prog_err(TC_PROGRAM, e))?;
+        }
+
+        let svc: HashMap<MapData, ServiceKey, ServiceValue> =
+            HashMap::try_from(take_map(&mut ebpf, SVC_MAP)?).map_err(|e| map_err(SVC_MAP, e))?;
+        let backends: HashMap<MapData, u32, Backend> =
+            HashMap::try_from(take_map(&mut ebpf, BACKEND_MAP)?)
+                .map_err(|e| map_err(BACKEND_MAP, e))?;
+        let rev_nat: HashMap<MapData, u16, RevNat> =
+            HashMap::try_from(take_map(&mut ebpf, REVNAT_MAP)?)
+                .map_err(|e| map_err(REVNAT_MAP, e))?;
+
+        let underlay_ifindex = match &config.underlay_iface {
+            Some(i) => sys::ifindex(i)?,
+            None => 0,
+        };
+        {
+            let mut cfg: Array<&mut MapData, NodeConfig> = Array::try_from(
+                ebpf.map_mut(CONFIG_MAP)
+                    .ok_or_else(|| Error::MissingMap(CONFIG_MAP.into()))?,
+            )
+            .map_err(|e| map_err(CONFIG_MAP, e))?;
+            cfg.set(
+                0,
+                NodeConfig {
+                    node_addr: config.node_addr.map(addr_be).unwrap_or(0),
+                    underlay_ifindex,
+                },
+                0,
+            )
+            .map_err(|e| map_err(CONFIG_MAP, e))?;
+        }
+
+        let services: Vec<(ServiceKey, ServiceValue)> = svc.iter().filter_map(|r| r.ok()).collect();
+        let backend_entries: Vec<(u32, Backend)> = backends.iter().filter_map(|r| r.ok()).collect();
+        let tables = Tables::rebuild(config.pod_cidr, services, backend_entries);
+        if tables.frontend_count() > 0 {
+            info!(
+                node,
+                frontends = tables.frontend_count(),
+                backends = tables.backend_count(),
+                "reusing pinned service maps"
+            );
+        }
+
+        let mut dp = Self {
+            node: node.to_string(),
+            pin_dir,
+            config,
+            sizes,
+            svc,
+            backends,
+            rev_nat,
+            tables,
+            links: BTreeMap::new(),
+            peers: BTreeMap::new(),
+            underlay_ifindex,
+            _log: log,
+            ebpf,
+        };
+        dp.attach_cgroup()?;
+        if let Some(ul) = dp.config.underlay_iface.clone() {
+            dp.attach_interface(&ul)?;
+        }
+        dp.reattach_pinned_interfaces()?;
+        info!(node = %dp.node, pins = %dp.pin_dir.display(), "datapath loaded");
+        Ok(dp)
+    }
+
+    /// The node this datapath serves.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Directory holding this node's pinned maps and links.
+    pub fn pin_dir(&self) -> &Path {
+        &self.pin_dir
+    }
+
+    fn attach_cgroup(&mut self) -> Result<()> {
+        let cgroup = match &self.config.cgroup {
+            Some(c) => c.clone(),
+            None => sys::cgroup2_mount()?,
+        };
+        let file = File::open(&cgroup).map_err(|e| Error::io("opening cgroup", &cgroup, e))?;
+        for (prog_name, link_name) in CGROUP_PROGRAMS {
+            let prog: &mut CgroupSockAddr = program(&mut self.ebpf, prog_name)?;
+            let id = prog
+                // bpf_link-based cgroup attachments always coexist with
+                // others (flags must be 0), which make-before-break relies on.
+                .attach(&file, CgroupAttachMode::Single)
+                .map_err(|e| prog_err(prog_name, e))?;
+            let link = prog.take_link(id).map_err(|e| prog_err(prog_name, e))?;
+            let fd: FdLink = link.try_into().map_err(|e| Error::Link {
+                path: self.pin_dir.join(link_name),
+                source: e,
+            })?;
+            self.install_link(link_name, fd)?;
+        }
+        debug!(cgroup = %cgroup.display(), "socket load balancing attached");
+        Ok(())
+    }
+
+    /// Pins `fd` as `name`, replacing (after the new link is live) whatever
+    /// link was pinned there before.
+    fn install_link(&mut self, name: &str, fd: FdLink) -> Result<()> {
+        let path = self.pin_dir.join(name);
+        if let Some(old) = self.links.remove(name) {
+            drop_pinned(old, &path);
+        } else if path.exists() {
+            match PinnedLink::from_pin(&path) {
+                Ok(old) => drop_pinned(old, &path),
+                Err(e) => {
+                    warn!(path = %path.display(), "unreadable pinned link, removing: {e}");
+                    let _ = fs::remove_file(&path);
+                }
+            }
+        }
+        let pinned = fd.pin(&path).map_err(|e| Error::Pin {
+            path: path.clone(),
+            source: e,
+        })?;
+        self.links.insert(name.to_string(), pinned);
+        Ok(())
+    }
+
+    /// Attaches per-packet load balancing (TC ingress) to `ifname`: the host
+    /// side of a pod veth, or the underlay device for NodePort.
+    pub fn attach_interface(&mut self, ifname: &str) -> Result<()> {
+        sys::ifindex(ifname)?;
+        let prog: &mut SchedClassifier = program(&mut self.ebpf, TC_PROGRAM)?;
+        let id = prog
+            .attach(ifname, TcAttachType::Ingress)
+            .map_err(|e| prog_err(TC_PROGRAM, e))?;
+        let link = prog.take_link(id).map_err(|e| prog_err(TC_PROGRAM, e))?;
+        let name = format!("{TC_LINK_PREFIX}{ifname}");
+        let fd: FdLink = link.try_into().map_err(|e| Error::Link {
+            path: self.pin_dir.join(&name),
+            source: e,
+        })?;
+        self.install_link(&name, fd)?;
+        debug!(ifname, "per-packet load balancing attached");
+        Ok(())
+    }
+
+    /// Removes per-packet load balancing from `ifname` (a pod going away).
+    pub fn detach_interface(&mut self, ifname: &str) -> Result<()> {
+        let name = format!("{TC_LINK_PREFIX}{ifname}");
+        let path = self.pin_dir.join(&name);
+        if let Some(old) = self.links.remove(&name) {
+            drop_pinned(old, &path);
+        } else if path.exists() {
+            fs::remove_file(&path).map_err(|e| Error::io("removing", &path, e))?;
+        }
+        Ok(())
+    }
+
+    /// After a restart: move interface links pinned by the previous run to
+    /// the newly loaded program; forget those whose interface is gone.
+    fn reattach_pinned_interfaces(&mut self) -> Result<()> {
+        let entries = fs::read_dir(&self.pin_dir)
+            .map_err(|e| Error::io("reading pin directory", &self.pin_dir, e))?;
+        let mut names = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(ifname) = name.strip_prefix(TC_LINK_PREFIX) {
+                if !self.links.contains_key(&name) {
+                    names.push(ifname.to_string());
+                }
+            }
+        }
+        for ifname in names {
+            if sys::ifindex(&ifname).is_ok() {
+                self.attach_interface(&ifname)?;
+            } else {
+                info!(ifname, "interface is gone, dropping its pinned link");
+                self.detach_interface(&ifname)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings the maps to `spec` served by `endpoints`, touching only what
+    /// changed. Returns the number of map operations applied.
+    pub fn sync_service(&mut self, spec: &ServiceSpec, endpoints: &[Endpoint]) -> Result<usize> {
+        let desired = desired_frontends(spec, endpoints, self.config.node_addr)?;
+        let ops = self.tables.sync(&spec.name, &desired)?;
+        self.apply(&ops)?;
+        Ok(ops.len())
+    }
+
+    /// Removes every frontend of the service `name`.
+    pub fn delete_service(&mut self, name: &ServiceName) -> Result<usize> {
+        let ops = self.tables.delete(name);
+        self.apply(&ops)?;
+        Ok(ops.len())
+    }
+
+    /// Removes frontends that no service synced since load owns: call once
+    /// the agent has synced every service it knows after a restart.
+    pub fn prune_unowned(&mut self) -> Result<usize> {
+        let ops = self.tables.prune_unowned();
+        self.apply(&ops)?;
+        Ok(ops.len())
+    }
+
+    /// Counts of programmed frontends and backends.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            frontends: self.tables.frontend_count(),
+            backends: self.tables.backend_count(),
+        }
+    }
+
+    fn apply(&mut self, ops: &[MapOp]) -> Result<()> {
+        for op in ops {
+            let r = match op {
+                MapOp::PutBackend { id, value } => self
+                    .backends
+                    .insert(id, value, 0)
+                    .map_err(|e| (BACKEND_MAP, self.sizes.backends, e)),
+                MapOp::PutSlot { key, value } => self
+                    .svc
+                    .insert(key, value, 0)
+                    .map_err(|e| (SVC_MAP, self.sizes.services, e)),
+                MapOp::PutRevNat { index, value } => self
+                    .rev_nat
+                    .insert(index, value, 0)
+                    .map_err(|e| (REVNAT_MAP, self.sizes.rev_nat, e)),
+                MapOp::DelSlot { key } => ignore_missing(self.svc.remove(key))
+                    .map_err(|e| (SVC_MAP, self.sizes.services, e)),
+                MapOp::DelRevNat { index } => ignore_missing(self.rev_nat.remove(index))
+                    .map_err(|e| (REVNAT_MAP, self.sizes.rev_nat, e)),
+                MapOp::DelBackend { id } => ignore_missing(self.backends.remove(id))
+                    .map_err(|e| (BACKEND_MAP, self.sizes.backends, e)),
+            };
+            if let Err((name, max, e)) = r {
+                // Bring the mirror back in line with what the maps hold.
+                self.resync_mirror();
+                return Err(if is_full(&e) {
+                    Error::MapFull {
+                        name: name.to_string(),
+                        max_entries: max,
+                    }
+                } else {
+                    map_err(name, e)
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn resync_mirror(&mut self) {
+        let services: Vec<_> = self.svc.iter().filter_map(|r| r.ok()).collect();
+        let backends: Vec<_> = self.backends.iter().filter_map(|r| r.ok()).collect();
+        let owners = self.tables.take_owners();
+        self.tables = Tables::rebuild(self.config.pod_cidr, services, backends);
+        self.tables.set_owners(owners);
+    }
+
+    /// Routes every peer's pod range via its node address over the underlay
+    /// (cross-node pod traffic), removing routes of peers no longer listed.
+    pub fn sync_peers(&mut self, peers: &[PeerNode]) -> Result<()> {
+        if self.underlay_ifindex == 0 {
+            return Err(Error::invalid(
+                "underlay_iface",
+                "peer routes need the underlay device in the datapath config",
+            ));
+        }
+        let wanted: BTreeMap<Ipv4Cidr, PeerNode> = peers.iter().map(|p| (p.pod_cidr, *p)).collect();
+        for (cidr, peer) in &wanted {
+            if self.peers.get(cidr) != Some(peer) {
+                routes::replace(*peer, self.underlay_ifindex)?;
+            }
+        }
+        let stale: Vec<PeerNode> = self
+            .peers
+            .iter()
+            .filter(|(c, _)| !wanted.contains_key(c))
+            .map(|(_, p)| *p)
+            .collect();
+        for p in stale {
+            routes::delete(p, self.underlay_ifindex)?;
+        }
+        self.peers = wanted;
+        Ok(())
+    }
+
+    /// Detaches every program, removes every pin and the routes this datapath
+    /// added.
+    pub fn teardown(mut self) -> Result<()> {
+        let peers: Vec<PeerNode> = self.peers.values().copied().collect();
+        for p in peers {
+            if let Err(e) = routes::delete(p, self.underlay_ifindex) {
+                warn!("teardown: {e}");
+            }
+        }
+        let links = std::mem::take(&mut self.links);
+        for (name, link) in links {
+            drop_pinned(link, &self.pin_dir.join(name));
+        }
+        let pin_dir = self.pin_dir.clone();
+        let node = self.node.clone();
+        drop(self);
+        remove_pins(&pin_dir)?;
+        info!(node, "datapath torn down");
+        Ok(())
+    }
+}
+
+/// Removes every pinned object of a node's datapath (for cleaning up after a
+/// process that is gone). Pinned links detach when their pin goes and no
+/// process holds them.
+pub fn teardown_pins(pin_root: &Path, node: &str) -> Result<()> {
+    validate_node_name(node)?;
+    remove_pins(&pin_root.join(node))
+}
+
+fn remove_pins(dir: &Path) -> Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("reading pin directory", dir, e)),
+    };
+    for entry in entries.flatten() {
+        let p = entry.path();
+        fs::remove_file(&p).map_err(|e| Error::io("removing pin", &p, e))?;
+    }
+    fs::remove_dir(dir).map_err(|e| Error::io("removing pin directory", dir, e))
+}
+
+fn drop_pinned(link: PinnedLink, path: &Path) {
+    match link.unpin() {
+        Ok(fd) => drop(fd),
+        Err(e) => {
+            warn!(path = %path.display(), "unpinning link: {e}");
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+fn ignore_missing(r: Result<(), MapError>) -> Result<(), MapError> {
+    match r {
+        Err(MapError::KeyNotFound) => Ok(()),
+        Err(MapError::SyscallError(ref s)) if s.io_error.raw_os_error() == Some(libc::ENOENT) => {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+fn prog_err(name: &str, e: aya::programs::ProgramError) -> Error {
+    Error::Program {
+        name: name.to_string(),
+        source: e,
+    }
+}
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    let p = ebpf
+        .program_mut(name)
+        .ok_or_else(|| Error::MissingProgram(name.to_string()))?;
+    p.try_into().map_err(|e| prog_err(name, e))
+}
+
+fn take_map(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map> {
+    ebpf.take_map(name)
+        .ok_or_else(|| Error::MissingMap(name.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_names_are_checked() {
+        assert!(validate_node_name("node-a.example").is_ok());
+        for bad in ["", "..", "a/b", "Node", "a b"] {
+            let err = validate_node_name(bad).unwrap_err().to_string();
+            assert!(err.contains("node name"), "{bad}: {err}");
+        }
+    }
+}

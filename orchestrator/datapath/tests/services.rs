@@ -1,0 +1,196 @@
+//! Service load balancing through the real kernel datapath in a two-node
+//! netns lab (run as root, after `cargo xtask build-ebpf`).
+
+mod lab;
+
+use std::net::Ipv4Addr;
+
+use bpfk_datapath::{Endpoint, EndpointPort, Protocol, ServiceName, ServicePort, ServiceSpec};
+use lab::{run_client, Lab, Proc};
+use serde_json::Value;
+
+const CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
+
+fn spec(name: &str, ip: Ipv4Addr, node_port: Option<u16>) -> ServiceSpec {
+    ServiceSpec {
+        name: ServiceName::new("default", name),
+        cluster_ip: Some(ip),
+        ports: vec![
+            ServicePort {
+                name: "http".into(),
+                protocol: Protocol::Tcp,
+                port: 80,
+                node_port,
+            },
+            ServicePort {
+                name: "dns".into(),
+                protocol: Protocol::Udp,
+                port: 53,
+                node_port: None,
+            },
+        ],
+        affinity_timeout_s: None,
+    }
+}
+
+fn endpoint(addr: Ipv4Addr) -> Endpoint {
+    Endpoint {
+        addr,
+        ports: vec![
+            EndpointPort {
+                name: "http".into(),
+                protocol: Protocol::Tcp,
+                port: 8080,
+            },
+            EndpointPort {
+                name: "dns".into(),
+                protocol: Protocol::Udp,
+                port: 5353,
+            },
+        ],
+    }
+}
+
+/// Starts TCP and UDP servers in a pod, named after the pod.
+fn serve(ns: &str, name: &str) -> (Proc, Proc) {
+    let mut t = Proc::spawn(ns, None, &["tcp-server", "--port", "8080", "--name", name]);
+    t.wait_ready();
+    let mut u = Proc::spawn(ns, None, &["udp-server", "--port", "5353", "--name", name]);
+    u.wait_ready();
+    (t, u)
+}
+
+fn count(v: &Value, key: &str, name: &str) -> u64 {
+    v[key][name].as_u64().unwrap_or(0)
+}
+
+fn no_errors(v: &Value) {
+    assert_eq!(v["errors"], serde_json::json!({}), "client errors: {v}");
+}
+
+#[test]
+fn clusterip_socket_lb_tcp_udp_across_nodes_then_endpoint_removed() {
+    let lab = Lab::new(2);
+    let a = lab.node(0);
+    let b = lab.node(1);
+    let _sa = serve(&a.pods[0].ns, "a1");
+    let _sb = serve(&b.pods[0].ns, "b1");
+    let mut dpa = lab.load_datapath(0);
+    let mut dpb = lab.load_datapath(1);
+    let svc = spec("web", CLUSTER_IP, None);
+    let eps = [endpoint(a.pods[0].addr), endpoint(b.pods[0].addr)];
+    dpa.sync_service(&svc, &eps).unwrap();
+    dpb.sync_service(&svc, &eps).unwrap();
+
+    // A client pod on node A whose sockets live in node A's cgroup.
+    let client = &a.pods[1].ns;
+    let vip = format!("{CLUSTER_IP}:80");
+    let v = run_client(
+        client,
+        Some(&a.cgroup),
+        &["tcp-client", "--addr", &vip, "--count", "200"],
+    );
+    no_errors(&v);
+    assert_eq!(v["wrong_peer"], 0, "getpeername must show the service: {v}");
+    let (na, nb) = (count(&v, "names", "a1"), count(&v, "names", "b1"));
+    assert_eq!(na + nb, 200, "{v}");
+    assert!(
+        na >= 30 && nb >= 30,
+        "200 connections not spread over both backends: {v}"
+    );
+
+    let dns = format!("{CLUSTER_IP}:53");
+    let v = run_client(
+        client,
+        Some(&a.cgroup),
+        &["udp-client", "--addr", &dns, "--count", "200"],
+    );
+    no_errors(&v);
+    assert_eq!(
+        v["wrong_source"], 0,
+        "UDP replies must come from the service address: {v}"
+    );
+    let (na, nb) = (count(&v, "names", "a1"), count(&v, "names", "b1"));
+    assert_eq!(na + nb, 200, "{v}");
+    assert!(na >= 30 && nb >= 30, "200 datagrams not spread: {v}");
+
+    // Long-lived connections, until one is held on each backend.
+    let mut streams: Vec<(String, Proc)> = Vec::new();
+    for _ in 0..40 {
+        if ["a1", "b1"]
+            .iter()
+            .all(|n| streams.iter().any(|(s, _)| s == n))
+        {
+            break;
+        }
+        let mut p = Proc::spawn(
+            client,
+            Some(&a.cgroup),
+            &["tcp-stream", "--addr", &vip, "--seconds", "4"],
+        );
+        let name = p.json()["name"].as_str().unwrap().to_string();
+        streams.push((name, p));
+    }
+    assert!(
+        ["a1", "b1"]
+            .iter()
+            .all(|n| streams.iter().any(|(s, _)| s == n)),
+        "could not hold a connection on each backend"
+    );
+
+    // Remove a1: no new connection may reach it, b1's flows go on.
+    dpa.sync_service(&svc, &[endpoint(b.pods[0].addr)]).unwrap();
+    let v = run_client(
+        client,
+        Some(&a.cgroup),
+        &["tcp-client", "--addr", &vip, "--count", "50"],
+    );
+    no_errors(&v);
+    assert_eq!(
+        count(&v, "names", "b1"),
+        50,
+        "a removed endpoint still got connections: {v}"
+    );
+    for (name, mut p) in streams {
+        let end = p.json();
+        if name == "b1" {
+            assert!(end["error"].is_null(), "stream to b1 broke: {end}");
+            assert!(end["echoed"].as_u64().unwrap() > 0, "{end}");
+        }
+    }
+
+    dpa.teardown().unwrap();
+    dpb.teardown().unwrap();
+    lab.assert_clean(0);
+    lab.assert_clean(1);
+}
+
+#[test]
+fn service_without_endpoints_refuses_at_once() {
+    let lab = Lab::new(1);
+    let a = lab.node(0);
+    let mut dpa = lab.load_datapath(0);
+    let vip = Ipv4Addr::new(10, 96, 0, 20);
+    dpa.sync_service(&spec("empty", vip, None), &[]).unwrap();
+    let client = &a.pods[0].ns;
+    for (addr, udp) in [(format!("{vip}:80"), false), (format!("{vip}:53"), true)] {
+        let mut args = vec!["refused", "--addr", addr.as_str()];
+        if udp {
+            args.push("--udp");
+        }
+        let v = run_client(client, Some(&a.cgroup), &args);
+        let outcome = v["outcome"].as_str().unwrap();
+        if udp {
+            assert_eq!(outcome, "send:ConnectionRefused", "{v}");
+        } else {
+            assert_eq!(outcome, "refused", "{v}");
+        }
+        // The spec's own deadline.
+        assert!(
+            v["elapsed_ms"].as_u64().unwrap() < 100,
+            "not refused within 100 ms: {v}"
+        );
+    }
+    dpa.teardown().unwrap();
+    lab.assert_clean(0);
+}
