@@ -19,8 +19,9 @@ use crate::registry::ResourceInfo;
 /// Errors from parsing or converting a selector.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SelectorError {
-    /// The selector string does not follow the grammar.
-    #[error("unable to parse requirement: {0}")]
+    /// The selector string does not follow the grammar. The message is Kubernetes' lexer
+    /// message (`found 'c', expected: ',' or 'end of string'`); the API server prefixes it.
+    #[error("{0}")]
     Syntax(String),
     /// A label key is not a valid qualified name.
     #[error("invalid label key {key:?}: {reason}")]
@@ -806,7 +807,7 @@ mod tests {
         ));
         assert_eq!(
             Selector::parse("a=b c").unwrap_err().to_string(),
-            "unable to parse requirement: found 'c', expected: ',' or 'end of string'"
+            "found 'c', expected: ',' or 'end of string'"
         );
     }
 

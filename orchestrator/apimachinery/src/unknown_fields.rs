@@ -87,6 +87,7 @@ fn check_as<T: DeserializeOwned + Serialize>(res: &ResourceInfo, obj: &Value) ->
             map.insert("metadata".into(), Value::Object(Map::new()));
         }
     }
+    let mut attempts = 0;
     let round_trip = loop {
         match serde_path_to_error::deserialize::<_, T>(work.clone()) {
             Ok(typed) => match serde_json::to_value(&typed) {
@@ -102,6 +103,16 @@ fn check_as<T: DeserializeOwned + Serialize>(res: &ResourceInfo, obj: &Value) ->
             Err(e) => {
                 let field = e.path().to_string();
                 let field = if field == "." { String::new() } else { field };
+                let message = e.inner().to_string();
+                // A missing required field is for validation to report; fill in a stand-in
+                // so the rest of the object is still checked.
+                if let Some(missing) = missing_field(&message) {
+                    attempts += 1;
+                    if attempts <= MAX_TYPE_ERRORS && fill_missing::<T>(&mut work, &field, &missing)
+                    {
+                        continue;
+                    }
+                }
                 report.type_errors.push(TypeError {
                     field: field.clone(),
                     message: e.into_inner().to_string(),
@@ -117,6 +128,61 @@ fn check_as<T: DeserializeOwned + Serialize>(res: &ResourceInfo, obj: &Value) ->
     let mut path = String::new();
     walk(&work, &round_trip, &mut path, &mut report.unknown);
     report
+}
+
+/// The field name in serde's `missing field `name`` message.
+fn missing_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("missing field `")?;
+    Some(rest.split('`').next()?.to_string())
+}
+
+/// Inserts a stand-in for the missing field `name` of the object at `path`, trying values of
+/// each JSON type until the decoder accepts the field. False when none fits.
+fn fill_missing<T: DeserializeOwned>(work: &mut Value, path: &str, name: &str) -> bool {
+    let candidates = [
+        Value::String(String::new()),
+        Value::Object(Map::new()),
+        Value::Array(Vec::new()),
+        Value::from(0),
+        Value::Bool(false),
+    ];
+    let child_path = if path.is_empty() {
+        name.to_string()
+    } else {
+        format!("{path}.{name}")
+    };
+    for candidate in candidates {
+        let Some(Value::Object(parent)) = get_path_mut(work, path) else {
+            return false;
+        };
+        parent.insert(name.to_string(), candidate);
+        match serde_path_to_error::deserialize::<_, T>(work.clone()) {
+            Ok(_) => return true,
+            Err(e) => {
+                let same_place = e.path().to_string() == path
+                    && missing_field(&e.inner().to_string()).as_deref() == Some(name);
+                let inside = e.path().to_string().starts_with(&child_path);
+                if !same_place && !inside {
+                    return true;
+                }
+            }
+        }
+    }
+    if let Some(Value::Object(parent)) = get_path_mut(work, path) {
+        parent.remove(name);
+    }
+    false
+}
+
+fn get_path_mut<'v>(v: &'v mut Value, path: &str) -> Option<&'v mut Value> {
+    let mut cur = v;
+    for step in parse_path(path) {
+        cur = match step {
+            Step::Key(k) => cur.get_mut(k.as_str())?,
+            Step::Index(i) => cur.get_mut(i)?,
+        };
+    }
+    Some(cur)
 }
 
 /// Kubernetes accepts bare numbers for quantities (`cpu: 1`); `k8s-openapi`'s `Quantity` is a
@@ -349,6 +415,24 @@ mod tests {
             "{:?}",
             report.type_errors
         );
+        // missing required fields (container name, slice endpoints) do not hide the rest
+        let report = check_fields(
+            by_kind("Pod").unwrap(),
+            &json!({"spec": {"containers": [{"image": "x", "imagee": "y"}]}}),
+        );
+        assert_eq!(report.unknown, ["spec.containers[0].imagee"]);
+        assert!(report.type_errors.is_empty(), "{:?}", report.type_errors);
+        let report = check_fields(
+            by_kind("EndpointSlice").unwrap(),
+            &json!({"metadata": {"name": "e"}, "addressTyp": "IPv4"}),
+        );
+        assert_eq!(report.unknown, ["addressTyp"]);
+        assert!(report.type_errors.is_empty(), "{:?}", report.type_errors);
+        let report = check_fields(
+            by_kind("Deployment").unwrap(),
+            &json!({"metadata": {"name": "d"}, "spec": {"replica": 1}}),
+        );
+        assert_eq!(report.unknown, ["spec.replica"]);
         let not_object = check_fields(by_kind("Pod").unwrap(), &json!([1]));
         assert_eq!(not_object.type_errors.len(), 1);
     }

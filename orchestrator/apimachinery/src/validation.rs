@@ -411,6 +411,9 @@ pub fn validate_create(res: &ResourceInfo, obj: &Value) -> Vec<FieldError> {
 /// Service's `spec.clusterIP` once set, a Pod's spec except images and a few mutable fields,
 /// a Node's `spec.podCIDR` once set, an EndpointSlice's `addressType`).
 ///
+/// A Pod whose `spec.nodeName` was empty may get one (that is how the server applies a
+/// `pods/binding`); any other pod spec change outside the mutable fields is forbidden.
+///
 /// A Service update that leaves `spec.clusterIP` empty is not reported: as in Kubernetes, the
 /// server is expected to carry the allocated address over before storing.
 pub fn validate_update(res: &ResourceInfo, new: &Value, old: &Value) -> Vec<FieldError> {
@@ -807,9 +810,12 @@ fn go_plain(v: &Value) -> String {
 
 /// Fields of a pod spec that may change on update (Kubernetes allows images, the active
 /// deadline, tolerations additions, scheduling gates removal, and the grace period).
-fn mask_mutable_pod_fields(spec: &Value) -> Value {
+fn mask_mutable_pod_fields(spec: &Value, keep_node_name: bool) -> Value {
     let mut spec = spec.clone();
     if let Some(map) = spec.as_object_mut() {
+        if !keep_node_name {
+            map.remove("nodeName");
+        }
         for key in [
             "activeDeadlineSeconds",
             "tolerations",
@@ -830,7 +836,10 @@ fn mask_mutable_pod_fields(spec: &Value) -> Value {
 }
 
 fn validate_pod_spec_update(new: &Value, old: &Value, errs: &mut Errors) {
-    if mask_mutable_pod_fields(new) != mask_mutable_pod_fields(old) {
+    // Binding (`pods/binding`) sets spec.nodeName once; the API server applies it as an
+    // update, so a first assignment is accepted here. Changing an assigned node is not.
+    let binding = s(old, "nodeName").unwrap_or("").is_empty();
+    if mask_mutable_pod_fields(new, !binding) != mask_mutable_pod_fields(old, !binding) {
         errs.push(FieldError::forbidden(
             &Path::new("spec"),
             "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)",
@@ -1910,6 +1919,13 @@ mod tests {
             (errs[0].field.as_str(), errs[0].reason()),
             ("spec", "FieldValueForbidden")
         );
+        // binding assigns the node once; moving the pod afterwards is forbidden
+        let mut bound = p.clone();
+        bound["spec"]["nodeName"] = json!("node-1");
+        assert!(validate_update(pod_res, &bound, &p).is_empty());
+        let mut moved = bound.clone();
+        moved["spec"]["nodeName"] = json!("node-2");
+        assert_eq!(validate_update(pod_res, &moved, &bound)[0].field, "spec");
 
         let node_res = by_kind("Node").unwrap();
         let n0 = json!({"metadata": {"name": "n"}, "spec": {}});
