@@ -100,6 +100,32 @@ impl EtcdProcess {
         self.kill();
     }
 
+    /// Freeze etcd (SIGSTOP): it keeps its sockets open but answers nothing, like a hung
+    /// or partitioned server. [`thaw`](Self::thaw) resumes it; drop kills it either way.
+    pub fn freeze(&mut self) {
+        self.signal("STOP");
+    }
+
+    /// Resume a frozen etcd (SIGCONT).
+    pub fn thaw(&mut self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self
+            .pid()
+            .unwrap_or_else(|| panic!("cannot send SIG{signal}: etcd is not running"));
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run kill -{signal} {pid}: {e}"));
+        assert!(
+            status.success(),
+            "kill -{signal} {pid} failed with {status}"
+        );
+    }
+
     /// Start etcd again on the same ports with the same data directory and wait until
     /// healthy. Panics if it does not come back.
     pub fn start_again(&mut self) {

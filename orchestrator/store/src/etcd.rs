@@ -80,7 +80,11 @@ impl EtcdStore {
             return Err(StoreError::Internal("no etcd endpoints given".into()));
         }
         for endpoint in endpoints {
-            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            let scheme_ok = match endpoint.split_once("://") {
+                Some((scheme, _)) => scheme == "http" || scheme == "https",
+                None => true, // host:port, taken as http
+            };
+            if !scheme_ok || endpoint.is_empty() {
                 return Err(StoreError::Internal(format!(
                     "etcd endpoint {endpoint:?}: expected a URL like http://127.0.0.1:2379"
                 )));
@@ -153,6 +157,9 @@ impl EtcdStore {
     }
 }
 
+/// Operations whose outcome is unknown when they time out.
+const WRITES: [&str; 4] = ["create", "update", "delete", "compact"];
+
 /// Await `fut` at most `limit`; past it the backend counts as unavailable.
 async fn bounded<T>(
     limit: Duration,
@@ -161,6 +168,9 @@ async fn bounded<T>(
 ) -> Result<T> {
     match tokio::time::timeout(limit, fut).await {
         Ok(result) => result,
+        Err(_) if WRITES.contains(&what) => Err(StoreError::Unavailable(format!(
+            "etcd did not answer {what} within {limit:?}; the write may still be applied"
+        ))),
         Err(_) => Err(StoreError::Unavailable(format!(
             "etcd did not answer {what} within {limit:?}"
         ))),
@@ -242,7 +252,8 @@ fn watch_end_error(resp: &WatchResponse, after: Revision) -> StoreError {
             compacted: resp.compact_revision(),
         }
     } else {
-        StoreError::Internal(format!(
+        // etcd cancels watches on leader loss and similar transient conditions.
+        StoreError::Unavailable(format!(
             "etcd cancelled the watch: {}",
             if resp.cancel_reason().is_empty() {
                 "no reason given"

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bpfk_store::etcd::EtcdStore;
+use bpfk_store::etcd::{EtcdConfig, EtcdStore};
 use bpfk_store::{Event, ListOptions, Store, StoreError};
 use bpfk_tests::etcd::EtcdProcess;
 use futures::StreamExt;
@@ -509,4 +509,67 @@ async fn concurrent_read_modify_write_loses_no_update() {
     }
     let kv = store.get(key).await.unwrap().unwrap();
     assert_eq!(kv.value, b"20", "every increment survived");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_etcd_gives_unavailable_after_the_request_timeout() {
+    let mut etcd = EtcdProcess::start();
+    let config = EtcdConfig {
+        request_timeout: Duration::from_secs(1),
+        ..EtcdConfig::default()
+    };
+    let store = EtcdStore::connect_with(&[etcd.endpoint()], config)
+        .await
+        .unwrap();
+    let key = "/registry/pods/default/hung";
+    let rev = store.create(key, b"v".to_vec()).await.unwrap();
+
+    // A frozen etcd accepts connections but never answers: the timeout must end each call.
+    etcd.freeze();
+    for result in [
+        tokio::time::timeout(HANG, store.get(key))
+            .await
+            .map(|r| r.map(|_| ())),
+        tokio::time::timeout(HANG, store.update(key, b"x".to_vec(), Some(rev)))
+            .await
+            .map(|r| r.map(|_| ())),
+        tokio::time::timeout(HANG, store.health()).await,
+        tokio::time::timeout(HANG, async {
+            store.watch("/registry/pods/", rev).await.map(|_| ())
+        })
+        .await,
+    ] {
+        let result = result.expect("a call hung on a frozen etcd");
+        assert!(
+            matches!(result, Err(StoreError::Unavailable(_))),
+            "{result:?}"
+        );
+    }
+    etcd.thaw();
+
+    // etcd may still apply the update it had received before freezing (a timed-out write
+    // has an unknown outcome), but only as a whole: the old value at the old revision or
+    // the new value at a newer one.
+    let kv = store.get(key).await.unwrap().unwrap();
+    match kv.value.as_slice() {
+        b"v" => assert_eq!(kv.mod_revision, rev),
+        b"x" => assert!(kv.mod_revision > rev),
+        other => panic!("unexpected value {other:?}"),
+    }
+    store
+        .update(key, b"w".to_vec(), Some(kv.mod_revision))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn bad_endpoints_are_refused_with_a_clear_error() {
+    for endpoints in [vec![], vec!["unix:///run/etcd.sock".to_string()]] {
+        match EtcdStore::connect(&endpoints).await {
+            Err(StoreError::Internal(message)) => {
+                assert!(message.contains("endpoint"), "{message}")
+            }
+            other => panic!("expected an error for {endpoints:?}, got {other:?}"),
+        }
+    }
 }
