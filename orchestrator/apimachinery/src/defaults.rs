@@ -56,11 +56,55 @@ fn each_item(map: &mut Map<String, Value>, key: &str, mut f: impl FnMut(&mut Map
 }
 
 fn default_pod(obj: &mut Value) {
+    let mut qos = "BestEffort";
     if let Some(spec) = child_object(obj, "spec") {
         default_pod_spec(spec);
+        // What Kubernetes' Priority admission sets for a pod without a priority class.
+        if spec.get("priorityClassName").is_none_or(Value::is_null) {
+            set_default(spec, "priority", json!(0));
+            set_default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
+        }
+        qos = pod_qos_class(spec);
     }
     if let Some(status) = child_object(obj, "status") {
         set_default(status, "phase", json!("Pending"));
+        set_default(status, "qosClass", json!(qos));
+    }
+}
+
+/// The QoS class of a pod spec, as Kubernetes computes it from cpu and memory requests and
+/// limits: `Guaranteed` (every container has equal requests and limits for both),
+/// `BestEffort` (none has any), else `Burstable`.
+pub fn pod_qos_class(spec: &Map<String, Value>) -> &'static str {
+    let containers: Vec<&Value> = ["initContainers", "containers"]
+        .iter()
+        .filter_map(|k| spec.get(*k).and_then(Value::as_array))
+        .flatten()
+        .collect();
+    let amount = |c: &Value, kind: &str, res: &str| {
+        c.pointer(&format!("/resources/{kind}/{res}"))
+            .and_then(crate::quantity::parse_value)
+            .filter(|q| *q > 0.0)
+    };
+    let mut any = false;
+    let mut guaranteed = true;
+    for c in &containers {
+        for res in ["cpu", "memory"] {
+            let limit = amount(c, "limits", res);
+            // a missing request defaults to the limit
+            let request = amount(c, "requests", res).or(limit);
+            any |= limit.is_some() || request.is_some();
+            if limit.is_none() || request != limit {
+                guaranteed = false;
+            }
+        }
+    }
+    if !any {
+        "BestEffort"
+    } else if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
     }
 }
 
@@ -254,10 +298,49 @@ mod tests {
                     "terminationMessagePolicy": "File", "resources": {}}],
                 "restartPolicy": "Always", "dnsPolicy": "ClusterFirst",
                 "schedulerName": "default-scheduler", "terminationGracePeriodSeconds": 30,
-                "securityContext": {}, "enableServiceLinks": true
+                "securityContext": {}, "enableServiceLinks": true,
+                "priority": 0, "preemptionPolicy": "PreemptLowerPriority"
             })
         );
-        assert_eq!(pod["status"], json!({"phase": "Pending"}));
+        assert_eq!(
+            pod["status"],
+            json!({"phase": "Pending", "qosClass": "BestEffort"})
+        );
+        assert_eq!(pod["spec"]["priority"], 0);
+        assert_eq!(pod["spec"]["preemptionPolicy"], "PreemptLowerPriority");
+    }
+
+    #[test]
+    fn qos_classes() {
+        let qos = |resources: Value| {
+            let pod = defaulted(
+                "Pod",
+                json!({"spec": {"containers": [{"name": "a", "image": "x", "resources": resources}]}}),
+            );
+            pod["status"]["qosClass"].as_str().unwrap().to_string()
+        };
+        assert_eq!(qos(json!({})), "BestEffort");
+        assert_eq!(
+            qos(json!({"limits": {"cpu": "1", "memory": "1Gi"}})),
+            "Guaranteed"
+        );
+        assert_eq!(
+            qos(
+                json!({"limits": {"cpu": 1, "memory": "1Gi"}, "requests": {"cpu": "1000m", "memory": "1Gi"}})
+            ),
+            "Guaranteed"
+        );
+        assert_eq!(qos(json!({"requests": {"cpu": "100m"}})), "Burstable");
+        assert_eq!(
+            qos(json!({"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "500m"}})),
+            "Burstable"
+        );
+        // templates get no admission-time fields
+        let d = defaulted(
+            "Deployment",
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x"}]}}}}),
+        );
+        assert!(d["spec"]["template"]["spec"].get("priority").is_none());
     }
 
     #[test]
