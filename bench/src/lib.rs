@@ -1,1 +1,71 @@
-//! benchmarks
+//! Benchmarks (not tests): each binary under `src/bin/` starts what it measures, runs a bounded
+//! load on loopback, and writes its figures to `bench/results/`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Latency summary of a set of samples.
+#[derive(Debug, Clone, Copy)]
+pub struct Summary {
+    pub count: usize,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+}
+
+/// Percentiles of `samples` (sorted in place).
+pub fn summarize(samples: &mut [Duration]) -> Summary {
+    samples.sort();
+    let pick = |q: f64| {
+        if samples.is_empty() {
+            Duration::ZERO
+        } else {
+            samples[((samples.len() - 1) as f64 * q).round() as usize]
+        }
+    };
+    Summary {
+        count: samples.len(),
+        p50: pick(0.5),
+        p99: pick(0.99),
+        max: pick(1.0),
+    }
+}
+
+/// `VmRSS` and `VmHWM` (peak) of a process in KiB, from /proc.
+pub fn rss_kib(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// `bench/results/<name>`.
+pub fn results_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("results")
+        .join(name)
+}
+
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles() {
+        let mut s: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        let sum = summarize(&mut s);
+        assert_eq!(sum.count, 100);
+        assert_eq!(sum.p50, Duration::from_millis(51));
+        assert_eq!(sum.p99, Duration::from_millis(99));
+        assert_eq!(sum.max, Duration::from_millis(100));
+    }
+}

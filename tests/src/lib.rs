@@ -2,3 +2,4 @@
 //! free loopback ports and removed when the guard is dropped.
 
 pub mod etcd;
+pub mod server;

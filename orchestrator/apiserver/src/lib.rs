@@ -1,1 +1,157 @@
-//! bpfk-apiserver
+//! bpfk's Kubernetes-compatible API server: the Kubernetes REST API (JSON over HTTP) on top of
+//! [`bpfk_store`], so that kubectl and kube-rs clients work against it unchanged.
+//!
+//! * [`router`] maps requests onto the REST storage in [`rest`] (get/list/watch/create/update/
+//!   patch/delete and the status, binding, scale and finalize subresources);
+//! * [`admission`] holds kind-specific rules (namespace lifecycle, ClusterIP/NodePort allocation);
+//! * [`discovery`] and [`openapi`] serve what kubectl reads before anything else.
+
+pub mod admission;
+pub mod discovery;
+pub mod error;
+pub mod kubeconfig;
+pub mod object;
+pub mod openapi;
+pub mod path;
+pub mod query;
+pub mod rest;
+pub mod router;
+pub mod state;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bpfk_apimachinery::registry;
+use bpfk_store::etcd::EtcdStore;
+use serde_json::json;
+
+pub use state::AppState;
+
+/// Flags of the API server.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ApiServerConfig {
+    /// etcd client URLs, comma separated.
+    #[arg(
+        long = "etcd-servers",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:2379"
+    )]
+    pub etcd_servers: Vec<String>,
+    /// Address to serve the API on (plain HTTP; keep it on loopback).
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    pub listen: SocketAddr,
+    /// Write a kubeconfig for this server to PATH once it listens.
+    #[arg(long = "write-kubeconfig", value_name = "PATH")]
+    pub write_kubeconfig: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot set up the etcd client: {0}")]
+    Store(#[from] bpfk_store::StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot write kubeconfig {path}: {source}")]
+    Kubeconfig {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A started API server.
+pub struct Running {
+    /// The address it listens on (the real port when the flag said port 0).
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    task: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl Running {
+    /// `http://ADDR`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Wait until the server stops (it stops on error only).
+    pub async fn wait(self) -> Result<()> {
+        match self.task.await {
+            Ok(r) => r,
+            Err(e) => Err(Error::Serve(std::io::Error::other(e))),
+        }
+    }
+}
+
+/// Connect to etcd, start the watch caches and serve the API.
+pub async fn start(config: &ApiServerConfig) -> Result<Running> {
+    let store = Arc::new(EtcdStore::connect(&config.etcd_servers).await?);
+    let state = AppState::new(store);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| Error::Listen {
+        addr: config.listen,
+        source,
+    })?;
+    tokio::spawn(bootstrap(state.clone()));
+    if let Some(path) = &config.write_kubeconfig {
+        kubeconfig::write(path, &format!("http://{addr}")).map_err(|source| Error::Kubeconfig {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    tracing::info!(%addr, etcd = ?config.etcd_servers, "API server listening");
+    let app = router::router(state.clone());
+    let task = tokio::spawn(async move { axum::serve(listener, app).await.map_err(Error::Serve) });
+    Ok(Running { addr, state, task })
+}
+
+/// Serve until the process is stopped.
+pub async fn run(config: ApiServerConfig) -> Result<()> {
+    start(&config).await?.wait().await
+}
+
+/// Create the namespaces that always exist; retried until etcd answers.
+async fn bootstrap(state: Arc<AppState>) {
+    let Some(res) = registry::find("", "v1", "namespaces") else {
+        return;
+    };
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let mut pending = false;
+        for ns in admission::SYSTEM_NAMESPACES
+            .iter()
+            .chain(["kube-node-lease"].iter())
+        {
+            let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+            match rest::write::create(&state, res, None, obj, &query::Query::default()).await {
+                Ok(_) | Err(error::ApiError::AlreadyExists { .. }) => {}
+                Err(e) => {
+                    tracing::warn!(
+                        namespace = ns,
+                        "cannot create system namespace yet: {}",
+                        e.message()
+                    );
+                    pending = true;
+                }
+            }
+        }
+        if !pending {
+            tracing::info!("system namespaces present");
+            return;
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}

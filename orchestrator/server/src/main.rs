@@ -1,1 +1,7 @@
-fn main() {}
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    bpfk_server::init_logging();
+    bpfk_server::run(bpfk_server::Cli::parse()).await
+}

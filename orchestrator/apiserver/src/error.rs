@@ -1,0 +1,292 @@
+//! API errors and their `Status` representation.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use bpfk_store::StoreError;
+use serde_json::{json, Value};
+
+/// One cause of an Invalid/BadRequest error (`details.causes[]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cause {
+    pub reason: String,
+    pub message: String,
+    pub field: String,
+}
+
+/// An error answered to an API client as a `meta/v1 Status`.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    BadRequest { message: String },
+    #[error("{kind} {name:?} not found")]
+    NotFound {
+        group: String,
+        kind: String,
+        name: String,
+    },
+    #[error("{kind} {name:?} already exists")]
+    AlreadyExists {
+        group: String,
+        kind: String,
+        name: String,
+    },
+    #[error("{message}")]
+    Conflict {
+        group: String,
+        kind: String,
+        name: String,
+        message: String,
+    },
+    #[error("{kind} {name:?} is invalid")]
+    Invalid {
+        group: String,
+        kind: String,
+        name: String,
+        causes: Vec<Cause>,
+    },
+    #[error("{message}")]
+    Forbidden {
+        group: String,
+        kind: String,
+        name: String,
+        message: String,
+    },
+    #[error("{message}")]
+    Gone { message: String },
+    #[error("{message}")]
+    MethodNotAllowed { message: String },
+    #[error("{message}")]
+    UnsupportedMediaType { message: String },
+    #[error("{message}")]
+    NotAcceptable { message: String },
+    #[error("{message}")]
+    Unavailable { message: String },
+    #[error("{message}")]
+    Internal { message: String },
+    #[error("{message}")]
+    Timeout { message: String },
+}
+
+pub type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+impl ApiError {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            message: message.into(),
+        }
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        ApiError::Internal {
+            message: message.into(),
+        }
+    }
+
+    pub fn code(&self) -> u16 {
+        match self {
+            ApiError::BadRequest { .. } => 400,
+            ApiError::Forbidden { .. } => 403,
+            ApiError::NotFound { .. } => 404,
+            ApiError::MethodNotAllowed { .. } => 405,
+            ApiError::NotAcceptable { .. } => 406,
+            ApiError::AlreadyExists { .. } | ApiError::Conflict { .. } => 409,
+            ApiError::Gone { .. } => 410,
+            ApiError::UnsupportedMediaType { .. } => 415,
+            ApiError::Invalid { .. } => 422,
+            ApiError::Internal { .. } => 500,
+            ApiError::Unavailable { .. } => 503,
+            ApiError::Timeout { .. } => 504,
+        }
+    }
+
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { .. } => "BadRequest",
+            ApiError::Forbidden { .. } => "Forbidden",
+            ApiError::NotFound { .. } => "NotFound",
+            ApiError::MethodNotAllowed { .. } => "MethodNotAllowed",
+            ApiError::NotAcceptable { .. } => "NotAcceptable",
+            ApiError::AlreadyExists { .. } => "AlreadyExists",
+            ApiError::Conflict { .. } => "Conflict",
+            ApiError::Gone { .. } => "Expired",
+            ApiError::UnsupportedMediaType { .. } => "UnsupportedMediaType",
+            ApiError::Invalid { .. } => "Invalid",
+            ApiError::Internal { .. } => "InternalError",
+            ApiError::Unavailable { .. } => "ServiceUnavailable",
+            ApiError::Timeout { .. } => "Timeout",
+        }
+    }
+
+    /// The Kubernetes-style message.
+    pub fn message(&self) -> String {
+        match self {
+            ApiError::NotFound { group, kind, name } => {
+                format!("{} \"{}\" not found", qualified(group, kind), name)
+            }
+            ApiError::AlreadyExists { group, kind, name } => {
+                format!("{} \"{}\" already exists", qualified(group, kind), name)
+            }
+            ApiError::Conflict {
+                group,
+                kind,
+                name,
+                message,
+            } => {
+                format!(
+                    "Operation cannot be fulfilled on {} \"{}\": {}",
+                    qualified(group, kind),
+                    name,
+                    message
+                )
+            }
+            ApiError::Forbidden {
+                group,
+                kind,
+                name,
+                message,
+            } => {
+                if name.is_empty() {
+                    format!("{} is forbidden: {}", qualified(group, kind), message)
+                } else {
+                    format!(
+                        "{} \"{}\" is forbidden: {}",
+                        qualified(group, kind),
+                        name,
+                        message
+                    )
+                }
+            }
+            ApiError::Invalid {
+                group,
+                kind,
+                name,
+                causes,
+            } => {
+                let list: Vec<String> = causes
+                    .iter()
+                    .map(|c| {
+                        if c.field.is_empty() {
+                            c.message.clone()
+                        } else {
+                            format!("{}: {}", c.field, c.message)
+                        }
+                    })
+                    .collect();
+                let kind_name = if group.is_empty() {
+                    kind.clone()
+                } else {
+                    format!("{kind}.{group}")
+                };
+                if list.len() == 1 {
+                    format!("{} \"{}\" is invalid: {}", kind_name, name, list[0])
+                } else {
+                    format!(
+                        "{} \"{}\" is invalid: [{}]",
+                        kind_name,
+                        name,
+                        list.join(", ")
+                    )
+                }
+            }
+            other => other.to_string(),
+        }
+    }
+
+    /// The `Status` object for this error.
+    pub fn status(&self) -> Value {
+        let mut status = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message(),
+            "reason": self.reason(),
+            "code": self.code(),
+        });
+        let details = match self {
+            ApiError::NotFound { group, kind, name }
+            | ApiError::AlreadyExists { group, kind, name }
+            | ApiError::Conflict {
+                group, kind, name, ..
+            }
+            | ApiError::Forbidden {
+                group, kind, name, ..
+            } => Some(json!({"name": name, "group": group, "kind": kind})),
+            ApiError::Invalid {
+                group,
+                kind,
+                name,
+                causes,
+            } => Some(json!({
+                "name": name, "group": group, "kind": kind,
+                "causes": causes.iter().map(|c| json!({
+                    "reason": c.reason, "message": c.message, "field": c.field
+                })).collect::<Vec<_>>(),
+            })),
+            ApiError::Unavailable { .. } => Some(json!({"retryAfterSeconds": 1})),
+            _ => None,
+        };
+        if let Some(mut d) = details {
+            if let Some(obj) = d.as_object_mut() {
+                obj.retain(|_, v| !(v.is_string() && v.as_str() == Some("")));
+            }
+            status["details"] = d;
+        }
+        status
+    }
+
+    /// Map a store error for the object (group, kind, name).
+    pub fn from_store(err: StoreError, group: &str, kind: &str, name: &str) -> Self {
+        match err {
+            StoreError::AlreadyExists(_) => ApiError::AlreadyExists {
+                group: group.into(), kind: kind.into(), name: name.into(),
+            },
+            StoreError::NotFound(_) => ApiError::NotFound {
+                group: group.into(), kind: kind.into(), name: name.into(),
+            },
+            StoreError::Conflict { .. } => ApiError::Conflict {
+                group: group.into(),
+                kind: kind.into(),
+                name: name.into(),
+                message: "the object has been modified; please apply your changes to the latest version and try again".into(),
+            },
+            StoreError::Compacted { requested, compacted } => ApiError::Gone {
+                message: format!("too old resource version: {requested} ({compacted})"),
+            },
+            StoreError::Unavailable(m) => ApiError::Unavailable {
+                message: format!("storage is unavailable: {m}"),
+            },
+            StoreError::Internal(m) => ApiError::Internal { message: m },
+        }
+    }
+}
+
+/// Plural-lowercase qualified resource like `deployments.apps`, as Kubernetes names it in messages.
+fn qualified(group: &str, resource: &str) -> String {
+    if group.is_empty() {
+        resource.to_string()
+    } else {
+        format!("{resource}.{group}")
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        ApiError::from_store(err, "", "", "")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let code = StatusCode::from_u16(self.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if code.is_server_error() {
+            tracing::warn!(code = code.as_u16(), "{}", self.message());
+        }
+        let body = serde_json::to_vec(&self.status()).unwrap_or_default();
+        (
+            code,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,193 @@
+//! Query parameters of API requests and content negotiation.
+
+use std::collections::HashMap;
+
+use crate::error::{ApiError, Result};
+
+/// The query parameters the API understands (all optional).
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    pub watch: bool,
+    pub resource_version: Option<String>,
+    pub resource_version_match: Option<String>,
+    pub label_selector: Option<String>,
+    pub field_selector: Option<String>,
+    pub limit: Option<i64>,
+    pub continue_token: Option<String>,
+    pub timeout_seconds: Option<u64>,
+    pub allow_watch_bookmarks: bool,
+    pub send_initial_events: bool,
+    pub field_validation: FieldValidation,
+    pub dry_run: bool,
+    pub propagation_policy: Option<String>,
+    pub grace_period_seconds: Option<i64>,
+    pub include_object: Option<String>,
+    pub field_manager: Option<String>,
+    pub container: Option<String>,
+    pub tail_lines: Option<i64>,
+    pub follow: bool,
+}
+
+/// How unknown fields in a request body are treated.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FieldValidation {
+    Ignore,
+    /// Unknown fields are dropped and reported in a `Warning` header (the server default).
+    #[default]
+    Warn,
+    /// Unknown fields fail the request with 400.
+    Strict,
+}
+
+fn parse_bool(name: &str, v: &str) -> Result<bool> {
+    match v {
+        "true" | "1" | "" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(ApiError::bad_request(format!(
+            "invalid value {v:?} for query parameter {name}: must be true or false"
+        ))),
+    }
+}
+
+fn parse_int<T: std::str::FromStr>(name: &str, v: &str) -> Result<T> {
+    v.parse().map_err(|_| {
+        ApiError::bad_request(format!(
+            "invalid value {v:?} for query parameter {name}: must be an integer"
+        ))
+    })
+}
+
+impl Query {
+    pub fn parse(raw: Option<&str>) -> Result<Query> {
+        let mut q = Query::default();
+        let Some(raw) = raw else { return Ok(q) };
+        let pairs: HashMap<String, String> = form_pairs(raw);
+        for (k, v) in pairs {
+            match k.as_str() {
+                "watch" => q.watch = parse_bool(&k, &v)?,
+                "resourceVersion" => q.resource_version = Some(v).filter(|s| !s.is_empty()),
+                "resourceVersionMatch" => {
+                    q.resource_version_match = Some(v).filter(|s| !s.is_empty())
+                }
+                "labelSelector" => q.label_selector = Some(v).filter(|s| !s.is_empty()),
+                "fieldSelector" => q.field_selector = Some(v).filter(|s| !s.is_empty()),
+                "limit" => q.limit = Some(parse_int(&k, &v)?).filter(|l: &i64| *l > 0),
+                "continue" => q.continue_token = Some(v).filter(|s| !s.is_empty()),
+                "timeoutSeconds" => q.timeout_seconds = Some(parse_int(&k, &v)?),
+                "allowWatchBookmarks" => q.allow_watch_bookmarks = parse_bool(&k, &v)?,
+                "sendInitialEvents" => q.send_initial_events = parse_bool(&k, &v)?,
+                "fieldValidation" => q.field_validation = match v.as_str() {
+                    "Strict" => FieldValidation::Strict,
+                    "Warn" | "" => FieldValidation::Warn,
+                    "Ignore" => FieldValidation::Ignore,
+                    _ => return Err(ApiError::bad_request(format!(
+                        "fieldValidation: invalid value {v:?}: must be one of Ignore, Warn, Strict"
+                    ))),
+                },
+                "dryRun" => q.dry_run = v == "All",
+                "propagationPolicy" => q.propagation_policy = Some(v).filter(|s| !s.is_empty()),
+                "gracePeriodSeconds" => q.grace_period_seconds = Some(parse_int(&k, &v)?),
+                "includeObject" => q.include_object = Some(v),
+                "fieldManager" => q.field_manager = Some(v),
+                "container" => q.container = Some(v).filter(|s| !s.is_empty()),
+                "tailLines" => q.tail_lines = Some(parse_int(&k, &v)?),
+                "follow" => q.follow = parse_bool(&k, &v)?,
+                _ => {}
+            }
+        }
+        Ok(q)
+    }
+}
+
+/// Decode `application/x-www-form-urlencoded` pairs (last one wins).
+pub fn form_pairs(raw: &str) -> HashMap<String, String> {
+    raw.split('&')
+        .filter(|s| !s.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// What representation the client asked for in `Accept`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Representation {
+    Object,
+    Table,
+}
+
+/// Pick the representation: a `Table` when the client lists `as=Table` in meta.k8s.io/v1 first.
+pub fn negotiate(accept: Option<&str>) -> Representation {
+    let Some(accept) = accept else {
+        return Representation::Object;
+    };
+    for part in accept.split(',') {
+        let params: Vec<&str> = part.split(';').map(str::trim).collect();
+        let is_table = params.contains(&"as=Table");
+        if is_table {
+            let v1 = params.iter().any(|p| *p == "v=v1");
+            let g = params.iter().any(|p| *p == "g=meta.k8s.io");
+            if v1 && g {
+                return Representation::Table;
+            }
+            continue;
+        }
+        if params.first().is_some_and(|m| {
+            m.starts_with("application/json") || *m == "*/*" || m.starts_with("application/yaml")
+        }) {
+            return Representation::Object;
+        }
+    }
+    Representation::Object
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_query() {
+        let q = Query::parse(Some("watch=true&resourceVersion=12&labelSelector=app%3Dnginx%2Ctier+in+(a)&limit=500&fieldValidation=Strict")).unwrap();
+        assert!(q.watch);
+        assert_eq!(q.resource_version.as_deref(), Some("12"));
+        assert_eq!(q.label_selector.as_deref(), Some("app=nginx,tier in (a)"));
+        assert_eq!(q.limit, Some(500));
+        assert_eq!(q.field_validation, FieldValidation::Strict);
+        assert!(Query::parse(Some("limit=abc")).is_err());
+        assert!(Query::parse(Some("fieldValidation=Loud")).is_err());
+    }
+
+    #[test]
+    fn negotiates_table() {
+        assert_eq!(negotiate(Some("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json")), Representation::Table);
+        assert_eq!(negotiate(Some("application/json")), Representation::Object);
+        assert_eq!(negotiate(None), Representation::Object);
+    }
+}

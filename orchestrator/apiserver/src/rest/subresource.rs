@@ -1,0 +1,205 @@
+//! Subresources with their own shape: pods/binding, */scale, namespaces/finalize.
+
+use bpfk_apimachinery::registry::ResourceInfo;
+use serde_json::{json, Value};
+
+use super::write::{self, Part, PatchKind};
+use super::{conflict, not_found};
+use crate::error::{ApiError, Result};
+use crate::object;
+use crate::query::Query;
+use crate::state::AppState;
+
+/// Bind a pod to a node (`pods/binding` or the `bindings` collection).
+pub async fn bind(
+    state: &AppState,
+    pods: &'static ResourceInfo,
+    ns: &str,
+    pod: &str,
+    binding: &Value,
+) -> Result<Value> {
+    let node = binding
+        .pointer("/target/name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::Invalid {
+            group: String::new(),
+            kind: "Binding".into(),
+            name: pod.into(),
+            causes: vec![crate::error::Cause {
+                reason: "FieldValueRequired".into(),
+                message: "Required value".into(),
+                field: "target.name".into(),
+            }],
+        })?
+        .to_string();
+    let q = Query::default();
+    write::modify(state, pods, Some(ns), pod, Part::Main, &q, |cur| {
+        if object::is_deleting(cur) {
+            return Err(conflict(
+                pods,
+                pod,
+                "pod is being deleted, cannot be assigned to a host",
+            ));
+        }
+        if let Some(existing) = cur
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+        {
+            return Err(conflict(
+                pods,
+                pod,
+                format!("pod {pod} is already assigned to node \"{existing}\""),
+            ));
+        }
+        if let Some(uid) = binding.pointer("/metadata/uid").and_then(Value::as_str) {
+            if object::uid(cur) != Some(uid) {
+                return Err(conflict(
+                    pods,
+                    pod,
+                    "the pod's UID does not match the binding's",
+                ));
+            }
+        }
+        let mut next = cur.clone();
+        next["spec"]["nodeName"] = json!(node);
+        Ok(next)
+    })
+    .await?;
+    // the PodScheduled condition lives in status
+    write::modify(state, pods, Some(ns), pod, Part::Status, &q, |cur| {
+        let mut next = cur.clone();
+        let status = next.as_object_mut().and_then(|m| {
+            m.entry("status").or_insert_with(|| json!({}));
+            m.get_mut("status")
+        });
+        if let Some(status) = status {
+            let conditions = status
+                .as_object_mut()
+                .map(|s| s.entry("conditions").or_insert_with(|| json!([])));
+            if let Some(Value::Array(conds)) = conditions {
+                conds.retain(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled"));
+                conds.push(json!({
+                    "type": "PodScheduled", "status": "True",
+                    "lastProbeTime": null, "lastTransitionTime": object::now_rfc3339()
+                }));
+            }
+        }
+        Ok(next)
+    })
+    .await?;
+    Ok(
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+    )
+}
+
+/// The `autoscaling/v1 Scale` view of a Deployment or ReplicaSet.
+pub fn scale_of(res: &ResourceInfo, obj: &Value) -> Value {
+    let selector = obj
+        .pointer("/spec/selector")
+        .and_then(|s| bpfk_apimachinery::selectors::Selector::from_value(s).ok())
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    let _ = res;
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": obj.pointer("/metadata/name"),
+            "namespace": obj.pointer("/metadata/namespace"),
+            "uid": obj.pointer("/metadata/uid"),
+            "resourceVersion": obj.pointer("/metadata/resourceVersion"),
+            "creationTimestamp": obj.pointer("/metadata/creationTimestamp"),
+        },
+        "spec": {"replicas": obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0)},
+        "status": {
+            "replicas": obj.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0),
+            "selector": selector,
+        }
+    })
+}
+
+/// GET of `<res>/scale`.
+pub async fn get_scale(
+    state: &AppState,
+    res: &'static ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+) -> Result<Value> {
+    let (obj, _) = write::load(state, res, ns, name).await?;
+    Ok(scale_of(res, &obj))
+}
+
+/// PUT or PATCH of `<res>/scale`: only `spec.replicas` changes.
+pub async fn write_scale(
+    state: &AppState,
+    res: &'static ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    change: ScaleChange<'_>,
+    q: &Query,
+) -> Result<Value> {
+    let obj = write::modify(state, res, ns, name, Part::Main, q, |cur| {
+        let scale = scale_of(res, cur);
+        let new_scale = match &change {
+            ScaleChange::Replace(body) => {
+                if let Some(rv) = body.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
+                    if Some(rv) != object::resource_version(cur) {
+                        return Err(conflict(res, name, "the object has been modified; please apply your changes to the latest version and try again"));
+                    }
+                }
+                (*body).clone()
+            }
+            ScaleChange::Patch(kind, doc) => write::apply_patch(res, *kind, &scale, doc)?,
+        };
+        let replicas = new_scale.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
+        if replicas < 0 {
+            return Err(ApiError::Invalid {
+                group: "autoscaling".into(),
+                kind: "Scale".into(),
+                name: name.into(),
+                causes: vec![crate::error::Cause {
+                    reason: "FieldValueInvalid".into(),
+                    message: format!("Invalid value: {replicas}: must be greater than or equal to 0"),
+                    field: "spec.replicas".into(),
+                }],
+            });
+        }
+        let mut next = cur.clone();
+        next["spec"]["replicas"] = json!(replicas);
+        Ok(next)
+    })
+    .await?;
+    Ok(scale_of(res, &obj))
+}
+
+pub enum ScaleChange<'a> {
+    Replace(&'a Value),
+    Patch(PatchKind, &'a Value),
+}
+
+/// PUT of `namespaces/<name>/finalize`: only `spec.finalizers` changes; the namespace goes away
+/// when it is terminating and no finalizer is left.
+pub async fn finalize_namespace(
+    state: &AppState,
+    res: &'static ResourceInfo,
+    name: &str,
+    body: &Value,
+) -> Result<Value> {
+    let finalizers = body
+        .pointer("/spec/finalizers")
+        .cloned()
+        .unwrap_or_else(|| json!([]));
+    let q = Query::default();
+    write::modify(state, res, None, name, Part::Main, &q, |cur| {
+        let mut next = cur.clone();
+        next["spec"]["finalizers"] = finalizers.clone();
+        Ok(next)
+    })
+    .await
+    .map_err(|e| match e {
+        ApiError::NotFound { .. } => not_found(res, name),
+        other => other,
+    })
+}

@@ -1,0 +1,215 @@
+//! WATCH: a stream of newline-delimited JSON events served from the watch cache.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bpfk_apimachinery::registry::ResourceInfo;
+use bpfk_store::{Event, StoreError};
+use bytes::Bytes;
+use futures::StreamExt;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use super::read::Filter;
+use crate::error::{ApiError, Result};
+use crate::query::{Query, Representation};
+use crate::state::{self, AppState};
+
+/// How often an idle watch with bookmarks enabled gets a BOOKMARK.
+const BOOKMARK_INTERVAL: Duration = Duration::from_secs(5);
+/// Watches without `timeoutSeconds` end after this long (clients then resume).
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
+
+/// One watch event line.
+fn line(kind: &str, object: Value) -> Bytes {
+    let mut v = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+    v.push(b'\n');
+    Bytes::from(v)
+}
+
+/// The ERROR event that tells a client its resourceVersion is too old (it must relist).
+fn expired(message: String) -> Bytes {
+    line("ERROR", ApiError::Gone { message }.status())
+}
+
+struct Watcher {
+    res: &'static ResourceInfo,
+    filter: Filter,
+    repr: Representation,
+    q: Query,
+    tx: mpsc::Sender<Bytes>,
+    /// Revision of the newest event this watcher has been given (matched or not).
+    revision: i64,
+}
+
+impl Watcher {
+    fn render(&self, obj: Value) -> Value {
+        match self.repr {
+            Representation::Object => obj,
+            Representation::Table => {
+                super::read::table(self.res, std::slice::from_ref(&obj), &self.q, None, None)
+            }
+        }
+    }
+
+    async fn send(&self, kind: &str, obj: Value) -> bool {
+        let obj = self.render(obj);
+        self.tx.send(line(kind, obj)).await.is_ok()
+    }
+
+    async fn bookmark(&self, initial_end: bool) -> bool {
+        let mut meta = json!({"resourceVersion": self.revision.to_string()});
+        if initial_end {
+            meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        let obj =
+            json!({"kind": self.res.kind, "apiVersion": self.res.api_version(), "metadata": meta});
+        self.tx.send(line("BOOKMARK", obj)).await.is_ok()
+    }
+
+    /// Forward one store event; false when the client is gone.
+    async fn forward(&mut self, event: &Event) -> bool {
+        self.revision = self.revision.max(event.revision());
+        if !self.filter.key_in_scope(event.key()) {
+            return true;
+        }
+        let decode = |kv: &bpfk_store::KeyValue| state::decode(kv).ok();
+        match event {
+            Event::Added { kv } => match decode(kv) {
+                Some(obj) if self.filter.matches(&obj) => self.send("ADDED", obj).await,
+                _ => true,
+            },
+            Event::Modified { kv, prev } => {
+                let Some(obj) = decode(kv) else { return true };
+                let now = self.filter.matches(&obj);
+                let before = prev
+                    .as_ref()
+                    .and_then(decode)
+                    .map(|p| self.filter.matches(&p))
+                    .unwrap_or(now);
+                match (before, now) {
+                    (true, true) => self.send("MODIFIED", obj).await,
+                    (false, true) => self.send("ADDED", obj).await,
+                    (true, false) => self.send("DELETED", obj).await,
+                    (false, false) => true,
+                }
+            }
+            Event::Deleted { kv } => match decode(kv) {
+                Some(obj) if self.filter.matches(&obj) => self.send("DELETED", obj).await,
+                _ => true,
+            },
+        }
+    }
+}
+
+/// Start a watch; the returned channel yields the response body's chunks.
+pub async fn start(
+    state: Arc<AppState>,
+    res: &'static ResourceInfo,
+    ns: Option<&str>,
+    q: Query,
+    repr: Representation,
+) -> Result<mpsc::Receiver<Bytes>> {
+    let filter = Filter::from_query(res, ns, &q)?;
+    let cache = state.cache(res)?.clone();
+    cache.wait_ready().await;
+    let after: Option<i64> = match q.resource_version.as_deref() {
+        None | Some("") | Some("0") => None,
+        Some(rv) => Some(rv.parse().map_err(|_| {
+            ApiError::bad_request(format!(
+                "invalid resourceVersion {rv:?}: must be an integer"
+            ))
+        })?),
+    };
+    let (tx, rx) = mpsc::channel(256);
+    let timeout = q
+        .timeout_seconds
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_TIMEOUT);
+    let bookmarks = q.allow_watch_bookmarks;
+    let send_initial = q.send_initial_events;
+    let mut watcher = Watcher {
+        res,
+        filter,
+        repr,
+        q,
+        tx,
+        revision: after.unwrap_or(0),
+    };
+
+    tokio::spawn(async move {
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        // Without a resourceVersion the watch starts with the current state as ADDED events.
+        let start_rev = match after {
+            Some(rv) => rv,
+            None => {
+                let (items, revision) = cache.list().await;
+                for kv in &items {
+                    if !watcher.forward(&Event::Added { kv: kv.clone() }).await {
+                        return;
+                    }
+                }
+                watcher.revision = revision;
+                if send_initial && bookmarks && !watcher.bookmark(true).await {
+                    return;
+                }
+                revision
+            }
+        };
+        let mut events = match cache.watch(Some(start_rev)).await {
+            Ok(stream) => stream,
+            Err(StoreError::Compacted {
+                requested,
+                compacted,
+            }) => {
+                let _ = watcher
+                    .tx
+                    .send(expired(format!(
+                        "too old resource version: {requested} ({compacted})"
+                    )))
+                    .await;
+                return;
+            }
+            Err(e) => {
+                let _ = watcher
+                    .tx
+                    .send(line("ERROR", ApiError::from(e).status()))
+                    .await;
+                return;
+            }
+        };
+        let mut ticker = tokio::time::interval(BOOKMARK_INTERVAL);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                _ = &mut deadline => return,
+                _ = ticker.tick(), if bookmarks => {
+                    if let Some(rev) = events.bookmark_revision() {
+                        watcher.revision = watcher.revision.max(rev);
+                        if !watcher.bookmark(false).await {
+                            return;
+                        }
+                    }
+                }
+                next = events.next() => match next {
+                    None => return,
+                    Some(Ok(event)) => {
+                        if !watcher.forward(&event).await {
+                            return;
+                        }
+                    }
+                    Some(Err(StoreError::Compacted { requested, compacted })) => {
+                        let _ = watcher.tx.send(expired(format!("too old resource version: {requested} ({compacted})"))).await;
+                        return;
+                    }
+                    Some(Err(e)) => {
+                        let _ = watcher.tx.send(line("ERROR", ApiError::from(e).status())).await;
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    Ok(rx)
+}

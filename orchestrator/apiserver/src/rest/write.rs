@@ -1,0 +1,613 @@
+//! Create, update (PUT) and patch.
+
+use bpfk_apimachinery::registry::ResourceInfo;
+use bpfk_apimachinery::{defaults, patch, unknown_fields, validation};
+use rand::Rng;
+use serde_json::Value;
+
+use super::{conflict, invalid, not_found, set_type, store_err};
+use crate::admission;
+use crate::error::{ApiError, Result};
+use crate::object;
+use crate::query::{FieldValidation, Query};
+use crate::state::{self, AppState};
+
+/// A successful write: the object as stored, plus warnings for the client.
+pub struct Written {
+    pub object: Value,
+    pub warnings: Vec<String>,
+    /// True when a new object was created (HTTP 201).
+    pub created: bool,
+}
+
+/// How many times a write retries after losing a race on the object's revision.
+const MAX_RETRIES: usize = 20;
+
+/// Check the body's kind/apiVersion against the resource and fill them when missing.
+fn check_type(res: &ResourceInfo, obj: &mut Value) -> Result<()> {
+    if !obj.is_object() {
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        ));
+    }
+    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let api_version = obj
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if !kind.is_empty() && kind != res.kind {
+        return Err(ApiError::bad_request(format!(
+            "the body kind {kind:?} does not match the resource {} (expected kind {:?})",
+            res.plural, res.kind
+        )));
+    }
+    if !api_version.is_empty() && api_version != res.api_version() {
+        return Err(ApiError::bad_request(format!(
+            "the API version in the data ({api_version}) does not match the expected API version ({})",
+            res.api_version()
+        )));
+    }
+    set_type(res, obj);
+    Ok(())
+}
+
+/// Apply the unknown-field policy: Strict fails, Warn/Ignore drop them (Warn reports them).
+fn handle_unknown_fields(
+    res: &ResourceInfo,
+    obj: &mut Value,
+    mode: FieldValidation,
+) -> Result<Vec<String>> {
+    let unknown = unknown_fields::unknown_fields(res, obj);
+    if unknown.is_empty() {
+        return Ok(Vec::new());
+    }
+    let messages: Vec<String> = unknown
+        .iter()
+        .map(|p| format!("unknown field \"{p}\""))
+        .collect();
+    if mode == FieldValidation::Strict {
+        return Err(ApiError::bad_request(format!(
+            "strict decoding error: {}",
+            messages.join(", ")
+        )));
+    }
+    for path in &unknown {
+        remove_path(obj, path);
+    }
+    Ok(if mode == FieldValidation::Warn {
+        messages
+    } else {
+        Vec::new()
+    })
+}
+
+/// Remove the field at a path like `spec.containers[0].imagee`.
+pub fn remove_path(obj: &mut Value, path: &str) {
+    let mut steps: Vec<either::Step> = Vec::new();
+    for part in path.split('.') {
+        let mut rest = part;
+        let field_end = rest.find('[').unwrap_or(rest.len());
+        if field_end > 0 {
+            steps.push(either::Step::Field(rest[..field_end].to_string()));
+        }
+        rest = &rest[field_end..];
+        while let Some(close) = rest.find(']') {
+            if let Ok(i) = rest[1..close].parse::<usize>() {
+                steps.push(either::Step::Index(i));
+            }
+            rest = &rest[close + 1..];
+        }
+    }
+    let Some((last, parents)) = steps.split_last() else {
+        return;
+    };
+    let mut cur = obj;
+    for step in parents {
+        let next = match step {
+            either::Step::Field(f) => cur.get_mut(f.as_str()),
+            either::Step::Index(i) => cur.get_mut(*i),
+        };
+        match next {
+            Some(n) => cur = n,
+            None => return,
+        }
+    }
+    if let (either::Step::Field(f), Some(map)) = (last, cur.as_object_mut()) {
+        map.remove(f);
+    }
+}
+
+mod either {
+    pub enum Step {
+        Field(String),
+        Index(usize),
+    }
+}
+
+fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut rng = rand::thread_rng();
+    (0..5)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+/// POST to a collection.
+pub async fn create(
+    state: &AppState,
+    res: &'static ResourceInfo,
+    ns: Option<&str>,
+    mut obj: Value,
+    q: &Query,
+) -> Result<Written> {
+    check_type(res, &mut obj)?;
+    // namespace: the URL decides; a different one in the body is an error
+    if res.namespaced {
+        let url_ns = ns.ok_or_else(|| {
+            ApiError::bad_request(format!("{} must be created in a namespace", res.plural))
+        })?;
+        match object::namespace(&obj) {
+            Some(body_ns) if body_ns != url_ns => {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ))
+            }
+            _ => object::set_meta(&mut obj, "namespace", Value::String(url_ns.into())),
+        }
+    } else {
+        object::remove_meta(&mut obj, "namespace");
+    }
+    if object::name(&obj).is_none() {
+        if let Some(prefix) = object::meta_str(&obj, "generateName")
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+        {
+            object::set_meta(
+                &mut obj,
+                "name",
+                Value::String(format!("{prefix}{}", random_suffix())),
+            );
+        }
+    }
+    let warnings = handle_unknown_fields(res, &mut obj, q.field_validation)?;
+    let name = super::display_name(&obj);
+
+    // fields only the server sets
+    for f in [
+        "uid",
+        "resourceVersion",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "selfLink",
+        "managedFields",
+    ] {
+        object::remove_meta(&mut obj, f);
+    }
+    admission::prepare_create(res, &mut obj);
+    defaults::apply_defaults(res, &mut obj);
+
+    let errors = validation::validate_create(res, &obj);
+    if !errors.is_empty() {
+        return Err(invalid(res, &name, &errors));
+    }
+    if res.namespaced {
+        admission::check_namespace_accepts(state, ns.unwrap_or_default()).await?;
+    }
+    object::set_meta(
+        &mut obj,
+        "uid",
+        Value::String(uuid::Uuid::new_v4().to_string()),
+    );
+    object::set_meta(
+        &mut obj,
+        "creationTimestamp",
+        Value::String(object::now_rfc3339()),
+    );
+    object::set_meta(&mut obj, "generation", Value::from(1));
+
+    if q.dry_run {
+        return Ok(Written {
+            object: obj,
+            warnings,
+            created: true,
+        });
+    }
+    let key = state::key(res, ns, &name);
+    if state
+        .store
+        .get(&key)
+        .await
+        .map_err(|e| store_err(res, &name, e))?
+        .is_some()
+    {
+        return Err(ApiError::AlreadyExists {
+            group: res.group.into(),
+            kind: res.plural.into(),
+            name,
+        });
+    }
+    let allocation = admission::allocate(state, res, &mut obj).await?;
+    let bytes = state::encode(&obj)?;
+    match state.store.create(&key, bytes).await {
+        Ok(rev) => {
+            object::set_meta(&mut obj, "resourceVersion", Value::String(rev.to_string()));
+            Ok(Written {
+                object: obj,
+                warnings,
+                created: true,
+            })
+        }
+        Err(e) => {
+            allocation.release(state).await;
+            Err(store_err(res, &name, e))
+        }
+    }
+}
+
+/// Which part of an object a write may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// The main resource: everything but `status` (for kinds with a status subresource).
+    Main,
+    /// The `status` subresource: only `status`.
+    Status,
+}
+
+impl Part {
+    pub fn from_subresource(res: &ResourceInfo, sub: Option<&str>) -> Result<Part> {
+        match sub {
+            None => Ok(Part::Main),
+            Some("status") if res.subresource("status").is_some() => Ok(Part::Status),
+            Some(other) => Err(ApiError::NotFound {
+                group: res.group.into(),
+                kind: format!("{}/{}", res.plural, other),
+                name: String::new(),
+            }),
+        }
+    }
+}
+
+/// Merge what a write asked for into the current object according to the part written.
+fn merge_part(res: &ResourceInfo, part: Part, current: &Value, mut requested: Value) -> Value {
+    match part {
+        Part::Status => {
+            let mut out = current.clone();
+            if let Some(map) = out.as_object_mut() {
+                match requested.get_mut("status").map(Value::take) {
+                    Some(status) if !status.is_null() => {
+                        map.insert("status".into(), status);
+                    }
+                    _ => {
+                        map.remove("status");
+                    }
+                }
+            }
+            out
+        }
+        Part::Main => {
+            if res.subresource("status").is_some() {
+                if let Some(map) = requested.as_object_mut() {
+                    match current.get("status") {
+                        Some(s) => map.insert("status".into(), s.clone()),
+                        None => map.remove("status"),
+                    };
+                }
+            }
+            // metadata the client cannot change through an update
+            for f in [
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "generation",
+            ] {
+                match current.get("metadata").and_then(|m| m.get(f)) {
+                    Some(v) => object::set_meta(&mut requested, f, v.clone()),
+                    None => object::remove_meta(&mut requested, f),
+                }
+            }
+            requested
+        }
+    }
+}
+
+/// Validate and store `next` as the new version of `current` (revision `rev`).
+/// Returns None when the store lost a race (retry), Some(result) otherwise.
+async fn commit_update(
+    state: &AppState,
+    res: &'static ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    current: &Value,
+    rev: i64,
+    mut next: Value,
+    q: &Query,
+) -> Result<Option<Value>> {
+    set_type(res, &mut next);
+    if res.namespaced {
+        object::set_meta(
+            &mut next,
+            "namespace",
+            Value::String(ns.unwrap_or_default().into()),
+        );
+    }
+    object::set_meta(&mut next, "name", Value::String(name.into()));
+    defaults::apply_defaults(res, &mut next);
+    if object::spec_part(&next) != object::spec_part(current) {
+        let generation = current
+            .get("metadata")
+            .and_then(|m| m.get("generation"))
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        object::set_meta(&mut next, "generation", Value::from(generation + 1));
+    }
+    let errors = validation::validate_update(res, &next, current);
+    if !errors.is_empty() {
+        return Err(invalid(res, name, &errors));
+    }
+    object::set_meta(&mut next, "resourceVersion", Value::String(rev.to_string()));
+    if next == *current || q.dry_run {
+        // nothing changes: no write, the resourceVersion stays
+        return Ok(Some(next));
+    }
+    let key = state::key(res, ns, name);
+    // an object being deleted goes away once its last finalizer is removed
+    if object::is_deleting(&next)
+        && object::finalizers(&next).is_empty()
+        && admission::finalizers_done(res, &next)
+    {
+        return match state.store.delete(&key, Some(rev)).await {
+            Ok(kv) => {
+                admission::after_delete(state, res, &next).await;
+                Ok(Some(state::decode_at(
+                    &state::encode(&next)?,
+                    kv.mod_revision,
+                )?))
+            }
+            Err(bpfk_store::StoreError::Conflict { .. }) => Ok(None),
+            Err(e) => Err(store_err(res, name, e)),
+        };
+    }
+    admission::allocate_on_update(state, res, current, &mut next).await?;
+    match state
+        .store
+        .update(&key, state::encode(&next)?, Some(rev))
+        .await
+    {
+        Ok(new_rev) => {
+            object::set_meta(
+                &mut next,
+                "resourceVersion",
+                Value::String(new_rev.to_string()),
+            );
+            Ok(Some(next))
+        }
+        Err(bpfk_store::StoreError::Conflict { .. }) => Ok(None),
+        Err(e) => Err(store_err(res, name, e)),
+    }
+}
+
+/// Load an object with its revision.
+pub async fn load(
+    state: &AppState,
+    res: &ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+) -> Result<(Value, i64)> {
+    let key = state::key(res, ns, name);
+    let kv = state
+        .store
+        .get(&key)
+        .await
+        .map_err(|e| store_err(res, name, e))?
+        .ok_or_else(|| not_found(res, name))?;
+    Ok((state::decode(&kv)?, kv.mod_revision))
+}
+
+/// PUT of an object (or of its status).
+pub async fn update(
+    state: &AppState,
+    res: &'static ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    part: Part,
+    mut body: Value,
+    q: &Query,
+) -> Result<Written> {
+    check_type(res, &mut body)?;
+    match object::name(&body) {
+        Some(n) if n != name => {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({n}) does not match the name on the URL ({name})"
+            )))
+        }
+        _ => {}
+    }
+    if let (true, Some(body_ns), Some(url_ns)) = (res.namespaced, object::namespace(&body), ns) {
+        if body_ns != url_ns {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+    }
+    let warnings = handle_unknown_fields(res, &mut body, q.field_validation)?;
+    let precondition = object::resource_version(&body).map(String::from);
+    for _ in 0..MAX_RETRIES {
+        let (current, rev) = match load(state, res, ns, name).await {
+            Ok(found) => found,
+            Err(ApiError::NotFound { .. })
+                if part == Part::Main && admission::create_on_update(res) =>
+            {
+                let mut w = create(state, res, ns, body, q).await?;
+                w.warnings.extend(warnings);
+                return Ok(w);
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(p) = &precondition {
+            if *p != rev.to_string() {
+                return Err(conflict(res, name, "the object has been modified; please apply your changes to the latest version and try again"));
+            }
+        }
+        let next = merge_part(res, part, &current, body.clone());
+        if let Some(object) = commit_update(state, res, ns, name, &current, rev, next, q).await? {
+            return Ok(Written {
+                object,
+                warnings,
+                created: false,
+            });
+        }
+        if precondition.is_some() {
+            return Err(conflict(res, name, "the object has been modified; please apply your changes to the latest version and try again"));
+        }
+    }
+    Err(conflict(
+        res,
+        name,
+        "too many concurrent writes; please retry",
+    ))
+}
+
+/// The patch formats the server accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchKind {
+    Json,
+    Merge,
+    Strategic,
+}
+
+impl PatchKind {
+    pub fn from_content_type(ct: Option<&str>) -> Result<PatchKind> {
+        let ct = ct.unwrap_or_default();
+        let media = ct.split(';').next().unwrap_or_default().trim();
+        match media {
+            "application/json-patch+json" => Ok(PatchKind::Json),
+            "application/merge-patch+json" => Ok(PatchKind::Merge),
+            "application/strategic-merge-patch+json" => Ok(PatchKind::Strategic),
+            "application/apply-patch+yaml" | "application/apply-patch+cbor" => Err(ApiError::UnsupportedMediaType {
+                message: "server-side apply is not supported by this server; use client-side apply (kubectl apply --server-side=false)".into(),
+            }),
+            other => Err(ApiError::UnsupportedMediaType {
+                message: format!("the body of the request was in an unknown format ({other:?}) - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json"),
+            }),
+        }
+    }
+}
+
+/// Apply a patch document to an object.
+pub fn apply_patch(
+    res: &ResourceInfo,
+    kind: PatchKind,
+    current: &Value,
+    patch_doc: &Value,
+) -> Result<Value> {
+    match kind {
+        PatchKind::Merge => {
+            if !patch_doc.is_object() {
+                return Err(ApiError::bad_request("a merge patch must be a JSON object"));
+            }
+            Ok(patch::json_merge_patch(current, patch_doc))
+        }
+        PatchKind::Json => patch::json_patch(current, patch_doc).map_err(|e| ApiError::Invalid {
+            group: res.group.into(),
+            kind: res.kind.into(),
+            name: super::display_name(current),
+            causes: vec![crate::error::Cause {
+                reason: "FieldValueInvalid".into(),
+                message: e.to_string(),
+                field: String::new(),
+            }],
+        }),
+        PatchKind::Strategic => {
+            if !patch_doc.is_object() {
+                return Err(ApiError::bad_request(
+                    "a strategic merge patch must be a JSON object",
+                ));
+            }
+            patch::strategic_merge_patch(res, current, patch_doc)
+                .map_err(|e| ApiError::bad_request(e.to_string()))
+        }
+    }
+}
+
+/// PATCH of an object (or of its status).
+#[allow(clippy::too_many_arguments)]
+pub async fn patch(
+    state: &AppState,
+    res: &'static ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    part: Part,
+    kind: PatchKind,
+    patch_doc: &Value,
+    q: &Query,
+) -> Result<Written> {
+    for _ in 0..MAX_RETRIES {
+        let (current, rev) = load(state, res, ns, name).await?;
+        let mut patched = apply_patch(res, kind, &current, patch_doc)?;
+        let warnings = handle_unknown_fields(res, &mut patched, q.field_validation)?;
+        if let Some(p) = object::resource_version(&patched) {
+            if *p != rev.to_string() {
+                return Err(conflict(res, name, "the object has been modified; please apply your changes to the latest version and try again"));
+            }
+        }
+        if object::name(&patched) != Some(name) {
+            return Err(ApiError::bad_request(
+                "metadata.name cannot be changed by a patch",
+            ));
+        }
+        let next = merge_part(res, part, &current, patched);
+        if let Some(object) = commit_update(state, res, ns, name, &current, rev, next, q).await? {
+            return Ok(Written {
+                object,
+                warnings,
+                created: false,
+            });
+        }
+    }
+    Err(conflict(
+        res,
+        name,
+        "too many concurrent writes; please retry",
+    ))
+}
+
+/// Read-modify-write of an object with retry on conflict, for server-internal changes
+/// (bindings, scale, finalize). `change` returns the new object or an error.
+pub async fn modify(
+    state: &AppState,
+    res: &'static ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    part: Part,
+    q: &Query,
+    mut change: impl FnMut(&Value) -> Result<Value>,
+) -> Result<Value> {
+    for _ in 0..MAX_RETRIES {
+        let (current, rev) = load(state, res, ns, name).await?;
+        let next = merge_part(res, part, &current, change(&current)?);
+        if let Some(object) = commit_update(state, res, ns, name, &current, rev, next, q).await? {
+            return Ok(object);
+        }
+    }
+    Err(conflict(
+        res,
+        name,
+        "too many concurrent writes; please retry",
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn removes_nested_paths() {
+        let mut v = json!({"spec": {"containers": [{"name": "a", "imagee": "x"}], "foo": 1}});
+        remove_path(&mut v, "spec.containers[0].imagee");
+        remove_path(&mut v, "spec.foo");
+        remove_path(&mut v, "spec.missing[3].x");
+        assert_eq!(v, json!({"spec": {"containers": [{"name": "a"}]}}));
+    }
+}

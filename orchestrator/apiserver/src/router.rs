@@ -1,0 +1,434 @@
+//! HTTP routing: maps a request (method, path, query, headers, body) onto the REST storage.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use bpfk_apimachinery::registry::{self, ResourceInfo};
+use serde_json::{json, Value};
+
+use crate::error::{ApiError, Result};
+use crate::path::{self, ResourcePath, Target};
+use crate::query::{negotiate, Query, Representation};
+use crate::rest::delete::{self, DeleteOptions};
+use crate::rest::subresource::{self, ScaleChange};
+use crate::rest::write::{self, Part, PatchKind};
+use crate::rest::{read, watch};
+use crate::state::AppState;
+use crate::{discovery, openapi};
+
+/// Largest request body accepted (as Kubernetes: 3 MiB).
+const MAX_BODY: usize = 3 * 1024 * 1024;
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new().fallback(dispatch).with_state(state)
+}
+
+async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let raw_query = req.uri().query().map(String::from);
+    let headers = req.headers().clone();
+    let started = std::time::Instant::now();
+    let body = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            return ApiError::bad_request(format!(
+                "request body too large or unreadable (limit {MAX_BODY} bytes)"
+            ))
+            .into_response()
+        }
+    };
+    let response = match handle(state, &method, &path, raw_query.as_deref(), &headers, body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    tracing::debug!(%method, %path, status = response.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request");
+    response
+}
+
+fn json_response(code: StatusCode, value: &Value, warnings: &[String]) -> Response {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    let mut resp = (code, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+    for w in warnings {
+        let text = format!("299 - {}", serde_json::to_string(w).unwrap_or_default());
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            resp.headers_mut().append(header::WARNING, v);
+        }
+    }
+    resp
+}
+
+fn ok(value: &Value) -> Result<Response> {
+    Ok(json_response(StatusCode::OK, value, &[]))
+}
+
+/// Parse a request body as JSON (or YAML when the client says so).
+fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<Value> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request("the request body is empty"));
+    }
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if ct.starts_with("application/yaml") || ct.starts_with("application/x-yaml") {
+        let v: serde_yaml::Value = serde_yaml::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("invalid YAML body: {e}")))?;
+        serde_json::to_value(v)
+            .map_err(|e| ApiError::bad_request(format!("invalid YAML body: {e}")))
+    } else if ct.starts_with("application/vnd.kubernetes.protobuf") {
+        Err(ApiError::UnsupportedMediaType {
+            message: "protobuf is not supported; send application/json".into(),
+        })
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    }
+}
+
+async fn handle(
+    state: Arc<AppState>,
+    method: &Method,
+    path: &str,
+    raw_query: Option<&str>,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    match path {
+        "/healthz" | "/livez" => return Ok((StatusCode::OK, "ok").into_response()),
+        "/readyz" => {
+            return Ok(match state.store.health().await {
+                Ok(()) => (StatusCode::OK, "ok").into_response(),
+                Err(e) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("[-]etcd failed: {e}\nreadyz check failed"),
+                )
+                    .into_response(),
+            })
+        }
+        "/openapi/v3" | "/openapi/v3/" => return ok(&openapi::index()),
+        _ => {}
+    }
+    if let Some(gv) = path.strip_prefix("/openapi/v3/") {
+        let (group, version) = match gv.split('/').collect::<Vec<_>>().as_slice() {
+            ["api", v] => ("", *v),
+            ["apis", g, v] => (*g, *v),
+            _ => return Err(not_found_path(path)),
+        };
+        return openapi::group_version_document(group, version)
+            .ok_or_else(|| not_found_path(path))
+            .and_then(|d| ok(&d));
+    }
+    let target = path::parse(path).ok_or_else(|| not_found_path(path))?;
+    let server = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1")
+        .to_string();
+    match target {
+        Target::Version => ok(&discovery::version()),
+        Target::CoreVersions => ok(&discovery::core_versions(&server)),
+        Target::GroupList => ok(&discovery::group_list()),
+        Target::Group { group } => discovery::group(&group)
+            .ok_or_else(|| not_found_path(path))
+            .and_then(|d| ok(&d)),
+        Target::GroupVersion { group, version } => discovery::resource_list(&group, &version)
+            .ok_or_else(|| not_found_path(path))
+            .and_then(|d| ok(&d)),
+        Target::Resource(rp) => {
+            let q = Query::parse(raw_query)?;
+            resource(state, method, rp, q, headers, body).await
+        }
+    }
+}
+
+fn not_found_path(path: &str) -> ApiError {
+    ApiError::NotFound {
+        group: String::new(),
+        kind: String::new(),
+        name: path.into(),
+    }
+}
+
+fn method_not_allowed(method: &Method, what: &str) -> ApiError {
+    ApiError::MethodNotAllowed {
+        message: format!(
+            "the server does not allow this method on the requested resource ({method} {what})"
+        ),
+    }
+}
+
+async fn resource(
+    state: Arc<AppState>,
+    method: &Method,
+    rp: ResourcePath,
+    q: Query,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    let res: &'static ResourceInfo = registry::find(&rp.group, &rp.version, &rp.resource)
+        .ok_or_else(|| ApiError::NotFound {
+            group: rp.group.clone(),
+            kind: String::new(),
+            name: format!(
+                "the server could not find the requested resource ({})",
+                rp.resource
+            ),
+        })?;
+    if rp.namespace.is_some() && !res.namespaced {
+        return Err(ApiError::NotFound {
+            group: rp.group.clone(),
+            kind: res.plural.into(),
+            name: "the server could not find the requested resource".into(),
+        });
+    }
+    let ns = rp.namespace.as_deref();
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let repr = negotiate(accept);
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+
+    match (rp.name.as_deref(), rp.subresource.as_deref()) {
+        // collection
+        (None, None) => match *method {
+            Method::GET if q.watch || rp.watch => {
+                let rx = watch::start(state, res, ns, q, repr).await?;
+                let stream = tokio_stream::wrappers::ReceiverStream::new(rx)
+                    .map(Ok::<_, std::convert::Infallible>);
+                Ok(Response::builder()
+                    .status(StatusCode::OK)
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .header(header::TRANSFER_ENCODING, "chunked")
+                    .body(Body::from_stream(stream))
+                    .map_err(|e| ApiError::internal(e.to_string()))?)
+            }
+            Method::GET => {
+                let listed = read::list(&state, res, ns, &q).await?;
+                match repr {
+                    Representation::Table => ok(&read::table(
+                        res,
+                        &listed.items,
+                        &q,
+                        Some(listed.revision.to_string()),
+                        listed.continue_token,
+                    )),
+                    Representation::Object => ok(&read::list_object(res, listed)),
+                }
+            }
+            Method::POST if res.supports("create") => {
+                let obj = parse_body(headers, &body)?;
+                if (res.group, res.plural) == ("", "bindings") {
+                    let ns = ns.ok_or_else(|| ApiError::bad_request("bindings are namespaced"))?;
+                    let pod = crate::object::name(&obj)
+                        .ok_or_else(|| {
+                            ApiError::bad_request("binding metadata.name (the pod) is required")
+                        })?
+                        .to_string();
+                    let pods = registry::find("", "v1", "pods")
+                        .ok_or_else(|| ApiError::internal("pods not registered"))?;
+                    let status = subresource::bind(&state, pods, ns, &pod, &obj).await?;
+                    return Ok(json_response(StatusCode::CREATED, &status, &[]));
+                }
+                let w = write::create(&state, res, ns, obj, &q).await?;
+                Ok(json_response(StatusCode::CREATED, &w.object, &w.warnings))
+            }
+            Method::DELETE if res.supports("deletecollection") => {
+                let opts = DeleteOptions::from_request(&q, body_opt(headers, &body)?.as_ref())?;
+                let listed = read::list(
+                    &state,
+                    res,
+                    ns,
+                    &Query {
+                        limit: None,
+                        continue_token: None,
+                        ..q.clone()
+                    },
+                )
+                .await?;
+                let mut items = Vec::new();
+                for obj in listed.items {
+                    let name = read::name_of(&obj).to_string();
+                    let obj_ns = crate::object::namespace(&obj).map(String::from);
+                    match delete::delete(&state, res, obj_ns.as_deref(), &name, &opts).await {
+                        Ok(d) => items.push(d.object),
+                        Err(ApiError::NotFound { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                ok(
+                    &json!({"kind": res.list_kind, "apiVersion": res.api_version(), "metadata": {}, "items": items}),
+                )
+            }
+            _ => Err(method_not_allowed(method, res.plural)),
+        },
+        // one object
+        (Some(name), None) => match *method {
+            Method::GET => {
+                let obj = read::get(&state, res, ns, name, &q).await?;
+                match repr {
+                    Representation::Table => ok(&read::table(
+                        res,
+                        std::slice::from_ref(&obj),
+                        &q,
+                        None,
+                        None,
+                    )),
+                    Representation::Object => ok(&obj),
+                }
+            }
+            Method::PUT if res.supports("update") => {
+                let w = write::update(
+                    &state,
+                    res,
+                    ns,
+                    name,
+                    Part::Main,
+                    parse_body(headers, &body)?,
+                    &q,
+                )
+                .await?;
+                let code = if w.created {
+                    StatusCode::CREATED
+                } else {
+                    StatusCode::OK
+                };
+                Ok(json_response(code, &w.object, &w.warnings))
+            }
+            Method::PATCH if res.supports("patch") => {
+                let kind = PatchKind::from_content_type(content_type)?;
+                let w = write::patch(
+                    &state,
+                    res,
+                    ns,
+                    name,
+                    Part::Main,
+                    kind,
+                    &parse_patch(&body)?,
+                    &q,
+                )
+                .await?;
+                Ok(json_response(StatusCode::OK, &w.object, &w.warnings))
+            }
+            Method::DELETE if res.supports("delete") => {
+                let opts = DeleteOptions::from_request(&q, body_opt(headers, &body)?.as_ref())?;
+                let d = delete::delete(&state, res, ns, name, &opts).await?;
+                let code = if d.gone {
+                    StatusCode::OK
+                } else {
+                    StatusCode::ACCEPTED
+                };
+                Ok(json_response(code, &d.object, &[]))
+            }
+            _ => Err(method_not_allowed(method, res.plural)),
+        },
+        // subresources
+        (Some(name), Some(sub)) => {
+            if res.subresource(sub).is_none() {
+                return Err(ApiError::NotFound {
+                    group: res.group.into(),
+                    kind: format!("{}/{}", res.plural, sub),
+                    name: name.into(),
+                });
+            }
+            match (sub, method.clone()) {
+                ("status", Method::GET) => ok(&read::get(&state, res, ns, name, &q).await?),
+                ("status", Method::PUT) => {
+                    let w = write::update(
+                        &state,
+                        res,
+                        ns,
+                        name,
+                        Part::Status,
+                        parse_body(headers, &body)?,
+                        &q,
+                    )
+                    .await?;
+                    Ok(json_response(StatusCode::OK, &w.object, &w.warnings))
+                }
+                ("status", Method::PATCH) => {
+                    let kind = PatchKind::from_content_type(content_type)?;
+                    let w = write::patch(
+                        &state,
+                        res,
+                        ns,
+                        name,
+                        Part::Status,
+                        kind,
+                        &parse_patch(&body)?,
+                        &q,
+                    )
+                    .await?;
+                    Ok(json_response(StatusCode::OK, &w.object, &w.warnings))
+                }
+                ("binding", Method::POST) => {
+                    let ns = ns.ok_or_else(|| ApiError::bad_request("pods are namespaced"))?;
+                    let status =
+                        subresource::bind(&state, res, ns, name, &parse_body(headers, &body)?)
+                            .await?;
+                    Ok(json_response(StatusCode::CREATED, &status, &[]))
+                }
+                ("scale", Method::GET) => ok(&subresource::get_scale(&state, res, ns, name).await?),
+                ("scale", Method::PUT) => {
+                    let body = parse_body(headers, &body)?;
+                    ok(&subresource::write_scale(
+                        &state,
+                        res,
+                        ns,
+                        name,
+                        ScaleChange::Replace(&body),
+                        &q,
+                    )
+                    .await?)
+                }
+                ("scale", Method::PATCH) => {
+                    let kind = PatchKind::from_content_type(content_type)?;
+                    let doc = parse_patch(&body)?;
+                    ok(&subresource::write_scale(
+                        &state,
+                        res,
+                        ns,
+                        name,
+                        ScaleChange::Patch(kind, &doc),
+                        &q,
+                    )
+                    .await?)
+                }
+                ("finalize", Method::PUT) => ok(&subresource::finalize_namespace(
+                    &state,
+                    res,
+                    name,
+                    &parse_body(headers, &body)?,
+                )
+                .await?),
+                _ => Err(method_not_allowed(
+                    method,
+                    &format!("{}/{}", res.plural, sub),
+                )),
+            }
+        }
+        (None, Some(_)) => Err(not_found_path(&rp.resource)),
+    }
+}
+
+fn parse_patch(body: &Bytes) -> Result<Value> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request("the patch body is empty"));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid patch document: {e}")))
+}
+
+fn body_opt(headers: &HeaderMap, body: &Bytes) -> Result<Option<Value>> {
+    if body.is_empty() {
+        Ok(None)
+    } else {
+        parse_body(headers, body).map(Some)
+    }
+}
+
+use futures::StreamExt;

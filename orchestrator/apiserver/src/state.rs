@@ -1,0 +1,87 @@
+//! Shared server state: the store, one watch cache per resource, and object (de)coding.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bpfk_apimachinery::registry::{self, ResourceInfo};
+use bpfk_store::watch_cache::WatchCache;
+use bpfk_store::{KeyValue, Store};
+use serde_json::Value;
+
+use crate::error::{ApiError, Result};
+
+/// Events kept per resource for watches that resume from a recent resourceVersion.
+const WATCH_HISTORY: usize = 10_000;
+
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    caches: HashMap<&'static str, Arc<WatchCache>>,
+}
+
+impl AppState {
+    /// Build the state and start one watch cache per served resource.
+    pub fn new(store: Arc<dyn Store>) -> Arc<AppState> {
+        let caches = registry::resources()
+            .iter()
+            .filter(|r| r.supports("watch"))
+            .map(|r| {
+                (
+                    r.plural,
+                    WatchCache::start(store.clone(), prefix(r, None), WATCH_HISTORY),
+                )
+            })
+            .collect();
+        Arc::new(AppState { store, caches })
+    }
+
+    pub fn cache(&self, res: &ResourceInfo) -> Result<&Arc<WatchCache>> {
+        self.caches
+            .get(res.plural)
+            .ok_or_else(|| ApiError::MethodNotAllowed {
+                message: format!("{} cannot be watched", res.plural),
+            })
+    }
+
+    /// Wait until every watch cache has loaded.
+    pub async fn wait_caches_ready(&self) {
+        for cache in self.caches.values() {
+            cache.wait_ready().await;
+        }
+    }
+}
+
+/// `/registry/<resource>/` or `/registry/<resource>/<namespace>/`.
+pub fn prefix(res: &ResourceInfo, namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) if res.namespaced => format!("/registry/{}/{}/", res.plural, ns),
+        _ => format!("/registry/{}/", res.plural),
+    }
+}
+
+/// `/registry/<resource>/<namespace>/<name>` (cluster-scoped: `/registry/<resource>/<name>`).
+pub fn key(res: &ResourceInfo, namespace: Option<&str>, name: &str) -> String {
+    format!("{}{}", prefix(res, namespace), name)
+}
+
+/// Decode a stored object and stamp its resourceVersion from the store revision.
+pub fn decode(kv: &KeyValue) -> Result<Value> {
+    decode_at(&kv.value, kv.mod_revision)
+}
+
+pub fn decode_at(bytes: &[u8], revision: i64) -> Result<Value> {
+    let mut obj: Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::internal(format!("stored object is not valid JSON: {e}")))?;
+    crate::object::set_meta(
+        &mut obj,
+        "resourceVersion",
+        Value::String(revision.to_string()),
+    );
+    Ok(obj)
+}
+
+/// Encode an object for storage (the resourceVersion is never stored: it is the revision).
+pub fn encode(obj: &Value) -> Result<Vec<u8>> {
+    let mut obj = obj.clone();
+    crate::object::remove_meta(&mut obj, "resourceVersion");
+    serde_json::to_vec(&obj).map_err(|e| ApiError::internal(format!("cannot encode object: {e}")))
+}
