@@ -743,6 +743,73 @@ mod tests {
         assert_eq!(out, want);
     }
 
+    /// The exact patch bodies kubectl v1.32 sent (captured with `kubectl apply -v=8`) for a
+    /// sequence of edits of a Deployment with env vars and a `tier` label; the annotation value
+    /// is shortened.
+    #[test]
+    fn kubectl_v132_captured_sequence() {
+        let res = by_kind("Deployment").unwrap();
+        let mut live = live_deployment(
+            json!([nginx(
+                json!({"env": [{"name": "FOO", "value": "1"}, {"name": "BAR", "value": "2"}]})
+            )]),
+            json!({"app": "nginx", "tier": "web"}),
+        );
+        let ann = |v: &str| json!({"annotations": {"kubectl.kubernetes.io/last-applied-configuration": v}});
+        let patches = [
+            json!({"metadata": ann("1"), "spec": {"replicas": 3, "template": {"spec": {
+                "$setElementOrder/containers": [{"name": "nginx"}],
+                "containers": [{"image": "nginx:1.16.1", "name": "nginx"}]}}}}),
+            json!({"metadata": ann("2"), "spec": {"template": {"spec": {
+                "$setElementOrder/containers": [{"name": "nginx"}],
+                "containers": [{"$setElementOrder/ports": [{"containerPort": 80}, {"containerPort": 443}],
+                                "name": "nginx", "ports": [{"containerPort": 443}]}]}}}}),
+            json!({"metadata": ann("3"), "spec": {"template": {"spec": {
+                "$setElementOrder/containers": [{"name": "nginx"}],
+                "containers": [{"$setElementOrder/env": [{"name": "FOO"}],
+                                "$setElementOrder/ports": [{"containerPort": 80}],
+                                "env": [{"$patch": "delete", "name": "BAR"}], "name": "nginx",
+                                "ports": [{"$patch": "delete", "containerPort": 443}]}]}}}}),
+            json!({"metadata": {"annotations": {"kubectl.kubernetes.io/last-applied-configuration": "4"},
+                                "labels": {"tier": null}},
+                   "spec": {"template": {"spec": {"$setElementOrder/containers": [{"name": "nginx"}],
+                                                  "containers": [{"env": null, "name": "nginx"}]}}}}),
+        ];
+        let mut states = Vec::new();
+        for p in &patches {
+            live = strategic_merge_patch(res, &live, p).unwrap();
+            apply_defaults(res, &mut live);
+            states.push(live.clone());
+        }
+        let containers = |i: usize| states[i]["spec"]["template"]["spec"]["containers"].clone();
+        assert_eq!(states[0]["spec"]["replicas"], 3);
+        assert_eq!(containers(0)[0]["image"], "nginx:1.16.1");
+        assert_eq!(
+            containers(1)[0]["ports"],
+            json!([{"containerPort": 80, "protocol": "TCP"}, {"containerPort": 443, "protocol": "TCP"}])
+        );
+        assert_eq!(
+            containers(2)[0]["ports"],
+            json!([{"containerPort": 80, "protocol": "TCP"}])
+        );
+        assert_eq!(
+            containers(2)[0]["env"],
+            json!([{"name": "FOO", "value": "1"}])
+        );
+        assert_eq!(states[3]["metadata"]["labels"], json!({"app": "nginx"}));
+        assert_eq!(
+            states[3]["metadata"]["annotations"]
+                ["kubectl.kubernetes.io/last-applied-configuration"],
+            "4"
+        );
+        assert_eq!(
+            containers(3),
+            json!([{"name": "nginx", "image": "nginx:1.16.1", "ports": [{"containerPort": 80, "protocol": "TCP"}],
+                    "imagePullPolicy": "IfNotPresent", "terminationMessagePath": "/dev/termination-log",
+                    "terminationMessagePolicy": "File", "resources": {}}])
+        );
+    }
+
     #[test]
     fn kubectl_apply_add_second_container() {
         let live = live_deployment(json!([nginx(json!({}))]), json!({"app": "nginx"}));
