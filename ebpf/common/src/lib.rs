@@ -46,9 +46,12 @@ pub const CT_DIR_FORWARD: u8 = 0;
 /// [`CtKey::dir`]: backend → client direction.
 pub const CT_DIR_REPLY: u8 = 1;
 
-/// [`CtValue::flags`]: the flow is source-NATed to the node address and both
-/// directions are redirected out of the underlay device.
+/// [`CtValue::flags`]: the flow is source-NATed to the node address.
 pub const CT_F_SNAT: u8 = 1;
+/// [`CtValue::flags`]: packets are redirected out of the underlay device
+/// (SNATed flows, and NodePort replies to remote clients: the kernel would
+/// drop a packet with a local source address arriving from a pod).
+pub const CT_F_VIA_UNDERLAY: u8 = 2;
 
 /// [`AffinityKey::kind`]: the client is identified by its network namespace
 /// cookie (socket-level load balancing).
@@ -195,6 +198,9 @@ pub struct NodeConfig {
     pub node_addr: u32,
     /// ifindex of the underlay device (SNATed NodePort flows are redirected there).
     pub underlay_ifindex: u32,
+    /// This node's pod range (network and mask, network order).
+    pub pod_net: u32,
+    pub pod_mask: u32,
 }
 
 #[cfg(feature = "user")]
@@ -231,6 +237,6 @@ mod tests {
         assert_eq!(size_of::<AffinityValue>(), 16);
         assert_eq!(size_of::<SockRevKey>(), 16);
         assert_eq!(size_of::<SockRevValue>(), 8);
-        assert_eq!(size_of::<NodeConfig>(), 8);
+        assert_eq!(size_of::<NodeConfig>(), 16);
     }
 }

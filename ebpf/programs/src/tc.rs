@@ -17,7 +17,7 @@ use aya_ebpf::{
 use aya_log_ebpf::debug;
 use bpfk_ebpf_common::{
     CtKey, CtValue, AFFINITY_KIND_ADDR, BACKEND_F_LOCAL, CT_DIR_FORWARD, CT_DIR_REPLY, CT_F_SNAT,
-    PROTO_TCP, PROTO_UDP, SVC_F_NODEPORT,
+    CT_F_VIA_UNDERLAY, PROTO_TCP, PROTO_UDP, SVC_F_NODEPORT,
 };
 
 use crate::{
@@ -142,13 +142,23 @@ fn try_ingress(ctx: &TcContext) -> Result<i32, i64> {
         } => (id, backend, master),
     };
 
+    let nodeport = master.flags & SVC_F_NODEPORT != 0;
+    let cfg = CONFIG.get(0).copied().unwrap_or_default();
     let mut snat_addr = 0u32;
-    if master.flags & SVC_F_NODEPORT != 0 && be.flags & BACKEND_F_LOCAL == 0 {
-        if let Some(cfg) = CONFIG.get(0) {
-            snat_addr = cfg.node_addr;
-        }
+    if nodeport && be.flags & BACKEND_F_LOCAL == 0 {
+        snat_addr = cfg.node_addr;
     }
-    let flags = if snat_addr != 0 { CT_F_SNAT } else { 0 };
+    let client_is_local_pod = cfg.pod_mask != 0 && p.saddr & cfg.pod_mask == cfg.pod_net;
+    let fwd_flags = if snat_addr != 0 {
+        CT_F_SNAT | CT_F_VIA_UNDERLAY
+    } else {
+        0
+    };
+    let rev_flags = if snat_addr != 0 || (nodeport && !client_is_local_pod) {
+        CT_F_VIA_UNDERLAY
+    } else {
+        0
+    };
     let fwd = CtValue {
         new_saddr: snat_addr,
         new_daddr: be.addr,
@@ -156,7 +166,7 @@ fn try_ingress(ctx: &TcContext) -> Result<i32, i64> {
         new_dport: be.port,
         backend_id: id,
         rev_nat_index: master.rev_nat_index,
-        flags,
+        flags: fwd_flags,
         pad: 0,
     };
     let rev_key = CtKey {
@@ -175,7 +185,7 @@ fn try_ingress(ctx: &TcContext) -> Result<i32, i64> {
         new_dport: 0,
         backend_id: id,
         rev_nat_index: master.rev_nat_index,
-        flags,
+        flags: rev_flags,
         pad: 0,
     };
     let _ = CT.insert(&rev_key, &rev, 0);
@@ -184,11 +194,11 @@ fn try_ingress(ctx: &TcContext) -> Result<i32, i64> {
     Ok(finish(&fwd))
 }
 
-/// SNATed flows leave through the underlay whatever the direction (the kernel
-/// would drop a packet with a local source arriving from outside).
+/// SNATed flows and NodePort replies leave through the underlay (the kernel
+/// would drop a packet with a local source address arriving from outside).
 #[inline(always)]
 fn finish(ct: &CtValue) -> i32 {
-    if ct.flags & CT_F_SNAT != 0 {
+    if ct.flags & CT_F_VIA_UNDERLAY != 0 {
         if let Some(cfg) = CONFIG.get(0) {
             if cfg.underlay_ifindex != 0 {
                 // SAFETY: NULL params ask the kernel to do the FIB lookup itself.

@@ -262,6 +262,8 @@ impl Datapath {
                 NodeConfig {
                     node_addr: config.node_addr.map(addr_be).unwrap_or(0),
                     underlay_ifindex,
+                    pod_net: config.pod_cidr.map(|c| addr_be(c.network())).unwrap_or(0),
+                    pod_mask: config.pod_cidr.map(|c| addr_be(c.mask_addr())).unwrap_or(0),
                 },
                 0,
             )

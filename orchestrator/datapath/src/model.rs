@@ -127,6 +127,11 @@ impl Ipv4Cidr {
         u32::from(ip) & self.mask() == u32::from(self.addr) & self.mask()
     }
 
+    /// The netmask as an address (`255.255.255.0` for a /24).
+    pub fn mask_addr(self) -> Ipv4Addr {
+        Ipv4Addr::from(self.mask())
+    }
+
     /// The prefix with host bits cleared.
     pub fn network(self) -> Ipv4Addr {
         Ipv4Addr::from(u32::from(self.addr) & self.mask())

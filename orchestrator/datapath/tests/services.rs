@@ -159,10 +159,16 @@ fn clusterip_socket_lb_tcp_udp_across_nodes_then_endpoint_removed() {
         }
     }
 
+    let (att_a, att_b) = (lab.attachments(0), lab.attachments(1));
+    assert_eq!(
+        att_a.len(),
+        4 + 1 + 2,
+        "4 cgroup hooks, underlay, 2 pod veths: {att_a:?}"
+    );
     dpa.teardown().unwrap();
     dpb.teardown().unwrap();
-    lab.assert_clean(0);
-    lab.assert_clean(1);
+    lab.assert_clean(0, &att_a);
+    lab.assert_clean(1, &att_b);
 }
 
 #[test]
@@ -191,6 +197,99 @@ fn service_without_endpoints_refuses_at_once() {
             "not refused within 100 ms: {v}"
         );
     }
+    let att = lab.attachments(0);
     dpa.teardown().unwrap();
-    lab.assert_clean(0);
+    lab.assert_clean(0, &att);
+}
+
+#[test]
+fn per_packet_lb_clusterip_and_nodeport_across_nodes() {
+    let lab = Lab::new(2);
+    let a = lab.node(0);
+    let b = lab.node(1);
+    let _sa = serve(&a.pods[0].ns, "a1");
+    let _sb = serve(&b.pods[0].ns, "b1");
+    let mut dpa = lab.load_datapath(0);
+    let mut dpb = lab.load_datapath(1);
+    let vip = Ipv4Addr::new(10, 96, 0, 30);
+    let svc = spec("np", vip, Some(30080));
+    let eps = [endpoint(a.pods[0].addr), endpoint(b.pods[0].addr)];
+    dpa.sync_service(&svc, &eps).unwrap();
+    dpb.sync_service(&svc, &eps).unwrap();
+
+    // A pod whose sockets are outside the node cgroup: TC on its veth
+    // balances per packet, reverse NAT makes replies come from the service.
+    let client = &a.pods[1].ns;
+    let http = format!("{vip}:80");
+    let v = run_client(
+        client,
+        None,
+        &["tcp-client", "--addr", &http, "--count", "200"],
+    );
+    no_errors(&v);
+    assert_eq!(v["wrong_peer"], 0, "{v}");
+    let (na, nb) = (count(&v, "names", "a1"), count(&v, "names", "b1"));
+    assert!(na >= 30 && nb >= 30 && na + nb == 200, "not spread: {v}");
+    let dns = format!("{vip}:53");
+    let v = run_client(
+        client,
+        None,
+        &["udp-client", "--addr", &dns, "--count", "200"],
+    );
+    no_errors(&v);
+    assert_eq!(
+        v["wrong_source"], 0,
+        "UDP replies must come from the service: {v}"
+    );
+    let (na, nb) = (count(&v, "names", "a1"), count(&v, "names", "b1"));
+    assert!(na >= 30 && nb >= 30 && na + nb == 200, "not spread: {v}");
+
+    // NodePort on node A from node B (its own namespace, outside any
+    // cgroup): local backend plainly DNATed, remote backend SNATed.
+    let np = format!("{}:30080", a.addr);
+    let v = run_client(
+        &b.ns,
+        None,
+        &["tcp-client", "--addr", &np, "--count", "100"],
+    );
+    no_errors(&v);
+    assert_eq!(v["wrong_peer"], 0, "{v}");
+    let (na, nb) = (count(&v, "names", "a1"), count(&v, "names", "b1"));
+    assert!(
+        na >= 10 && nb >= 10 && na + nb == 100,
+        "NodePort not spread: {v}"
+    );
+    // And from a pod on node B, through node B's forwarding.
+    let v = run_client(
+        &b.pods[1].ns,
+        None,
+        &["tcp-client", "--addr", &np, "--count", "40"],
+    );
+    no_errors(&v);
+    assert_eq!(
+        count(&v, "names", "a1") + count(&v, "names", "b1"),
+        40,
+        "{v}"
+    );
+
+    // Pod to pod across nodes over the peer routes.
+    let direct = format!("{}:8080", b.pods[0].addr);
+    let v = run_client(
+        client,
+        None,
+        &["tcp-client", "--addr", &direct, "--count", "5"],
+    );
+    no_errors(&v);
+    assert_eq!(count(&v, "names", "b1"), 5, "{v}");
+
+    let (att_a, att_b) = (lab.attachments(0), lab.attachments(1));
+    assert_eq!(
+        att_a.len(),
+        4 + 1 + 2,
+        "4 cgroup hooks, underlay, 2 pod veths: {att_a:?}"
+    );
+    dpa.teardown().unwrap();
+    dpb.teardown().unwrap();
+    lab.assert_clean(0, &att_a);
+    lab.assert_clean(1, &att_b);
 }

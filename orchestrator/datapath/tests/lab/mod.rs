@@ -324,9 +324,32 @@ impl Lab {
         Path::new(PIN_ROOT).join(&self.nodes[i].name)
     }
 
-    /// Asserts that nothing of node `i`'s datapath is left: no pins, no
-    /// programs on its cgroup, no TC programs on its interfaces.
-    pub fn assert_clean(&self, i: usize) {
+    /// The ids of the links and programs node `i`'s datapath has pinned.
+    pub fn attachments(&self, i: usize) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(self.pin_dir(i)).expect("pin dir").flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.starts_with("link_") {
+                continue;
+            }
+            let j = sh(&[
+                "bpftool",
+                "-j",
+                "link",
+                "show",
+                "pinned",
+                e.path().to_str().unwrap(),
+            ]);
+            let v: serde_json::Value = serde_json::from_str(&j).expect("bpftool json");
+            out.push((v["id"].as_u64().unwrap(), v["prog_id"].as_u64().unwrap()));
+        }
+        out
+    }
+
+    /// Asserts that nothing of node `i`'s datapath is left: no pins, none of
+    /// the links and programs it had (`before`, from [`Lab::attachments`]),
+    /// nothing on its cgroup.
+    pub fn assert_clean(&self, i: usize, before: &[(u64, u64)]) {
         let n = &self.nodes[i];
         assert!(
             !self.pin_dir(i).exists(),
@@ -339,8 +362,24 @@ impl Lab {
             "programs left on {}: {cg}",
             n.cgroup.display()
         );
-        let net = sh(&["ip", "netns", "exec", &n.ns, "bpftool", "net", "show"]);
-        assert!(!net.contains("bpfk"), "TC programs left in {}: {net}", n.ns);
+        // Links and programs are freed asynchronously (RCU): allow a moment.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let exists = |what: &str, id: u64| {
+            Command::new("bpftool")
+                .args([what, "show", "id", &id.to_string()])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false)
+        };
+        for (link, prog) in before {
+            while exists("link", *link) || exists("prog", *prog) {
+                assert!(
+                    Instant::now() < deadline,
+                    "link {link} or program {prog} left behind after teardown"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
     }
 }
 
