@@ -180,7 +180,12 @@ fn kubectl_services_and_namespaces() {
         "service/web unchanged"
     );
 
-    success(&c.kubectl(&["create", "namespace", "team-a"]));
+    // (typed `kubectl create namespace` sends protobuf, which the server does not speak yet)
+    let ns = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-a\n";
+    assert_eq!(
+        success(&c.kubectl_stdin(&["apply", "-f", "-"], ns)).trim(),
+        "namespace/team-a created"
+    );
     let out = success(&c.kubectl(&["get", "ns"]));
     for ns in ["default", "kube-system", "kube-public", "team-a"] {
         assert!(
