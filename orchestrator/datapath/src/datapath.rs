@@ -365,8 +365,15 @@ impl Datapath {
 
     /// Attaches per-packet load balancing (TC ingress) to `ifname`: the host
     /// side of a pod veth, or the underlay device for NodePort.
+    /// Idempotent: an interface this process already attached is left as is.
     pub fn attach_interface(&mut self, ifname: &str) -> Result<()> {
         sys::ifindex(ifname)?;
+        if self
+            .links
+            .contains_key(&format!("{TC_LINK_PREFIX}{ifname}"))
+        {
+            return Ok(());
+        }
         let prog: &mut SchedClassifier = program(&mut self.ebpf, TC_PROGRAM)?;
         let id = prog
             .attach(ifname, TcAttachType::Ingress)
