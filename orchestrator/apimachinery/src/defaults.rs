@@ -159,6 +159,15 @@ fn default_service(obj: &mut Value) {
             set_default(p, "targetPort", port);
         }
     });
+    // Kubernetes keeps clusterIPs[0] == clusterIP; the allocated address is mirrored here.
+    if let Some(ip) = spec
+        .get("clusterIP")
+        .and_then(Value::as_str)
+        .filter(|ip| !ip.is_empty())
+    {
+        let ip = ip.to_string();
+        set_default(spec, "clusterIPs", json!([ip]));
+    }
     if ty != "ExternalName" {
         set_default(spec, "ipFamilyPolicy", json!("SingleStack"));
         set_default(spec, "ipFamilies", json!(["IPv4"]));
@@ -393,6 +402,14 @@ mod tests {
                    "internalTrafficPolicy": "Cluster"})
         );
         assert!(svc["spec"].get("clusterIP").is_none());
+        assert!(svc["spec"].get("clusterIPs").is_none());
+        let allocated = defaulted(
+            "Service",
+            json!({"spec": {"clusterIP": "10.96.0.10", "ports": [{"port": 80}]}}),
+        );
+        assert_eq!(allocated["spec"]["clusterIPs"], json!(["10.96.0.10"]));
+        let headless = defaulted("Service", json!({"spec": {"clusterIP": "None"}}));
+        assert_eq!(headless["spec"]["clusterIPs"], json!(["None"]));
         let np = defaulted(
             "Service",
             json!({"spec": {"type": "NodePort", "ports": [{"port": 80, "targetPort": "http"}]}}),

@@ -329,6 +329,48 @@ fn validate_metadata(res: &ResourceInfo, obj: &Value, errs: &mut Errors) {
     }
     validate_labels(meta.get("labels"), &path.child("labels"), errs);
     validate_annotations(meta.get("annotations"), &path.child("annotations"), errs);
+    validate_owner_references(meta, &path.child("ownerReferences"), errs);
+    for f in arr(meta, "finalizers") {
+        let name = f.as_str().unwrap_or_default();
+        push_msgs(
+            errs,
+            &path.child("finalizers"),
+            name,
+            names::qualified_name(name),
+        );
+    }
+}
+
+fn validate_owner_references(meta: &Value, path: &Path, errs: &mut Errors) {
+    let refs = arr(meta, "ownerReferences");
+    for r in refs {
+        for (key, what) in [
+            ("apiVersion", "version"),
+            ("kind", "kind"),
+            ("name", "name"),
+            ("uid", "uid"),
+        ] {
+            let v = s(r, key).unwrap_or("");
+            if v.is_empty() {
+                errs.push(FieldError::invalid(
+                    &path.child(key),
+                    Value::String(String::new()),
+                    format!("{what} must not be empty"),
+                ));
+            }
+        }
+    }
+    let controllers = refs
+        .iter()
+        .filter(|r| r.get("controller") == Some(&Value::Bool(true)))
+        .count();
+    if controllers > 1 {
+        errs.push(FieldError::invalid(
+            path,
+            Value::Array(refs.to_vec()),
+            "Only one reference can have Controller set to true",
+        ));
+    }
 }
 
 /// Validates a label map at `path` (keys are qualified names, values label values).
@@ -869,6 +911,15 @@ fn validate_service_spec(spec: &Value, path: &Path, errs: &mut Errors) {
             Value::String(cluster_ip.into()),
             "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
         ));
+    }
+    if let Some(first) = arr(spec, "clusterIPs").first().and_then(Value::as_str) {
+        if !cluster_ip.is_empty() && first != cluster_ip {
+            errs.push(FieldError::invalid(
+                &path.child("clusterIPs").index(0),
+                Value::String(first.into()),
+                "must match `clusterIP` when both are specified",
+            ));
+        }
     }
     if ty == "ExternalName" {
         match s(spec, "externalName").filter(|n| !n.is_empty()) {
@@ -1522,6 +1573,28 @@ mod tests {
     }
 
     #[test]
+    fn owner_references_and_finalizers() {
+        let mut p = pod(json!({"containers": [{"name": "a", "image": "x"}]}));
+        p["metadata"]["ownerReferences"] = json!([
+            {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "u1", "controller": true},
+            {"apiVersion": "", "kind": "ReplicaSet", "name": "rs2", "uid": "u2", "controller": true}
+        ]);
+        p["metadata"]["finalizers"] = json!(["example.com/cleanup", "bad finalizer"]);
+        let got = fields("Pod", p);
+        assert_eq!(
+            got,
+            [
+                (
+                    "metadata.ownerReferences.apiVersion".to_string(),
+                    "FieldValueInvalid"
+                ),
+                ("metadata.ownerReferences".to_string(), "FieldValueInvalid"),
+                ("metadata.finalizers".to_string(), "FieldValueInvalid"),
+            ]
+        );
+    }
+
+    #[test]
     fn pod_containers() {
         assert_eq!(
             check("Pod", pod(json!({"containers": []}))),
@@ -1731,6 +1804,15 @@ mod tests {
             ["spec.ports: Required value"]
         );
         assert!(check("Service", svc(json!({"clusterIP": "None"}))).is_empty());
+        assert_eq!(
+            fields(
+                "Service",
+                svc(
+                    json!({"clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.11"], "ports": [{"port": 80}]})
+                )
+            ),
+            [("spec.clusterIPs[0]".to_string(), "FieldValueInvalid")]
+        );
         assert!(check(
             "Service",
             svc(json!({"type": "ExternalName", "externalName": "db.example.com"}))
@@ -1894,6 +1976,7 @@ mod tests {
         apply_defaults(svc_res, &mut svc);
         let mut moved = svc.clone();
         moved["spec"]["clusterIP"] = json!("10.96.0.11");
+        moved["spec"]["clusterIPs"] = json!(["10.96.0.11"]);
         assert_eq!(
             validate_update(svc_res, &moved, &svc)
                 .iter()
