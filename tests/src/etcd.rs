@@ -5,20 +5,64 @@
 //! [`EtcdProcess::start_again`] simulate an outage: the restarted server keeps the same
 //! ports and data. Dropping the guard kills the process and removes the data directory.
 //!
+//! etcd runs under a small `sh` watchdog that holds a pipe from this process: when the pipe
+//! closes (the guard is dropped, or the test process dies, even by SIGKILL) the watchdog
+//! kills etcd, so no etcd outlives its test.
+//!
 //! Everything here panics with a clear message when etcd is missing or does not come up:
 //! tests that need etcd must fail loudly, never skip.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// How long etcd may take to become healthy after being launched.
 const START_DEADLINE: Duration = Duration::from_secs(60);
 /// How many fresh port pairs to try when the first ones were taken by someone else.
 const PORT_ATTEMPTS: usize = 5;
+/// Runs etcd in the background, prints its pid, and kills it when stdin says `keep` (a
+/// deliberate stop: the data stays) or reaches EOF (the guard or the whole test process is
+/// gone: the temporary directory goes too).
+const WATCHDOG: &str = r#"etcd "$@" >>"$BPFK_ETCD_LOG" 2>&1 </dev/null &
+pid=$!
+echo "$pid"
+read -r command
+kill -9 "$pid" 2>/dev/null
+wait "$pid"
+[ "$command" = keep ] || rm -rf "$BPFK_ETCD_DIR"
+"#;
+
+/// A launched etcd: the watchdog shell, the pipe keeping it waiting, and etcd's pid.
+struct Running {
+    watchdog: Child,
+    lifeline: Option<ChildStdin>,
+    pid: u32,
+}
+
+impl Running {
+    /// Whether etcd itself has exited (gone, or a zombie waiting for the watchdog).
+    fn exited(&self) -> bool {
+        match std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) {
+            Ok(stat) => stat
+                .rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
+            Err(_) => true,
+        }
+    }
+
+    /// Tell the watchdog to kill etcd (keeping its data when `keep_data`), reap it and exit.
+    fn kill(mut self, keep_data: bool) {
+        if let Some(mut lifeline) = self.lifeline.take() {
+            if keep_data {
+                let _ = lifeline.write_all(b"keep\n");
+            }
+        }
+        let _ = self.watchdog.wait();
+    }
+}
 
 /// Options for [`EtcdProcess::start_with`].
 #[derive(Debug, Clone, Default)]
@@ -29,7 +73,7 @@ pub struct EtcdOptions {
 
 /// A running (or deliberately stopped) temporary etcd server.
 pub struct EtcdProcess {
-    child: Option<Child>,
+    child: Option<Running>,
     client_port: u16,
     peer_port: u16,
     options: EtcdOptions,
@@ -87,7 +131,7 @@ impl EtcdProcess {
 
     /// Process id of the running etcd, if running.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.child.as_ref().map(|running| running.pid)
     }
 
     /// Whether the etcd process is running (started and not stopped).
@@ -97,7 +141,7 @@ impl EtcdProcess {
 
     /// Kill etcd (SIGKILL, like a crash) and wait for it to exit. Data is kept.
     pub fn stop(&mut self) {
-        self.kill();
+        self.kill(true);
     }
 
     /// Freeze etcd (SIGSTOP): it keeps its sockets open but answers nothing, like a hung
@@ -134,7 +178,7 @@ impl EtcdProcess {
             "start_again called while etcd is running"
         );
         if let Err(e) = self.launch() {
-            self.kill();
+            self.kill(true);
             panic!("etcd did not come back on {}: {e}", self.endpoint());
         }
     }
@@ -170,13 +214,11 @@ impl EtcdProcess {
             .append(true)
             .open(self.log_path())
             .map_err(|e| format!("cannot open etcd log {}: {e}", self.log_path().display()))?;
-        let log_err = log
-            .try_clone()
-            .map_err(|e| format!("cannot clone etcd log handle: {e}"))?;
         let client = self.endpoint();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let name = "bpfk-test";
-        let mut cmd = Command::new("etcd");
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(WATCHDOG).arg("bpfk-etcd-watchdog");
         cmd.arg("--name")
             .arg(name)
             .arg("--data-dir")
@@ -203,11 +245,36 @@ impl EtcdProcess {
             cmd.arg("--experimental-watch-progress-notify-interval")
                 .arg(format!("{}ms", interval.as_millis()));
         }
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log_err));
-        let child = cmd.spawn().map_err(|e| format!("cannot spawn etcd: {e}"))?;
-        self.child = Some(child);
+        cmd.env("BPFK_ETCD_LOG", self.log_path())
+            .env("BPFK_ETCD_DIR", self.dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log));
+        let mut watchdog = cmd
+            .spawn()
+            .map_err(|e| format!("cannot spawn sh to run etcd: {e}"))?;
+        let lifeline = watchdog.stdin.take();
+        let mut pid_line = String::new();
+        let read = watchdog
+            .stdout
+            .take()
+            .map(|out| BufReader::new(out).read_line(&mut pid_line));
+        let pid = match (read, pid_line.trim().parse::<u32>()) {
+            (Some(Ok(_)), Ok(pid)) => pid,
+            _ => {
+                drop(lifeline);
+                let _ = watchdog.wait();
+                return Err(format!(
+                    "the etcd watchdog did not report a pid (got {pid_line:?}); log:\n{}",
+                    log_tail(&self.log_path())
+                ));
+            }
+        };
+        self.child = Some(Running {
+            watchdog,
+            lifeline,
+            pid,
+        });
         self.wait_healthy()
     }
 
@@ -215,14 +282,12 @@ impl EtcdProcess {
         let addr = SocketAddr::from(([127, 0, 0, 1], self.client_port));
         let deadline = Instant::now() + START_DEADLINE;
         loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    self.child = None;
-                    return Err(format!(
-                        "etcd exited with {status} during start-up; log:\n{}",
-                        log_tail(&self.log_path())
-                    ));
-                }
+            if self.child.as_ref().is_some_and(Running::exited) {
+                self.kill(true);
+                return Err(format!(
+                    "etcd exited during start-up; log:\n{}",
+                    log_tail(&self.log_path())
+                ));
             }
             if health_ok(addr) {
                 return Ok(());
@@ -237,18 +302,17 @@ impl EtcdProcess {
         }
     }
 
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+    fn kill(&mut self, keep_data: bool) {
+        if let Some(running) = self.child.take() {
+            running.kill(keep_data);
         }
     }
 }
 
 impl Drop for EtcdProcess {
     fn drop(&mut self) {
-        self.kill();
-        // `dir` (TempDir) removes the data directory after this.
+        self.kill(false);
+        // The watchdog removed the directory; `dir` (TempDir) would otherwise.
     }
 }
 
