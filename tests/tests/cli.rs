@@ -354,8 +354,9 @@ fn bpfk_reapplies_what_kubectl_applied_and_handles_dirs_and_services() {
         out.starts_with("Name:") && out.contains("kube-system"),
         "{out}"
     );
+    let dir = tempfile::tempdir().unwrap();
     let ns = write(
-        &tempfile::tempdir().unwrap(),
+        &dir,
         "ns.yaml",
         "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-a\n",
     );

@@ -3,11 +3,10 @@
 use http::Method;
 use serde_json::Value;
 
-use crate::cli::ApplyArgs;
 use crate::client::{with_query, Ctx, MERGE_PATCH};
 use crate::discovery::{ResourceInfo, Resources};
 use crate::error::{Error, Result};
-use crate::manifest::{self, Manifest};
+use crate::manifest::Manifest;
 use crate::patch::{
     is_empty_patch, last_applied, modified_configuration, three_way_merge_patch, LAST_APPLIED,
 };
@@ -33,13 +32,13 @@ impl Outcome {
     }
 }
 
-pub async fn run(ctx: &Ctx, resources: &Resources, args: &ApplyArgs) -> Result<()> {
-    let manifests = manifest::load_all(&args.filenames)?;
+/// Apply `manifests` (loaded from `-f` by the caller).
+pub async fn run(ctx: &Ctx, resources: &Resources, manifests: &[Manifest]) -> Result<()> {
     if manifests.is_empty() {
         return Err(Error::Manifest("no objects passed to apply".to_string()));
     }
     let mut failures = 0;
-    for m in &manifests {
+    for m in manifests {
         match apply_one(ctx, resources, m).await {
             Ok((info, outcome)) => {
                 println!("{}/{} {}", info.kind_ref(), m.name(), outcome.as_str())

@@ -11,7 +11,7 @@ use crate::client::{with_query, Ctx};
 use crate::discovery::{ResourceInfo, Resources};
 use crate::error::{Error, Result};
 use crate::get::split_type_and_names;
-use crate::manifest;
+use crate::manifest::Manifest;
 
 /// The `DeleteOptions` body kubectl sends.
 pub fn delete_options(cascade: Cascade, grace_period: Option<i64>) -> Value {
@@ -42,7 +42,13 @@ struct Target<'r> {
     source: Option<String>,
 }
 
-pub async fn run(ctx: &Ctx, resources: &Resources, args: &DeleteArgs) -> Result<()> {
+/// Delete by `args`, or the objects in `manifests` (loaded from `-f` by the caller).
+pub async fn run(
+    ctx: &Ctx,
+    resources: &Resources,
+    args: &DeleteArgs,
+    manifests: &[Manifest],
+) -> Result<()> {
     let mut targets = Vec::new();
     if !args.filenames.is_empty() {
         if !args.args.is_empty() {
@@ -50,8 +56,11 @@ pub async fn run(ctx: &Ctx, resources: &Resources, args: &DeleteArgs) -> Result<
                 "cannot pass resource types or names together with -f".to_string(),
             ));
         }
-        for m in manifest::load_all(&args.filenames)? {
-            let (info, _, ns) = place(ctx, resources, &m)?;
+        if manifests.is_empty() {
+            return Err(Error::Manifest("no objects passed to delete".to_string()));
+        }
+        for m in manifests {
+            let (info, _, ns) = place(ctx, resources, m)?;
             targets.push(Target {
                 info,
                 namespace: ns,

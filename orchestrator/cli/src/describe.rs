@@ -384,6 +384,8 @@ fn describe_pod_template(d: &mut Desc, template: &Value) {
     }
     describe_containers(d, 1, "Containers", &spec, None);
     describe_volumes(d, 1, &spec);
+    d.labels(1, "Node-Selectors", spec.get("nodeSelector"));
+    describe_tolerations(d, 1, &spec);
 }
 
 fn qos_class(pod: &Value) -> String {
@@ -404,13 +406,17 @@ fn qos_class(pod: &Value) -> String {
 
 fn describe_pod(d: &mut Desc, pod: &Value) {
     describe_metadata(d, pod, true);
-    d.line(0, "Priority", num(pod, "/spec/priority"));
+    if let Some(p) = pod.pointer("/spec/priority").and_then(Value::as_i64) {
+        d.line(0, "Priority", p);
+    }
+    let pc = s(pod, "/spec/priorityClassName");
+    if !pc.is_empty() {
+        d.line(0, "Priority Class Name", pc);
+    }
     let sa = s(pod, "/spec/serviceAccountName");
-    d.line(
-        0,
-        "Service Account",
-        if sa.is_empty() { "default" } else { sa },
-    );
+    if !sa.is_empty() {
+        d.line(0, "Service Account", sa);
+    }
     let node = s(pod, "/spec/nodeName");
     let host_ip = s(pod, "/status/hostIP");
     d.line(
@@ -461,33 +467,37 @@ fn describe_pod(d: &mut Desc, pod: &Value) {
     describe_volumes(d, 0, &spec);
     d.line(0, "QoS Class", qos_class(pod));
     d.labels(0, "Node-Selectors", spec.get("nodeSelector"));
-    let tolerations = arr(&spec, "/tolerations");
+    describe_tolerations(d, 0, &spec);
+}
+
+fn describe_tolerations(d: &mut Desc, level: usize, spec: &Value) {
+    let tolerations = arr(spec, "/tolerations");
     if tolerations.is_empty() {
-        d.line(0, "Tolerations", "<none>");
-    } else {
-        for (i, t) in tolerations.iter().enumerate() {
-            let mut text = s(t, "/key").to_string();
-            let value = s(t, "/value");
-            if !value.is_empty() {
-                text.push('=');
-                text.push_str(value);
-            }
-            let effect = s(t, "/effect");
-            if !effect.is_empty() {
-                text.push(':');
-                text.push_str(effect);
-            }
-            if s(t, "/operator") == "Exists" && text.is_empty() {
-                text = "op=Exists".into();
-            }
-            if let Some(secs) = t.get("tolerationSeconds").and_then(Value::as_i64) {
-                text.push_str(&format!(" for {secs}s"));
-            }
-            if i == 0 {
-                d.line(0, "Tolerations", text);
-            } else {
-                d.raw(0, &format!("\t{text}"));
-            }
+        d.line(level, "Tolerations", "<none>");
+        return;
+    }
+    for (i, t) in tolerations.iter().enumerate() {
+        let mut text = s(t, "/key").to_string();
+        let value = s(t, "/value");
+        if !value.is_empty() {
+            text.push('=');
+            text.push_str(value);
+        }
+        let effect = s(t, "/effect");
+        if !effect.is_empty() {
+            text.push(':');
+            text.push_str(effect);
+        }
+        if s(t, "/operator") == "Exists" && text.is_empty() {
+            text = "op=Exists".into();
+        }
+        if let Some(secs) = t.get("tolerationSeconds").and_then(Value::as_i64) {
+            text.push_str(&format!(" for {secs}s"));
+        }
+        if i == 0 {
+            d.line(level, "Tolerations", text);
+        } else {
+            d.raw(level, &format!("\t{text}"));
         }
     }
 }
@@ -737,13 +747,17 @@ async fn describe_service(ctx: &Ctx, resources: &Resources, d: &mut Desc, svc: &
             );
         }
         let eps = endpoints.get(name).map(|v| v.join(",")).unwrap_or_default();
-        d.line(0, "Endpoints", eps);
+        d.line(0, "Endpoints", or_none(&eps));
     }
     d.line(
         0,
         "Session Affinity",
         or_none(s(svc, "/spec/sessionAffinity")),
     );
+    let itp = s(svc, "/spec/internalTrafficPolicy");
+    if !itp.is_empty() {
+        d.line(0, "Internal Traffic Policy", itp);
+    }
 }
 
 fn describe_generic_value(d: &mut Desc, level: usize, key: &str, v: &Value) {
@@ -823,9 +837,22 @@ async fn describe_events(ctx: &Ctx, resources: &Resources, d: &mut Desc, obj: &V
     let list = match ctx.get_json(&uri, None).await {
         Ok(l) => l,
         Err(e) => {
-            tracing::warn!("cannot list events: {}", e.report());
-            d.line(0, "Events", "<none>");
-            return;
+            // A server without involvedObject field selectors: filter here instead.
+            tracing::debug!("listing events by field selector failed: {}", e.report());
+            let all = ctx
+                .get_json(&events.collection_path(ns_for_events), None)
+                .await
+                .unwrap_or(Value::Null);
+            let name = s(obj, "/metadata/name");
+            let items: Vec<Value> = arr(&all, "/items")
+                .iter()
+                .filter(|e| {
+                    s(e, "/involvedObject/name") == name
+                        && (uid.is_empty() || s(e, "/involvedObject/uid") == uid)
+                })
+                .cloned()
+                .collect();
+            serde_json::json!({ "items": items })
         }
     };
     let mut items: Vec<&Value> = arr(&list, "/items").iter().collect();
@@ -960,17 +987,15 @@ mod tests {
         describe_pod(&mut d, &pod);
         let text = d.finish();
         let expected = "\
-Name:             nginx
-Namespace:        default
-Priority:         0
-Service Account:  default
-Node:             <none>
-Labels:           app=nginx
-                  tier=web
-Annotations:      note: x
-Status:           Pending
-IP:               
-IPs:              <none>
+Name:         nginx
+Namespace:    default
+Node:         <none>
+Labels:       app=nginx
+              tier=web
+Annotations:  note: x
+Status:       Pending
+IP:           
+IPs:          <none>
 Containers:
   nginx:
     Image:        nginx:1.14.2

@@ -34,23 +34,19 @@ pub async fn run(cli: Cli) -> Result<()> {
         context: cli.context.clone(),
         namespace: cli.namespace.clone(),
     };
-    // Bad manifests are reported before contacting the server.
-    match &cli.command {
-        Command::Apply(a) => {
-            manifest::load_all(&a.filenames)?;
-        }
-        Command::Delete(d) if !d.filenames.is_empty() => {
-            manifest::load_all(&d.filenames)?;
-        }
-        _ => {}
-    }
+    // Manifests are read (stdin only once) and checked before contacting the server.
+    let manifests = match &cli.command {
+        Command::Apply(a) => manifest::load_all(&a.filenames)?,
+        Command::Delete(d) => manifest::load_all(&d.filenames)?,
+        _ => Vec::new(),
+    };
     let ctx = Ctx::connect(&opts).await?;
     let resources = Resources::discover(&ctx).await?;
     match &cli.command {
-        Command::Apply(a) => apply::run(&ctx, &resources, a).await,
+        Command::Apply(_) => apply::run(&ctx, &resources, &manifests).await,
         Command::Get(g) => get::run(&ctx, &resources, g).await,
         Command::Describe(d) => describe::run(&ctx, &resources, d).await,
-        Command::Delete(d) => delete::run(&ctx, &resources, d).await,
+        Command::Delete(d) => delete::run(&ctx, &resources, d, &manifests).await,
         Command::Scale(s) => scale::run(&ctx, &resources, s).await,
         Command::Logs(l) => logs::run(&ctx, &resources, l).await,
         Command::ApiResources => {

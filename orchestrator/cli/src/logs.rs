@@ -44,13 +44,13 @@ pub async fn run(ctx: &Ctx, resources: &Resources, args: &LogsArgs) -> Result<()
             print!("{text}");
             Ok(())
         }
-        Err(Error::Api(s))
-            if s.code == 405
-                || (s.code == 404 && s.details.is_none() && !pods.has_subresource("log")) =>
-        {
-            // The pod may exist, but the server has no log endpoint: say so plainly.
+        Err(Error::Api(s)) if (s.code == 404 || s.code == 405) && !pods.has_subresource("log") => {
+            // The server does not list pods/log in discovery: tell a missing pod
+            // apart from a missing endpoint.
+            ctx.get_json(&pods.object_path(Some(&ctx.namespace), &name), None)
+                .await?;
             Err(Error::Usage(format!(
-                "the server at {} does not serve pod logs (GET {path} answered {} {})",
+                "the server at {} does not serve pod logs yet (GET {path} answered {} {})",
                 ctx.server, s.code, s.reason
             )))
         }
