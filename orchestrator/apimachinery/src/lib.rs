@@ -14,6 +14,8 @@
 //! - [`patch`]: JSON merge patch, JSON patch and strategic merge patch.
 //! - [`table`]: `meta.k8s.io/v1` `Table` rendering for `kubectl get`.
 
+#![warn(missing_docs)]
+
 pub mod defaults;
 pub mod names;
 pub mod patch;
