@@ -160,6 +160,28 @@ impl EtcdStore {
 /// Operations whose outcome is unknown when they time out.
 const WRITES: [&str; 4] = ["create", "update", "delete", "compact"];
 
+impl EtcdStore {
+    /// The revision etcd has compacted up to, for error messages (0 when it cannot be
+    /// learned quickly). etcd reports it to a watch that starts before it; this is only
+    /// called after etcd said a revision was compacted, so the watch delivers no events.
+    async fn compaction_point(&self, prefix: &str) -> Revision {
+        let learn = async {
+            let mut stream = match self.open_watch(prefix, 0).await {
+                Err(StoreError::Compacted { compacted, .. }) => return compacted,
+                Err(_) => return 0,
+                Ok(stream) => stream,
+            };
+            match stream.message().await {
+                Ok(Some(resp)) => resp.compact_revision(),
+                _ => 0,
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(1), learn)
+            .await
+            .unwrap_or(0)
+    }
+}
+
 /// Await `fut` at most `limit`; past it the backend counts as unavailable.
 async fn bounded<T>(
     limit: Duration,
@@ -459,7 +481,7 @@ impl Store for EtcdStore {
             Err(e) if is_compacted(&e) => {
                 return Err(StoreError::Compacted {
                     requested: opts.revision.unwrap_or_default(),
-                    compacted: 0,
+                    compacted: self.compaction_point(prefix).await,
                 })
             }
             Err(e) if is_future_revision(&e) => {
@@ -531,7 +553,7 @@ impl Store for EtcdStore {
             Ok(_) => Ok(()),
             Err(e) if is_compacted(&e) => Err(StoreError::Compacted {
                 requested: revision,
-                compacted: 0,
+                compacted: self.compaction_point("/").await,
             }),
             Err(e) => Err(e),
         }
