@@ -14,7 +14,10 @@
 //!
 //! Invariants: the objects in memory are the backend's objects at [`WatchCache::revision`];
 //! every event with a revision above the buffer's window start is in the buffer; a client
-//! watch never sees an event at or below a revision it was already given.
+//! watch sees no event at or below the revision it started after, and its revisions never
+//! go down (several events may share one revision).
+//!
+//! Client watches yield `Arc<Event>`: one copy of each event is shared by every watcher.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::pin::Pin;
