@@ -1,0 +1,94 @@
+//! bpfk-agent: the per-node agent. For now it runs the service proxy: kube-rs
+//! reflectors on Services, EndpointSlices and Nodes drive the eBPF datapath
+//! (`bpfk-datapath`).
+
+pub mod convert;
+pub mod proxy;
+
+use std::{net::Ipv4Addr, path::PathBuf};
+
+use bpfk_datapath::{Datapath, DatapathConfig, Ipv4Cidr};
+use clap::Parser;
+
+/// Command line of `bpfk-agent`.
+#[derive(Debug, Parser)]
+#[command(name = "bpfk-agent", about = "bpfk node agent (service proxy)")]
+pub struct Args {
+    /// This node's name (pins go to <pin-root>/<node-name>/).
+    #[arg(long, env = "BPFK_NODE_NAME")]
+    pub node_name: String,
+    /// Kubeconfig of the API server.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: PathBuf,
+    /// Underlay device (NodePort ingress, routes to other nodes' pods).
+    #[arg(long)]
+    pub underlay_iface: Option<String>,
+    /// This node's underlay address (NodePort frontends).
+    #[arg(long)]
+    pub node_ip: Option<Ipv4Addr>,
+    /// This node's pod range, e.g. 10.244.1.0/24.
+    #[arg(long)]
+    pub pod_cidr: Option<Ipv4Cidr>,
+    /// cgroup v2 directory for socket-level load balancing (default: the
+    /// cgroup2 root).
+    #[arg(long)]
+    pub cgroup: Option<PathBuf>,
+    /// Root of the pinned maps and links.
+    #[arg(long, default_value = bpfk_datapath::DEFAULT_PIN_ROOT)]
+    pub pin_root: PathBuf,
+    /// Remove this node's datapath (programs, links, pins) and exit.
+    #[arg(long)]
+    pub teardown: bool,
+}
+
+/// Why the agent stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("datapath: {0}")]
+    Datapath(#[from] bpfk_datapath::Error),
+    #[error("kubeconfig {path}: {reason}")]
+    Kubeconfig { path: PathBuf, reason: String },
+    #[error("service proxy: {0}")]
+    Proxy(#[from] proxy::Error),
+}
+
+/// Result with the agent [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Runs the agent until the watch streams end or fail.
+pub async fn run(args: Args) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    if args.teardown {
+        bpfk_datapath::teardown_pins(&args.pin_root, &args.node_name)?;
+        return Ok(());
+    }
+    let config = DatapathConfig {
+        pin_root: Some(args.pin_root.clone()),
+        cgroup: args.cgroup.clone(),
+        underlay_iface: args.underlay_iface.clone(),
+        node_addr: args.node_ip,
+        pod_cidr: args.pod_cidr,
+        ..Default::default()
+    };
+    let kc_err = |reason: String| Error::Kubeconfig {
+        path: args.kubeconfig.clone(),
+        reason,
+    };
+    let kubeconfig =
+        kube::config::Kubeconfig::read_from(&args.kubeconfig).map_err(|e| kc_err(e.to_string()))?;
+    let client_config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .map_err(|e| kc_err(e.to_string()))?;
+    let client = kube::Client::try_from(client_config).map_err(|e| kc_err(e.to_string()))?;
+    let datapath = Datapath::load(&args.node_name, config)?;
+    let route_peers = args.underlay_iface.is_some();
+    proxy::run(client, datapath, &args.node_name, route_peers).await?;
+    Ok(())
+}

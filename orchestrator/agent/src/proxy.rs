@@ -1,0 +1,276 @@
+//! The service proxy loop: reflectors on Services, EndpointSlices
+//! (discovery.k8s.io/v1) and Nodes drive the datapath. Every change is
+//! logged with the time it took from the watch event to the updated maps.
+
+use std::{
+    collections::{BTreeSet, HashSet},
+    time::Instant,
+};
+
+use bpfk_datapath::{Datapath, PeerNode, ServiceName};
+use futures::{stream::BoxStream, StreamExt};
+use k8s_openapi::api::{
+    core::v1::{Node, Service},
+    discovery::v1::EndpointSlice,
+};
+use kube::{
+    runtime::{
+        reflector::{self, ObjectRef, Store},
+        watcher, WatchStreamExt,
+    },
+    Api, Client,
+};
+use tracing::{debug, info, warn};
+
+use crate::convert;
+
+/// Errors that stop the proxy.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("datapath: {0}")]
+    Datapath(#[from] bpfk_datapath::Error),
+    #[error("all watch streams ended")]
+    StreamsEnded,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Kind {
+    Service,
+    Slice,
+    Node,
+}
+
+enum Msg {
+    /// Something about these services changed.
+    Changed(Vec<ServiceName>, Kind),
+    /// A (re)list finished: resynchronise everything of this kind.
+    Listed(Kind),
+    Error(Kind, watcher::Error),
+}
+
+fn service_events(
+    api: Api<Service>,
+    writer: reflector::store::Writer<Service>,
+) -> BoxStream<'static, Msg> {
+    watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .map(|ev| match ev {
+            Ok(watcher::Event::Apply(s)) | Ok(watcher::Event::Delete(s)) => Msg::Changed(
+                convert::service_name(&s).into_iter().collect(),
+                Kind::Service,
+            ),
+            Ok(watcher::Event::InitDone) => Msg::Listed(Kind::Service),
+            Ok(_) => Msg::Changed(Vec::new(), Kind::Service),
+            Err(e) => Msg::Error(Kind::Service, e),
+        })
+        .boxed()
+}
+
+fn slice_events(
+    api: Api<EndpointSlice>,
+    writer: reflector::store::Writer<EndpointSlice>,
+) -> BoxStream<'static, Msg> {
+    watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .map(|ev| match ev {
+            Ok(watcher::Event::Apply(s)) | Ok(watcher::Event::Delete(s)) => Msg::Changed(
+                convert::slice_service(&s).into_iter().collect(),
+                Kind::Slice,
+            ),
+            Ok(watcher::Event::InitDone) => Msg::Listed(Kind::Slice),
+            Ok(_) => Msg::Changed(Vec::new(), Kind::Slice),
+            Err(e) => Msg::Error(Kind::Slice, e),
+        })
+        .boxed()
+}
+
+fn node_events(api: Api<Node>, writer: reflector::store::Writer<Node>) -> BoxStream<'static, Msg> {
+    watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .map(|ev| match ev {
+            Ok(watcher::Event::Apply(_)) | Ok(watcher::Event::Delete(_)) => {
+                Msg::Changed(Vec::new(), Kind::Node)
+            }
+            Ok(watcher::Event::InitDone) => Msg::Listed(Kind::Node),
+            Ok(_) => Msg::Changed(Vec::new(), Kind::Node),
+            Err(e) => Msg::Error(Kind::Node, e),
+        })
+        .boxed()
+}
+
+struct Proxy {
+    dp: Datapath,
+    node: String,
+    services: Store<Service>,
+    slices: Store<EndpointSlice>,
+    nodes: Store<Node>,
+    /// Services currently programmed.
+    synced: HashSet<ServiceName>,
+    peers: Vec<PeerNode>,
+    route_peers: bool,
+}
+
+impl Proxy {
+    /// Programs (or removes) one service from the reflector stores.
+    fn sync(&mut self, name: &ServiceName, since: Instant) {
+        let obj = self
+            .services
+            .get(&ObjectRef::new(&name.name).within(&name.namespace));
+        let spec = match obj.as_deref().map(convert::service_spec) {
+            Some(Ok(Some(spec))) => spec,
+            Some(Err(e)) => {
+                warn!("service not programmed: {e}");
+                return;
+            }
+            Some(Ok(None)) | None => {
+                if self.synced.remove(name) {
+                    match self.dp.delete_service(name) {
+                        Ok(ops) => info!(
+                            service = %name,
+                            map_ops = ops,
+                            micros = since.elapsed().as_micros() as u64,
+                            "service removed from the datapath"
+                        ),
+                        Err(e) => warn!(service = %name, "deleting service: {e}"),
+                    }
+                }
+                return;
+            }
+        };
+        let slices: Vec<_> = self
+            .slices
+            .state()
+            .into_iter()
+            .filter(|s| convert::slice_service(s).as_ref() == Some(name))
+            .collect();
+        let eps = match convert::endpoints(slices.iter().map(|s| s.as_ref())) {
+            Ok(e) => e,
+            Err(e) => {
+                warn!("endpoints not programmed: {e}");
+                return;
+            }
+        };
+        match self.dp.sync_service(&spec, &eps) {
+            Ok(ops) => {
+                self.synced.insert(name.clone());
+                let micros = since.elapsed().as_micros() as u64;
+                if ops > 0 {
+                    info!(service = %name, endpoints = eps.len(), map_ops = ops, micros,
+                        "service synced: watch event to maps");
+                } else {
+                    debug!(service = %name, micros, "service unchanged");
+                }
+            }
+            Err(e) => warn!(service = %name, "syncing service: {e}"),
+        }
+    }
+
+    fn sync_all(&mut self, since: Instant) {
+        let mut names: BTreeSet<ServiceName> = self
+            .services
+            .state()
+            .iter()
+            .filter_map(|s| convert::service_name(s))
+            .collect();
+        names.extend(self.synced.iter().cloned());
+        for name in &names {
+            self.sync(name, since);
+        }
+    }
+
+    fn sync_peers(&mut self) {
+        if !self.route_peers {
+            return;
+        }
+        let mut peers: Vec<PeerNode> = self
+            .nodes
+            .state()
+            .iter()
+            .filter(|n| n.metadata.name.as_deref() != Some(self.node.as_str()))
+            .filter_map(|n| convert::peer(n))
+            .collect();
+        peers.sort_by_key(|p| (p.pod_cidr, p.node_addr));
+        if peers == self.peers {
+            return;
+        }
+        match self.dp.sync_peers(&peers) {
+            Ok(()) => {
+                info!(peers = peers.len(), "routes to other nodes' pods updated");
+                self.peers = peers;
+            }
+            Err(e) => warn!("updating peer routes: {e}"),
+        }
+    }
+}
+
+/// Runs the proxy until the watch streams end.
+pub async fn run(client: Client, dp: Datapath, node: &str, route_peers: bool) -> Result<(), Error> {
+    let (services, svc_writer) = reflector::store();
+    let (slices, slice_writer) = reflector::store();
+    let (nodes, node_writer) = reflector::store();
+    let mut events = futures::stream::select_all([
+        service_events(Api::all(client.clone()), svc_writer),
+        slice_events(Api::all(client.clone()), slice_writer),
+        node_events(Api::all(client), node_writer),
+    ]);
+    let mut proxy = Proxy {
+        dp,
+        node: node.to_string(),
+        services,
+        slices,
+        nodes,
+        synced: HashSet::new(),
+        peers: Vec::new(),
+        route_peers,
+    };
+    let mut listed: HashSet<Kind> = HashSet::new();
+    let mut pruned = false;
+    info!(
+        node,
+        "service proxy watching Services, EndpointSlices and Nodes"
+    );
+    while let Some(msg) = events.next().await {
+        let since = Instant::now();
+        match msg {
+            Msg::Error(kind, e) => warn!(?kind, "watch error (retrying): {e}"),
+            Msg::Listed(kind) => {
+                listed.insert(kind);
+                if listed.contains(&Kind::Service) && listed.contains(&Kind::Slice) {
+                    proxy.sync_all(since);
+                    if !pruned {
+                        // Frontends left in the pinned maps by an earlier run
+                        // for services that no longer exist.
+                        match proxy.dp.prune_unowned() {
+                            Ok(n) => {
+                                info!(map_ops = n, "initial sync done, stale frontends pruned")
+                            }
+                            Err(e) => warn!("pruning stale frontends: {e}"),
+                        }
+                        pruned = true;
+                    }
+                }
+                if kind == Kind::Node {
+                    proxy.sync_peers();
+                }
+            }
+            Msg::Changed(names, kind) => {
+                if kind == Kind::Node {
+                    if listed.contains(&Kind::Node) {
+                        proxy.sync_peers();
+                    }
+                    continue;
+                }
+                if !(listed.contains(&Kind::Service) && listed.contains(&Kind::Slice)) {
+                    continue;
+                }
+                for name in names {
+                    proxy.sync(&name, since);
+                }
+            }
+        }
+    }
+    Err(Error::StreamsEnded)
+}
