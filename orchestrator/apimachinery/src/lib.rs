@@ -26,4 +26,8 @@ pub mod table;
 pub mod unknown_fields;
 pub mod validation;
 
+pub use patch::PatchError;
 pub use registry::ResourceInfo;
+pub use selectors::{FieldSelector, Selector, SelectorError};
+pub use table::{IncludeObject, TableOptions};
+pub use validation::{FieldError, FieldErrorKind};

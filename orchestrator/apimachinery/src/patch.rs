@@ -940,6 +940,20 @@ mod tests {
     }
 
     #[test]
+    fn empty_patches_change_nothing() {
+        let live = live_deployment(
+            json!([nginx(json!({"env": [{"name": "A", "value": "1"}]}))]),
+            json!({"app": "nginx"}),
+        );
+        assert_eq!(smp("Deployment", live.clone(), json!({})), live);
+        assert_eq!(json_merge_patch(&live, &json!({})), live);
+        assert_eq!(json_patch(&live, &json!([])).unwrap(), live);
+        // patching with the object itself is a no-op as well
+        assert_eq!(smp("Deployment", live.clone(), live.clone()), live);
+        assert_eq!(json_merge_patch(&live, &live), live);
+    }
+
+    #[test]
     fn errors() {
         let pod = by_kind("Pod").unwrap();
         assert!(matches!(

@@ -232,6 +232,17 @@ impl Selector {
         Self::from_requirements(requirements)
     }
 
+    /// The selector `k1=v1,k2=v2,...` matching a label set exactly on those keys (what a
+    /// Service's `spec.selector` means).
+    pub fn from_map(labels: &BTreeMap<String, String>) -> Result<Self> {
+        Self::from_requirements(
+            labels
+                .iter()
+                .map(|(k, v)| Requirement::Equals(k.clone(), v.clone()))
+                .collect(),
+        )
+    }
+
     /// Converts a typed `metav1.LabelSelector`. An empty selector matches everything.
     pub fn from_label_selector(sel: &LabelSelector) -> Result<Self> {
         let mut reqs = Vec::new();
@@ -853,6 +864,24 @@ mod tests {
         ] {
             assert!(Selector::from_value(&bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn from_map_and_typed_selector() {
+        let sel = Selector::from_map(&labels(&[("app", "nginx"), ("tier", "web")])).unwrap();
+        assert_eq!(sel.to_string(), "app=nginx,tier=web");
+        assert!(sel.matches(&labels(&[("app", "nginx"), ("tier", "web"), ("x", "y")])));
+        assert!(!sel.matches(&labels(&[("app", "nginx")])));
+        let typed = LabelSelector {
+            match_labels: Some(labels(&[("app", "nginx")])),
+            match_expressions: None,
+        };
+        let sel = Selector::from_label_selector(&typed).unwrap();
+        assert_eq!(sel.to_string(), "app=nginx");
+        // an empty map matches everything, as an empty Service selector would
+        assert!(Selector::from_map(&BTreeMap::new())
+            .unwrap()
+            .is_everything());
     }
 
     #[test]
