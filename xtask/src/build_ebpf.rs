@@ -22,7 +22,7 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// LLVM majors bpf-linker 0.13 has a feature for.
 const BPF_LINKER_LLVM_FEATURES: &[u32] = &[21, 22, 23];
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Default)]
 pub struct Options {
     /// Build with the release profile.
     #[arg(long)]

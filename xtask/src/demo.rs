@@ -43,7 +43,10 @@ fn wait_http(port: u16, path: &str, what: &str) -> Result<()> {
         let ok = (|| -> std::io::Result<bool> {
             let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
             s.set_read_timeout(Some(Duration::from_secs(2)))?;
-            write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
+            write!(
+                s,
+                "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+            )?;
             let mut buf = String::new();
             s.read_to_string(&mut buf)?;
             Ok(buf.starts_with("HTTP/1.1 200"))
@@ -77,7 +80,14 @@ pub fn run(opts: &Options) -> Result<()> {
     system_deps::ensure()?;
     let root = util::repo_root();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    util::run(Command::new(&cargo).current_dir(&root).args(["build", "--quiet", "-p", "bpfk-server", "-p", "bpfk-cli"]))?;
+    util::run(Command::new(&cargo).current_dir(&root).args([
+        "build",
+        "--quiet",
+        "-p",
+        "bpfk-server",
+        "-p",
+        "bpfk-cli",
+    ]))?;
     let bin = |name: &str| root.join("target/debug").join(name);
 
     let dir = tempfile::Builder::new().prefix("bpfk-demo-").tempdir()?;
@@ -90,11 +100,26 @@ pub fn run(opts: &Options) -> Result<()> {
         child: Command::new("etcd")
             .args(["--name", "demo", "--data-dir"])
             .arg(dir.path().join("etcd"))
-            .args(["--listen-client-urls", &format!("http://127.0.0.1:{client_port}")])
-            .args(["--advertise-client-urls", &format!("http://127.0.0.1:{client_port}")])
-            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer_port}")])
-            .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer_port}")])
-            .args(["--initial-cluster", &format!("demo=http://127.0.0.1:{peer_port}")])
+            .args([
+                "--listen-client-urls",
+                &format!("http://127.0.0.1:{client_port}"),
+            ])
+            .args([
+                "--advertise-client-urls",
+                &format!("http://127.0.0.1:{client_port}"),
+            ])
+            .args([
+                "--listen-peer-urls",
+                &format!("http://127.0.0.1:{peer_port}"),
+            ])
+            .args([
+                "--initial-advertise-peer-urls",
+                &format!("http://127.0.0.1:{peer_port}"),
+            ])
+            .args([
+                "--initial-cluster",
+                &format!("demo=http://127.0.0.1:{peer_port}"),
+            ])
             .stdout(Stdio::null())
             .stderr(log_file(dir.path(), "etcd.log")?)
             .spawn()
@@ -117,7 +142,11 @@ pub fn run(opts: &Options) -> Result<()> {
             .context("starting bpfk-server")?,
     };
     wait_http(api_port, "/readyz", "bpfk-server")?;
-    println!("bpfk-server on http://127.0.0.1:{api_port} (pid {}), kubeconfig {}", server.child.id(), kubeconfig.display());
+    println!(
+        "bpfk-server on http://127.0.0.1:{api_port} (pid {}), kubeconfig {}",
+        server.child.id(),
+        kubeconfig.display()
+    );
 
     let bpfk = |args: &[&str]| {
         let mut c = Command::new(bin("bpfk"));
@@ -140,15 +169,35 @@ pub fn run(opts: &Options) -> Result<()> {
     show(&mut bpfk(&["apply", "-f", &m("nginx-deployment.yaml")]))?;
     show(&mut kubectl(&["apply", "-f", &m("nginx-deployment.yaml")]))?;
     step("read back");
-    show(&mut bpfk(&["get", "pods,deployments,services", "-o", "wide"]))?;
+    show(&mut bpfk(&[
+        "get",
+        "pods,deployments,services",
+        "-o",
+        "wide",
+    ]))?;
     show(&mut kubectl(&["get", "deploy", "nginx-deployment"]))?;
     show(&mut kubectl(&["describe", "service", "nginx"]))?;
     step("scale");
-    show(&mut bpfk(&["scale", "deployment", "nginx-deployment", "--replicas", "3"]))?;
-    show(&mut kubectl(&["get", "deployment", "nginx-deployment", "-o", "jsonpath={.spec.replicas}{\"\\n\"}"]))?;
+    show(&mut bpfk(&[
+        "scale",
+        "deployment",
+        "nginx-deployment",
+        "--replicas",
+        "3",
+    ]))?;
+    show(&mut kubectl(&[
+        "get",
+        "deployment",
+        "nginx-deployment",
+        "-o",
+        "jsonpath={.spec.replicas}{\"\\n\"}",
+    ]))?;
 
     if opts.keep {
-        println!("\ncluster kept running: export KUBECONFIG={} ; Ctrl-C stops and removes it", kubeconfig.display());
+        println!(
+            "\ncluster kept running: export KUBECONFIG={} ; Ctrl-C stops and removes it",
+            kubeconfig.display()
+        );
         wait_for_ctrl_c();
     }
     step("tear down");

@@ -34,14 +34,24 @@ fn present(what: &str) -> bool {
 
 /// Install every missing package with apt-get; fail with a clear message when that is impossible.
 pub fn ensure() -> Result<()> {
-    let mut missing: Vec<&str> = NEEDED.iter().filter(|(what, _)| !present(what)).map(|(_, pkg)| *pkg).collect();
+    let mut missing: Vec<&str> = NEEDED
+        .iter()
+        .filter(|(what, _)| !present(what))
+        .map(|(_, pkg)| *pkg)
+        .collect();
     missing.dedup();
     if !missing.is_empty() {
         eprintln!("xtask: installing Debian packages: {}", missing.join(" "));
         if !present("apt-get") {
-            bail!("missing packages {missing:?} and no apt-get to install them: install them by hand");
+            bail!(
+                "missing packages {missing:?} and no apt-get to install them: install them by hand"
+            );
         }
-        let status = Command::new("apt-get").arg("update").arg("-qq").status().context("running apt-get update")?;
+        let status = Command::new("apt-get")
+            .arg("update")
+            .arg("-qq")
+            .status()
+            .context("running apt-get update")?;
         if !status.success() {
             bail!("apt-get update failed (are you root? is a Debian mirror reachable?)");
         }
@@ -55,7 +65,11 @@ pub fn ensure() -> Result<()> {
             bail!("apt-get install {} failed", missing.join(" "));
         }
     }
-    let still: Vec<&str> = NEEDED.iter().filter(|(what, _)| !present(what)).map(|(what, _)| *what).collect();
+    let still: Vec<&str> = NEEDED
+        .iter()
+        .filter(|(what, _)| !present(what))
+        .map(|(what, _)| *what)
+        .collect();
     if !still.is_empty() {
         bail!("still missing after installing packages: {still:?}");
     }

@@ -20,7 +20,9 @@ pub fn run(opts: &Options) -> Result<()> {
     system_deps::ensure()?;
     build_ebpf::run(&build_ebpf::Options::default())?;
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.current_dir(util::repo_root()).args(["test", "--workspace", "--no-fail-fast"]).args(&opts.cargo_args);
+    cmd.current_dir(util::repo_root())
+        .args(["test", "--workspace", "--no-fail-fast"])
+        .args(&opts.cargo_args);
     util::run(&mut cmd)
 }
 
