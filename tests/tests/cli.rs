@@ -332,6 +332,17 @@ fn bpfk_reapplies_what_kubectl_applied_and_handles_dirs_and_services() {
     assert_eq!(row[0], "nginx");
     assert_eq!(row[1], "ClusterIP");
     assert!(row[2].starts_with("10."), "{out}");
+    // several types in one command
+    assert_eq!(
+        success(&c.bpfk(&["get", "pod/nginx", "svc/nginx", "-o", "name"])),
+        "pod/nginx\nservice/nginx\n"
+    );
+    let out = success(&c.bpfk(&["get", "po,svc"]));
+    assert!(
+        out.lines().any(|l| l.starts_with("pod/nginx "))
+            && out.lines().any(|l| l.starts_with("service/nginx ")),
+        "{out}"
+    );
     let out = success(&c.bpfk(&["describe", "service", "nginx"]));
     for want in [
         "Type:",

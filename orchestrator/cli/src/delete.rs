@@ -10,7 +10,6 @@ use crate::cli::{Cascade, DeleteArgs};
 use crate::client::{with_query, Ctx};
 use crate::discovery::{ResourceInfo, Resources};
 use crate::error::{Error, Result};
-use crate::get::split_type_and_names;
 use crate::manifest::Manifest;
 
 /// The `DeleteOptions` body kubectl sends.
@@ -74,10 +73,18 @@ pub async fn run(
                 "you must provide one or more resources by argument or filename (-f)".to_string(),
             ));
         };
-        let (kind, names) = split_type_and_names(kind, rest)?;
-        let info = resources.resolve(&kind)?;
-        let ns = info.namespaced.then(|| ctx.namespace.clone());
-        if names.is_empty() {
+        for (kind, names) in crate::get::targets(kind, rest)? {
+            let info = resources.resolve(&kind)?;
+            let ns = info.namespaced.then(|| ctx.namespace.clone());
+            if !names.is_empty() {
+                targets.extend(names.into_iter().map(|name| Target {
+                    info,
+                    namespace: ns.clone(),
+                    name,
+                    source: None,
+                }));
+                continue;
+            }
             let Some(selector) = &args.selector else {
                 return Err(Error::Usage(format!(
                     "resource(s) were provided, but no name was specified: pass names, -l SELECTOR, or use 'bpfk delete {kind} NAME'"
@@ -105,15 +112,6 @@ pub async fn run(
                         source: None,
                     });
                 }
-            }
-        } else {
-            for name in names {
-                targets.push(Target {
-                    info,
-                    namespace: ns.clone(),
-                    name,
-                    source: None,
-                });
             }
         }
     }

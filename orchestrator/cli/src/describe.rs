@@ -9,7 +9,7 @@ use crate::cli::DescribeArgs;
 use crate::client::{with_query, Ctx};
 use crate::discovery::{ResourceInfo, Resources};
 use crate::error::{Error, Result};
-use crate::get::split_type_and_names;
+use crate::get::targets;
 use crate::patch::LAST_APPLIED;
 use crate::table::age_since;
 
@@ -928,33 +928,35 @@ pub async fn describe_object(
 }
 
 pub async fn run(ctx: &Ctx, resources: &Resources, args: &DescribeArgs) -> Result<()> {
-    let (kind, names) = split_type_and_names(&args.kind, &args.names)?;
-    let info = resources.resolve(&kind)?;
-    let ns = info.namespaced.then_some(ctx.namespace.as_str());
     let mut objects = Vec::new();
     let mut failures = 0;
-    if names.is_empty() {
-        let uri = with_query(
-            &info.collection_path(ns),
-            &[("labelSelector", args.selector.clone().unwrap_or_default())],
-        );
-        let list = ctx.get_json(&uri, None).await?;
-        objects = arr(&list, "/items").to_vec();
-        if objects.is_empty() {
-            eprintln!("{}", crate::get::no_resources_message(ns));
-        }
-    } else {
-        for name in &names {
-            match ctx.get_json(&info.object_path(ns, name), None).await {
-                Ok(o) => objects.push(o),
-                Err(e) => {
-                    eprintln!("{}", e.report());
-                    failures += 1;
+    for (kind, names) in targets(&args.kind, &args.names)? {
+        let info = resources.resolve(&kind)?;
+        let ns = info.namespaced.then_some(ctx.namespace.as_str());
+        if names.is_empty() {
+            let uri = with_query(
+                &info.collection_path(ns),
+                &[("labelSelector", args.selector.clone().unwrap_or_default())],
+            );
+            let list = ctx.get_json(&uri, None).await?;
+            let items = arr(&list, "/items");
+            if items.is_empty() {
+                eprintln!("{}", crate::get::no_resources_message(ns));
+            }
+            objects.extend(items.iter().map(|o| (info, o.clone())));
+        } else {
+            for name in &names {
+                match ctx.get_json(&info.object_path(ns, name), None).await {
+                    Ok(o) => objects.push((info, o)),
+                    Err(e) => {
+                        eprintln!("{}", e.report());
+                        failures += 1;
+                    }
                 }
             }
         }
     }
-    for (i, obj) in objects.iter().enumerate() {
+    for (i, (info, obj)) in objects.iter().enumerate() {
         if i > 0 {
             println!();
             println!();

@@ -9,6 +9,39 @@ use crate::discovery::{ResourceInfo, Resources};
 use crate::error::{Error, Result};
 use crate::table::{self, Column, PrintOptions, Row};
 
+/// Group `TYPE[,TYPE...] NAME...` or `TYPE/NAME...` arguments into (type, names) pairs,
+/// in the order given.
+pub fn targets(kind: &str, names: &[String]) -> Result<Vec<(String, Vec<String>)>> {
+    if kind.contains('/') {
+        let mut out: Vec<(String, Vec<String>)> = Vec::new();
+        for arg in std::iter::once(kind).chain(names.iter().map(String::as_str)) {
+            let Some((t, n)) = arg
+                .split_once('/')
+                .filter(|(t, n)| !t.is_empty() && !n.is_empty())
+            else {
+                return Err(Error::Usage(format!(
+                    "there is no need to specify a resource type as a separate argument when passing arguments in resource/name form (e.g. 'bpfk get resource/<resource_name>' instead of 'bpfk get resource resource/<resource_name>'); got {arg:?}"
+                )));
+            };
+            match out.iter_mut().find(|(k, _)| k == t) {
+                Some((_, ns)) => ns.push(n.to_string()),
+                None => out.push((t.to_string(), vec![n.to_string()])),
+            }
+        }
+        return Ok(out);
+    }
+    let kinds: Vec<&str> = kind.split(',').filter(|k| !k.is_empty()).collect();
+    if kinds.is_empty() {
+        return Err(Error::Usage(
+            "you must specify the type of resource to get".to_string(),
+        ));
+    }
+    Ok(kinds
+        .into_iter()
+        .map(|k| (k.to_string(), names.to_vec()))
+        .collect())
+}
+
 /// Split `TYPE NAME...` / `TYPE/NAME...` arguments into the type and the names.
 pub fn split_type_and_names(kind: &str, names: &[String]) -> Result<(String, Vec<String>)> {
     if let Some((t, n)) = kind.split_once('/') {
@@ -138,17 +171,24 @@ impl TablePrinter {
 }
 
 pub async fn run(ctx: &Ctx, resources: &Resources, args: &GetArgs) -> Result<()> {
-    let (kind, names) = split_type_and_names(&args.kind, &args.names)?;
-    let info = resources.resolve(&kind)?;
-    if args.all_namespaces && !names.is_empty() {
+    let mut resolved = Vec::new();
+    for (kind, names) in targets(&args.kind, &args.names)? {
+        resolved.push((resources.resolve(&kind)?, names));
+    }
+    if args.all_namespaces && resolved.iter().any(|(_, n)| !n.is_empty()) {
         return Err(Error::Usage(
             "a resource cannot be retrieved by name across all namespaces".to_string(),
         ));
     }
-    let ns: Option<&str> = if !info.namespaced || args.all_namespaces {
-        None
-    } else {
-        Some(ctx.namespace.as_str())
+    let multi = resolved.len() > 1;
+    if multi && args.watch {
+        return Err(Error::Usage(format!(
+            "watch is only supported on individual resources and resource collections, but {} resource types were found",
+            resolved.len()
+        )));
+    }
+    let ns_for = |info: &ResourceInfo| -> Option<String> {
+        (info.namespaced && !args.all_namespaces).then(|| ctx.namespace.clone())
     };
     let list_params = [
         ("labelSelector", args.selector.clone().unwrap_or_default()),
@@ -157,16 +197,98 @@ pub async fn run(ctx: &Ctx, resources: &Resources, args: &GetArgs) -> Result<()>
             args.field_selector.clone().unwrap_or_default(),
         ),
     ];
+    let mut failures = 0;
     match args.output {
         None | Some(OutputFormat::Wide) => {
-            let opts = PrintOptions {
-                wide: args.output == Some(OutputFormat::Wide),
-                with_namespace: args.all_namespaces && info.namespaced,
-            };
-            get_table(ctx, info, ns, &names, &list_params, opts, args.watch).await
+            let mut printed = 0;
+            for (info, names) in &resolved {
+                let opts = PrintOptions {
+                    wide: args.output == Some(OutputFormat::Wide),
+                    with_namespace: args.all_namespaces && info.namespaced,
+                };
+                let layout = Layout {
+                    print: opts,
+                    watch: args.watch,
+                    prefix_names: multi,
+                    blank_line_first: printed > 0,
+                    quiet_when_empty: multi,
+                };
+                let ns = ns_for(info);
+                match get_table(ctx, info, ns.as_deref(), names, &list_params, layout).await {
+                    Ok(n) => printed += n,
+                    Err(Error::Reported(n)) => failures += n,
+                    Err(e) => return Err(e),
+                }
+            }
+            if multi && printed == 0 && failures == 0 && resolved.iter().all(|(_, n)| n.is_empty())
+            {
+                let ns = (!args.all_namespaces).then_some(ctx.namespace.as_str());
+                eprintln!("{}", no_resources_message(ns));
+            }
         }
-        Some(format) => get_objects(ctx, info, ns, &names, &list_params, format, args.watch).await,
+        Some(format) if !multi => {
+            let (info, names) = &resolved[0];
+            let ns = ns_for(info);
+            return get_objects(
+                ctx,
+                info,
+                ns.as_deref(),
+                names,
+                &list_params,
+                format,
+                args.watch,
+            )
+            .await;
+        }
+        Some(format) => {
+            let mut objects = Vec::new();
+            for (info, names) in &resolved {
+                let ns = ns_for(info);
+                let (objs, errors, _) =
+                    fetch_objects(ctx, info, ns.as_deref(), names, &list_params).await?;
+                objects.extend(objs.into_iter().map(|o| (*info, o)));
+                failures += errors.len();
+                for e in errors {
+                    eprintln!("{}", e.report());
+                }
+            }
+            if format == OutputFormat::Name {
+                for (info, o) in &objects {
+                    println!("{}/{}", info.kind_ref(), object_name(o));
+                }
+            } else {
+                let items: Vec<Value> = objects.into_iter().map(|(_, o)| o).collect();
+                print_object(&list_of(items), format)?;
+            }
+        }
     }
+    if failures > 0 {
+        return Err(Error::Reported(failures));
+    }
+    Ok(())
+}
+
+/// How one type's table sits in the output of a multi-type `get`.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    print: PrintOptions,
+    /// Watch after printing.
+    watch: bool,
+    /// Print names as `TYPE/NAME` (several types in one command).
+    prefix_names: bool,
+    /// Separate from a previous table with a blank line.
+    blank_line_first: bool,
+    /// Do not print "No resources found" for this type alone.
+    quiet_when_empty: bool,
+}
+
+fn list_of(items: Vec<Value>) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "items": items,
+        "kind": "List",
+        "metadata": {"resourceVersion": ""}
+    })
 }
 
 async fn get_table(
@@ -175,9 +297,9 @@ async fn get_table(
     ns: Option<&str>,
     names: &[String],
     list_params: &[(&str, String)],
-    opts: PrintOptions,
-    watch: bool,
-) -> Result<()> {
+    layout: Layout,
+) -> Result<usize> {
+    let (opts, watch) = (layout.print, layout.watch);
     let mut printer = TablePrinter::new(opts);
     let now = chrono::Utc::now();
     let mut errors = Vec::new();
@@ -224,9 +346,21 @@ async fn get_table(
             }
         }
     }
-    if rows.is_empty() && names.is_empty() && !watch {
+    if rows.is_empty() && names.is_empty() && !watch && !layout.quiet_when_empty {
         eprintln!("{}", no_resources_message(ns));
     }
+    if layout.prefix_names {
+        let prefix = format!("{}/", info.kind_ref());
+        for row in &mut rows {
+            if let Some(Value::String(name)) = row.cells.first_mut() {
+                name.insert_str(0, &prefix);
+            }
+        }
+    }
+    if layout.blank_line_first && !rows.is_empty() {
+        println!();
+    }
+    let printed = rows.len();
     printer.print(&rows);
     let failures = errors.len();
     for e in errors {
@@ -278,7 +412,7 @@ async fn get_table(
             }
         }
     }
-    Ok(())
+    Ok(printed)
 }
 
 fn watch_params(
@@ -377,15 +511,15 @@ fn items(list: &Value) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-async fn get_objects(
+/// The objects named (or listed, when no names), with apiVersion/kind filled in;
+/// per-name errors; the list's resourceVersion.
+async fn fetch_objects(
     ctx: &Ctx,
     info: &ResourceInfo,
     ns: Option<&str>,
     names: &[String],
     list_params: &[(&str, String)],
-    format: OutputFormat,
-    watch: bool,
-) -> Result<()> {
+) -> Result<(Vec<Value>, Vec<Error>, String)> {
     let mut objects = Vec::new();
     let mut errors = Vec::new();
     let mut list_rv = String::new();
@@ -402,9 +536,6 @@ async fn get_objects(
             .into_iter()
             .map(|o| with_type_meta(o, info))
             .collect();
-        if objects.is_empty() && format == OutputFormat::Name && !watch {
-            eprintln!("{}", no_resources_message(ns));
-        }
     } else {
         for name in names {
             match ctx.get_json(&info.object_path(ns, name), None).await {
@@ -412,6 +543,22 @@ async fn get_objects(
                 Err(e) => errors.push(e),
             }
         }
+    }
+    Ok((objects, errors, list_rv))
+}
+
+async fn get_objects(
+    ctx: &Ctx,
+    info: &ResourceInfo,
+    ns: Option<&str>,
+    names: &[String],
+    list_params: &[(&str, String)],
+    format: OutputFormat,
+    watch: bool,
+) -> Result<()> {
+    let (objects, errors, list_rv) = fetch_objects(ctx, info, ns, names, list_params).await?;
+    if names.is_empty() && objects.is_empty() && format == OutputFormat::Name && !watch {
+        eprintln!("{}", no_resources_message(ns));
     }
     match format {
         OutputFormat::Name => {
@@ -494,6 +641,33 @@ async fn get_objects(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn targets_group_types_and_names() {
+        let t =
+            |k: &str, n: &[&str]| targets(k, &n.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            t("pod/a", &["svc/b", "pod/c"]).unwrap(),
+            vec![
+                ("pod".to_string(), vec!["a".to_string(), "c".to_string()]),
+                ("svc".to_string(), vec!["b".to_string()])
+            ]
+        );
+        assert_eq!(
+            t("po,svc", &["x"]).unwrap(),
+            vec![
+                ("po".to_string(), vec!["x".to_string()]),
+                ("svc".to_string(), vec!["x".to_string()])
+            ]
+        );
+        assert_eq!(
+            t("deploy", &[]).unwrap(),
+            vec![("deploy".to_string(), vec![])]
+        );
+        assert!(t("pod/a", &["b"]).is_err());
+        assert!(t("pod/", &[]).is_err());
+        assert!(t(",", &[]).is_err());
+    }
 
     #[test]
     fn type_slash_name_forms() {
