@@ -293,3 +293,48 @@ fn per_packet_lb_clusterip_and_nodeport_across_nodes() {
     lab.assert_clean(0, &att_a);
     lab.assert_clean(1, &att_b);
 }
+
+#[test]
+fn session_affinity_client_ip_sticks_to_one_backend() {
+    let lab = Lab::new(2);
+    let a = lab.node(0);
+    let b = lab.node(1);
+    let _sa = serve(&a.pods[0].ns, "a1");
+    let _sb = serve(&b.pods[0].ns, "b1");
+    let mut dpa = lab.load_datapath(0);
+    // Node B only routes replies back to node A's pods.
+    let dpb = lab.load_datapath(1);
+    let vip = Ipv4Addr::new(10, 96, 0, 50);
+    let mut svc = spec("sticky", vip, None);
+    svc.affinity_timeout_s = Some(60);
+    let eps = [endpoint(a.pods[0].addr), endpoint(b.pods[0].addr)];
+    dpa.sync_service(&svc, &eps).unwrap();
+    let addr = format!("{vip}:80");
+    // Socket-level (client = its network namespace) and per-packet (client
+    // = its address): every connection lands on one backend.
+    for cgroup in [Some(a.cgroup.as_path()), None] {
+        let v = run_client(
+            &a.pods[1].ns,
+            cgroup,
+            &["tcp-client", "--addr", &addr, "--count", "50"],
+        );
+        no_errors(&v);
+        let (na, nb) = (count(&v, "names", "a1"), count(&v, "names", "b1"));
+        assert!(na == 50 || nb == 50, "affinity not kept ({cgroup:?}): {v}");
+    }
+    // Without affinity the same client is spread again.
+    svc.affinity_timeout_s = None;
+    dpa.sync_service(&svc, &eps).unwrap();
+    let v = run_client(
+        &a.pods[1].ns,
+        Some(&a.cgroup),
+        &["tcp-client", "--addr", &addr, "--count", "100"],
+    );
+    let (na, nb) = (count(&v, "names", "a1"), count(&v, "names", "b1"));
+    assert!(na >= 10 && nb >= 10, "not spread without affinity: {v}");
+    let (att_a, att_b) = (lab.attachments(0), lab.attachments(1));
+    dpa.teardown().unwrap();
+    dpb.teardown().unwrap();
+    lab.assert_clean(0, &att_a);
+    lab.assert_clean(1, &att_b);
+}
