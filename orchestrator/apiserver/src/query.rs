@@ -76,14 +76,18 @@ impl Query {
                 "timeoutSeconds" => q.timeout_seconds = Some(parse_int(&k, &v)?),
                 "allowWatchBookmarks" => q.allow_watch_bookmarks = parse_bool(&k, &v)?,
                 "sendInitialEvents" => q.send_initial_events = parse_bool(&k, &v)?,
-                "fieldValidation" => q.field_validation = match v.as_str() {
-                    "Strict" => FieldValidation::Strict,
-                    "Warn" | "" => FieldValidation::Warn,
-                    "Ignore" => FieldValidation::Ignore,
-                    _ => return Err(ApiError::bad_request(format!(
+                "fieldValidation" => {
+                    q.field_validation = match v.as_str() {
+                        "Strict" => FieldValidation::Strict,
+                        "Warn" | "" => FieldValidation::Warn,
+                        "Ignore" => FieldValidation::Ignore,
+                        _ => {
+                            return Err(ApiError::bad_request(format!(
                         "fieldValidation: invalid value {v:?}: must be one of Ignore, Warn, Strict"
-                    ))),
-                },
+                    )))
+                        }
+                    }
+                }
                 "dryRun" => q.dry_run = v == "All",
                 "propagationPolicy" => q.propagation_policy = Some(v).filter(|s| !s.is_empty()),
                 "gracePeriodSeconds" => q.grace_period_seconds = Some(parse_int(&k, &v)?),
@@ -152,8 +156,8 @@ pub fn negotiate(accept: Option<&str>) -> Representation {
         let params: Vec<&str> = part.split(';').map(str::trim).collect();
         let is_table = params.contains(&"as=Table");
         if is_table {
-            let v1 = params.iter().any(|p| *p == "v=v1");
-            let g = params.iter().any(|p| *p == "g=meta.k8s.io");
+            let v1 = params.contains(&"v=v1");
+            let g = params.contains(&"g=meta.k8s.io");
             if v1 && g {
                 return Representation::Table;
             }

@@ -311,18 +311,24 @@ fn merge_part(res: &ResourceInfo, part: Part, current: &Value, mut requested: Va
     }
 }
 
+/// The object a write addresses.
+#[derive(Clone, Copy)]
+struct Addressed<'a> {
+    res: &'static ResourceInfo,
+    ns: Option<&'a str>,
+    name: &'a str,
+}
+
 /// Validate and store `next` as the new version of `current` (revision `rev`).
 /// Returns None when the store lost a race (retry), Some(result) otherwise.
 async fn commit_update(
     state: &AppState,
-    res: &'static ResourceInfo,
-    ns: Option<&str>,
-    name: &str,
-    current: &Value,
-    rev: i64,
+    at: &Addressed<'_>,
+    (current, rev): (&Value, i64),
     mut next: Value,
     q: &Query,
 ) -> Result<Option<Value>> {
+    let Addressed { res, ns, name } = *at;
     set_type(res, &mut next);
     if res.namespaced {
         object::set_meta(
@@ -450,7 +456,15 @@ pub async fn update(
             }
         }
         let next = merge_part(res, part, &current, body.clone());
-        if let Some(object) = commit_update(state, res, ns, name, &current, rev, next, q).await? {
+        if let Some(object) = commit_update(
+            state,
+            &Addressed { res, ns, name },
+            (&current, rev),
+            next,
+            q,
+        )
+        .await?
+        {
             return Ok(Written {
                 object,
                 warnings,
@@ -557,7 +571,15 @@ pub async fn patch(
             ));
         }
         let next = merge_part(res, part, &current, patched);
-        if let Some(object) = commit_update(state, res, ns, name, &current, rev, next, q).await? {
+        if let Some(object) = commit_update(
+            state,
+            &Addressed { res, ns, name },
+            (&current, rev),
+            next,
+            q,
+        )
+        .await?
+        {
             return Ok(Written {
                 object,
                 warnings,
@@ -586,7 +608,15 @@ pub async fn modify(
     for _ in 0..MAX_RETRIES {
         let (current, rev) = load(state, res, ns, name).await?;
         let next = merge_part(res, part, &current, change(&current)?);
-        if let Some(object) = commit_update(state, res, ns, name, &current, rev, next, q).await? {
+        if let Some(object) = commit_update(
+            state,
+            &Addressed { res, ns, name },
+            (&current, rev),
+            next,
+            q,
+        )
+        .await?
+        {
             return Ok(object);
         }
     }
