@@ -18,11 +18,13 @@ const START_DEADLINE: Duration = Duration::from_secs(60);
 /// `target/<profile>/` of the running test binary.
 pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    // target/<profile>/deps/<test-binary>
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in target/<profile>/deps")
-        .to_path_buf()
+    // tests live in target/<profile>/deps/, benchmark binaries in target/<profile>/
+    let dir = exe.parent().expect("executable has a directory");
+    if dir.file_name().and_then(|n| n.to_str()) == Some("deps") {
+        dir.parent().expect("target/<profile>").to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
 }
 
 /// Path of one of the workspace's binaries, built if needed.
