@@ -359,6 +359,50 @@ fn bpfk_reapplies_what_kubectl_applied_and_handles_dirs_and_services() {
         assert!(out.contains(want), "missing {want:?} in:\n{out}");
     }
 
+    // the three ways to find the server: KUBECONFIG, ~/.kube/config, --server
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join(".kube")).unwrap();
+    std::fs::copy(c.server.kubeconfig(), home.path().join(".kube/config")).unwrap();
+    let via_env = Command::new(binary("bpfk"))
+        .env("KUBECONFIG", c.server.kubeconfig())
+        .args(["get", "svc", "nginx", "-o", "name"])
+        .output()
+        .unwrap();
+    assert_eq!(success(&via_env), "service/nginx\n");
+    let via_home = Command::new(binary("bpfk"))
+        .env_remove("KUBECONFIG")
+        .env("HOME", home.path())
+        .args(["get", "svc", "nginx", "-o", "name"])
+        .output()
+        .unwrap();
+    assert_eq!(success(&via_home), "service/nginx\n");
+    let via_flag = Command::new(binary("bpfk"))
+        .env_remove("KUBECONFIG")
+        .env("HOME", "/nonexistent")
+        .args([
+            "--server",
+            &c.server.url(),
+            "get",
+            "svc",
+            "nginx",
+            "-o",
+            "name",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(success(&via_flag), "service/nginx\n");
+    let nothing = Command::new(binary("bpfk"))
+        .env_remove("KUBECONFIG")
+        .env("HOME", "/nonexistent")
+        .args(["get", "svc"])
+        .output()
+        .unwrap();
+    assert_eq!(nothing.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&nothing.stderr).starts_with("error: no API server configured"),
+        "{nothing:?}"
+    );
+
     // cluster-scoped resources and -n
     let out = success(&c.bpfk(&["describe", "ns", "kube-system"]));
     assert!(

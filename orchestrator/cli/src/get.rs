@@ -385,7 +385,14 @@ async fn get_table(
                 ]
                 .concat(),
             );
-            let stream = ctx.watch(&uri, ACCEPT_TABLE).await?;
+            let stream = match ctx.watch(&uri, ACCEPT_TABLE).await {
+                Ok(stream) => stream,
+                Err(e) if e.api_code() == Some(410) => {
+                    rv = current_resource_version(ctx, info, ns, &params).await?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             futures::pin_mut!(stream);
             let mut seen = 0usize;
             while let Some(ev) = stream.next().await {
@@ -398,6 +405,11 @@ async fn get_table(
                     kube::core::WatchEvent::Bookmark(b) => {
                         rv = b.metadata.resource_version;
                         continue;
+                    }
+                    kube::core::WatchEvent::Error(status) if status.code == 410 => {
+                        // Our resourceVersion was compacted away: continue from now.
+                        rv = current_resource_version(ctx, info, ns, &params).await?;
+                        break;
                     }
                     kube::core::WatchEvent::Error(status) => return Err(Error::Api(status)),
                 };
@@ -441,6 +453,24 @@ fn watch_params(
         }
     }
     Ok(vec![("labelSelector", label), ("fieldSelector", field)])
+}
+
+/// The collection's current resourceVersion (to restart a watch after 410 Gone).
+async fn current_resource_version(
+    ctx: &Ctx,
+    info: &ResourceInfo,
+    ns: Option<&str>,
+    params: &[(&'static str, String)],
+) -> Result<String> {
+    let uri = with_query(
+        &info.collection_path(ns),
+        &[params, &[("limit", "1".to_string())]].concat(),
+    );
+    let v = ctx.get_json(&uri, None).await?;
+    Ok(v.pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string())
 }
 
 fn event_resource_version(obj: &Value) -> Option<String> {
@@ -602,7 +632,14 @@ async fn get_objects(
                 ]
                 .concat(),
             );
-            let stream = ctx.watch(&uri, "application/json").await?;
+            let stream = match ctx.watch(&uri, "application/json").await {
+                Ok(stream) => stream,
+                Err(e) if e.api_code() == Some(410) => {
+                    rv = current_resource_version(ctx, info, ns, &params).await?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             futures::pin_mut!(stream);
             let mut seen = 0usize;
             while let Some(ev) = stream.next().await {
@@ -614,6 +651,11 @@ async fn get_objects(
                     kube::core::WatchEvent::Bookmark(b) => {
                         rv = b.metadata.resource_version;
                         continue;
+                    }
+                    kube::core::WatchEvent::Error(status) if status.code == 410 => {
+                        // Our resourceVersion was compacted away: continue from now.
+                        rv = current_resource_version(ctx, info, ns, &params).await?;
+                        break;
                     }
                     kube::core::WatchEvent::Error(status) => return Err(Error::Api(status)),
                 };
