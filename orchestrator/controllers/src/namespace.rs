@@ -104,7 +104,14 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action> {
         .await
     {
         Ok(_) => Ok(Action::await_change()),
-        Err(e) if is_not_found(&e) => Ok(Action::await_change()),
+        Err(e) if is_not_found(&e) => {
+            // No finalize subresource (or the namespace is gone): fall back to a plain update.
+            match api.replace(&name, &PostParams::default(), &finalized).await {
+                Ok(_) => Ok(Action::await_change()),
+                Err(e) if is_not_found(&e) => Ok(Action::await_change()),
+                Err(e) => Err(e.into()),
+            }
+        }
         Err(e) => Err(e.into()),
     }
 }
