@@ -1,6 +1,10 @@
 //! What the server serves, from its discovery documents (`/api`, `/apis`,
 //! `/api/v1`, `/apis/<group>/<version>`), and resolving the names users type
 //! (`po`, `pods`, `pod`, `Pod`, `deployments.apps`) to a resource.
+//!
+//! This uses kube-rs' low-level discovery calls (`Client::list_api_groups` and
+//! friends) rather than `kube::discovery::Discovery`, because the latter drops the
+//! short and singular names that `bpfk get po` needs.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList;
 

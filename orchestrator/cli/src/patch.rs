@@ -26,41 +26,26 @@ pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration
 /// compact, HTML-escaped, trailing newline); then the same manifest with that
 /// string stored under the annotation.
 pub fn modified_configuration(manifest: &Value) -> (Value, String) {
-    let mut obj = manifest.clone();
-    let annotations = annotations_mut(&mut obj);
+    let mut root = object_of(manifest.clone());
+    let mut meta = object_of(root.remove("metadata").unwrap_or(Value::Null));
+    let mut annotations = object_of(meta.remove("annotations").unwrap_or(Value::Null));
     annotations.remove(LAST_APPLIED);
-    let mut encoded = go_json(&obj);
+    meta.insert("annotations".into(), Value::Object(annotations.clone()));
+    root.insert("metadata".into(), Value::Object(meta.clone()));
+    let mut encoded = go_json(&Value::Object(root.clone()));
     encoded.push('\n');
-    annotations_mut(&mut obj).insert(LAST_APPLIED.to_string(), Value::String(encoded.clone()));
-    (obj, encoded)
+    annotations.insert(LAST_APPLIED.into(), Value::String(encoded.clone()));
+    meta.insert("annotations".into(), Value::Object(annotations));
+    root.insert("metadata".into(), Value::Object(meta));
+    (Value::Object(root), encoded)
 }
 
-fn annotations_mut(obj: &mut Value) -> &mut Map<String, Value> {
-    if !obj.is_object() {
-        *obj = Value::Object(Map::new());
+/// The map inside an object value; anything else becomes an empty map.
+fn object_of(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
     }
-    let Value::Object(root) = obj else {
-        unreachable!("made an object above")
-    };
-    let meta = root
-        .entry("metadata")
-        .or_insert_with(|| Value::Object(Map::new()));
-    if !meta.is_object() {
-        *meta = Value::Object(Map::new());
-    }
-    let Value::Object(meta) = meta else {
-        unreachable!("made an object above")
-    };
-    let annotations = meta
-        .entry("annotations")
-        .or_insert_with(|| Value::Object(Map::new()));
-    if !annotations.is_object() {
-        *annotations = Value::Object(Map::new());
-    }
-    let Value::Object(annotations) = annotations else {
-        unreachable!("made an object above")
-    };
-    annotations
 }
 
 /// The `last-applied-configuration` of a live object, parsed, if it has a valid one.
