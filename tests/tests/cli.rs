@@ -281,7 +281,7 @@ fn bpfk_apply_get_reapply_configure_scale_describe_delete() {
         "Error from server (NotFound): pods \"nginx\" not found"
     );
     assert_eq!(
-        success(&c.bpfk(&["delete", "-f", &deploy, "--cascade=foreground"])).trim(),
+        success(&c.bpfk(&["delete", "-f", &deploy, "--cascade=background"])).trim(),
         "deployment.apps \"nginx-deployment\" deleted"
     );
     let gone = failure(&c.bpfk(&["get", "deploy", "nginx-deployment"]));
