@@ -222,7 +222,9 @@ impl ApiError {
                     "reason": c.reason, "message": c.message, "field": c.field
                 })).collect::<Vec<_>>(),
             })),
-            ApiError::Unavailable { .. } => Some(json!({"retryAfterSeconds": 1})),
+            ApiError::Unavailable { .. } | ApiError::Timeout { .. } => {
+                Some(json!({"retryAfterSeconds": 1}))
+            }
             _ => None,
         };
         if let Some(mut d) = details {
@@ -254,6 +256,9 @@ impl ApiError {
             },
             StoreError::Unavailable(m) => ApiError::Unavailable {
                 message: format!("storage is unavailable: {m}"),
+            },
+            StoreError::Timeout(m) => ApiError::Timeout {
+                message: format!("Timeout: request did not complete within the allowed duration ({m})"),
             },
             StoreError::Internal(m) => ApiError::Internal { message: m },
         }

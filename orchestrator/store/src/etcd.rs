@@ -190,7 +190,7 @@ async fn bounded<T>(
 ) -> Result<T> {
     match tokio::time::timeout(limit, fut).await {
         Ok(result) => result,
-        Err(_) if WRITES.contains(&what) => Err(StoreError::Unavailable(format!(
+        Err(_) if WRITES.contains(&what) => Err(StoreError::Timeout(format!(
             "etcd did not answer {what} within {limit:?}; the write may still be applied"
         ))),
         Err(_) => Err(StoreError::Unavailable(format!(

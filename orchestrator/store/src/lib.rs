@@ -80,6 +80,10 @@ pub enum StoreError {
     /// Backend unreachable or timing out (HTTP 503).
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// A write the backend did not confirm in time: it may or may not have been applied
+    /// (HTTP 504 Timeout; the caller must read back before assuming either outcome).
+    #[error("storage timeout: {0}")]
+    Timeout(String),
     #[error("storage error: {0}")]
     Internal(String),
 }
