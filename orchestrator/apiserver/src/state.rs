@@ -13,9 +13,16 @@ use crate::error::{ApiError, Result};
 /// Events kept per resource for watches that resume from a recent resourceVersion.
 const WATCH_HISTORY: usize = 10_000;
 
+/// How long a request served from a watch cache waits for the cache's first load.
+pub const CACHE_READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 pub struct AppState {
     pub store: Arc<dyn Store>,
     caches: HashMap<&'static str, Arc<WatchCache>>,
+    /// Service writes (which claim and release ClusterIP/NodePort keys) hold this shared;
+    /// the allocation repair holds it exclusively, so it never sees a claim whose Service is
+    /// not stored yet.
+    pub allocations: tokio::sync::RwLock<()>,
 }
 
 impl AppState {
@@ -31,7 +38,11 @@ impl AppState {
                 )
             })
             .collect();
-        Arc::new(AppState { store, caches })
+        Arc::new(AppState {
+            store,
+            caches,
+            allocations: tokio::sync::RwLock::new(()),
+        })
     }
 
     pub fn cache(&self, res: &ResourceInfo) -> Result<&Arc<WatchCache>> {
@@ -40,6 +51,37 @@ impl AppState {
             .ok_or_else(|| ApiError::MethodNotAllowed {
                 message: format!("{} cannot be watched", res.plural),
             })
+    }
+
+    /// The watch cache of `res` once it has loaded; 503 when it has not loaded within
+    /// [`CACHE_READY_TIMEOUT`] (etcd unreachable since startup) instead of hanging the request.
+    pub async fn ready_cache(&self, res: &ResourceInfo) -> Result<&Arc<WatchCache>> {
+        let cache = self.cache(res)?;
+        if !cache.is_ready()
+            && tokio::time::timeout(CACHE_READY_TIMEOUT, cache.wait_ready())
+                .await
+                .is_err()
+        {
+            return Err(ApiError::Unavailable {
+                message: format!(
+                    "the watch cache of {} is not ready yet (storage unreachable)",
+                    res.plural
+                ),
+            });
+        }
+        Ok(cache)
+    }
+
+    /// For a write of `res`: a shared hold on the allocation keys when `res` is Services.
+    pub async fn allocation_guard(
+        &self,
+        res: &ResourceInfo,
+    ) -> Option<tokio::sync::RwLockReadGuard<'_, ()>> {
+        if (res.group, res.plural) == ("", "services") {
+            Some(self.allocations.read().await)
+        } else {
+            None
+        }
     }
 
     /// Wait until every watch cache has loaded.

@@ -68,7 +68,7 @@ pub async fn get(
 ) -> Result<Value> {
     let key = state::key(res, ns, name);
     let kv = if q.resource_version.as_deref() == Some("0") {
-        state.cache(res)?.get(&key).await
+        state.ready_cache(res).await?.get(&key).await
     } else {
         state
             .store
@@ -122,7 +122,7 @@ pub async fn list(
     let filter = Filter::from_query(res, ns, q)?;
     let from_cache = q.resource_version.as_deref() == Some("0") && q.continue_token.is_none();
     if from_cache {
-        let (kvs, revision) = state.cache(res)?.list().await;
+        let (kvs, revision) = state.ready_cache(res).await?.list().await;
         let items = decode_matching(&filter, kvs.iter())?;
         return Ok(Listed {
             items,

@@ -111,8 +111,7 @@ pub async fn start(
     repr: Representation,
 ) -> Result<mpsc::Receiver<Bytes>> {
     let filter = Filter::from_query(res, ns, &q)?;
-    let cache = state.cache(res)?.clone();
-    cache.wait_ready().await;
+    let cache = state.ready_cache(res).await?.clone();
     let after: Option<i64> = match q.resource_version.as_deref() {
         None | Some("") | Some("0") => None,
         Some(rv) => Some(rv.parse().map_err(|_| {
