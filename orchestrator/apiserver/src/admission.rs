@@ -63,8 +63,15 @@ pub fn finalizers_done(res: &ResourceInfo, obj: &Value) -> bool {
     true
 }
 
-/// Refuse objects in a namespace that does not exist or is terminating.
-pub async fn check_namespace_accepts(state: &AppState, ns: &str) -> Result<()> {
+/// Refuse objects in a namespace that does not exist (404) or is terminating (403, worded
+/// as Kubernetes' NamespaceLifecycle admission: `pods "x" is forbidden: unable to create new
+/// content in namespace ns because it is being terminated`).
+pub async fn check_namespace_accepts(
+    state: &AppState,
+    res: &ResourceInfo,
+    name: &str,
+    ns: &str,
+) -> Result<()> {
     let key = format!("/registry/namespaces/{ns}");
     let found = state.store.get(&key).await.map_err(ApiError::from)?;
     match found {
@@ -77,9 +84,9 @@ pub async fn check_namespace_accepts(state: &AppState, ns: &str) -> Result<()> {
             let obj: Value = serde_json::from_slice(&kv.value).unwrap_or_default();
             if object::is_deleting(&obj) {
                 Err(ApiError::Forbidden {
-                    group: String::new(),
-                    kind: "namespaces".into(),
-                    name: ns.into(),
+                    group: res.group.into(),
+                    kind: res.plural.into(),
+                    name: name.into(),
                     message: format!("unable to create new content in namespace {ns} because it is being terminated"),
                 })
             } else {
@@ -140,17 +147,18 @@ async fn allocate_cluster_ip(
     state: &AppState,
     obj: &mut Value,
     alloc: &mut Allocation,
+    old: Option<&Value>,
 ) -> Result<()> {
-    let requested = obj
-        .pointer("/spec/clusterIP")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let requested = cluster_ip(obj).to_string();
     if requested == "None" {
         obj["spec"]["clusterIPs"] = json!(["None"]);
         return Ok(());
     }
-    if obj.pointer("/spec/type").and_then(Value::as_str) == Some("ExternalName") {
+    if !needs_cluster_ip(obj) {
+        return Ok(());
+    }
+    if !requested.is_empty() && old.is_some_and(|o| cluster_ip(o) == requested) {
+        // kept by an update: already held
         return Ok(());
     }
     let ip = if requested.is_empty() {
@@ -218,7 +226,8 @@ async fn allocate_node_ports(
     for i in 0..count {
         let current = obj["spec"]["ports"][i]
             .get("nodePort")
-            .and_then(Value::as_u64);
+            .and_then(Value::as_u64)
+            .filter(|p| *p != 0);
         let held_before = |port: u64| {
             old.and_then(|o| o.pointer("/spec/ports"))
                 .and_then(Value::as_array)
@@ -266,11 +275,11 @@ async fn allocate_node_ports(
 /// Claim what a new object needs (a Service's ClusterIP and NodePorts).
 pub async fn allocate(state: &AppState, res: &ResourceInfo, obj: &mut Value) -> Result<Allocation> {
     let mut alloc = Allocation::default();
-    if (res.group, res.plural) != ("", "services") {
+    if !is_service(res) {
         return Ok(alloc);
     }
     let result = async {
-        allocate_cluster_ip(state, obj, &mut alloc).await?;
+        allocate_cluster_ip(state, obj, &mut alloc, None).await?;
         allocate_node_ports(state, obj, &mut alloc, None).await
     }
     .await;
@@ -283,46 +292,252 @@ pub async fn allocate(state: &AppState, res: &ResourceInfo, obj: &mut Value) -> 
     }
 }
 
-/// Claim NodePorts a Service update needs (type changed to NodePort, ports added).
+/// Claim what a Service update needs that the old object did not hold (a ClusterIP when the
+/// type leaves ExternalName, NodePorts when the type becomes NodePort or ports are added).
+/// The caller releases the returned claims when the update is not stored.
 pub async fn allocate_on_update(
     state: &AppState,
     res: &ResourceInfo,
     old: &Value,
     obj: &mut Value,
-) -> Result<()> {
-    if (res.group, res.plural) != ("", "services") {
-        return Ok(());
-    }
+) -> Result<Allocation> {
     let mut alloc = Allocation::default();
-    if let Err(e) = allocate_node_ports(state, obj, &mut alloc, Some(old)).await {
-        alloc.release(state).await;
-        return Err(e);
+    if !is_service(res) {
+        return Ok(alloc);
     }
-    Ok(())
+    let result = async {
+        allocate_cluster_ip(state, obj, &mut alloc, Some(old)).await?;
+        allocate_node_ports(state, obj, &mut alloc, Some(old)).await
+    }
+    .await;
+    match result {
+        Ok(()) => Ok(alloc),
+        Err(e) => {
+            alloc.release(state).await;
+            Err(e)
+        }
+    }
+}
+
+/// Give back what an updated Service held before and no longer holds (NodePorts of removed
+/// ports or of a type changed away from NodePort/LoadBalancer, a ClusterIP dropped by a
+/// change to ExternalName). Called once the update is stored; a crash before this leaks
+/// the keys until [`repair_allocations`] runs at the next start.
+pub async fn release_after_update(state: &AppState, res: &ResourceInfo, old: &Value, new: &Value) {
+    if !is_service(res) {
+        return;
+    }
+    let kept = allocation_keys(new);
+    let dropped = allocation_keys(old)
+        .into_iter()
+        .filter(|k| !kept.contains(k))
+        .collect();
+    Allocation { keys: dropped }.release(state).await;
+}
+
+fn is_service(res: &ResourceInfo) -> bool {
+    (res.group, res.plural) == ("", "services")
+}
+
+fn service_type(svc: &Value) -> &str {
+    svc.pointer("/spec/type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP")
+}
+
+fn needs_cluster_ip(svc: &Value) -> bool {
+    service_type(svc) != "ExternalName"
+}
+
+fn cluster_ip(svc: &Value) -> &str {
+    svc.pointer("/spec/clusterIP")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+fn node_ports(svc: &Value) -> Vec<u64> {
+    svc.pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.get("nodePort").and_then(Value::as_u64))
+        .filter(|p| *p != 0)
+        .collect()
+}
+
+/// The allocation keys a stored Service holds.
+fn allocation_keys(svc: &Value) -> Vec<String> {
+    let mut keys = Vec::new();
+    if let Ok(ip) = cluster_ip(svc).parse::<Ipv4Addr>() {
+        keys.push(format!("{IP_KEYS}{ip}"));
+    }
+    for port in node_ports(svc) {
+        keys.push(format!("{PORT_KEYS}{port}"));
+    }
+    keys
+}
+
+/// Fill in what a Service update left out and the old object holds, as Kubernetes does: a
+/// PUT without `spec.clusterIP`/`clusterIPs` (`kubectl replace -f` of the original manifest)
+/// keeps the allocated ones, and a port without `nodePort` keeps the NodePort of the old port
+/// with the same name. A type change to ClusterIP drops the old NodePorts (they are released
+/// once the update is stored); a change to ExternalName drops the old ClusterIP.
+pub fn prepare_update(res: &ResourceInfo, old: &Value, new: &mut Value) {
+    if !is_service(res) || !new.get("spec").is_some_and(Value::is_object) {
+        return;
+    }
+    let old_ip = cluster_ip(old).to_string();
+    if needs_cluster_ip(old) && needs_cluster_ip(new) {
+        if cluster_ip(new).is_empty() && !old_ip.is_empty() {
+            new["spec"]["clusterIP"] = json!(old_ip);
+        }
+        let ips_missing = new
+            .pointer("/spec/clusterIPs")
+            .and_then(Value::as_array)
+            .is_none_or(|a| a.is_empty());
+        if ips_missing {
+            if let Some(ips) = old.pointer("/spec/clusterIPs").filter(|v| v.is_array()) {
+                new["spec"]["clusterIPs"] = ips.clone();
+            }
+        }
+    } else if needs_cluster_ip(old) && !needs_cluster_ip(new) && cluster_ip(new) == old_ip {
+        if let Some(spec) = new["spec"].as_object_mut() {
+            spec.remove("clusterIP");
+            spec.remove("clusterIPs");
+        }
+    }
+    let old_ports = node_ports(old);
+    match (wants_node_ports(old), wants_node_ports(new)) {
+        (true, true) => {
+            let new_ports = node_ports(new);
+            let by_name: std::collections::HashMap<&str, u64> = old
+                .pointer("/spec/ports")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|p| {
+                    let port = p.get("nodePort").and_then(Value::as_u64)?;
+                    Some((p.get("name").and_then(Value::as_str).unwrap_or(""), port))
+                })
+                .collect();
+            if let Some(ports) = new.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
+                for p in ports.iter_mut() {
+                    let unset = p
+                        .get("nodePort")
+                        .is_none_or(|v| v.is_null() || v.as_u64() == Some(0));
+                    if !unset {
+                        continue;
+                    }
+                    let name = p.get("name").and_then(Value::as_str).unwrap_or("");
+                    if let Some(&port) = by_name.get(name) {
+                        // not when another port of the new object already uses it
+                        if !new_ports.contains(&port) {
+                            p["nodePort"] = json!(port);
+                        }
+                    }
+                }
+            }
+        }
+        (true, false) => {
+            if let Some(ports) = new.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
+                for p in ports.iter_mut() {
+                    let held = p
+                        .get("nodePort")
+                        .and_then(Value::as_u64)
+                        .is_some_and(|n| old_ports.contains(&n));
+                    if held {
+                        if let Some(m) = p.as_object_mut() {
+                            m.remove("nodePort");
+                        }
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// What [`repair_allocations`] changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RepairReport {
+    /// Keys a Service holds that were missing (restored).
+    pub restored: Vec<String>,
+    /// Keys no Service holds (released).
+    pub released: Vec<String>,
+    /// Keys held by more than one Service (cannot be repaired automatically).
+    pub doubly_held: Vec<String>,
+}
+
+/// Make the ClusterIP and NodePort allocation keys agree with the stored Services: a crash
+/// between claiming a key and storing (or deleting) its Service leaves a key without a Service
+/// (a leak) or a Service without its key (which could give its address twice). Service writes
+/// wait while this runs (see [`AppState::allocations`]).
+pub async fn repair_allocations(state: &AppState) -> Result<RepairReport> {
+    let _exclusive = state.allocations.write().await;
+    let mut report = RepairReport::default();
+    let list_all = |prefix: &'static str| async move {
+        state
+            .store
+            .list(prefix, bpfk_store::ListOptions::default())
+            .await
+            .map(|r| r.items)
+            .map_err(ApiError::from)
+    };
+    let mut wanted: std::collections::BTreeMap<String, Vec<Vec<u8>>> = Default::default();
+    for kv in list_all("/registry/services/").await? {
+        let Ok(svc) = serde_json::from_slice::<Value>(&kv.value) else {
+            continue;
+        };
+        for key in allocation_keys(&svc) {
+            wanted.entry(key).or_default().push(owner_of(&svc));
+        }
+    }
+    let mut existing = std::collections::BTreeMap::new();
+    for kv in list_all(IP_KEYS)
+        .await?
+        .into_iter()
+        .chain(list_all(PORT_KEYS).await?)
+    {
+        existing.insert(kv.key.clone(), kv.mod_revision);
+    }
+    for (key, owners) in &wanted {
+        if owners.len() > 1 {
+            tracing::error!(%key, "allocated to more than one Service");
+            report.doubly_held.push(key.clone());
+        }
+        if !existing.contains_key(key) {
+            match state.store.create(key, owners[0].clone()).await {
+                Ok(_) | Err(bpfk_store::StoreError::AlreadyExists(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+            tracing::warn!(%key, "restored an allocation a Service holds");
+            report.restored.push(key.clone());
+        }
+    }
+    for (key, rev) in existing {
+        if wanted.contains_key(&key) {
+            continue;
+        }
+        match state.store.delete(&key, Some(rev)).await {
+            Ok(_)
+            | Err(bpfk_store::StoreError::NotFound(_))
+            | Err(bpfk_store::StoreError::Conflict { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        tracing::warn!(%key, "released an allocation no Service holds");
+        report.released.push(key);
+    }
+    Ok(report)
 }
 
 /// Give back what a deleted object held.
 pub async fn after_delete(state: &AppState, res: &ResourceInfo, obj: &Value) {
-    if (res.group, res.plural) != ("", "services") {
+    if !is_service(res) {
         return;
     }
-    let mut keys = Vec::new();
-    if let Some(ip) = obj
-        .pointer("/spec/clusterIP")
-        .and_then(Value::as_str)
-        .filter(|ip| ip.parse::<Ipv4Addr>().is_ok())
-    {
-        keys.push(format!("{IP_KEYS}{ip}"));
+    Allocation {
+        keys: allocation_keys(obj),
     }
-    for port in obj
-        .pointer("/spec/ports")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        if let Some(p) = port.get("nodePort").and_then(Value::as_u64) {
-            keys.push(format!("{PORT_KEYS}{p}"));
-        }
-    }
-    Allocation { keys }.release(state).await;
+    .release(state)
+    .await;
 }

@@ -122,7 +122,8 @@ pub async fn run(config: ApiServerConfig) -> Result<()> {
     start(&config).await?.wait().await
 }
 
-/// Create the namespaces that always exist; retried until etcd answers.
+/// Create the namespaces that always exist, then repair the Service allocation keys; each
+/// retried until etcd answers.
 async fn bootstrap(state: Arc<AppState>) {
     let Some(res) = registry::find("", "v1", "namespaces") else {
         return;
@@ -149,7 +150,24 @@ async fn bootstrap(state: Arc<AppState>) {
         }
         if !pending {
             tracing::info!("system namespaces present");
-            return;
+            break;
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match admission::repair_allocations(&state).await {
+            Ok(report) => {
+                tracing::info!(
+                    restored = report.restored.len(),
+                    released = report.released.len(),
+                    doubly_held = report.doubly_held.len(),
+                    "service allocations checked"
+                );
+                return;
+            }
+            Err(e) => tracing::warn!("cannot check service allocations yet: {}", e.message()),
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(5));

@@ -199,6 +199,7 @@ pub async fn delete(
                 orphan_dependents(state, ns, uid).await?;
             }
         }
+        let _allocations = state.allocation_guard(res).await;
         match state.store.delete(&key, Some(rev)).await {
             Ok(kv) => {
                 admission::after_delete(state, res, &current).await;
@@ -262,7 +263,7 @@ async fn orphan_dependents(state: &AppState, ns: Option<&str>, owner_uid: &str) 
         if ns.is_some() && !res.namespaced {
             continue;
         }
-        let cache = state.cache(res)?;
+        let cache = state.ready_cache(res).await?;
         let (items, _) = cache.list().await;
         for kv in items {
             let Ok(obj) = state::decode(&kv) else {

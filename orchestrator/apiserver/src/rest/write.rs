@@ -51,19 +51,37 @@ fn check_type(res: &ResourceInfo, obj: &mut Value) -> Result<()> {
     Ok(())
 }
 
-/// Apply the unknown-field policy: Strict fails, Warn/Ignore drop them (Warn reports them).
-fn handle_unknown_fields(
-    res: &ResourceInfo,
-    obj: &mut Value,
-    mode: FieldValidation,
-) -> Result<Vec<String>> {
-    let unknown = unknown_fields::unknown_fields(res, obj);
+/// Check a body against its kind's schema: a value of the wrong type fails the request with
+/// 400 BadRequest whatever the field validation mode (as Kubernetes' decoder does); unknown
+/// fields fail under Strict, are dropped and reported under Warn, dropped under Ignore.
+fn check_body(res: &ResourceInfo, obj: &mut Value, mode: FieldValidation) -> Result<Vec<String>> {
+    let report = unknown_fields::check_fields(res, obj);
+    if !report.type_errors.is_empty() {
+        let errors: Vec<String> = report
+            .type_errors
+            .iter()
+            .map(|e| {
+                if e.field.is_empty() {
+                    e.message.clone()
+                } else {
+                    format!("field \"{}\": {}", e.field, e.message)
+                }
+            })
+            .collect();
+        return Err(ApiError::bad_request(format!(
+            "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
+            errors.join(", "),
+            kind = res.kind,
+            version = res.version,
+        )));
+    }
+    let unknown = report.unknown;
     if unknown.is_empty() {
         return Ok(Vec::new());
     }
     let messages: Vec<String> = unknown
         .iter()
-        .map(|p| format!("unknown field \"{p}\""))
+        .map(|p| unknown_fields::unknown_field_message(p))
         .collect();
     if mode == FieldValidation::Strict {
         return Err(ApiError::bad_request(format!(
@@ -169,7 +187,7 @@ pub async fn create(
             );
         }
     }
-    let warnings = handle_unknown_fields(res, &mut obj, q.field_validation)?;
+    let warnings = check_body(res, &mut obj, q.field_validation)?;
     let name = super::display_name(&obj);
 
     // fields only the server sets
@@ -191,7 +209,7 @@ pub async fn create(
         return Err(invalid(res, &name, &errors));
     }
     if res.namespaced {
-        admission::check_namespace_accepts(state, ns.unwrap_or_default()).await?;
+        admission::check_namespace_accepts(state, res, &name, ns.unwrap_or_default()).await?;
     }
     object::set_meta(
         &mut obj,
@@ -226,6 +244,7 @@ pub async fn create(
             name,
         });
     }
+    let _allocations = state.allocation_guard(res).await;
     let allocation = admission::allocate(state, res, &mut obj).await?;
     let bytes = state::encode(&obj)?;
     match state.store.create(&key, bytes).await {
@@ -238,7 +257,11 @@ pub async fn create(
             })
         }
         Err(e) => {
-            allocation.release(state).await;
+            // a write that timed out may still be stored: keep its claims (the startup
+            // repair releases them if it was not)
+            if !matches!(e, bpfk_store::StoreError::Timeout(_)) {
+                allocation.release(state).await;
+            }
             Err(store_err(res, &name, e))
         }
     }
@@ -338,6 +361,7 @@ async fn commit_update(
         );
     }
     object::set_meta(&mut next, "name", Value::String(name.into()));
+    admission::prepare_update(res, current, &mut next);
     defaults::apply_defaults(res, &mut next);
     if object::spec_part(&next) != object::spec_part(current) {
         let generation = current
@@ -357,6 +381,7 @@ async fn commit_update(
         return Ok(Some(next));
     }
     let key = state::key(res, ns, name);
+    let _allocations = state.allocation_guard(res).await;
     // an object being deleted goes away once its last finalizer is removed
     if object::is_deleting(&next)
         && object::finalizers(&next).is_empty()
@@ -374,13 +399,17 @@ async fn commit_update(
             Err(e) => Err(store_err(res, name, e)),
         };
     }
-    admission::allocate_on_update(state, res, current, &mut next).await?;
-    match state
-        .store
-        .update(&key, state::encode(&next)?, Some(rev))
-        .await
-    {
+    let allocation = admission::allocate_on_update(state, res, current, &mut next).await?;
+    let encoded = match state::encode(&next) {
+        Ok(b) => b,
+        Err(e) => {
+            allocation.release(state).await;
+            return Err(e);
+        }
+    };
+    match state.store.update(&key, encoded, Some(rev)).await {
         Ok(new_rev) => {
+            admission::release_after_update(state, res, current, &next).await;
             object::set_meta(
                 &mut next,
                 "resourceVersion",
@@ -388,8 +417,15 @@ async fn commit_update(
             );
             Ok(Some(next))
         }
-        Err(bpfk_store::StoreError::Conflict { .. }) => Ok(None),
-        Err(e) => Err(store_err(res, name, e)),
+        Err(bpfk_store::StoreError::Conflict { .. }) => {
+            allocation.release(state).await;
+            Ok(None)
+        }
+        Err(e @ bpfk_store::StoreError::Timeout(_)) => Err(store_err(res, name, e)),
+        Err(e) => {
+            allocation.release(state).await;
+            Err(store_err(res, name, e))
+        }
     }
 }
 
@@ -436,7 +472,7 @@ pub async fn update(
             ));
         }
     }
-    let warnings = handle_unknown_fields(res, &mut body, q.field_validation)?;
+    let warnings = check_body(res, &mut body, q.field_validation)?;
     let precondition = object::resource_version(&body).map(String::from);
     for _ in 0..MAX_RETRIES {
         let (current, rev) = match load(state, res, ns, name).await {
@@ -559,7 +595,7 @@ pub async fn patch(
     for _ in 0..MAX_RETRIES {
         let (current, rev) = load(state, res, ns, name).await?;
         let mut patched = apply_patch(res, kind, &current, patch_doc)?;
-        let warnings = handle_unknown_fields(res, &mut patched, q.field_validation)?;
+        let warnings = check_body(res, &mut patched, q.field_validation)?;
         if let Some(p) = object::resource_version(&patched) {
             if *p != rev.to_string() {
                 return Err(conflict(res, name, "the object has been modified; please apply your changes to the latest version and try again"));
