@@ -68,9 +68,9 @@ pub enum OutputFormat {
 
 #[derive(Debug, Args)]
 pub struct GetArgs {
-    /// Resource type (pods, po, deployment, deploy, svc, ...), or TYPE/NAME.
+    /// Resource type(s) (pods, po, deploy, svc, po,svc ...), or TYPE/NAME.
     pub kind: String,
-    /// Object names.
+    /// Object names (or more TYPE/NAME).
     pub names: Vec<String>,
     /// List across all namespaces.
     #[arg(short = 'A', long)]

@@ -3,6 +3,13 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    // Like other Unix tools, end quietly when stdout is closed (`bpfk get po -w | head`)
+    // instead of failing on EPIPE.
+    // SAFETY: called first thing in main, before any other thread exists; restoring
+    // the default disposition of SIGPIPE has no memory-safety implications.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = match bpfk_cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
