@@ -52,6 +52,14 @@ where
     Ok((start.elapsed(), lat))
 }
 
+/// The 1-minute load average, so a reader can tell whether other work shared the machine.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(String::from))
+        .unwrap_or_else(|| "unknown".into())
+}
+
 fn row(name: &str, n: usize, wall: Duration, s: Summary) -> String {
     format!(
         "| {name} | {n} | {:.0} | {:.2} | {:.2} | {:.2} |",
@@ -64,7 +72,9 @@ fn row(name: &str, n: usize, wall: Duration, s: Summary) -> String {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let cluster = Cluster::start();
+    // the API server alone: no scheduler or controllers writing pod status behind the load
+    let load_before = load_average();
+    let cluster = Cluster::start_with(&["--disable-scheduler", "--disable-controllers"]);
     let pid = cluster.server.pid().context("server pid")?;
     let client = cluster.client().await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
@@ -183,7 +193,7 @@ async fn main() -> Result<()> {
     let mut out = String::new();
     out.push_str("# API server benchmark\n\n");
     out.push_str(&format!(
-        "bpfk-server (release build) + etcd 3.4 on one 2-core machine, loopback; {CONCURRENCY} requests in flight; kube-rs client.\n\n"
+        "bpfk-server (release build, scheduler and controllers off) + etcd 3.4 on one 2-core machine, loopback; {CONCURRENCY} requests in flight; kube-rs client. Load average before the run: {load_before}.\n\n"
     ));
     out.push_str(
         "| operation | count | ops/s | p50 ms | p99 ms | max ms |\n|---|---|---|---|---|---|\n",
