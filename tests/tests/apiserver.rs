@@ -35,6 +35,12 @@ fn deployment(name: &str) -> Deployment {
     .unwrap()
 }
 
+/// etcd + bpfk-server without the in-process scheduler and controllers: these tests check the
+/// API server's own behaviour, which controllers writing status would make racy.
+fn api_only() -> Cluster {
+    Cluster::start_with(&["--disable-scheduler", "--disable-controllers"])
+}
+
 /// The HTTP status of a kube-rs API error.
 fn code(err: &kube::Error) -> u16 {
     match err {
@@ -45,7 +51,7 @@ fn code(err: &kube::Error) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crud_defaults_and_conflicts() {
-    let cluster = Cluster::start();
+    let cluster = api_only();
     let client = cluster.client().await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
 
@@ -190,7 +196,7 @@ async fn crud_defaults_and_conflicts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_get_unique_cluster_ips_and_generation_tracks_spec() {
-    let cluster = Cluster::start();
+    let cluster = api_only();
     let client = cluster.client().await;
     let svcs: Api<Service> = Api::namespaced(client.clone(), "default");
     let mut ips = BTreeSet::new();
@@ -277,9 +283,188 @@ async fn services_get_unique_cluster_ips_and_generation_tracks_spec() {
     );
 }
 
+/// `etcdctl` against the test's etcd; stdout.
+fn etcdctl(cluster: &Cluster, args: &[&str]) -> String {
+    let out = std::process::Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg("--endpoints")
+        .arg(cluster.etcd.endpoint())
+        .args(args)
+        .output()
+        .expect("cannot run etcdctl (is etcd-client installed?)");
+    assert!(
+        out.status.success(),
+        "etcdctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The ClusterIP and NodePort allocation keys in etcd.
+fn allocation_keys(cluster: &Cluster) -> BTreeSet<String> {
+    etcdctl(
+        cluster,
+        &["get", "--prefix", "/registry/ranges/", "--keys-only"],
+    )
+    .lines()
+    .filter(|l| !l.is_empty())
+    .map(String::from)
+    .collect()
+}
+
+fn ip_key(ip: &str) -> String {
+    format!("/registry/ranges/serviceips/{ip}")
+}
+
+fn port_key(port: i32) -> String {
+    format!("/registry/ranges/servicenodeports/{port}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_updates_keep_allocations_and_startup_repairs_keys() {
+    let mut cluster = api_only();
+    let client = cluster.client().await;
+    let svcs: Api<Service> = Api::namespaced(client.clone(), "default");
+    let manifest = json!({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "np"},
+        "spec": {"type": "NodePort", "selector": {"app": "nginx"},
+                 "ports": [{"name": "http", "port": 80}, {"name": "https", "port": 443}]}
+    });
+    let created = svcs
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(manifest.clone()).unwrap(),
+        )
+        .await
+        .unwrap();
+    let spec = created.spec.clone().unwrap();
+    let ip = spec.cluster_ip.clone().unwrap();
+    assert_eq!(spec.cluster_ips, Some(vec![ip.clone()]));
+    let node_ports: Vec<i32> = spec
+        .ports
+        .unwrap()
+        .iter()
+        .map(|p| p.node_port.unwrap())
+        .collect();
+    let held: BTreeSet<String> = [
+        ip_key(&ip),
+        port_key(node_ports[0]),
+        port_key(node_ports[1]),
+    ]
+    .into();
+    assert_eq!(allocation_keys(&cluster), held);
+
+    // a PUT of the original manifest (kubectl replace -f) keeps the ClusterIP and NodePorts
+    let mut replace = manifest.clone();
+    replace["metadata"]["resourceVersion"] = json!(created.metadata.resource_version);
+    let replaced = svcs
+        .replace(
+            "np",
+            &PostParams::default(),
+            &serde_json::from_value(replace).unwrap(),
+        )
+        .await
+        .unwrap();
+    let spec = replaced.spec.unwrap();
+    assert_eq!(spec.cluster_ip.as_deref(), Some(ip.as_str()));
+    assert_eq!(spec.cluster_ips, Some(vec![ip.clone()]));
+    let kept: Vec<i32> = spec
+        .ports
+        .unwrap()
+        .iter()
+        .map(|p| p.node_port.unwrap())
+        .collect();
+    assert_eq!(kept, node_ports);
+    assert_eq!(allocation_keys(&cluster), held);
+
+    // removing a port releases its NodePort
+    svcs.patch(
+        "np",
+        &PatchParams::default(),
+        &Patch::Json::<()>(
+            serde_json::from_value(json!([{"op": "remove", "path": "/spec/ports/1"}])).unwrap(),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        allocation_keys(&cluster),
+        [ip_key(&ip), port_key(node_ports[0])].into()
+    );
+    // NodePort -> ClusterIP clears and releases the NodePorts, keeps the ClusterIP
+    let cip = svcs
+        .patch(
+            "np",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"type": "ClusterIP"}})),
+        )
+        .await
+        .unwrap();
+    let spec = cip.spec.unwrap();
+    assert!(spec.ports.unwrap().iter().all(|p| p.node_port.is_none()));
+    assert_eq!(spec.cluster_ip.as_deref(), Some(ip.as_str()));
+    assert_eq!(allocation_keys(&cluster), [ip_key(&ip)].into());
+    // ... and back to NodePort allocates a fresh one
+    let back = svcs
+        .patch(
+            "np",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"type": "NodePort"}})),
+        )
+        .await
+        .unwrap();
+    let port = back.spec.unwrap().ports.unwrap()[0].node_port.unwrap();
+    assert_eq!(
+        allocation_keys(&cluster),
+        [ip_key(&ip), port_key(port)].into()
+    );
+
+    // a crash between steps: a key without a Service (leak) and a Service without its key
+    cluster.server.stop();
+    etcdctl(&cluster, &["put", &ip_key("10.96.7.7"), "default/ghost"]);
+    etcdctl(&cluster, &["put", &port_key(31999), "default/ghost"]);
+    etcdctl(&cluster, &["del", &ip_key(&ip)]);
+    cluster.server.start_again();
+    let want: BTreeSet<String> = [ip_key(&ip), port_key(port)].into();
+    wait_for(
+        || allocation_keys(&cluster) == want,
+        "the allocation repair",
+    )
+    .await;
+    // the restored address is not given again
+    let client = cluster.client().await;
+    let svcs: Api<Service> = Api::namespaced(client, "default");
+    let err = svcs
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "dup"},
+                "spec": {"clusterIP": ip, "ports": [{"port": 80}]}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), 422, "{err:?}");
+    // and the leaked one can be given
+    let reuse = svcs
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "reuse"},
+                "spec": {"clusterIP": "10.96.7.7", "ports": [{"port": 80}]}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reuse.spec.unwrap().cluster_ip.as_deref(), Some("10.96.7.7"));
+    svcs.delete("np", &DeleteParams::default()).await.unwrap();
+    svcs.delete("reuse", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert!(allocation_keys(&cluster).is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_objects_name_the_field_and_store_nothing() {
-    let cluster = Cluster::start();
+    let cluster = api_only();
     let client = cluster.client().await;
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), "default");
     let mut bad = deployment("bad");
@@ -360,6 +545,81 @@ async fn bad_objects_name_the_field_and_store_nothing() {
     let warned: Pod = client.request(req("Warn")).await.unwrap();
     assert_eq!(warned.metadata.name.as_deref(), Some("u-warn"));
 
+    // values of the wrong type are 400 BadRequest naming the field, whatever the mode
+    let port = cluster.server.port();
+    let mut typed = serde_json::to_value(deployment("typed")).unwrap();
+    typed["spec"]["replicas"] = json!("three");
+    for mode in ["Strict", "Ignore"] {
+        let (http_code, body) = http_request(
+            port,
+            "POST",
+            &format!("/apis/apps/v1/namespaces/default/deployments?fieldValidation={mode}"),
+            Some(&typed.to_string()),
+        )
+        .unwrap();
+        assert_eq!(http_code, 400, "{body}");
+        let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(status["reason"], "BadRequest");
+        let message = status["message"].as_str().unwrap();
+        assert!(
+            message.contains("\"spec.replicas\"")
+                && message.contains("cannot be handled as a Deployment"),
+            "{message}"
+        );
+    }
+    let ok = deploys
+        .create(&PostParams::default(), &deployment("typed"))
+        .await
+        .unwrap();
+    // on update (PUT), patch and the scale subresource too; nothing changes
+    let mut put = serde_json::to_value(&ok).unwrap();
+    put["metadata"]["creationTimestamp"] = json!("yesterday");
+    let (http_code, body) = http_request(
+        port,
+        "PUT",
+        "/apis/apps/v1/namespaces/default/deployments/typed",
+        Some(&put.to_string()),
+    )
+    .unwrap();
+    assert_eq!(http_code, 400, "{body}");
+    assert!(body.contains("metadata.creationTimestamp"), "{body}");
+    let err = deploys
+        .patch(
+            "typed",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": "three"}})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), 400, "{err:?}");
+    let err = deploys
+        .patch_status(
+            "typed",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"conditions": [{"type": "Available", "status": "True", "lastUpdateTime": "soon"}]}})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), 400, "{err:?}");
+    let err = deploys
+        .patch_scale(
+            "typed",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": "three"}})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), 400, "{err:?}");
+    let after = deploys.get("typed").await.unwrap();
+    assert_eq!(
+        after.metadata.resource_version,
+        ok.metadata.resource_version
+    );
+    deploys
+        .delete("typed", &DeleteParams::default())
+        .await
+        .unwrap();
+
     // nothing half-written: only the Warn pod exists
     let names: Vec<String> = pods
         .list(&ListParams::default())
@@ -380,7 +640,7 @@ async fn bad_objects_name_the_field_and_store_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watcher_sees_every_event_and_recovers_from_gone() {
-    let mut cluster = Cluster::start();
+    let mut cluster = api_only();
     let client = cluster.client().await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
 
@@ -553,7 +813,7 @@ async fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_keeps_objects_and_etcd_outage_gives_503() {
-    let mut cluster = Cluster::start();
+    let mut cluster = api_only();
     let client = cluster.client().await;
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), "default");
     deploys
@@ -638,7 +898,7 @@ async fn restart_keeps_objects_and_etcd_outage_gives_503() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_creates_and_updates_lose_nothing() {
-    let cluster = Cluster::start();
+    let cluster = api_only();
     let client = cluster.client().await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
 

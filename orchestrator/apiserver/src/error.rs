@@ -24,6 +24,9 @@ pub enum ApiError {
         kind: String,
         name: String,
     },
+    /// A URL path the server does not serve.
+    #[error("the server could not find the requested resource")]
+    NotFoundPath,
     #[error("{kind} {name:?} already exists")]
     AlreadyExists {
         group: String,
@@ -85,7 +88,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } => 400,
             ApiError::Forbidden { .. } => 403,
-            ApiError::NotFound { .. } => 404,
+            ApiError::NotFound { .. } | ApiError::NotFoundPath => 404,
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::NotAcceptable { .. } => 406,
             ApiError::AlreadyExists { .. } | ApiError::Conflict { .. } => 409,
@@ -102,7 +105,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } => "BadRequest",
             ApiError::Forbidden { .. } => "Forbidden",
-            ApiError::NotFound { .. } => "NotFound",
+            ApiError::NotFound { .. } | ApiError::NotFoundPath => "NotFound",
             ApiError::MethodNotAllowed { .. } => "MethodNotAllowed",
             ApiError::NotAcceptable { .. } => "NotAcceptable",
             ApiError::AlreadyExists { .. } => "AlreadyExists",

@@ -146,12 +146,16 @@ async fn handle(
     }
 }
 
+/// 404 for a path the server does not serve, worded as Kubernetes does. `/openapi/v2` is one
+/// of them on purpose: kubectl (v1.32) reads it only to compute client-side apply patches and,
+/// on 404, uses its compiled-in types, whose patch strategies and merge keys are the same
+/// built-in types the server merges with; unknown fields still reach the server, which refuses
+/// them under `fieldValidation=Strict` (checked by the kubectl tests). A partial v2 document
+/// would be worse: kubectl prints "error calculating patch from openapi spec" for every field
+/// the document lacks.
 fn not_found_path(path: &str) -> ApiError {
-    ApiError::NotFound {
-        group: String::new(),
-        kind: String::new(),
-        name: path.into(),
-    }
+    tracing::debug!(%path, "no such path");
+    ApiError::NotFoundPath
 }
 
 fn method_not_allowed(method: &Method, what: &str) -> ApiError {
@@ -171,20 +175,9 @@ async fn resource(
     body: Bytes,
 ) -> Result<Response> {
     let res: &'static ResourceInfo = registry::find(&rp.group, &rp.version, &rp.resource)
-        .ok_or_else(|| ApiError::NotFound {
-            group: rp.group.clone(),
-            kind: String::new(),
-            name: format!(
-                "the server could not find the requested resource ({})",
-                rp.resource
-            ),
-        })?;
+        .ok_or(ApiError::NotFoundPath)?;
     if rp.namespace.is_some() && !res.namespaced {
-        return Err(ApiError::NotFound {
-            group: rp.group.clone(),
-            kind: res.plural.into(),
-            name: "the server could not find the requested resource".into(),
-        });
+        return Err(ApiError::NotFoundPath);
     }
     let ns = rp.namespace.as_deref();
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());

@@ -153,7 +153,14 @@ pub async fn write_scale(
             }
             ScaleChange::Patch(kind, doc) => write::apply_patch(res, *kind, &scale, doc)?,
         };
-        let replicas = new_scale.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
+        let replicas = match new_scale.pointer("/spec/replicas") {
+            None | Some(Value::Null) => 0,
+            Some(v) => v.as_i64().filter(|r| i32::try_from(*r).is_ok()).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "Scale in version \"v1\" cannot be handled as a Scale: strict decoding error: field \"spec.replicas\": invalid type: {v}, expected i32"
+                ))
+            })?,
+        };
         if replicas < 0 {
             return Err(ApiError::Invalid {
                 group: "autoscaling".into(),
