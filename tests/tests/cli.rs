@@ -403,13 +403,42 @@ fn bpfk_reapplies_what_kubectl_applied_and_handles_dirs_and_services() {
         "{nothing:?}"
     );
 
+    let dir = tempfile::tempdir().unwrap();
+    // an object created without apply gets the annotation on first apply, then is unchanged
+    let created = write(
+        &dir,
+        "created.yaml",
+        &read("nginx-pod.yaml").replace("name: nginx\n", "name: made\n"),
+    );
+    success(&c.kubectl(&["create", "-f", &created]));
+    let out = c.bpfk(&["apply", "-f", &created]);
+    assert_eq!(success(&out).trim(), "pod/made configured");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with("Warning: resource pods/made is missing the kubectl.kubernetes.io/last-applied-configuration annotation"),
+        "{out:?}"
+    );
+    assert_eq!(
+        success(&c.bpfk(&["apply", "-f", &created])).trim(),
+        "pod/made unchanged"
+    );
+    assert_eq!(
+        success(&c.kubectl(&["apply", "-f", &created])).trim(),
+        "pod/made unchanged"
+    );
+    // delete by label selector
+    success(&c.kubectl(&["label", "pod", "made", "doomed=yes"]));
+    assert_eq!(
+        success(&c.bpfk(&["delete", "pods", "-l", "doomed=yes"])).trim(),
+        "pod \"made\" deleted"
+    );
+    failure(&c.bpfk(&["get", "pod", "made"]));
+
     // cluster-scoped resources and -n
     let out = success(&c.bpfk(&["describe", "ns", "kube-system"]));
     assert!(
         out.starts_with("Name:") && out.contains("kube-system"),
         "{out}"
     );
-    let dir = tempfile::tempdir().unwrap();
     let ns = write(
         &dir,
         "ns.yaml",
