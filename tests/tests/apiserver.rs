@@ -961,3 +961,141 @@ async fn concurrent_creates_and_updates_lose_nothing() {
     let p = cms.get(counter).await.unwrap();
     assert_eq!(p.metadata.annotations.unwrap()["count"], "20");
 }
+
+/// Kills the process on drop.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_rs_watch_modes_and_503_while_the_cache_cannot_load() {
+    let mut cluster = api_only();
+    let client = cluster.client().await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    for i in 0..3 {
+        pods.create(&PostParams::default(), &pod(&format!("p{i}")))
+            .await
+            .unwrap();
+    }
+
+    // list from the watch cache (resourceVersion=0, NotOlderThan) and paged lists
+    let any = pods.list(&ListParams::default().match_any()).await.unwrap();
+    assert_eq!(any.items.len(), 3);
+    let page = pods.list(&ListParams::default().limit(2)).await.unwrap();
+    assert_eq!(page.items.len(), 2);
+    let token = page.metadata.continue_.clone().expect("continue token");
+    let rest = pods
+        .list(&ListParams::default().limit(2).continue_token(&token))
+        .await
+        .unwrap();
+    assert_eq!(rest.items.len(), 1);
+    assert!(rest.metadata.continue_.is_none_or(|c| c.is_empty()));
+
+    // streaming lists: the initial objects, the initial-events-end bookmark (InitDone), then
+    // live events
+    let mut stream = watcher(pods.clone(), watcher::Config::default().streaming_lists()).boxed();
+    let mut initial = BTreeSet::new();
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(10), stream.try_next())
+            .await
+            .expect("streaming list event in time")
+            .unwrap()
+            .unwrap();
+        match ev {
+            watcher::Event::Init => {}
+            watcher::Event::InitApply(p) => {
+                initial.insert(p.metadata.name.unwrap());
+            }
+            watcher::Event::InitDone => break,
+            other => panic!("unexpected event before InitDone: {other:?}"),
+        }
+    }
+    assert_eq!(initial, ["p0", "p1", "p2"].map(String::from).into());
+    pods.create(&PostParams::default(), &pod("live"))
+        .await
+        .unwrap();
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(10), stream.try_next())
+            .await
+            .expect("live event in time")
+            .unwrap()
+            .unwrap();
+        if let watcher::Event::Apply(p) = ev {
+            assert_eq!(p.metadata.name.as_deref(), Some("live"));
+            break;
+        }
+    }
+    drop(stream);
+
+    // a raw watch (kube-rs asks for bookmarks by default) gets BOOKMARK events carrying a resourceVersion
+    let rv = pods
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut raw = pods
+        .watch(&kube::api::WatchParams::default().timeout(30), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    let ev = tokio::time::timeout(Duration::from_secs(20), raw.try_next())
+        .await
+        .expect("a bookmark in time")
+        .unwrap()
+        .unwrap();
+    let kube::api::WatchEvent::Bookmark(b) = ev else {
+        panic!("expected a bookmark, got {ev:?}")
+    };
+    let bookmark_rv: i64 = b.metadata.resource_version.parse().unwrap();
+    assert!(bookmark_rv >= rv.parse::<i64>().unwrap());
+    drop(raw);
+
+    // a server started while etcd is down cannot load its watch caches: cache reads and
+    // watches answer 503 instead of hanging, and work once etcd is back
+    cluster.server.stop();
+    cluster.etcd.stop();
+    let port = bpfk_tests::server::free_port();
+    let _server = KillOnDrop(
+        std::process::Command::new(bpfk_tests::server::binary("bpfk-server"))
+            .args(["--etcd-servers", &cluster.etcd.endpoint()])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--disable-scheduler", "--disable-controllers"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("cannot start bpfk-server"),
+    );
+    wait_for(
+        || matches!(http_request(port, "GET", "/healthz", None), Ok((200, _))),
+        "bpfk-server to listen",
+    )
+    .await;
+    for path in [
+        "/api/v1/namespaces/default/pods?resourceVersion=0",
+        "/api/v1/namespaces/default/pods/p0?resourceVersion=0",
+        "/api/v1/pods?watch=true",
+    ] {
+        let (code, body) = http_request(port, "GET", path, None).unwrap();
+        assert_eq!(code, 503, "{path}: {body}");
+        let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(status["reason"], "ServiceUnavailable", "{path}");
+    }
+    cluster.etcd.start_again();
+    wait_for(
+        || {
+            matches!(
+                http_request(port, "GET", "/api/v1/namespaces/default/pods?resourceVersion=0", None),
+                Ok((200, body)) if body.contains("\"p0\"")
+            )
+        },
+        "the cache to load once etcd is back",
+    )
+    .await;
+}
