@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cluster_sim::{
-    add_node, create_pod, ensure_namespace, fast_controllers, is_ready, node_of, pod_json, pods,
-    wait_for, Sim, READY_ANNOTATION,
+    add_node, create_pod, ensure_namespace, is_ready, node_of, pod_json, pods, wait_for, Sim,
+    READY_ANNOTATION,
 };
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Service};
@@ -98,7 +98,7 @@ async fn three_nodes(sim: &Sim) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_node_gets_its_own_pod_cidr() {
-    let sim = Sim::start(false, Some(fast_controllers())).await;
+    let sim = Sim::start(false, true).await;
     for i in 0..6 {
         add_node(&sim, &format!("n{i}"), json!({}), "4", "8Gi", "110").await;
     }
@@ -130,7 +130,7 @@ async fn every_node_gets_its_own_pod_cidr() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn deployment_pod_deleted_by_hand_is_replaced() {
-    let sim = Sim::start(true, Some(fast_controllers())).await;
+    let sim = Sim::start(true, true).await;
     three_nodes(&sim).await;
     create_deployment(
         &sim.client,
@@ -244,7 +244,7 @@ async fn deployment_pod_deleted_by_hand_is_replaced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rolling_update_keeps_availability_and_ends_on_the_new_replicaset() {
-    let sim = Sim::start(true, Some(fast_controllers())).await;
+    let sim = Sim::start(true, true).await;
     three_nodes(&sim).await;
     create_deployment(
         &sim.client,
@@ -347,7 +347,7 @@ async fn rolling_update_keeps_availability_and_ends_on_the_new_replicaset() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn silent_node_becomes_not_ready_tainted_and_its_pods_move() {
-    let sim = Sim::start(true, Some(fast_controllers())).await;
+    let sim = Sim::start(true, true).await;
     add_node(&sim, "node-a", json!({}), "4", "8Gi", "110").await;
     add_node(&sim, "node-b", json!({}), "4", "8Gi", "110").await;
     create_deployment(
@@ -453,7 +453,7 @@ fn endpoint_ips(ep: &Endpoints) -> (Vec<String>, Vec<String>, Vec<i32>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn service_endpoints_follow_pods() {
-    let sim = Sim::start(true, Some(fast_controllers())).await;
+    let sim = Sim::start(true, true).await;
     three_nodes(&sim).await;
     let svc: Service = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Service",
@@ -641,7 +641,7 @@ async fn wait_namespace_empty(client: &Client, ns: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn deleting_a_deployment_leaves_nothing_behind() {
-    let sim = Sim::start(true, Some(fast_controllers())).await;
+    let sim = Sim::start(true, true).await;
     three_nodes(&sim).await;
     create_deployment(
         &sim.client,
@@ -660,7 +660,7 @@ async fn deleting_a_deployment_leaves_nothing_behind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn deleting_a_namespace_deletes_what_is_in_it() {
-    let sim = Sim::start(true, Some(fast_controllers())).await;
+    let sim = Sim::start(true, true).await;
     three_nodes(&sim).await;
     ensure_namespace(&sim.client, "scratch").await;
     create_deployment(

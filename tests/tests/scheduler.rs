@@ -19,7 +19,7 @@ async fn bound_node(sim: &Sim, name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ssd_pod_lands_only_on_the_ssd_node() {
-    let sim = Sim::start(true, None).await;
+    let sim = Sim::start(true, false).await;
     add_node(&sim, "hdd-1", json!({"disk": "hdd"}), "4", "8Gi", "110").await;
     add_node(&sim, "ssd-1", json!({"disk": "ssd"}), "4", "8Gi", "110").await;
     add_node(&sim, "plain-1", json!({}), "4", "8Gi", "110").await;
@@ -52,7 +52,7 @@ async fn ssd_pod_lands_only_on_the_ssd_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn scoring_picks_the_node_with_most_free_memory() {
-    let sim = Sim::start(true, None).await;
+    let sim = Sim::start(true, false).await;
     for n in ["node-a", "node-b", "node-c"] {
         add_node(&sim, n, json!({}), "4", "8Gi", "110").await;
     }
@@ -80,7 +80,7 @@ async fn scoring_picks_the_node_with_most_free_memory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn tainted_nodes_and_taken_host_ports_are_avoided() {
-    let sim = Sim::start(true, None).await;
+    let sim = Sim::start(true, false).await;
     add_node(&sim, "ok", json!({}), "2", "4Gi", "110").await;
     add_node_with_spec(
         &sim,
@@ -146,7 +146,7 @@ fn scheduled_condition(p: &Pod) -> Option<(String, String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_pods_that_fit_nowhere_wait_then_land_on_a_big_node() {
-    let sim = Sim::start(true, None).await;
+    let sim = Sim::start(true, false).await;
     add_node(&sim, "small-ssd", json!({"disk": "ssd"}), "1", "1Gi", "110").await;
     add_node(
         &sim,
@@ -240,7 +240,7 @@ async fn fifty_pods_that_fit_nowhere_wait_then_land_on_a_big_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pods_for_another_scheduler_are_left_alone() {
-    let sim = Sim::start(true, None).await;
+    let sim = Sim::start(true, false).await;
     add_node(&sim, "n1", json!({}), "4", "8Gi", "110").await;
     create_pod(
         &sim.client,

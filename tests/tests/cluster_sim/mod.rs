@@ -29,7 +29,8 @@ pub const READY_ANNOTATION: &str = "fake-kubelet/ready";
 /// Deadline for things the components should do "soon" (a correctness bound, not a speed test).
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
-/// A cluster under test: etcd + bpfk-server processes, in-process components, fake kubelets.
+/// A cluster under test: etcd + bpfk-server processes (the server runs the scheduler and the
+/// controllers as it does in production, unless switched off) and the fake kubelets.
 pub struct Sim {
     pub cluster: Cluster,
     pub client: Client,
@@ -45,50 +46,34 @@ impl Drop for Sim {
     }
 }
 
-/// Controller settings with short node timings suitable for tests.
-pub fn fast_controllers() -> bpfk_controllers::ControllersConfig {
-    bpfk_controllers::ControllersConfig {
-        node_monitor_grace_period: Duration::from_secs(4),
-        node_monitor_period: Duration::from_millis(500),
-        pod_eviction_timeout: Duration::from_secs(2),
-        ..Default::default()
-    }
-}
+/// Node lifecycle timings short enough for tests.
+pub const FAST_NODE_FLAGS: &[&str] = &[
+    "--node-monitor-grace-period=4s",
+    "--node-monitor-period=500ms",
+    "--pod-eviction-timeout=2s",
+];
 
 impl Sim {
-    /// Starts etcd and bpfk-server, then the scheduler (if asked), the controllers (if given)
-    /// and the fake kubelet loop.
-    pub async fn start(
-        scheduler: bool,
-        controllers: Option<bpfk_controllers::ControllersConfig>,
-    ) -> Sim {
-        let cluster = tokio::task::spawn_blocking(Cluster::start)
+    /// Starts etcd and bpfk-server (with its scheduler and/or controllers as asked), then the
+    /// fake kubelet loop.
+    pub async fn start(scheduler: bool, controllers: bool) -> Sim {
+        let mut flags: Vec<&'static str> = Vec::new();
+        if !scheduler {
+            flags.push("--disable-scheduler");
+        }
+        if controllers {
+            flags.extend(FAST_NODE_FLAGS);
+        } else {
+            flags.push("--disable-controllers");
+        }
+        let cluster = tokio::task::spawn_blocking(move || Cluster::start_with(&flags))
             .await
             .expect("cluster start");
         let client = cluster.client().await;
-        let mut tasks = Vec::new();
-        if scheduler {
-            let c = client.clone();
-            tasks.push(tokio::spawn(async move {
-                if let Err(e) =
-                    bpfk_scheduler::run(c, bpfk_scheduler::SchedulerConfig::default()).await
-                {
-                    panic!("scheduler stopped: {e}");
-                }
-            }));
-        }
-        if let Some(cfg) = controllers {
-            let c = client.clone();
-            tasks.push(tokio::spawn(async move {
-                if let Err(e) = bpfk_controllers::run(c, cfg).await {
-                    panic!("controllers stopped: {e}");
-                }
-            }));
-        }
         ensure_namespace(&client, "kube-node-lease").await;
         let kubelet = Arc::new(FakeKubelet::new(client.clone()));
         let k = kubelet.clone();
-        tasks.push(tokio::spawn(async move { k.run().await }));
+        let tasks = vec![tokio::spawn(async move { k.run().await })];
         Sim {
             cluster,
             client,

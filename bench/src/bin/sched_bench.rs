@@ -1,0 +1,375 @@
+//! Scheduling throughput benchmark with hollow nodes: 1,000 Node objects whose fake kubelets
+//! renew their Leases every 10 s, and 10,000 pods. Two runs, each on a fresh etcd + bpfk-server:
+//!
+//! 1. online: the scheduler built into bpfk-server (with the controllers running too, as in
+//!    production) binds pods while they are being created;
+//! 2. backlog: 10,000 pods are created while no scheduler runs, then a standalone
+//!    `bpfk-scheduler` process starts and drains them.
+//!
+//! Reports pods/s, p50/p99 creation→binding latency and peak RSS (VmHWM) of bpfk-server,
+//! written to `bench/results/scheduler.md`.
+//! Run: `cargo run --release -p bpfk-bench --bin sched_bench`.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use bpfk_bench::{ms, results_path, rss_kib, summarize};
+use bpfk_tests::server::{target_dir, Cluster};
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::Client;
+use serde_json::json;
+
+const NODES: usize = 1_000;
+const PODS: usize = 10_000;
+const CONCURRENCY: usize = 64;
+const LEASE_RENEW: Duration = Duration::from_secs(10);
+/// Upper bound on one run (the load is bounded in count and time).
+const RUN_DEADLINE: Duration = Duration::from_secs(600);
+const NS: &str = "bench";
+
+async fn create_namespace(client: &Client, name: &str) -> Result<()> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}}))?;
+    match api.create(&PostParams::default(), &ns).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn node_name(i: usize) -> String {
+    format!("hollow-{i:04}")
+}
+
+async fn create_hollow_nodes(client: &Client) -> Result<Duration> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    let start = Instant::now();
+    let results: Vec<Result<()>> = futures::stream::iter(0..NODES)
+        .map(|i| {
+            let (nodes, leases) = (nodes.clone(), leases.clone());
+            async move {
+                let name = node_name(i);
+                let now = Timestamp::now().to_string();
+                let status = json!({
+                    "capacity": {"cpu": "32", "memory": "128Gi", "pods": "110"},
+                    "allocatable": {"cpu": "32", "memory": "128Gi", "pods": "110"},
+                    "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                        "lastHeartbeatTime": now, "lastTransitionTime": now}]
+                });
+                let node: Node = serde_json::from_value(json!({
+                    "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, "zone": format!("z{}", i % 3)}},
+                    "status": status
+                }))?;
+                nodes.create(&PostParams::default(), &node).await?;
+                nodes
+                    .patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": status})))
+                    .await?;
+                let lease: Lease = serde_json::from_value(json!({
+                    "metadata": {"name": name, "namespace": "kube-node-lease"},
+                    "spec": {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": now_micro()}
+                }))?;
+                match leases.create(&PostParams::default(), &lease).await {
+                    Ok(_) => Ok(()),
+                    Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+                    Err(e) => Err(e.into()),
+                }
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    results.into_iter().collect::<Result<Vec<()>>>()?;
+    Ok(start.elapsed())
+}
+
+fn now_micro() -> String {
+    Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
+}
+
+/// Hollow kubelets: renew every node's lease once per [`LEASE_RENEW`], spread over the period.
+fn renew_leases(client: Client, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<usize> {
+    tokio::spawn(async move {
+        let leases: Api<Lease> = Api::namespaced(client, "kube-node-lease");
+        let gap = LEASE_RENEW / NODES as u32;
+        let mut renewed = 0;
+        let mut i = 0;
+        while !stop.load(Ordering::SeqCst) {
+            let patch = json!({"spec": {"renewTime": now_micro()}});
+            if leases
+                .patch(
+                    &node_name(i % NODES),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+                .is_ok()
+            {
+                renewed += 1;
+            }
+            i += 1;
+            tokio::time::sleep(gap).await;
+        }
+        renewed
+    })
+}
+
+fn pod(i: usize) -> Result<Pod> {
+    Ok(serde_json::from_value(json!({
+        "metadata": {"name": format!("p{i:05}"), "labels": {"app": "sched-bench"}},
+        "spec": {"containers": [{"name": "c", "image": "busybox:1.36",
+            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}}]}
+    }))?)
+}
+
+type Times = Arc<Mutex<HashMap<String, Instant>>>;
+
+/// Watches the bench namespace and records when each pod is first seen bound.
+async fn bind_watcher(client: Client, bound: Times) -> Result<tokio::task::JoinHandle<()>> {
+    let api: Api<Pod> = Api::namespaced(client, NS);
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let handle = tokio::spawn(async move {
+        let mut ready_tx = Some(ready_tx);
+        let mut stream = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
+        while let Some(ev) = stream.next().await {
+            let now = Instant::now();
+            match ev {
+                Ok(watcher::Event::InitDone) => {
+                    if let Some(tx) = ready_tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                Ok(watcher::Event::Apply(p)) | Ok(watcher::Event::InitApply(p)) => {
+                    if p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some() {
+                        if let Some(name) = p.metadata.name {
+                            bound
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .entry(name)
+                                .or_insert(now);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    });
+    ready_rx.await.context("pod watcher never synced")?;
+    Ok(handle)
+}
+
+async fn create_pods(client: &Client, created: &Times) -> Result<Duration> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), NS);
+    let start = Instant::now();
+    let results: Vec<Result<()>> = futures::stream::iter(0..PODS)
+        .map(|i| {
+            let api = api.clone();
+            let created = created.clone();
+            async move {
+                let p = pod(i)?;
+                let name = p.metadata.name.clone().unwrap_or_default();
+                created
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(name, Instant::now());
+                api.create(&PostParams::default(), &p).await?;
+                Ok(())
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    results.into_iter().collect::<Result<Vec<()>>>()?;
+    Ok(start.elapsed())
+}
+
+async fn wait_all_bound(bound: &Times) -> Result<()> {
+    let deadline = Instant::now() + RUN_DEADLINE;
+    loop {
+        let n = bound.lock().unwrap_or_else(|e| e.into_inner()).len();
+        if n >= PODS {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("only {n} of {PODS} pods bound within {RUN_DEADLINE:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+struct RunResult {
+    label: &'static str,
+    create_secs: f64,
+    sched_secs: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    server_hwm_mib: f64,
+    scheduler_hwm_mib: Option<f64>,
+    renewals: usize,
+}
+
+/// Kills the standalone scheduler when dropped.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn build_scheduler() -> Result<std::path::PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--quiet", "-p", "bpfk-scheduler"]);
+    if target_dir().file_name().and_then(|n| n.to_str()) == Some("release") {
+        cmd.arg("--release");
+    }
+    let status = cmd
+        .status()
+        .context("running cargo build -p bpfk-scheduler")?;
+    if !status.success() {
+        bail!("building bpfk-scheduler failed");
+    }
+    Ok(target_dir().join("bpfk-scheduler"))
+}
+
+async fn run(label: &'static str, backlog: bool) -> Result<RunResult> {
+    let flags: &[&str] = if backlog {
+        &["--disable-scheduler", "--disable-controllers"]
+    } else {
+        &[]
+    };
+    let cluster = tokio::task::spawn_blocking(move || Cluster::start_with(flags)).await?;
+    let pid = cluster.server.pid().context("server pid")?;
+    let client = cluster.client().await;
+    create_namespace(&client, "kube-node-lease").await?;
+    create_namespace(&client, NS).await?;
+    let node_time = create_hollow_nodes(&client).await?;
+    println!(
+        "[{label}] {NODES} hollow nodes in {:.1} s",
+        node_time.as_secs_f64()
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let renewer = renew_leases(client.clone(), stop.clone());
+
+    let created: Times = Arc::default();
+    let bound: Times = Arc::default();
+    let watch = bind_watcher(client.clone(), bound.clone()).await?;
+
+    let create_time = create_pods(&client, &created).await?;
+    println!(
+        "[{label}] {PODS} pods created in {:.1} s",
+        create_time.as_secs_f64()
+    );
+    let mut scheduler = None;
+    let sched_start = Instant::now();
+    if backlog {
+        let bin = build_scheduler()?;
+        let child = Command::new(bin)
+            .arg("--kubeconfig")
+            .arg(cluster.server.kubeconfig())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting bpfk-scheduler")?;
+        scheduler = Some(ChildGuard(child));
+    }
+    wait_all_bound(&bound).await?;
+    let scheduler_hwm = scheduler
+        .as_ref()
+        .and_then(|c| rss_kib(c.0.id()))
+        .map(|(_, hwm)| hwm as f64 / 1024.0);
+    drop(scheduler);
+    stop.store(true, Ordering::SeqCst);
+    let renewals = renewer.await?;
+    watch.abort();
+
+    let created = created.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let bound = bound.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let first_create = created.values().min().copied().context("no pods")?;
+    let last_bind = bound.values().max().copied().context("no bindings")?;
+    let (sched_secs, mut lat) = if backlog {
+        // pure scheduling: from the scheduler's start to the last binding; latency from start
+        let lat: Vec<Duration> = bound
+            .values()
+            .map(|t| t.saturating_duration_since(sched_start))
+            .collect();
+        ((last_bind - sched_start).as_secs_f64(), lat)
+    } else {
+        let lat: Vec<Duration> = bound
+            .iter()
+            .filter_map(|(n, t)| created.get(n).map(|c| t.saturating_duration_since(*c)))
+            .collect();
+        ((last_bind - first_create).as_secs_f64(), lat)
+    };
+    let s = summarize(&mut lat);
+    let (_, hwm) = rss_kib(pid).context("server rss")?;
+    Ok(RunResult {
+        label,
+        create_secs: create_time.as_secs_f64(),
+        sched_secs,
+        p50_ms: ms(s.p50),
+        p99_ms: ms(s.p99),
+        max_ms: ms(s.max),
+        server_hwm_mib: hwm as f64 / 1024.0,
+        scheduler_hwm_mib: scheduler_hwm,
+        renewals,
+    })
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let online = run("online, scheduler in bpfk-server", false).await?;
+    let backlog = run("backlog, standalone bpfk-scheduler", true).await?;
+    let mut out = String::new();
+    out.push_str("# Scheduler benchmark\n\n");
+    out.push_str(&format!(
+        "{NODES} hollow nodes (Node objects, 32 CPU / 128 GiB / 110 pods each, leases renewed every {}s by \
+         hollow kubelets), {PODS} pods requesting 100m / 128Mi, created with {CONCURRENCY} requests in flight. \
+         etcd 3.4 + bpfk-server (release build) on one 2-core machine, loopback.\n\n",
+        LEASE_RENEW.as_secs()
+    ));
+    out.push_str("- **online**: bpfk-server runs its scheduler and all controllers; pods are bound while they are created. \
+        Latency = client POST start → binding seen on a watch. pods/s = pods / (first create → last binding).\n");
+    out.push_str("- **backlog**: bpfk-server without scheduler; all pods are created first, then a standalone \
+        `bpfk-scheduler` process starts. pods/s = pods / (scheduler start → last binding); latency from scheduler start.\n\n");
+    out.push_str("| run | pod creation s | scheduling s | pods/s | p50 ms | p99 ms | max ms | bpfk-server peak RSS MiB | scheduler peak RSS MiB | lease renewals |\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+    for r in [&online, &backlog] {
+        out.push_str(&format!(
+            "| {} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} |\n",
+            r.label,
+            r.create_secs,
+            r.sched_secs,
+            PODS as f64 / r.sched_secs,
+            r.p50_ms,
+            r.p99_ms,
+            r.max_ms,
+            r.server_hwm_mib,
+            r.scheduler_hwm_mib
+                .map_or("(in server)".to_string(), |m| format!("{m:.1}")),
+            r.renewals
+        ));
+    }
+    let path = results_path("scheduler.md");
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&path, &out)?;
+    println!("{out}\nwritten to {}", path.display());
+    Ok(())
+}
