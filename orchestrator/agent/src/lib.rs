@@ -58,8 +58,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Runs the agent until the watch streams end or fail.
 pub async fn run(args: Args) -> Result<()> {
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            // An unset or empty RUST_LOG means info.
+            tracing_subscriber::EnvFilter::builder()
+                .with_default_directive(tracing::level_filters::LevelFilter::INFO.into())
+                .from_env_lossy(),
         )
         .init();
     if args.teardown {
