@@ -150,15 +150,15 @@ async fn bind_watcher(client: Client, bound: Times) -> Result<tokio::task::JoinH
                         let _ = tx.send(());
                     }
                 }
-                Ok(watcher::Event::Apply(p)) | Ok(watcher::Event::InitApply(p)) => {
-                    if p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some() {
-                        if let Some(name) = p.metadata.name {
-                            bound
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .entry(name)
-                                .or_insert(now);
-                        }
+                Ok(watcher::Event::Apply(p)) | Ok(watcher::Event::InitApply(p))
+                    if p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some() =>
+                {
+                    if let Some(name) = p.metadata.name {
+                        bound
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .entry(name)
+                            .or_insert(now);
                     }
                 }
                 _ => {}
