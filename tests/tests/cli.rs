@@ -254,6 +254,37 @@ fn bpfk_apply_get_reapply_configure_scale_describe_delete() {
         assert!(out.contains(want), "missing {want:?} in:\n{out}");
     }
     assert!(!out.contains("last-applied-configuration"), "{out}");
+    // an event about the pod shows up in its description (field selector on involvedObject)
+    let uid = json(&c, &["get", "pod", "nginx"])["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let event = write(
+        &dir,
+        "event.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Event\nmetadata:\n  name: nginx.cli-test\ninvolvedObject:\n  apiVersion: v1\n  kind: Pod\n  name: nginx\n  namespace: default\n  uid: {uid}\nreason: CliTest\nmessage: hello from the cli test\ntype: Normal\nsource:\n  component: cli-test\nfirstTimestamp: \"2026-01-01T00:00:00Z\"\nlastTimestamp: \"2026-01-01T00:00:00Z\"\ncount: 1\n"
+        ),
+    );
+    assert_eq!(
+        success(&c.bpfk(&["apply", "-f", &event])).trim(),
+        "event/nginx.cli-test created"
+    );
+    let out = success(&c.bpfk(&["describe", "pod", "nginx"]));
+    let line = out
+        .lines()
+        .find(|l| l.contains("CliTest"))
+        .unwrap_or_else(|| panic!("event missing from:\n{out}"));
+    assert_eq!(columns(line)[..2], ["Normal", "CliTest"], "{line}");
+    assert!(
+        line.contains("cli-test") && line.ends_with("hello from the cli test"),
+        "{line}"
+    );
+    let out = success(&c.bpfk(&["describe", "deploy", "nginx-deployment"]));
+    assert!(
+        !out.contains("CliTest"),
+        "another object's event leaked in:\n{out}"
+    );
     let out = success(&c.bpfk(&["describe", "deploy", "nginx-deployment"]));
     for want in [
         "Name:",
