@@ -130,7 +130,8 @@ fn kubectl_apply_get_describe_scale_delete() {
 
 #[test]
 fn kubectl_errors_name_the_field() {
-    let c = Cluster::start();
+    // without controllers: the checks below expect nothing but what kubectl stored
+    let c = Cluster::start_with(&["--disable-scheduler", "--disable-controllers"]);
     let bad = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: bad\nspec:\n  selector:\n    matchLabels:\n      app: a\n  template:\n    metadata:\n      labels:\n        app: b\n    spec:\n      containers:\n      - name: c\n        image: busybox\n";
     let err = failure(&c.kubectl_stdin(&["apply", "-f", "-"], bad));
     assert!(err.contains("spec.template.metadata.labels"), "{err}");
@@ -142,6 +143,36 @@ fn kubectl_errors_name_the_field() {
         err.contains("unknown field \"spec.containers[0].imagee\""),
         "{err}"
     );
+
+    // a value of the wrong type: 400 naming the field, on create and on a re-apply (patch)
+    let typed = std::fs::read_to_string(manifest("nginx-deployment.yaml"))
+        .unwrap()
+        .replace("replicas: 1", "replicas: three");
+    assert!(typed.contains("replicas: three"));
+    let err = failure(&c.kubectl_stdin(&["apply", "-f", "-"], &typed));
+    assert!(
+        err.contains("BadRequest") && err.contains("\"spec.replicas\""),
+        "{err}"
+    );
+    // a re-apply of an existing object with a typo'd field goes through kubectl's patch
+    // computation (compiled-in types, /openapi/v2 is 404) and still meets the strict error
+    let deploy = path("nginx-deployment.yaml");
+    success(&c.kubectl(&["apply", "-f", &deploy]));
+    let typo_field = std::fs::read_to_string(manifest("nginx-deployment.yaml"))
+        .unwrap()
+        .replace(
+            "containerPort: 80",
+            "containerPort: 80\n          protocl: TCP",
+        );
+    assert!(typo_field.contains("protocl"));
+    let err = failure(&c.kubectl_stdin(&["apply", "-f", "-"], &typo_field));
+    assert!(
+        err.contains("unknown field \"spec.template.spec.containers[0].ports[0].protocl\""),
+        "{err}"
+    );
+    let err = failure(&c.kubectl_stdin(&["apply", "-f", "-"], &typed));
+    assert!(err.contains("\"spec.replicas\""), "{err}");
+    success(&c.kubectl(&["delete", "-f", &deploy, "--cascade=orphan"]));
 
     let out = failure(&c.kubectl(&["get", "pods", "-l", "a in (b"]));
     assert!(!out.is_empty());
@@ -179,6 +210,37 @@ fn kubectl_services_and_namespaces() {
         success(&c.kubectl_stdin(&["apply", "-f", "-"], svc)).trim(),
         "service/web unchanged"
     );
+    // replace -f with the manifest (no clusterIP, no nodePort) keeps what was allocated
+    let allocated = |c: &Cluster| {
+        success(&c.kubectl(&[
+            "get",
+            "svc",
+            "web",
+            "-o",
+            "jsonpath={.spec.clusterIP} {.spec.clusterIPs[0]} {.spec.ports[0].nodePort}",
+        ]))
+    };
+    let before = allocated(&c);
+    assert_eq!(
+        success(&c.kubectl_stdin(&["replace", "-f", "-"], svc)).trim(),
+        "service/web replaced"
+    );
+    assert_eq!(allocated(&c), before);
+    // apply with type ClusterIP: configured, the NodePort is gone
+    let cluster_ip = svc.replace("type: NodePort", "type: ClusterIP");
+    assert_eq!(
+        success(&c.kubectl_stdin(&["apply", "-f", "-"], &cluster_ip)).trim(),
+        "service/web configured"
+    );
+    let out = success(&c.kubectl(&["get", "svc", "web"]));
+    assert!(
+        out.contains("ClusterIP") && out.contains(" 80/TCP"),
+        "{out}"
+    );
+    assert!(
+        before.starts_with(&allocated(&c).trim().to_string()),
+        "{before}"
+    );
 
     // (typed `kubectl create namespace` sends protobuf, which the server does not speak yet)
     let ns = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-a\n";
@@ -195,4 +257,63 @@ fn kubectl_services_and_namespaces() {
     }
     let err = failure(&c.kubectl(&["delete", "namespace", "default"]));
     assert!(err.contains("forbidden"), "{err}");
+
+    // deleting a namespace: Terminating, new content refused with Kubernetes' message, and
+    // gone once the namespace controller has emptied it
+    let in_ns = |name: &str| {
+        format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: team-a\nspec:\n  containers:\n  - name: c\n    image: busybox\n")
+    };
+    success(&c.kubectl_stdin(&["apply", "-f", "-"], &in_ns("a")));
+    // an unbound pod of a deployment-less namespace is deleted at once, so the namespace
+    // controller can finish; hold it with a finalizer to see Terminating first
+    success(&c.kubectl(&[
+        "patch",
+        "pod",
+        "a",
+        "-n",
+        "team-a",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":["bpfk.test/hold"]}}"#,
+    ]));
+    assert_eq!(
+        success(&c.kubectl(&["delete", "namespace", "team-a", "--wait=false"])).trim(),
+        "namespace \"team-a\" deleted"
+    );
+    let out = success(&c.kubectl(&["get", "ns", "team-a"]));
+    assert!(out.contains("Terminating"), "{out}");
+    let err = failure(&c.kubectl_stdin(&["apply", "-f", "-"], &in_ns("b")));
+    assert!(
+        err.contains("Error from server (Forbidden)")
+            && err.contains("pods \"b\" is forbidden: unable to create new content in namespace team-a because it is being terminated"),
+        "{err}"
+    );
+    success(&c.kubectl(&[
+        "patch",
+        "pod",
+        "a",
+        "-n",
+        "team-a",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ]));
+    eventually(
+        || {
+            let out = c.kubectl(&["get", "ns", "team-a"]);
+            !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("NotFound")
+        },
+        "namespace team-a to disappear",
+    );
+}
+
+/// Poll `cond` (every 200 ms, up to 60 s) until it holds.
+fn eventually(mut cond: impl FnMut() -> bool, what: &str) {
+    for _ in 0..300 {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    panic!("timed out waiting for {what}");
 }
