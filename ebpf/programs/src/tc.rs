@@ -10,7 +10,7 @@
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
-    helpers::bpf_redirect_neigh,
+    helpers::{bpf_redirect, bpf_redirect_neigh},
     macros::classifier,
     programs::TcContext,
 };
@@ -133,6 +133,11 @@ fn try_ingress(ctx: &TcContext) -> Result<i32, i64> {
                 u32::from_be(p.daddr),
                 u16::from_be(p.dport)
             );
+            if p.proto == PROTO_TCP {
+                return reject_tcp(ctx, &p);
+            }
+            // UDP: dropped (ICMP generation is not implemented in TC;
+            // sockets in the node cgroup get ECONNREFUSED from sendmsg4).
             return Ok(TC_ACT_SHOT);
         }
         Lookup::Backend {
@@ -307,4 +312,64 @@ fn set_port(
     }
     ctx.store(off, &new, 0)?;
     Ok(())
+}
+
+const TCP_FIN_SYN: u8 = 0x03;
+const TCP_RST: u8 = 0x04;
+const TCP_ACK: u8 = 0x10;
+
+/// Answers a TCP segment to a service without backends with a RST, turned
+/// around in place and sent back out of the interface it came in on, so the
+/// client's connect() fails at once with ECONNREFUSED.
+#[inline(always)]
+fn reject_tcp(ctx: &TcContext, p: &Packet) -> Result<i32, i64> {
+    let flags: u8 = ctx.load(p.l4 + 13)?;
+    if flags & TCP_RST != 0 {
+        return Ok(TC_ACT_SHOT);
+    }
+    let seq = u32::from_be(ctx.load::<u32>(p.l4 + 4)?);
+    let ack = u32::from_be(ctx.load::<u32>(p.l4 + 8)?);
+    let tot_len = u16::from_be(ctx.load::<u16>(ETH_HLEN + 2)?) as u32;
+    let doff: u8 = ctx.load(p.l4 + 12)?;
+    let hdrs = (p.l4 - ETH_HLEN) as u32 + ((doff >> 4) as u32) * 4;
+    let payload = tot_len.saturating_sub(hdrs);
+    let consumed = payload + if flags & TCP_FIN_SYN != 0 { 1 } else { 0 };
+    let (new_seq, new_ack, new_flags) = if flags & TCP_ACK != 0 {
+        (ack, 0u32, TCP_RST)
+    } else {
+        (0u32, seq.wrapping_add(consumed), TCP_RST | TCP_ACK)
+    };
+
+    // Swap MACs, addresses and ports (swaps leave every checksum intact).
+    let dmac: [u8; 6] = ctx.load(0)?;
+    let smac: [u8; 6] = ctx.load(6)?;
+    ctx.store(0, &smac, 0)?;
+    ctx.store(6, &dmac, 0)?;
+    ctx.store(IP_SRC_OFF, &p.daddr, 0)?;
+    ctx.store(IP_DST_OFF, &p.saddr, 0)?;
+    ctx.store(p.l4, &p.dport, 0)?;
+    ctx.store(p.l4 + 2, &p.sport, 0)?;
+
+    let csum_off = p.l4 + 16;
+    let old_seq: u32 = ctx.load(p.l4 + 4)?;
+    let new_seq = new_seq.to_be();
+    ctx.l4_csum_replace(csum_off, old_seq as u64, new_seq as u64, 4)?;
+    ctx.store(p.l4 + 4, &new_seq, 0)?;
+    let old_ack: u32 = ctx.load(p.l4 + 8)?;
+    let new_ack = new_ack.to_be();
+    ctx.l4_csum_replace(csum_off, old_ack as u64, new_ack as u64, 4)?;
+    ctx.store(p.l4 + 8, &new_ack, 0)?;
+    // Data offset + flags word, then the window.
+    let old_word: u16 = ctx.load(p.l4 + 12)?;
+    let new_word = u16::from_ne_bytes([doff, new_flags]);
+    ctx.l4_csum_replace(csum_off, old_word as u64, new_word as u64, 2)?;
+    ctx.store(p.l4 + 12, &new_word, 0)?;
+    let old_win: u16 = ctx.load(p.l4 + 14)?;
+    ctx.l4_csum_replace(csum_off, old_win as u64, 0, 2)?;
+    ctx.store(p.l4 + 14, &0u16, 0)?;
+
+    // SAFETY: the context wraps a valid __sk_buff.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    // SAFETY: plain helper call.
+    Ok(unsafe { bpf_redirect(ifindex, 0) } as i32)
 }

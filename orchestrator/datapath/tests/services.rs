@@ -272,6 +272,18 @@ fn per_packet_lb_clusterip_and_nodeport_across_nodes() {
         "{v}"
     );
 
+    // No endpoints on the per-packet path: TCP is answered with a RST.
+    let empty_vip = Ipv4Addr::new(10, 96, 0, 31);
+    dpa.sync_service(&spec("np-empty", empty_vip, None), &[])
+        .unwrap();
+    let empty = format!("{empty_vip}:80");
+    let v = run_client(client, None, &["refused", "--addr", &empty]);
+    assert_eq!(v["outcome"], "refused", "{v}");
+    assert!(
+        v["elapsed_ms"].as_u64().unwrap() < 100,
+        "not refused within 100 ms: {v}"
+    );
+
     // Pod to pod across nodes over the peer routes.
     let direct = format!("{}:8080", b.pods[0].addr);
     let v = run_client(
