@@ -92,7 +92,31 @@ fn write_go_json(v: &Value, out: &mut String) {
             out.push(']');
         }
         Value::String(s) => write_go_string(s, out),
+        Value::Number(n) => match n.as_f64().filter(|_| n.is_f64()) {
+            Some(f) => out.push_str(&go_float(f)),
+            None => out.push_str(&n.to_string()),
+        },
         other => out.push_str(&other.to_string()),
+    }
+}
+
+/// Go's `encoding/json` float64 format: no exponent between 1e-6 and 1e21 (so an
+/// integral `1.0` is `1`), otherwise `1e-07` / `1e+21` style.
+fn go_float(f: f64) -> String {
+    let abs = f.abs();
+    if abs == 0.0 || (1e-6..1e21).contains(&abs) {
+        return format!("{f}");
+    }
+    let e = format!("{f:e}");
+    match e.split_once('e') {
+        Some((mantissa, exp)) => {
+            let (sign, digits) = match exp.strip_prefix('-') {
+                Some(d) => ('-', d),
+                None => ('+', exp),
+            };
+            format!("{mantissa}e{sign}{digits:0>2}")
+        }
+        None => e,
     }
 }
 
@@ -415,6 +439,14 @@ mod tests {
     fn numbers_compare_by_value() {
         let patch = three_way_merge_patch(None, &json!({"a": 1}), &json!({"a": 1.0}));
         assert!(is_empty_patch(&patch));
+    }
+
+    #[test]
+    fn go_json_formats_floats_like_go() {
+        assert_eq!(
+            go_json(&json!([1.0, 0.5, 2.5e-7, 1e21, -3.0, 0.0, 7])),
+            "[1,0.5,2.5e-07,1e+21,-3,0,7]"
+        );
     }
 
     #[test]
