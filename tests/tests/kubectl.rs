@@ -317,3 +317,211 @@ fn eventually(mut cond: impl FnMut() -> bool, what: &str) {
     }
     panic!("timed out waiting for {what}");
 }
+
+/// Lines kubectl printed so far, read on a thread.
+struct Streaming {
+    child: std::process::Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Streaming {
+    fn start(c: &Cluster, args: &[&str]) -> Streaming {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(c.server.kubeconfig())
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("cannot run kubectl");
+        let out = child.stdout.take().expect("stdout");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Streaming { child, lines }
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Streaming {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Names of the objects of `kinds` (kubectl `-o name`).
+fn names(c: &Cluster, kinds: &str) -> Vec<String> {
+    success(&c.kubectl(&["get", kinds, "-o", "name"]))
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn kubectl_get_modes_watch_and_cascading_deletes() {
+    // with the in-process controllers and scheduler: a Deployment gets its ReplicaSet and
+    // Pods (Pending: there are no nodes)
+    let c = Cluster::start();
+    let deploy = path("nginx-deployment.yaml");
+    success(&c.kubectl(&["apply", "-f", &deploy]));
+    eventually(
+        || names(&c, "pods").len() == 1 && names(&c, "rs").len() == 1,
+        "the deployment's replicaset and pod",
+    );
+    let rs = names(&c, "rs").remove(0);
+
+    // get -w prints the header once and a row per event as it arrives
+    let watch = Streaming::start(&c, &["get", "pods", "-w"]);
+    eventually(|| watch.lines().len() >= 2, "kubectl get -w to list");
+    assert_eq!(
+        success(&c.kubectl(&["scale", "deployment", "nginx-deployment", "--replicas=4"])).trim(),
+        "deployment.apps/nginx-deployment scaled"
+    );
+    eventually(
+        || {
+            watch
+                .lines()
+                .iter()
+                .filter(|l| l.starts_with("nginx-deployment-"))
+                .count()
+                >= 4
+        },
+        "watch rows for the new pods",
+    );
+    let lines = watch.lines();
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("NAME")).count(),
+        1,
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().skip(1).all(|l| l.contains("Pending")),
+        "{lines:?}"
+    );
+    drop(watch);
+
+    // paging, selectors, output formats
+    eventually(|| names(&c, "pods").len() == 4, "four pods");
+    let paged = success(&c.kubectl(&["get", "pods", "--chunk-size=2", "-o", "name"]));
+    assert_eq!(paged.lines().count(), 4, "{paged}");
+    let paged_table = success(&c.kubectl(&["get", "pods", "--chunk-size=3"]));
+    assert_eq!(paged_table.lines().count(), 5, "{paged_table}");
+    assert_eq!(
+        success(&c.kubectl(&["get", "pods", "-A", "-l", "app=nginx", "-o", "name"]))
+            .lines()
+            .count(),
+        4
+    );
+    assert!(
+        success(&c.kubectl(&["get", "pods", "-l", "app=other", "-o", "name"]))
+            .trim()
+            .is_empty()
+    );
+    assert_eq!(
+        success(&c.kubectl(&[
+            "get",
+            "pods",
+            "--field-selector",
+            "status.phase=Pending,spec.nodeName=",
+            "-o",
+            "name"
+        ]))
+        .lines()
+        .count(),
+        4
+    );
+    let json = success(&c.kubectl(&["get", "deploy", "-o", "json"]));
+    let list: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(list["kind"], "List");
+    assert_eq!(list["items"][0]["spec"]["replicas"], 4);
+    let events = success(&c.kubectl(&["get", "events"]));
+    assert!(events.contains("FailedScheduling"), "{events}");
+    let describe = success(&c.kubectl(&["describe", "rs"]));
+    assert!(
+        describe.contains("Controlled By:  Deployment/nginx-deployment"),
+        "{describe}"
+    );
+
+    // rollout status and wait: pods never become available without nodes
+    let err = failure(&c.kubectl(&[
+        "rollout",
+        "status",
+        "deployment/nginx-deployment",
+        "--timeout=2s",
+    ]));
+    assert!(err.contains("timed out waiting for the condition"), "{err}");
+    assert_eq!(
+        success(&c.kubectl(&[
+            "wait",
+            "--for=condition=Progressing",
+            "deployment/nginx-deployment",
+            "--timeout=30s"
+        ]))
+        .trim(),
+        "deployment.apps/nginx-deployment condition met"
+    );
+    let resources = success(&c.kubectl(&["api-resources"]));
+    assert!(
+        resources
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["deployments", "deploy", "apps/v1", "true", "Deployment"]),
+        "{resources}"
+    );
+    let versions = success(&c.kubectl(&["api-versions"]));
+    assert!(versions.lines().any(|l| l == "apps/v1"), "{versions}");
+
+    // --cascade=orphan: the deployment goes, its replicaset stays without an owner
+    assert_eq!(
+        success(&c.kubectl(&[
+            "delete",
+            "deployment",
+            "nginx-deployment",
+            "--cascade=orphan"
+        ]))
+        .trim(),
+        "deployment.apps \"nginx-deployment\" deleted"
+    );
+    let owners = success(&c.kubectl(&["get", &rs, "-o", "jsonpath={.metadata.ownerReferences}"]));
+    assert!(owners.trim().is_empty(), "{owners}");
+    assert_eq!(names(&c, "pods").len(), 4);
+    // applied again, the deployment adopts it
+    success(&c.kubectl(&["apply", "-f", &deploy]));
+    eventually(
+        || {
+            success(&c.kubectl(&[
+                "get",
+                &rs,
+                "-o",
+                "jsonpath={.metadata.ownerReferences[0].kind}",
+            ])) == "Deployment"
+        },
+        "the deployment to adopt its replicaset",
+    );
+
+    // --cascade=foreground: the garbage collector deletes the dependents, then the owner
+    assert_eq!(
+        success(&c.kubectl(&[
+            "delete",
+            "deployment",
+            "nginx-deployment",
+            "--cascade=foreground",
+            "--wait=false"
+        ]))
+        .trim(),
+        "deployment.apps \"nginx-deployment\" deleted"
+    );
+    eventually(
+        || names(&c, "deployments,replicasets,pods").is_empty(),
+        "the foreground deletion to remove everything",
+    );
+}

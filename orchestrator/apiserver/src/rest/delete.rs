@@ -158,7 +158,11 @@ pub async fn delete(
                     object::set_meta(&mut next, "deletionGracePeriodSeconds", Value::from(grace));
                 }
             }
-            object::set_meta(&mut next, "finalizers", json!(finalizers));
+            if finalizers.is_empty() {
+                object::remove_meta(&mut next, "finalizers");
+            } else {
+                object::set_meta(&mut next, "finalizers", json!(finalizers));
+            }
             if (res.group, res.plural) == ("", "namespaces") {
                 next["status"] = json!({"phase": "Terminating"});
             }
@@ -299,6 +303,10 @@ async fn orphan_dependents(state: &AppState, ns: Option<&str>, owner_uid: &str) 
                         .and_then(Value::as_array_mut)
                     {
                         refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(owner_uid));
+                        if refs.is_empty() {
+                            // as Kubernetes stores it (an empty list is omitted)
+                            object::remove_meta(&mut next, "ownerReferences");
+                        }
                     }
                     Ok(next)
                 },
