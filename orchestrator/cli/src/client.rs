@@ -213,19 +213,97 @@ impl Ctx {
         parse_json(&text)
     }
 
-    /// Open a watch; yields raw watch events (`{"type": ..., "object": ...}`).
+    /// Open a watch and yield its events as they arrive. Events are parsed
+    /// leniently (`{"type": ..., "object": ...}` with any object), so a Table
+    /// bookmark or an unknown event type never ends the watch. The stream ends when
+    /// the server closes the watch (or the client's read timeout passes).
     pub async fn watch(
         &self,
         uri: &str,
         accept: &str,
-    ) -> Result<
-        impl futures::Stream<Item = Result<kube::core::WatchEvent<Value>, kube::Error>> + use<>,
-    > {
-        let req = self.request(Method::GET, uri, Some(accept), None, Vec::new())?;
-        self.client
-            .request_events::<Value>(req)
+    ) -> Result<impl futures::Stream<Item = Result<RawEvent>> + use<>> {
+        let mut req = self.request(Method::GET, uri, Some(accept), None, Vec::new())?;
+        // One JSON document per line; compression would only delay events.
+        req.headers_mut().insert(
+            header::ACCEPT_ENCODING,
+            http::HeaderValue::from_static("identity"),
+        );
+        let reader = self
+            .client
+            .request_stream(req)
             .await
-            .map_err(|e| self.map_err(e))
+            .map_err(|e| self.map_err(e))?;
+        let lines = futures::io::AsyncBufReadExt::lines(reader);
+        Ok(futures::StreamExt::filter_map(lines, |line| async move {
+            match line {
+                Ok(line) if line.trim().is_empty() => None,
+                Ok(line) => Some(
+                    serde_json::from_str::<RawEvent>(&line)
+                        .map_err(|e| Error::Decode(format!("invalid watch event ({e}): {line}"))),
+                ),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    None
+                }
+                Err(e) => Some(Err(Error::Decode(format!("reading the watch stream: {e}")))),
+            }
+        }))
+    }
+}
+
+/// One watch event as sent on the wire.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct RawEvent {
+    /// ADDED, MODIFIED, DELETED, BOOKMARK or ERROR.
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub object: Value,
+}
+
+/// What a watch event means for a printer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WatchStep {
+    /// An object (or a Table of it) was added or modified.
+    Changed(Value),
+    /// An object was deleted.
+    Deleted(Value),
+    /// Only the resourceVersion moved on.
+    Bookmark(String),
+    /// The resourceVersion is too old (410 Gone): list again and resume.
+    Expired,
+    /// An event type this client does not know: ignored.
+    Ignore,
+}
+
+impl RawEvent {
+    /// Interpret the event; an ERROR event other than 410 Gone becomes an error.
+    pub fn step(self) -> Result<WatchStep> {
+        match self.kind.as_str() {
+            "ADDED" | "MODIFIED" => Ok(WatchStep::Changed(self.object)),
+            "DELETED" => Ok(WatchStep::Deleted(self.object)),
+            "BOOKMARK" => Ok(WatchStep::Bookmark(
+                self.object
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+            )),
+            "ERROR" => {
+                let status: Status = serde_json::from_value(self.object)
+                    .map_err(|e| Error::Decode(format!("invalid watch error event ({e})")))?;
+                if status.code == 410 {
+                    Ok(WatchStep::Expired)
+                } else {
+                    Err(Error::Api(normalize_status(Box::new(status))))
+                }
+            }
+            _ => Ok(WatchStep::Ignore),
+        }
     }
 }
 
@@ -298,6 +376,29 @@ fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn watch_events_are_interpreted() {
+        let ev = |v: serde_json::Value| serde_json::from_value::<RawEvent>(v).unwrap().step();
+        assert_eq!(
+            ev(serde_json::json!({"type": "ADDED", "object": {"kind": "Table"}})).unwrap(),
+            WatchStep::Changed(serde_json::json!({"kind": "Table"}))
+        );
+        assert_eq!(
+            ev(serde_json::json!({"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "9"}}})).unwrap(),
+            WatchStep::Bookmark("9".into())
+        );
+        assert_eq!(
+            ev(serde_json::json!({"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired"}})).unwrap(),
+            WatchStep::Expired
+        );
+        let err = ev(serde_json::json!({"type": "ERROR", "object": {"code": 500, "reason": "InternalError", "message": "boom"}})).unwrap_err();
+        assert_eq!(err.report(), "Error from server (InternalError): boom");
+        assert_eq!(
+            ev(serde_json::json!({"type": "FUTURE"})).unwrap(),
+            WatchStep::Ignore
+        );
+    }
 
     #[test]
     fn query_strings_are_encoded() {

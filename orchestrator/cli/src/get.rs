@@ -4,7 +4,7 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 
 use crate::cli::{GetArgs, OutputFormat};
-use crate::client::{with_query, Ctx, ACCEPT_TABLE};
+use crate::client::{with_query, Ctx, WatchStep, ACCEPT_TABLE};
 use crate::discovery::{ResourceInfo, Resources};
 use crate::error::{Error, Result};
 use crate::table::{self, Column, PrintOptions, Row};
@@ -397,21 +397,21 @@ async fn get_table(
             let mut seen = 0usize;
             while let Some(ev) = stream.next().await {
                 seen += 1;
-                let (obj, deleted) = match ev.map_err(|e| ctx.map_err(e))? {
-                    kube::core::WatchEvent::Added(o) | kube::core::WatchEvent::Modified(o) => {
-                        (o, false)
-                    }
-                    kube::core::WatchEvent::Deleted(o) => (o, true),
-                    kube::core::WatchEvent::Bookmark(b) => {
-                        rv = b.metadata.resource_version;
+                let (obj, deleted) = match ev?.step()? {
+                    WatchStep::Changed(o) => (o, false),
+                    WatchStep::Deleted(o) => (o, true),
+                    WatchStep::Bookmark(v) => {
+                        if !v.is_empty() {
+                            rv = v;
+                        }
                         continue;
                     }
-                    kube::core::WatchEvent::Error(status) if status.code == 410 => {
+                    WatchStep::Expired => {
                         // Our resourceVersion was compacted away: continue from now.
                         rv = current_resource_version(ctx, info, ns, &params).await?;
                         break;
                     }
-                    kube::core::WatchEvent::Error(status) => return Err(Error::Api(status)),
+                    WatchStep::Ignore => continue,
                 };
                 if let Some(v) = event_resource_version(&obj) {
                     rv = v;
@@ -644,20 +644,19 @@ async fn get_objects(
             let mut seen = 0usize;
             while let Some(ev) = stream.next().await {
                 seen += 1;
-                let obj = match ev.map_err(|e| ctx.map_err(e))? {
-                    kube::core::WatchEvent::Added(o)
-                    | kube::core::WatchEvent::Modified(o)
-                    | kube::core::WatchEvent::Deleted(o) => o,
-                    kube::core::WatchEvent::Bookmark(b) => {
-                        rv = b.metadata.resource_version;
+                let obj = match ev?.step()? {
+                    WatchStep::Changed(o) | WatchStep::Deleted(o) => o,
+                    WatchStep::Bookmark(v) => {
+                        if !v.is_empty() {
+                            rv = v;
+                        }
                         continue;
                     }
-                    kube::core::WatchEvent::Error(status) if status.code == 410 => {
-                        // Our resourceVersion was compacted away: continue from now.
+                    WatchStep::Expired => {
                         rv = current_resource_version(ctx, info, ns, &params).await?;
                         break;
                     }
-                    kube::core::WatchEvent::Error(status) => return Err(Error::Api(status)),
+                    WatchStep::Ignore => continue,
                 };
                 if let Some(v) = event_resource_version(&obj) {
                     rv = v;
