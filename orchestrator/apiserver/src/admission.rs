@@ -541,3 +541,51 @@ pub async fn after_delete(state: &AppState, res: &ResourceInfo, obj: &Value) {
     .release(state)
     .await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn services() -> &'static ResourceInfo {
+        bpfk_apimachinery::registry::find("", "v1", "services").unwrap()
+    }
+
+    #[test]
+    fn update_keeps_allocations_the_body_leaves_out() {
+        let old = json!({"spec": {"type": "NodePort", "clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10"],
+            "ports": [{"name": "http", "port": 80, "nodePort": 30080}, {"name": "https", "port": 443, "nodePort": 30443}]}});
+        let mut new = json!({"spec": {"type": "NodePort",
+            "ports": [{"name": "https", "port": 443}, {"name": "http", "port": 80, "nodePort": 0}, {"name": "extra", "port": 8080}]}});
+        prepare_update(services(), &old, &mut new);
+        assert_eq!(new["spec"]["clusterIP"], "10.96.0.10");
+        assert_eq!(new["spec"]["clusterIPs"], json!(["10.96.0.10"]));
+        assert_eq!(new["spec"]["ports"][0]["nodePort"], 30443);
+        assert_eq!(new["spec"]["ports"][1]["nodePort"], 30080);
+        assert!(new["spec"]["ports"][2].get("nodePort").is_none());
+        // a NodePort another port of the new object already uses is not patched in
+        let mut taken = json!({"spec": {"type": "NodePort",
+            "ports": [{"name": "x", "port": 81, "nodePort": 30080}, {"name": "http", "port": 80}]}});
+        prepare_update(services(), &old, &mut taken);
+        assert!(taken["spec"]["ports"][1].get("nodePort").is_none());
+    }
+
+    #[test]
+    fn type_changes_drop_what_the_new_type_does_not_hold() {
+        let old = json!({"spec": {"type": "NodePort", "clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10"],
+            "ports": [{"name": "http", "port": 80, "nodePort": 30080}]}});
+        let mut cluster_ip = old.clone();
+        cluster_ip["spec"]["type"] = json!("ClusterIP");
+        prepare_update(services(), &old, &mut cluster_ip);
+        assert!(cluster_ip["spec"]["ports"][0].get("nodePort").is_none());
+        assert_eq!(cluster_ip["spec"]["clusterIP"], "10.96.0.10");
+        assert_eq!(
+            allocation_keys(&cluster_ip),
+            ["/registry/ranges/serviceips/10.96.0.10"]
+        );
+        let mut external = json!({"spec": {"type": "ExternalName", "externalName": "example.test",
+            "clusterIP": "10.96.0.10", "ports": [{"port": 80}]}});
+        prepare_update(services(), &old, &mut external);
+        assert!(external["spec"].get("clusterIP").is_none());
+        assert!(allocation_keys(&external).is_empty());
+    }
+}

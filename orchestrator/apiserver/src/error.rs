@@ -298,3 +298,25 @@ impl IntoResponse for ApiError {
             .into_response()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_errors_map_to_kubernetes_codes() {
+        let timeout = ApiError::from(StoreError::Timeout(
+            "etcd did not answer update within 5s; the write may still be applied".into(),
+        ));
+        assert_eq!((timeout.code(), timeout.reason()), (504, "Timeout"));
+        assert_eq!(timeout.status()["details"]["retryAfterSeconds"], 1);
+        let down = ApiError::from(StoreError::Unavailable("connection refused".into()));
+        assert_eq!((down.code(), down.reason()), (503, "ServiceUnavailable"));
+        let path = ApiError::NotFoundPath.status();
+        assert_eq!(path["code"], 404);
+        assert_eq!(
+            path["message"],
+            "the server could not find the requested resource"
+        );
+    }
+}

@@ -174,8 +174,8 @@ async fn resource(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Response> {
-    let res: &'static ResourceInfo = registry::find(&rp.group, &rp.version, &rp.resource)
-        .ok_or(ApiError::NotFoundPath)?;
+    let res: &'static ResourceInfo =
+        registry::find(&rp.group, &rp.version, &rp.resource).ok_or(ApiError::NotFoundPath)?;
     if rp.namespace.is_some() && !res.namespaced {
         return Err(ApiError::NotFoundPath);
     }
