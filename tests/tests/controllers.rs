@@ -682,3 +682,138 @@ async fn deleting_a_namespace_deletes_what_is_in_it() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn foreground_deletion_waits_for_dependents_and_orphan_keeps_them() {
+    let sim = Sim::start(true, true).await;
+    three_nodes(&sim).await;
+    let dapi: Api<Deployment> = Api::namespaced(sim.client.clone(), "default");
+
+    // Foreground: the deployment stays (with deletionTimestamp) until its children are gone
+    create_deployment(
+        &sim.client,
+        "default",
+        deployment_json("fg", 2, "nginx:1.14.2"),
+    )
+    .await;
+    wait_rolled_out(&sim.client, "default", "fg", 2).await;
+    dapi.delete("fg", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    wait_for(
+        "foreground-deleted deployment and its children to be gone",
+        || {
+            let client = sim.client.clone();
+            let dapi = dapi.clone();
+            async move {
+                let gone = matches!(dapi.get_opt("fg").await, Ok(None));
+                let rs = Api::<ReplicaSet>::namespaced(client.clone(), "default")
+                    .list(&ListParams::default().labels("app=fg"))
+                    .await
+                    .ok()?;
+                let p = pods(&client, "default", "app=fg").await;
+                (gone && rs.items.is_empty() && p.is_empty()).then_some(())
+            }
+        },
+    )
+    .await;
+
+    // Orphan: the ReplicaSet and its pods stay, without a reference to the deployment
+    let d = create_deployment(
+        &sim.client,
+        "default",
+        deployment_json("keep", 2, "nginx:1.14.2"),
+    )
+    .await;
+    wait_rolled_out(&sim.client, "default", "keep", 2).await;
+    let uid = d.metadata.uid.clone().unwrap();
+    dapi.delete("keep", &DeleteParams::orphan()).await.unwrap();
+    let rs_api: Api<ReplicaSet> = Api::namespaced(sim.client.clone(), "default");
+    wait_for(
+        "the orphaned ReplicaSet to lose its owner reference",
+        || {
+            let (rs_api, dapi, uid) = (rs_api.clone(), dapi.clone(), uid.clone());
+            async move {
+                let gone = matches!(dapi.get_opt("keep").await, Ok(None));
+                let rss = rs_api
+                    .list(&ListParams::default().labels("app=keep"))
+                    .await
+                    .ok()?;
+                let orphaned = rss.items.len() == 1
+                    && rss.items[0].owner_references().iter().all(|o| o.uid != uid);
+                (gone && orphaned).then_some(())
+            }
+        },
+    )
+    .await;
+    // the orphaned ReplicaSet keeps running its pods
+    wait_for("the orphaned ReplicaSet's 2 pods to be ready", || {
+        let client = sim.client.clone();
+        async move {
+            let p = pods(&client, "default", "app=keep").await;
+            (p.len() == 2 && p.iter().all(|p| active(p) && is_ready(p))).then_some(())
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn recreate_strategy_stops_old_pods_before_starting_new_ones() {
+    let sim = Sim::start(true, true).await;
+    three_nodes(&sim).await;
+    let mut body = deployment_json("batch", 2, "nginx:1.14.2");
+    body["spec"]["strategy"] = json!({"type": "Recreate"});
+    create_deployment(&sim.client, "default", body).await;
+    wait_rolled_out(&sim.client, "default", "batch", 2).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mixed = Arc::new(AtomicBool::new(false));
+    let monitor = {
+        let (client, stop, mixed) = (sim.client.clone(), stop.clone(), mixed.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                let now = pods(&client, "default", "app=batch").await;
+                let images: HashSet<String> = now
+                    .iter()
+                    .map(|p| {
+                        p.spec.as_ref().unwrap().containers[0]
+                            .image
+                            .clone()
+                            .unwrap_or_default()
+                    })
+                    .collect();
+                if images.len() > 1 {
+                    mixed.store(true, Ordering::SeqCst);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let api: Api<Deployment> = Api::namespaced(sim.client.clone(), "default");
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "nginx", "image": "nginx:1.16.1",
+        "ports": [{"containerPort": 80}], "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}}}});
+    api.patch("batch", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    wait_for("the new pods to replace the old ones", || {
+        let client = sim.client.clone();
+        async move {
+            let now = pods(&client, "default", "app=batch").await;
+            let ok = now.len() == 2
+                && now.iter().all(|p| {
+                    is_ready(p)
+                        && p.spec.as_ref().unwrap().containers[0].image.as_deref()
+                            == Some("nginx:1.16.1")
+                });
+            ok.then_some(())
+        }
+    })
+    .await;
+    wait_rolled_out(&sim.client, "default", "batch", 2).await;
+    stop.store(true, Ordering::SeqCst);
+    monitor.await.unwrap();
+    assert!(
+        !mixed.load(Ordering::SeqCst),
+        "old and new pods existed at the same time"
+    );
+}

@@ -13,9 +13,10 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentCondition, DeploymentSpec, DeploymentStatus, ReplicaSet, ReplicaSetSpec,
 };
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{predicates, watcher, WatchStreamExt};
@@ -342,6 +343,7 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action> {
 
     let paused = spec.paused == Some(true);
     let mut changed = false;
+    let mut waiting = false;
     if !paused {
         if recreate {
             for rs in old.iter_mut() {
@@ -350,7 +352,12 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action> {
                     changed = true;
                 }
             }
-            let old_running = old.iter().any(|rs| rs_status(rs).0 > 0);
+            let old_running = old.iter().any(|rs| rs_status(rs).0 > 0)
+                || (!changed && old_pods_exist(&s, &old).await?);
+            if old_running && !changed {
+                // pods of old ReplicaSets (terminating ones too) must be gone first
+                waiting = true;
+            }
             if !changed && !old_running {
                 match new_rs.as_mut() {
                     Some(rs) => {
@@ -435,7 +442,34 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action> {
     }
 
     write_status(&s, new_rs.as_ref(), &old, max_unavailable, complete).await?;
+    if waiting {
+        return Ok(Action::requeue(Duration::from_millis(500)));
+    }
     Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+/// Whether any pod of the old ReplicaSets still exists and has not finished (Recreate waits for
+/// them, terminating ones included). Asks the API server: this controller keeps no pod cache.
+async fn old_pods_exist(s: &Sync<'_>, old: &[ReplicaSet]) -> Result<bool> {
+    let uids: Vec<&str> = old
+        .iter()
+        .filter_map(|rs| rs.metadata.uid.as_deref())
+        .collect();
+    if uids.is_empty() {
+        return Ok(false);
+    }
+    let sel = crate::util::selector(&s.d.metadata, "spec.selector", &s.spec.selector)?;
+    let api: Api<Pod> = Api::namespaced(s.ctx.client.clone(), &s.ns);
+    let pods = api
+        .list(&ListParams::default().labels(&sel.to_string()))
+        .await?;
+    Ok(pods.items.iter().any(|p| {
+        controller_ref(&p.metadata).is_some_and(|o| uids.contains(&o.uid.as_str()))
+            && !matches!(
+                p.status.as_ref().and_then(|st| st.phase.as_deref()),
+                Some("Succeeded" | "Failed")
+            )
+    }))
 }
 
 /// Deletes the oldest zero-replica ReplicaSets beyond `revisionHistoryLimit` (default 10).
