@@ -154,6 +154,9 @@ pub struct LogsArgs {
     /// Only the last N lines.
     #[arg(long, value_name = "N")]
     pub tail: Option<i64>,
+    /// Keep streaming new log lines.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
     /// Logs of the previous instance of the container.
     #[arg(short = 'p', long)]
     pub previous: bool,

@@ -189,6 +189,26 @@ impl Ctx {
             .map_err(|e| self.map_err(e))
     }
 
+    /// GET `uri` and hand each line of the answer to `on_line` as it arrives
+    /// (`logs -f`). Ends when the server closes the response.
+    pub async fn stream_text(&self, uri: &str, mut on_line: impl FnMut(&str)) -> Result<()> {
+        let req = self.request(Method::GET, uri, Some("*/*"), None, Vec::new())?;
+        let reader = self
+            .client
+            .request_stream(req)
+            .await
+            .map_err(|e| self.map_err(e))?;
+        let mut lines = futures::io::AsyncBufReadExt::lines(reader);
+        while let Some(line) = futures::StreamExt::next(&mut lines).await {
+            match line {
+                Ok(line) => on_line(&format!("{line}\n")),
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+                Err(e) => return Err(Error::Decode(format!("reading the log stream: {e}"))),
+            }
+        }
+        Ok(())
+    }
+
     /// Send `body` as JSON (`content_type` for PATCH) and parse the JSON answer.
     pub async fn send_json(
         &self,

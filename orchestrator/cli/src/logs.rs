@@ -30,6 +30,14 @@ pub async fn run(ctx: &Ctx, resources: &Resources, args: &LogsArgs) -> Result<()
                 args.tail.map(|t| t.to_string()).unwrap_or_default(),
             ),
             (
+                "follow",
+                if args.follow {
+                    "true".into()
+                } else {
+                    String::new()
+                },
+            ),
+            (
                 "previous",
                 if args.previous {
                     "true".into()
@@ -39,11 +47,17 @@ pub async fn run(ctx: &Ctx, resources: &Resources, args: &LogsArgs) -> Result<()
             ),
         ],
     );
-    match ctx.get_text(&uri).await {
-        Ok(text) => {
-            print!("{text}");
-            Ok(())
-        }
+    let answer = if args.follow {
+        ctx.stream_text(&uri, |chunk| {
+            print!("{chunk}");
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+        })
+        .await
+    } else {
+        ctx.get_text(&uri).await.map(|text| print!("{text}"))
+    };
+    match answer {
+        Ok(()) => Ok(()),
         Err(Error::Api(s)) if (s.code == 404 || s.code == 405) && !pods.has_subresource("log") => {
             // The server does not list pods/log in discovery: tell a missing pod
             // apart from a missing endpoint.
