@@ -115,8 +115,18 @@ impl EtcdStore {
 
     async fn txn(&self, what: &str, txn: Txn) -> Result<TxnResponse> {
         let mut kv = self.kv.clone();
+        let write = WRITES.contains(&what);
+        let op = what.to_string();
         bounded(self.config.request_timeout, what, async move {
-            kv.txn(txn).await.map_err(map_error)
+            kv.txn(txn).await.map_err(|e| {
+                if write && outcome_unknown(&e) {
+                    StoreError::Timeout(format!(
+                        "etcd did not confirm {op} ({e}); the write may still be applied"
+                    ))
+                } else {
+                    map_error(e)
+                }
+            })
         })
         .await
     }
@@ -220,6 +230,15 @@ fn map_error(error: etcd_client::Error) -> StoreError {
         }
         _ => StoreError::Internal(error.to_string()),
     }
+}
+
+/// Whether a request may have reached etcd and been applied although it failed: it timed
+/// out (tonic reports its own deadline as Cancelled "Timeout expired") or was cut off after
+/// being sent. A refused connection (Unavailable) never carried the request.
+fn outcome_unknown(error: &etcd_client::Error) -> bool {
+    use tonic::Code;
+    matches!(error, etcd_client::Error::GRpcStatus(status)
+        if matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled))
 }
 
 fn is_compacted(error: &StoreError) -> bool {
