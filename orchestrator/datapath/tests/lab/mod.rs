@@ -120,8 +120,9 @@ impl Lab {
     /// Two nodes with `pods_per_node` pods each.
     pub fn new(pods_per_node: u8) -> Lab {
         require_root_and_tools();
+        sweep_stale_labs();
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let id = format!("{:x}{n}", std::process::id() % 0xffff);
+        let id = format!("{:x}x{n}", std::process::id());
         let underlay = format!("bpfk-{id}-ul");
         let cgroup_root = cgroup2_mount().join(format!("bpfk-lab-{id}"));
         let mut lab = Lab {
@@ -399,6 +400,54 @@ impl Drop for Lab {
     }
 }
 
+/// Whether a lab id (`<pid hex>x<n>`) belongs to a process that is gone.
+fn lab_owner_dead(id: &str) -> bool {
+    id.split_once('x')
+        .and_then(|(pid, n)| {
+            n.parse::<u32>().ok()?;
+            u32::from_str_radix(pid, 16).ok()
+        })
+        .map(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+        .unwrap_or(false)
+}
+
+/// Removes what labs of killed test runs left behind (a signal skips Drop):
+/// their namespaces, pinned datapaths and cgroups.
+fn sweep_stale_labs() {
+    if let Ok(entries) = fs::read_dir("/run/netns") {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let id = name.strip_prefix("bpfk-").and_then(|r| r.split('-').next());
+            if id.is_some_and(lab_owner_dead) {
+                sh_quiet(&["ip", "netns", "del", &name]);
+            }
+        }
+    }
+    if let Ok(entries) = fs::read_dir(PIN_ROOT) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let id = name.strip_prefix("lab-").and_then(|r| r.split('-').next());
+            if id.is_some_and(lab_owner_dead) {
+                let _ = bpfk_datapath::teardown_pins(Path::new(PIN_ROOT), &name);
+            }
+        }
+    }
+    let cg2 = cgroup2_mount();
+    if let Ok(entries) = fs::read_dir(&cg2) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.strip_prefix("bpfk-lab-").is_some_and(lab_owner_dead) {
+                for child in fs::read_dir(e.path()).into_iter().flatten().flatten() {
+                    if child.path().is_dir() {
+                        remove_cgroup(&child.path());
+                    }
+                }
+                remove_cgroup(&e.path());
+            }
+        }
+    }
+}
+
 fn remove_cgroup(p: &Path) {
     let deadline = Instant::now() + Duration::from_secs(5);
     while p.exists() && fs::remove_dir(p).is_err() && Instant::now() < deadline {
@@ -434,6 +483,10 @@ impl Proc {
         // between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
+                // Die with the test, even when it is killed (Drop never runs).
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
                 if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
