@@ -125,7 +125,10 @@ fn try_ingress(ctx: &TcContext) -> Result<i32, i64> {
         p.saddr as u64,
         AFFINITY_KIND_ADDR,
     ) {
-        Lookup::NotService => return Ok(TC_ACT_UNSPEC),
+        Lookup::NotService => {
+            forget_stale_reply(ctx, &p)?;
+            return Ok(TC_ACT_UNSPEC);
+        }
         Lookup::NoBackends => {
             debug!(
                 ctx,
@@ -372,4 +375,29 @@ fn reject_tcp(ctx: &TcContext, p: &Packet) -> Result<i32, i64> {
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     // SAFETY: plain helper call.
     Ok(unsafe { bpf_redirect(ifindex, 0) } as i32)
+}
+
+/// A new TCP connection that is not translated (a direct pod connection, or
+/// one balanced at the socket level) may reuse the 4-tuple of an earlier
+/// translated flow: drop that flow's reply entry, or it would rewrite this
+/// connection's replies.
+#[inline(always)]
+fn forget_stale_reply(ctx: &TcContext, p: &Packet) -> Result<(), i64> {
+    if p.proto != PROTO_TCP {
+        return Ok(());
+    }
+    let flags: u8 = ctx.load(p.l4 + 13)?;
+    if flags & (TCP_FIN_SYN | TCP_ACK | TCP_RST) == 0x02 {
+        let key = CtKey {
+            saddr: p.daddr,
+            daddr: p.saddr,
+            sport: p.dport,
+            dport: p.sport,
+            proto: p.proto,
+            dir: CT_DIR_REPLY,
+            pad: [0; 2],
+        };
+        let _ = CT.remove(&key);
+    }
+    Ok(())
 }

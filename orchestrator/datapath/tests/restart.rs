@@ -115,7 +115,11 @@ fn streams_survive_datapath_restart_and_teardown_cleans_up() {
             cgroup,
             &["tcp-client", "--addr", &addr, "--count", "40"],
         );
-        assert_eq!(v["errors"], json!({}), "after restart: {v}");
+        assert_eq!(
+            v["errors"],
+            json!({}),
+            "after restart (cgroup {cgroup:?}): {v}"
+        );
         assert_eq!(v["wrong_peer"], 0, "{v}");
     }
 
