@@ -275,9 +275,13 @@ async fn run(label: &'static str, backlog: bool) -> Result<RunResult> {
         create_time.as_secs_f64()
     );
     let mut scheduler = None;
+    let bin = if backlog {
+        Some(build_scheduler()?)
+    } else {
+        None
+    };
     let sched_start = Instant::now();
-    if backlog {
-        let bin = build_scheduler()?;
+    if let Some(bin) = bin {
         let child = Command::new(bin)
             .arg("--kubeconfig")
             .arg(cluster.server.kubeconfig())
