@@ -33,14 +33,26 @@ pub fn binary(name: &str) -> PathBuf {
     BUILD.call_once(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", "bpfk-server", "-p", "bpfk-cli"]);
         if target_dir().file_name().and_then(|n| n.to_str()) == Some("release") {
-            cmd.arg("--release");
+            cmd.args([
+                "build",
+                "--quiet",
+                "--release",
+                "-p",
+                "bpfk-server",
+                "-p",
+                "bpfk-cli",
+            ]);
+        } else {
+            // The same build `cargo test --workspace` does (the binaries are built for the
+            // packages' own integration tests), so under the test runner this is a no-op and
+            // never rebuilds dependencies with another feature set.
+            cmd.args(["test", "--quiet", "--workspace", "--no-run"]);
         }
         let status = cmd
             .status()
             .expect("cannot run cargo to build bpfk-server and bpfk");
-        assert!(status.success(), "building bpfk-server and bpfk failed");
+        assert!(status.success(), "building the workspace binaries failed");
     });
     let path = target_dir().join(name);
     assert!(
