@@ -1099,3 +1099,31 @@ async fn kube_rs_watch_modes_and_503_while_the_cache_cannot_load() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_finalize_subresource_completes_deletion() {
+    // no namespace controller: the test plays it through the finalize subresource
+    let cluster = Cluster::start_with(&["--disable-scheduler", "--disable-controllers"]);
+    let port = cluster.server.port();
+    let ns = r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"fin"}}"#;
+    let (code, body) = http_request(port, "POST", "/api/v1/namespaces", Some(ns)).unwrap();
+    assert_eq!(code, 201, "{body}");
+    let (code, body) = http_request(port, "DELETE", "/api/v1/namespaces/fin", None).unwrap();
+    assert!(code == 200 || code == 202, "{code} {body}");
+    let (code, body) = http_request(port, "GET", "/api/v1/namespaces/fin", None).unwrap();
+    assert_eq!(code, 200, "the kubernetes finalizer keeps it: {body}");
+    let live: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(live["status"]["phase"], "Terminating");
+    let mut finalized = live.clone();
+    finalized["spec"]["finalizers"] = json!([]);
+    let (code, body) = http_request(
+        port,
+        "PUT",
+        "/api/v1/namespaces/fin/finalize",
+        Some(&finalized.to_string()),
+    )
+    .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = http_request(port, "GET", "/api/v1/namespaces/fin", None).unwrap();
+    assert_eq!(code, 404, "finalized namespace is gone: {body}");
+}

@@ -123,6 +123,15 @@ const fn status_of(kind: &'static str) -> Subresource {
     Subresource { kind, ..STATUS }
 }
 
+/// `namespaces/finalize`: the namespace controller's way to drop `spec.finalizers`.
+const NAMESPACE_FINALIZE: Subresource = Subresource {
+    name: "finalize",
+    group: None,
+    version: None,
+    kind: "Namespace",
+    verbs: &["update"],
+};
+
 const SCALE: Subresource = Subresource {
     name: "scale",
     group: Some("autoscaling"),
@@ -142,7 +151,7 @@ static RESOURCES: &[ResourceInfo] = &[
         short_names: &["ns"],
         categories: &[],
         list_kind: "NamespaceList",
-        subresources: &[status_of("Namespace")],
+        subresources: &[status_of("Namespace"), NAMESPACE_FINALIZE],
         verbs: NAMESPACE_VERBS,
     },
     ResourceInfo {
