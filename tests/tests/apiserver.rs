@@ -8,7 +8,7 @@ use bpfk_tests::server::{http_request, Cluster};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, VersionMatch};
 use kube::runtime::watcher;
 use serde_json::json;
 
@@ -977,15 +977,32 @@ async fn kube_rs_watch_modes_and_503_while_the_cache_cannot_load() {
     let mut cluster = api_only();
     let client = cluster.client().await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let mut last_rv = String::new();
     for i in 0..3 {
-        pods.create(&PostParams::default(), &pod(&format!("p{i}")))
+        let created = pods
+            .create(&PostParams::default(), &pod(&format!("p{i}")))
             .await
             .unwrap();
+        last_rv = created.metadata.resource_version.unwrap();
     }
 
-    // list from the watch cache (resourceVersion=0, NotOlderThan) and paged lists
+    // list from the watch cache: resourceVersion=0 ("any") may lag behind the last write,
+    // NotOlderThan the last create's resourceVersion must hold all three; then paged lists
     let any = pods.list(&ListParams::default().match_any()).await.unwrap();
-    assert_eq!(any.items.len(), 3);
+    assert!(any.items.len() <= 3, "{} pods", any.items.len());
+    let not_older = pods
+        .list(
+            &ListParams::default()
+                .at(&last_rv)
+                .matching(VersionMatch::NotOlderThan),
+        )
+        .await
+        .unwrap();
+    assert_eq!(not_older.items.len(), 3);
+    assert!(
+        not_older.metadata.resource_version.unwrap().parse::<i64>().unwrap()
+            >= last_rv.parse::<i64>().unwrap()
+    );
     let page = pods.list(&ListParams::default().limit(2)).await.unwrap();
     assert_eq!(page.items.len(), 2);
     let token = page.metadata.continue_.clone().expect("continue token");

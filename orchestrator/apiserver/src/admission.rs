@@ -3,7 +3,7 @@
 
 use std::net::Ipv4Addr;
 
-use bpfk_apimachinery::registry::ResourceInfo;
+use bpfk_apimachinery::registry::{self, ResourceInfo};
 use rand::Rng;
 use serde_json::{json, Value};
 
@@ -73,7 +73,19 @@ pub async fn check_namespace_accepts(
     ns: &str,
 ) -> Result<()> {
     let key = format!("/registry/namespaces/{ns}");
-    let found = state.store.get(&key).await.map_err(ApiError::from)?;
+    // the namespaces watch cache answers without an etcd round trip; a namespace it does
+    // not hold (yet) is looked up in etcd, as Kubernetes' NamespaceLifecycle admission does
+    let cache = registry::find("", "v1", "namespaces")
+        .and_then(|r| state.cache(r).ok())
+        .filter(|c| c.is_ready());
+    let cached = match cache {
+        Some(cache) => cache.get(&key).await,
+        None => None,
+    };
+    let found = match cached {
+        Some(kv) => Some(kv),
+        None => state.store.get(&key).await.map_err(ApiError::from)?,
+    };
     match found {
         None => Err(ApiError::NotFound {
             group: String::new(),

@@ -34,7 +34,9 @@ pub async fn bind(
         })?
         .to_string();
     let q = Query::default();
-    write::modify(state, pods, Some(ns), pod, Part::Main, &q, |cur| {
+    // spec.nodeName and the PodScheduled condition in one write (one etcd transaction, one
+    // watch event), as Kubernetes' binding storage does
+    write::modify(state, pods, Some(ns), pod, Part::Whole, &q, |cur| {
         if object::is_deleting(cur) {
             return Err(conflict(
                 pods,
@@ -64,34 +66,32 @@ pub async fn bind(
         }
         let mut next = cur.clone();
         next["spec"]["nodeName"] = json!(node);
-        Ok(next)
-    })
-    .await?;
-    // the PodScheduled condition lives in status
-    write::modify(state, pods, Some(ns), pod, Part::Status, &q, |cur| {
-        let mut next = cur.clone();
-        let status = next.as_object_mut().and_then(|m| {
-            m.entry("status").or_insert_with(|| json!({}));
-            m.get_mut("status")
-        });
-        if let Some(status) = status {
-            let conditions = status
-                .as_object_mut()
-                .map(|s| s.entry("conditions").or_insert_with(|| json!([])));
-            if let Some(Value::Array(conds)) = conditions {
-                conds.retain(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled"));
-                conds.push(json!({
-                    "type": "PodScheduled", "status": "True",
-                    "lastProbeTime": null, "lastTransitionTime": object::now_rfc3339()
-                }));
-            }
-        }
+        set_pod_scheduled(&mut next);
         Ok(next)
     })
     .await?;
     Ok(
         json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
     )
+}
+
+/// Sets the `PodScheduled=True` condition in a pod's status, replacing an earlier one.
+fn set_pod_scheduled(pod: &mut Value) {
+    let Some(map) = pod.as_object_mut() else {
+        return;
+    };
+    let status = map.entry("status").or_insert_with(|| json!({}));
+    let Some(status) = status.as_object_mut() else {
+        return;
+    };
+    let conditions = status.entry("conditions").or_insert_with(|| json!([]));
+    if let Value::Array(conds) = conditions {
+        conds.retain(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled"));
+        conds.push(json!({
+            "type": "PodScheduled", "status": "True",
+            "lastProbeTime": null, "lastTransitionTime": object::now_rfc3339()
+        }));
+    }
 }
 
 /// The `autoscaling/v1 Scale` view of a Deployment or ReplicaSet.

@@ -231,20 +231,23 @@ pub async fn create(
         });
     }
     let key = state::key(res, ns, &name);
-    if state
-        .store
-        .get(&key)
-        .await
-        .map_err(|e| store_err(res, &name, e))?
-        .is_some()
+    let allocations = state.allocation_guard(res).await;
+    if allocations.is_some()
+        && state
+            .store
+            .get(&key)
+            .await
+            .map_err(|e| store_err(res, &name, e))?
+            .is_some()
     {
+        // don't claim a ClusterIP or NodePort for a Service that exists (the create
+        // transaction below refuses an existing key for every other kind)
         return Err(ApiError::AlreadyExists {
             group: res.group.into(),
             kind: res.plural.into(),
             name,
         });
     }
-    let _allocations = state.allocation_guard(res).await;
     let allocation = admission::allocate(state, res, &mut obj).await?;
     let bytes = state::encode(&obj)?;
     match state.store.create(&key, bytes).await {
@@ -274,6 +277,9 @@ pub enum Part {
     Main,
     /// The `status` subresource: only `status`.
     Status,
+    /// Spec and status together: server-internal writes only (a binding sets
+    /// `spec.nodeName` and the `PodScheduled` condition in one write, as Kubernetes does).
+    Whole,
 }
 
 impl Part {
@@ -307,8 +313,8 @@ fn merge_part(res: &ResourceInfo, part: Part, current: &Value, mut requested: Va
             }
             out
         }
-        Part::Main => {
-            if res.subresource("status").is_some() {
+        Part::Main | Part::Whole => {
+            if part == Part::Main && res.subresource("status").is_some() {
                 if let Some(map) = requested.as_object_mut() {
                     match current.get("status") {
                         Some(s) => map.insert("status".into(), s.clone()),
@@ -347,11 +353,12 @@ struct Addressed<'a> {
 async fn commit_update(
     state: &AppState,
     at: &Addressed<'_>,
-    (current, rev): (&Value, i64),
+    current: &Current,
     mut next: Value,
     q: &Query,
 ) -> Result<Option<Value>> {
     let Addressed { res, ns, name } = *at;
+    let (current, rev, fresh) = (&current.object, current.rev, current.fresh);
     set_type(res, &mut next);
     if res.namespaced {
         object::set_meta(
@@ -376,6 +383,10 @@ async fn commit_update(
         return Err(invalid(res, name, &errors));
     }
     object::set_meta(&mut next, "resourceVersion", Value::String(rev.to_string()));
+    if (next == *current || q.dry_run) && !fresh {
+        // "nothing changes" is only an answer about the stored object, not a cached copy
+        return Ok(None);
+    }
     if next == *current || q.dry_run {
         // nothing changes: no write, the resourceVersion stays
         return Ok(Some(next));
@@ -446,6 +457,45 @@ pub async fn load(
     Ok((state::decode(&kv)?, kv.mod_revision))
 }
 
+/// The object a write starts from.
+pub struct Current {
+    pub object: Value,
+    /// Its resourceVersion (etcd mod_revision): the write's precondition.
+    pub rev: i64,
+    /// Read from etcd (true) or from the watch cache (false), which may lag behind.
+    pub fresh: bool,
+}
+
+/// The current object for attempt `fresh` of a write: the first attempt reads the watch cache
+/// (no etcd round trip; the write's revision precondition catches a stale copy), a retry
+/// after a conflict, or an object the cache does not hold, reads etcd — as Kubernetes'
+/// GuaranteedUpdate starts from the cached object.
+async fn load_for_write(
+    state: &AppState,
+    res: &ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    fresh: bool,
+) -> Result<Current> {
+    if !fresh {
+        if let Some(cache) = state.cache(res).ok().filter(|c| c.is_ready()) {
+            if let Some(kv) = cache.get(&state::key(res, ns, name)).await {
+                return Ok(Current {
+                    object: state::decode(&kv)?,
+                    rev: kv.mod_revision,
+                    fresh: false,
+                });
+            }
+        }
+    }
+    let (object, rev) = load(state, res, ns, name).await?;
+    Ok(Current {
+        object,
+        rev,
+        fresh: true,
+    })
+}
+
 /// PUT of an object (or of its status).
 pub async fn update(
     state: &AppState,
@@ -474,8 +524,9 @@ pub async fn update(
     }
     let warnings = check_body(res, &mut body, q.field_validation)?;
     let precondition = object::resource_version(&body).map(String::from);
+    let mut fresh = false;
     for _ in 0..MAX_RETRIES {
-        let (current, rev) = match load(state, res, ns, name).await {
+        let current = match load_for_write(state, res, ns, name, fresh).await {
             Ok(found) => found,
             Err(ApiError::NotFound { .. })
                 if part == Part::Main && admission::create_on_update(res) =>
@@ -487,19 +538,17 @@ pub async fn update(
             Err(e) => return Err(e),
         };
         if let Some(p) = &precondition {
-            if *p != rev.to_string() {
+            if *p != current.rev.to_string() {
+                if !current.fresh {
+                    fresh = true;
+                    continue;
+                }
                 return Err(conflict(res, name, "the object has been modified; please apply your changes to the latest version and try again"));
             }
         }
-        let next = merge_part(res, part, &current, body.clone());
-        if let Some(object) = commit_update(
-            state,
-            &Addressed { res, ns, name },
-            (&current, rev),
-            next,
-            q,
-        )
-        .await?
+        let next = merge_part(res, part, &current.object, body.clone());
+        if let Some(object) =
+            commit_update(state, &Addressed { res, ns, name }, &current, next, q).await?
         {
             return Ok(Written {
                 object,
@@ -507,9 +556,10 @@ pub async fn update(
                 created: false,
             });
         }
-        if precondition.is_some() {
+        if precondition.is_some() && current.fresh {
             return Err(conflict(res, name, "the object has been modified; please apply your changes to the latest version and try again"));
         }
+        fresh = true;
     }
     Err(conflict(
         res,
@@ -592,12 +642,22 @@ pub async fn patch(
     patch_doc: &Value,
     q: &Query,
 ) -> Result<Written> {
+    let mut fresh = false;
     for _ in 0..MAX_RETRIES {
-        let (current, rev) = load(state, res, ns, name).await?;
-        let mut patched = apply_patch(res, kind, &current, patch_doc)?;
+        let current = load_for_write(state, res, ns, name, fresh).await?;
+        fresh = true;
+        let mut patched = match apply_patch(res, kind, &current.object, patch_doc) {
+            Ok(v) => v,
+            // e.g. a JSON patch `test` that failed against a cached copy
+            Err(_) if !current.fresh => continue,
+            Err(e) => return Err(e),
+        };
         let warnings = check_body(res, &mut patched, q.field_validation)?;
         if let Some(p) = object::resource_version(&patched) {
-            if *p != rev.to_string() {
+            if *p != current.rev.to_string() {
+                if !current.fresh {
+                    continue;
+                }
                 return Err(conflict(res, name, "the object has been modified; please apply your changes to the latest version and try again"));
             }
         }
@@ -606,15 +666,9 @@ pub async fn patch(
                 "metadata.name cannot be changed by a patch",
             ));
         }
-        let next = merge_part(res, part, &current, patched);
-        if let Some(object) = commit_update(
-            state,
-            &Addressed { res, ns, name },
-            (&current, rev),
-            next,
-            q,
-        )
-        .await?
+        let next = merge_part(res, part, &current.object, patched);
+        if let Some(object) =
+            commit_update(state, &Addressed { res, ns, name }, &current, next, q).await?
         {
             return Ok(Written {
                 object,
@@ -641,17 +695,19 @@ pub async fn modify(
     q: &Query,
     mut change: impl FnMut(&Value) -> Result<Value>,
 ) -> Result<Value> {
+    let mut fresh = false;
     for _ in 0..MAX_RETRIES {
-        let (current, rev) = load(state, res, ns, name).await?;
-        let next = merge_part(res, part, &current, change(&current)?);
-        if let Some(object) = commit_update(
-            state,
-            &Addressed { res, ns, name },
-            (&current, rev),
-            next,
-            q,
-        )
-        .await?
+        let current = load_for_write(state, res, ns, name, fresh).await?;
+        fresh = true;
+        let changed = match change(&current.object) {
+            Ok(v) => v,
+            // a refusal based on a cached copy is checked against the stored object
+            Err(_) if !current.fresh => continue,
+            Err(e) => return Err(e),
+        };
+        let next = merge_part(res, part, &current.object, changed);
+        if let Some(object) =
+            commit_update(state, &Addressed { res, ns, name }, &current, next, q).await?
         {
             return Ok(object);
         }
