@@ -1,0 +1,72 @@
+//! bpfk's kubelet: registers the Node and keeps its Lease, runs the pods bound to it through
+//! a CRI runtime (containerd) and reports their status.
+//!
+//! Modules: [`cri`] (tonic client of the `runtime.v1` subset in `proto/`), [`oci`] (local
+//! stand-in images from busybox-static, imported with ctr), [`cni`] (bridge + host-local
+//! configuration for the node's podCIDR), [`node`] (registration, status, Lease),
+//! [`pods`] (watch → one [`pod_worker`] per pod), [`spec`] (Pod → CRI configs),
+//! [`status`] (CRI state → PodStatus), [`logs`] (CRI log files for pods/log).
+
+pub mod cni;
+pub mod config;
+pub mod cri;
+pub mod error;
+pub mod logs;
+pub mod node;
+pub mod oci;
+pub mod pod_worker;
+pub mod pods;
+pub mod spec;
+pub mod status;
+
+use std::sync::Arc;
+
+pub use config::{Capacity, Config};
+pub use error::{Error, Result};
+
+/// Aborts a spawned task when dropped (so dropping [`run`]'s future stops everything).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Run the kubelet for `config.node_name` until its pod watch ends for good. Dropping the
+/// future stops the heartbeat and every pod worker (containers keep running; a restarted
+/// kubelet adopts their sandboxes).
+pub async fn run(client: kube::Client, config: Config) -> Result<()> {
+    node::check_config(&config)?;
+    let cri = cri::CriClient::connect(&config.runtime_socket).await?;
+    let version = cri.version().await?;
+    tracing::info!(
+        node = %config.node_name,
+        runtime = %version.runtime_name,
+        version = %version.runtime_version,
+        api = %version.runtime_api_version,
+        "connected to container runtime"
+    );
+    let node = node::register(&client, &config, &cri).await?;
+    let pod_cidr = node::wait_pod_cidr(&client, &config).await?;
+    let conflist = cni::write_conflist(
+        &config.cni_conf_dir,
+        &pod_cidr,
+        &config.bridge_name,
+        &config.cni_state_dir,
+    )?;
+    tracing::info!(path = %conflist.display(), %pod_cidr, "CNI configuration written");
+    let _heartbeat = AbortOnDrop(tokio::spawn(node::heartbeat(
+        client.clone(),
+        config.clone(),
+        cri.clone(),
+        node,
+    )));
+    let ctx = Arc::new(pod_worker::Ctx {
+        host_ip: node::host_ip(&config),
+        client,
+        cri,
+        config,
+    });
+    pods::run(ctx).await
+}

@@ -1,0 +1,670 @@
+//! One task per pod (by UID): runs its sandbox and containers through CRI, restarts exited
+//! containers by restart policy, reports `pods/status`, and on deletion stops everything
+//! within the grace period and confirms the deletion (DELETE with grace period 0).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::Client;
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::cri::{proto, CriClient, CriError, LABEL_CONTAINER_NAME, LABEL_POD_UID};
+use crate::error::{Error, Result};
+use crate::spec::{self, FieldValues, PodRef};
+use crate::status::{self, ContainerObservation, Observed, PodObservation, Terminated};
+
+/// Shared by all workers.
+pub struct Ctx {
+    pub client: Client,
+    pub cri: CriClient,
+    pub config: Config,
+    pub host_ip: Option<String>,
+}
+
+/// How long a pod that vanished from the API (force-deleted) gets to stop.
+const GONE_GRACE_SECS: i64 = 2;
+
+/// What the worker should do next.
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Done,
+}
+
+/// The sandbox the worker runs the pod in.
+#[derive(Debug, Clone)]
+struct Sandbox {
+    id: String,
+    config: proto::PodSandboxConfig,
+    ip: Option<String>,
+}
+
+struct Worker {
+    ctx: Arc<Ctx>,
+    uid: String,
+    sandbox: Option<Sandbox>,
+    start_time: Option<Time>,
+    last_posted: Option<PodStatus>,
+    sandbox_stopped: bool,
+}
+
+/// Run the worker for pod `uid` until the pod is deleted (or the sender goes away because
+/// the kubelet stops). `rx` carries the latest Pod, or None once it vanished from the API.
+pub async fn run(ctx: Arc<Ctx>, uid: String, mut rx: watch::Receiver<Option<Arc<Pod>>>) {
+    let period = ctx.config.pod_sync_period;
+    let mut worker = Worker {
+        ctx,
+        uid,
+        sandbox: None,
+        start_time: None,
+        last_posted: None,
+        sandbox_stopped: false,
+    };
+    loop {
+        let current = rx.borrow_and_update().clone();
+        let flow = match current {
+            None => worker
+                .teardown(GONE_GRACE_SECS, None)
+                .await
+                .map(|_| Flow::Done),
+            Some(pod) => worker.sync(&pod).await,
+        };
+        match flow {
+            Ok(Flow::Done) => return,
+            Ok(Flow::Continue) => {}
+            Err(e) => tracing::warn!(uid = %worker.uid, error = %e, "pod sync failed; retrying"),
+        }
+        tokio::select! {
+            changed = rx.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(period) => {}
+        }
+    }
+}
+
+fn now_nanos() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+fn restart_policy(pod: &Pod) -> String {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.clone())
+        .unwrap_or_else(|| "Always".into())
+}
+
+/// Back-off before starting attempt `next_attempt` of a crashed container (the first
+/// restart is immediate, then `base` doubling up to `max`).
+pub fn restart_delay(next_attempt: u32, base: Duration, max: Duration) -> Duration {
+    if next_attempt <= 1 {
+        return Duration::ZERO;
+    }
+    let factor = 1u32 << (next_attempt - 2).min(16);
+    base.saturating_mul(factor).min(max)
+}
+
+fn terminated(s: &proto::ContainerStatus) -> Terminated {
+    Terminated {
+        container_id: s.id.clone(),
+        exit_code: s.exit_code,
+        reason: s.reason.clone(),
+        message: s.message.clone(),
+        started_at: s.started_at,
+        finished_at: s.finished_at,
+    }
+}
+
+fn image_ref(s: &proto::ContainerStatus) -> String {
+    if s.image_ref.is_empty() {
+        s.image_id.clone()
+    } else {
+        s.image_ref.clone()
+    }
+}
+
+impl Worker {
+    fn cri(&self) -> &CriClient {
+        &self.ctx.cri
+    }
+
+    fn config(&self) -> &Config {
+        &self.ctx.config
+    }
+
+    async fn sync(&mut self, pod: &Pod) -> Result<Flow> {
+        let Some(id) = PodRef::of(pod) else {
+            return Err(Error::Pod {
+                pod: self.uid.clone(),
+                reason: "object without name or uid".into(),
+            });
+        };
+        if pod.metadata.deletion_timestamp.is_some() {
+            let grace = pod
+                .metadata
+                .deletion_grace_period_seconds
+                .or_else(|| {
+                    pod.spec
+                        .as_ref()
+                        .and_then(|s| s.termination_grace_period_seconds)
+                })
+                .unwrap_or(30);
+            self.teardown(grace, Some(&id)).await?;
+            return Ok(Flow::Done);
+        }
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        if matches!(phase, Some("Succeeded") | Some("Failed")) {
+            if !self.sandbox_stopped {
+                // a finished pod keeps its containers (for logs) but frees its network
+                for sb in self.pod_sandboxes().await? {
+                    self.cri().stop_pod_sandbox(&sb.id).await?;
+                }
+                self.sandbox_stopped = true;
+                tracing::info!(pod = %id, "pod finished; sandbox stopped");
+            }
+            return Ok(Flow::Continue);
+        }
+        if self.start_time.is_none() {
+            self.start_time = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.start_time.clone())
+                .or_else(|| Some(Time(Timestamp::now())));
+        }
+        let spec = pod.spec.clone().unwrap_or_default();
+        if spec.init_containers.as_ref().is_some_and(|c| !c.is_empty()) {
+            let obs = self.waiting_observation(
+                pod,
+                "InitContainersNotSupported",
+                "bpfk's kubelet does not run init containers yet",
+            );
+            let mut obs = obs;
+            obs.pending_reason = Some((
+                "InitContainersNotSupported".into(),
+                "bpfk's kubelet does not run init containers yet".into(),
+            ));
+            self.post_status(pod, &id, &obs).await?;
+            return Ok(Flow::Continue);
+        }
+        let sandbox = match self.ensure_sandbox(pod, &id).await {
+            Ok(sb) => sb,
+            Err(e) => {
+                let obs = self.waiting_observation(pod, "ContainerCreating", &e.to_string());
+                self.post_status(pod, &id, &obs).await?;
+                return Err(e);
+            }
+        };
+        let mut observed = Vec::new();
+        let existing = self
+            .cri()
+            .list_containers(Some(proto::ContainerFilter {
+                pod_sandbox_id: sandbox.id.clone(),
+                ..Default::default()
+            }))
+            .await?;
+        for container in &spec.containers {
+            observed.push(
+                self.sync_container(pod, &id, &sandbox, container, &existing)
+                    .await?,
+            );
+        }
+        let obs = PodObservation {
+            pod_ip: sandbox.ip.clone(),
+            host_ip: self.ctx.host_ip.clone(),
+            start_time: self.start_time.clone(),
+            containers: observed,
+            pending_reason: None,
+        };
+        self.post_status(pod, &id, &obs).await?;
+        Ok(Flow::Continue)
+    }
+
+    /// Every container of the pod waiting for `reason`.
+    fn waiting_observation(&self, pod: &Pod, reason: &str, message: &str) -> PodObservation {
+        let containers = pod
+            .spec
+            .as_ref()
+            .map(|s| s.containers.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .map(|c| ContainerObservation {
+                name: c.name.clone(),
+                image: c.image.clone().unwrap_or_default(),
+                image_id: String::new(),
+                restart_count: 0,
+                observed: Observed::Waiting {
+                    reason: reason.into(),
+                    message: message.into(),
+                },
+                last_terminated: None,
+            })
+            .collect();
+        PodObservation {
+            pod_ip: self.sandbox.as_ref().and_then(|s| s.ip.clone()),
+            host_ip: self.ctx.host_ip.clone(),
+            start_time: self.start_time.clone(),
+            containers,
+            pending_reason: None,
+        }
+    }
+
+    async fn post_status(&mut self, pod: &Pod, id: &PodRef, obs: &PodObservation) -> Result<()> {
+        let mut status = status::pod_status(pod, obs, Time(Timestamp::now()));
+        // keep transition times of what we posted last (the watched pod may lag behind)
+        if let Some(last) = &self.last_posted {
+            let mut with_last = pod.clone();
+            with_last.status = Some(last.clone());
+            let again = status::pod_status(&with_last, obs, Time(Timestamp::now()));
+            if &again == last {
+                return Ok(());
+            }
+            status = again;
+        }
+        let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &id.namespace);
+        self.last_posted = None;
+        api.patch_status(
+            &id.name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "metadata": {"uid": id.uid}, "status": status })),
+        )
+        .await?;
+        tracing::debug!(pod = %id, phase = ?status.phase, "pod status reported");
+        self.last_posted = Some(status);
+        Ok(())
+    }
+
+    /// Sandboxes of this pod known to the runtime, newest first.
+    async fn pod_sandboxes(&self) -> Result<Vec<proto::PodSandbox>> {
+        let mut list = self
+            .cri()
+            .list_pod_sandbox(Some(proto::PodSandboxFilter {
+                label_selector: [(LABEL_POD_UID.to_string(), self.uid.clone())].into(),
+                ..Default::default()
+            }))
+            .await?;
+        list.sort_by_key(|s| std::cmp::Reverse(s.created_at));
+        Ok(list)
+    }
+
+    async fn ensure_sandbox(&mut self, pod: &Pod, id: &PodRef) -> Result<Sandbox> {
+        let mut next_attempt = 0;
+        if let Some(sb) = self.sandbox.clone() {
+            let st = self.cri().pod_sandbox_status(&sb.id).await;
+            match st {
+                Ok(s) if s.state == proto::PodSandboxState::SandboxReady as i32 => return Ok(sb),
+                Ok(s) => {
+                    tracing::warn!(pod = %id, sandbox = %sb.id, "sandbox is not ready any more; recreating it");
+                    next_attempt = s.metadata.map(|m| m.attempt + 1).unwrap_or(1);
+                    self.cri().stop_pod_sandbox(&sb.id).await?;
+                }
+                Err(e) if e.is_not_found() => next_attempt = 1,
+                Err(e) => return Err(e.into()),
+            }
+            self.sandbox = None;
+        } else {
+            // after a kubelet restart: adopt the pod's ready sandbox
+            for s in self.pod_sandboxes().await? {
+                let attempt = s.metadata.as_ref().map(|m| m.attempt).unwrap_or(0);
+                if s.state == proto::PodSandboxState::SandboxReady as i32 {
+                    let config = spec::sandbox_config(
+                        pod,
+                        id,
+                        attempt,
+                        &self.config().pod_log_dir,
+                        &self.config().cgroup_parent,
+                    );
+                    let ip = self.sandbox_ip(pod, &s.id).await?;
+                    let sb = Sandbox {
+                        id: s.id.clone(),
+                        config,
+                        ip,
+                    };
+                    tracing::info!(pod = %id, sandbox = %s.id, "adopted running sandbox");
+                    self.sandbox = Some(sb.clone());
+                    return Ok(sb);
+                }
+                next_attempt = next_attempt.max(attempt + 1);
+            }
+        }
+        let config = spec::sandbox_config(
+            pod,
+            id,
+            next_attempt,
+            &self.config().pod_log_dir,
+            &self.config().cgroup_parent,
+        );
+        let log_dir = std::path::PathBuf::from(&config.log_directory);
+        std::fs::create_dir_all(&log_dir).map_err(|source| Error::Read {
+            path: log_dir.clone(),
+            source,
+        })?;
+        let sandbox_id = self.cri().run_pod_sandbox(config.clone()).await?;
+        let ip = self.sandbox_ip(pod, &sandbox_id).await?;
+        tracing::info!(pod = %id, sandbox = %sandbox_id, ip = ?ip, "sandbox running");
+        let sb = Sandbox {
+            id: sandbox_id,
+            config,
+            ip,
+        };
+        self.sandbox = Some(sb.clone());
+        Ok(sb)
+    }
+
+    async fn sandbox_ip(&self, pod: &Pod, sandbox_id: &str) -> Result<Option<String>> {
+        if pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false)
+        {
+            return Ok(self.ctx.host_ip.clone());
+        }
+        let st = self.cri().pod_sandbox_status(sandbox_id).await?;
+        Ok(st.network.map(|n| n.ip).filter(|ip| !ip.is_empty()))
+    }
+
+    async fn sync_container(
+        &self,
+        pod: &Pod,
+        id: &PodRef,
+        sandbox: &Sandbox,
+        container: &Container,
+        existing: &[proto::Container],
+    ) -> Result<ContainerObservation> {
+        let mut mine: Vec<&proto::Container> = existing
+            .iter()
+            .filter(|c| c.labels.get(LABEL_CONTAINER_NAME) == Some(&container.name))
+            .collect();
+        let attempt_of = |c: &proto::Container| c.metadata.as_ref().map(|m| m.attempt).unwrap_or(0);
+        mine.sort_by_key(|c| std::cmp::Reverse((attempt_of(c), c.created_at)));
+        // keep the current and the previous attempt (for logs and lastState)
+        for old in mine.iter().skip(2) {
+            if let Err(e) = self.cri().remove_container(&old.id).await {
+                tracing::warn!(pod = %id, container = %old.id, error = %e, "removing old container failed");
+            }
+        }
+        let image = container.image.clone().unwrap_or_default();
+        let mut obs = ContainerObservation {
+            name: container.name.clone(),
+            image: image.clone(),
+            image_id: String::new(),
+            restart_count: 0,
+            observed: Observed::Waiting {
+                reason: "ContainerCreating".into(),
+                message: String::new(),
+            },
+            last_terminated: None,
+        };
+        let previous = match mine.get(1) {
+            Some(p) => match self.cri().container_status(&p.id).await {
+                Ok(s) => Some(terminated(&s)),
+                Err(e) if e.is_not_found() => None,
+                Err(e) => return Err(e.into()),
+            },
+            None => None,
+        };
+        obs.last_terminated = previous;
+        let Some(latest) = mine.first() else {
+            obs.observed = self.start(pod, id, sandbox, container, 0).await;
+            return Ok(obs);
+        };
+        let st = self.cri().container_status(&latest.id).await?;
+        let attempt = attempt_of(latest);
+        obs.restart_count = attempt as i32;
+        obs.image_id = image_ref(&st);
+        obs.observed = match proto::ContainerState::try_from(st.state) {
+            Ok(proto::ContainerState::ContainerRunning) => Observed::Running {
+                container_id: st.id.clone(),
+                started_at: st.started_at,
+            },
+            Ok(proto::ContainerState::ContainerCreated) => {
+                // created by an earlier sync whose start failed: try again
+                match self.cri().start_container(&st.id).await {
+                    Ok(()) => Observed::Created {
+                        container_id: st.id.clone(),
+                    },
+                    Err(e) => Observed::Waiting {
+                        reason: "RunContainerError".into(),
+                        message: e.to_string(),
+                    },
+                }
+            }
+            _ => {
+                let last = terminated(&st);
+                let policy = restart_policy(pod);
+                if !status::should_restart(&policy, st.exit_code) {
+                    Observed::Terminated(last)
+                } else {
+                    let delay = restart_delay(
+                        attempt + 1,
+                        self.config().restart_backoff,
+                        self.config().restart_backoff_max,
+                    );
+                    let due = st.finished_at.saturating_add(delay.as_nanos() as i64);
+                    if now_nanos() >= due {
+                        tracing::info!(pod = %id, container = %container.name, attempt = attempt + 1, "restarting exited container");
+                        obs.last_terminated = Some(last);
+                        obs.restart_count = (attempt + 1) as i32;
+                        self.start(pod, id, sandbox, container, attempt + 1).await
+                    } else {
+                        Observed::BackOff {
+                            message: format!(
+                                "back-off {}s restarting failed container={} pod={}_{}({})",
+                                delay.as_secs(),
+                                container.name,
+                                id.name,
+                                id.namespace,
+                                id.uid
+                            ),
+                            last,
+                        }
+                    }
+                }
+            }
+        };
+        Ok(obs)
+    }
+
+    /// Image check, create and start. Returns what to report.
+    async fn start(
+        &self,
+        pod: &Pod,
+        id: &PodRef,
+        sandbox: &Sandbox,
+        container: &Container,
+        attempt: u32,
+    ) -> Observed {
+        let image = container.image.clone().unwrap_or_default();
+        let node = &self.config().node_name;
+        let present = match self.cri().image_status(&image).await {
+            Ok(p) => p,
+            Err(e) => {
+                return Observed::Waiting {
+                    reason: "ImageInspectError".into(),
+                    message: format!("checking image {image:?}: {e}"),
+                }
+            }
+        };
+        let Some(present) = present else {
+            let never = container.image_pull_policy.as_deref() == Some("Never");
+            return if never {
+                Observed::Waiting {
+                    reason: "ErrImageNeverPull".into(),
+                    message: format!(
+                        "Container image {image:?} is not present on node {node} with pull policy of Never"
+                    ),
+                }
+            } else {
+                Observed::Waiting {
+                    reason: "ImagePullBackOff".into(),
+                    message: format!(
+                        "Back-off pulling image {image:?}: it is not present on node {node} and bpfk's kubelet does not pull images (import it into containerd namespace k8s.io)"
+                    ),
+                }
+            };
+        };
+        let values = FieldValues {
+            pod_ip: sandbox.ip.clone(),
+            host_ip: self.ctx.host_ip.clone(),
+            node_name: node.clone(),
+        };
+        let env = match spec::env(pod, id, container, &values) {
+            Ok(env) => env,
+            Err(message) => {
+                return Observed::Waiting {
+                    reason: "CreateContainerConfigError".into(),
+                    message,
+                }
+            }
+        };
+        let config = spec::container_config(pod, id, container, attempt, &present.id, &env);
+        let log_dir = std::path::Path::new(&sandbox.config.log_directory).join(&container.name);
+        if let Err(e) = std::fs::create_dir_all(&log_dir) {
+            return Observed::Waiting {
+                reason: "CreateContainerError".into(),
+                message: format!("creating log directory {}: {e}", log_dir.display()),
+            };
+        }
+        let cid = match self
+            .cri()
+            .create_container(&sandbox.id, config, sandbox.config.clone())
+            .await
+        {
+            Ok(cid) => cid,
+            Err(e) => {
+                return Observed::Waiting {
+                    reason: "CreateContainerError".into(),
+                    message: e.to_string(),
+                }
+            }
+        };
+        match self.cri().start_container(&cid).await {
+            Ok(()) => {
+                tracing::info!(pod = %id, container = %container.name, id = %cid, attempt, "container started");
+                Observed::Created { container_id: cid }
+            }
+            Err(e) => Observed::Waiting {
+                reason: "RunContainerError".into(),
+                message: e.to_string(),
+            },
+        }
+    }
+
+    /// Stop every container of the pod (SIGTERM, SIGKILL after `grace` seconds), stop and
+    /// remove its sandboxes; with `confirm`, delete the Pod object with grace period 0.
+    async fn teardown(&mut self, grace: i64, confirm: Option<&PodRef>) -> Result<()> {
+        let containers = self
+            .cri()
+            .list_containers(Some(proto::ContainerFilter {
+                label_selector: [(LABEL_POD_UID.to_string(), self.uid.clone())].into(),
+                ..Default::default()
+            }))
+            .await?;
+        let running = containers
+            .iter()
+            .filter(|c| c.state == proto::ContainerState::ContainerRunning as i32);
+        let stops = running.map(|c| {
+            let cri = self.cri().clone();
+            let id = c.id.clone();
+            async move {
+                match cri.stop_container(&id, grace.max(0)).await {
+                    Err(e) if !e.is_not_found() => Err(e),
+                    _ => Ok(()),
+                }
+            }
+        });
+        for r in futures::future::join_all(stops).await {
+            r?;
+        }
+        for sb in self.pod_sandboxes().await? {
+            stop_and_remove_sandbox(self.cri(), &sb.id).await?;
+        }
+        self.sandbox = None;
+        tracing::info!(uid = %self.uid, "pod containers stopped and sandbox removed");
+        if let Some(id) = confirm {
+            let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &id.namespace);
+            let params = DeleteParams {
+                grace_period_seconds: Some(0),
+                preconditions: Some(Preconditions {
+                    uid: Some(id.uid.clone()),
+                    resource_version: None,
+                }),
+                ..Default::default()
+            };
+            match api.delete(&id.name, &params).await {
+                Ok(_) => tracing::info!(pod = %id, "pod deletion confirmed"),
+                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Stop then remove a sandbox (both idempotent).
+pub async fn stop_and_remove_sandbox(cri: &CriClient, id: &str) -> Result<(), CriError> {
+    match cri.stop_pod_sandbox(id).await {
+        Err(e) if !e.is_not_found() => return Err(e),
+        _ => {}
+    }
+    match cri.remove_pod_sandbox(id).await {
+        Err(e) if !e.is_not_found() => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Sandboxes labelled with a pod UID that is not in `keep` (pods deleted while the kubelet
+/// was not watching): stop and remove them.
+pub async fn remove_orphan_sandboxes(
+    cri: &CriClient,
+    keep: &std::collections::HashSet<String>,
+) -> Result<usize> {
+    let mut removed = 0;
+    for sb in cri.list_pod_sandbox(None).await? {
+        let Some(uid) = sb.labels.get(LABEL_POD_UID) else {
+            continue;
+        };
+        if keep.contains(uid) {
+            continue;
+        }
+        tracing::info!(sandbox = %sb.id, %uid, "removing sandbox of a pod that no longer exists");
+        stop_and_remove_sandbox(cri, &sb.id).await?;
+        removed += 1;
+    }
+    Ok(removed)
+}
+
+/// Map of the latest sandbox per pod UID (for tests and debugging).
+pub async fn sandboxes_by_uid(cri: &CriClient) -> Result<HashMap<String, Vec<proto::PodSandbox>>> {
+    let mut out: HashMap<String, Vec<proto::PodSandbox>> = HashMap::new();
+    for sb in cri.list_pod_sandbox(None).await? {
+        if let Some(uid) = sb.labels.get(LABEL_POD_UID) {
+            out.entry(uid.clone()).or_default().push(sb);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_delays_double_up_to_the_cap() {
+        let base = Duration::from_secs(10);
+        let max = Duration::from_secs(300);
+        let d: Vec<u64> = (1..=8)
+            .map(|a| restart_delay(a, base, max).as_secs())
+            .collect();
+        assert_eq!(d, [0, 10, 20, 40, 80, 160, 300, 300]);
+        assert_eq!(restart_delay(1000, base, max), max);
+    }
+}

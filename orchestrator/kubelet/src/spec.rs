@@ -1,0 +1,453 @@
+//! Translation of a Pod spec into CRI sandbox and container configurations (pure).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use k8s_openapi::api::core::v1::{Container, EnvVar, Pod};
+
+use crate::cri::proto;
+use crate::cri::{LABEL_CONTAINER_NAME, LABEL_POD_NAME, LABEL_POD_NAMESPACE, LABEL_POD_UID};
+use crate::logs;
+
+/// Namespace, name and UID of a pod (`<ns>/<name>` for messages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodRef {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+}
+
+impl PodRef {
+    /// The pod's identity; None when the object lacks name or UID.
+    pub fn of(pod: &Pod) -> Option<PodRef> {
+        Some(PodRef {
+            namespace: pod
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into()),
+            name: pod.metadata.name.clone()?,
+            uid: pod.metadata.uid.clone()?,
+        })
+    }
+}
+
+impl std::fmt::Display for PodRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Labels identifying the pod on its sandbox and containers.
+pub fn pod_labels(pod: &PodRef) -> HashMap<String, String> {
+    HashMap::from([
+        (LABEL_POD_NAME.to_string(), pod.name.clone()),
+        (LABEL_POD_NAMESPACE.to_string(), pod.namespace.clone()),
+        (LABEL_POD_UID.to_string(), pod.uid.clone()),
+    ])
+}
+
+fn host_network(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.host_network)
+        .unwrap_or(false)
+}
+
+fn namespace_options(pod: &Pod) -> proto::NamespaceOption {
+    let network = if host_network(pod) {
+        proto::NamespaceMode::Node
+    } else {
+        proto::NamespaceMode::Pod
+    };
+    proto::NamespaceOption {
+        network: network as i32,
+        // Kubernetes' default (shareProcessNamespace unset): one PID namespace per container
+        pid: if pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.share_process_namespace)
+            .unwrap_or(false)
+        {
+            proto::NamespaceMode::Pod as i32
+        } else {
+            proto::NamespaceMode::Container as i32
+        },
+        ipc: proto::NamespaceMode::Pod as i32,
+        target_id: String::new(),
+    }
+}
+
+/// The sandbox configuration of `pod` (attempt `attempt`).
+pub fn sandbox_config(
+    pod: &Pod,
+    id: &PodRef,
+    attempt: u32,
+    log_root: &Path,
+    cgroup_parent: &str,
+) -> proto::PodSandboxConfig {
+    let spec = pod.spec.as_ref();
+    let mut hostname = spec
+        .and_then(|s| s.hostname.clone())
+        .unwrap_or_else(|| id.name.clone());
+    hostname.truncate(63);
+    let mut labels: HashMap<String, String> = pod
+        .metadata
+        .labels
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    labels.extend(pod_labels(id));
+    proto::PodSandboxConfig {
+        metadata: Some(proto::PodSandboxMetadata {
+            name: id.name.clone(),
+            uid: id.uid.clone(),
+            namespace: id.namespace.clone(),
+            attempt,
+        }),
+        hostname: if host_network(pod) {
+            String::new()
+        } else {
+            hostname
+        },
+        log_directory: logs::pod_log_dir(log_root, &id.namespace, &id.name, &id.uid)
+            .display()
+            .to_string(),
+        dns_config: None,
+        port_mappings: Vec::new(),
+        labels,
+        annotations: pod
+            .metadata
+            .annotations
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        linux: Some(proto::LinuxPodSandboxConfig {
+            cgroup_parent: format!("{}/pod{}", cgroup_parent.trim_end_matches('/'), id.uid),
+            security_context: Some(proto::LinuxSandboxSecurityContext {
+                namespace_options: Some(namespace_options(pod)),
+                ..Default::default()
+            }),
+            sysctls: Default::default(),
+        }),
+    }
+}
+
+/// Values `fieldRef` env vars may read.
+#[derive(Debug, Clone, Default)]
+pub struct FieldValues {
+    pub pod_ip: Option<String>,
+    pub host_ip: Option<String>,
+    pub node_name: String,
+}
+
+fn field_value(pod: &Pod, id: &PodRef, path: &str, values: &FieldValues) -> Option<String> {
+    let spec = pod.spec.as_ref();
+    match path {
+        "metadata.name" => Some(id.name.clone()),
+        "metadata.namespace" => Some(id.namespace.clone()),
+        "metadata.uid" => Some(id.uid.clone()),
+        "spec.nodeName" => Some(values.node_name.clone()),
+        "spec.serviceAccountName" => spec.and_then(|s| s.service_account_name.clone()),
+        "status.podIP" | "status.podIPs" => values.pod_ip.clone(),
+        "status.hostIP" | "status.hostIPs" => values.host_ip.clone(),
+        other => {
+            let key = other
+                .strip_prefix("metadata.labels['")
+                .map(|k| (k, true))
+                .or_else(|| {
+                    other
+                        .strip_prefix("metadata.annotations['")
+                        .map(|k| (k, false))
+                })?;
+            let name = key.0.strip_suffix("']")?;
+            let map = if key.1 {
+                pod.metadata.labels.as_ref()
+            } else {
+                pod.metadata.annotations.as_ref()
+            };
+            Some(map.and_then(|m| m.get(name).cloned()).unwrap_or_default())
+        }
+    }
+}
+
+/// The container's environment, or the reason it cannot be built.
+pub fn env(
+    pod: &Pod,
+    id: &PodRef,
+    container: &Container,
+    values: &FieldValues,
+) -> Result<Vec<(String, String)>, String> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for EnvVar {
+        name,
+        value,
+        value_from,
+    } in container.env.iter().flatten()
+    {
+        let resolved = match (value, value_from) {
+            (Some(v), _) => expand(v, &out),
+            (None, None) => String::new(),
+            (None, Some(from)) => match &from.field_ref {
+                Some(f) => field_value(pod, id, &f.field_path, values).ok_or_else(|| {
+                    format!(
+                        "env {name}: fieldRef {:?} is not supported by bpfk's kubelet",
+                        f.field_path
+                    )
+                })?,
+                None => {
+                    return Err(format!(
+                    "env {name}: only value and valueFrom.fieldRef are supported by bpfk's kubelet"
+                ))
+                }
+            },
+        };
+        out.retain(|(n, _)| n != name);
+        out.push((name.clone(), resolved));
+    }
+    Ok(out)
+}
+
+/// Kubernetes `$(VAR)` expansion: defined variables are replaced, `$$` is a literal `$`,
+/// anything else stays as written.
+pub fn expand(input: &str, env: &[(String, String)]) -> String {
+    let mut out = String::with_capacity(input.len());
+    let mut rest = input;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(stripped) = after.strip_prefix('$') {
+            out.push('$');
+            rest = stripped;
+        } else if let Some(inner) = after.strip_prefix('(') {
+            match inner.find(')') {
+                Some(end) => {
+                    let name = &inner[..end];
+                    match env.iter().rev().find(|(n, _)| n == name) {
+                        Some((_, v)) => out.push_str(v),
+                        None => {
+                            out.push_str("$(");
+                            out.push_str(name);
+                            out.push(')');
+                        }
+                    }
+                    rest = &inner[end + 1..];
+                }
+                None => {
+                    out.push_str("$(");
+                    rest = inner;
+                }
+            }
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The CRI configuration of `container` (attempt `attempt`) running image `image_id`.
+pub fn container_config(
+    pod: &Pod,
+    id: &PodRef,
+    container: &Container,
+    attempt: u32,
+    image_id: &str,
+    env: &[(String, String)],
+) -> proto::ContainerConfig {
+    let mut labels = pod_labels(id);
+    labels.insert(LABEL_CONTAINER_NAME.into(), container.name.clone());
+    let security = container.security_context.as_ref();
+    proto::ContainerConfig {
+        metadata: Some(proto::ContainerMetadata {
+            name: container.name.clone(),
+            attempt,
+        }),
+        image: Some(proto::ImageSpec {
+            image: image_id.into(),
+            annotations: Default::default(),
+        }),
+        command: container
+            .command
+            .iter()
+            .flatten()
+            .map(|c| expand(c, env))
+            .collect(),
+        args: container
+            .args
+            .iter()
+            .flatten()
+            .map(|a| expand(a, env))
+            .collect(),
+        working_dir: container.working_dir.clone().unwrap_or_default(),
+        envs: env
+            .iter()
+            .map(|(k, v)| proto::KeyValue {
+                key: k.clone(),
+                value: v.clone(),
+            })
+            .collect(),
+        mounts: Vec::new(),
+        labels,
+        annotations: HashMap::from([(
+            "io.kubernetes.container.restartCount".to_string(),
+            attempt.to_string(),
+        )]),
+        log_path: logs::container_log_path(&container.name, attempt),
+        stdin: container.stdin.unwrap_or(false),
+        stdin_once: container.stdin_once.unwrap_or(false),
+        tty: container.tty.unwrap_or(false),
+        linux: Some(proto::LinuxContainerConfig {
+            resources: None,
+            security_context: Some(proto::LinuxContainerSecurityContext {
+                privileged: security.and_then(|s| s.privileged).unwrap_or(false),
+                namespace_options: Some(namespace_options(pod)),
+                run_as_user: security
+                    .and_then(|s| s.run_as_user)
+                    .map(|value| proto::Int64Value { value }),
+                run_as_group: security
+                    .and_then(|s| s.run_as_group)
+                    .map(|value| proto::Int64Value { value }),
+                readonly_rootfs: security
+                    .and_then(|s| s.read_only_root_filesystem)
+                    .unwrap_or(false),
+                no_new_privs: !security
+                    .and_then(|s| s.allow_privilege_escalation)
+                    .unwrap_or(true),
+                ..Default::default()
+            }),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{EnvVarSource, ObjectFieldSelector, PodSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn pod() -> (Pod, PodRef) {
+        let pod = Pod {
+            metadata: ObjectMeta {
+                name: Some("web".into()),
+                namespace: Some("prod".into()),
+                uid: Some("u-1".into()),
+                labels: Some([("app".to_string(), "web".to_string())].into()),
+                ..Default::default()
+            },
+            spec: Some(PodSpec::default()),
+            ..Default::default()
+        };
+        let id = PodRef::of(&pod).unwrap();
+        (pod, id)
+    }
+
+    #[test]
+    fn expansion() {
+        let env = vec![
+            ("A".to_string(), "1".to_string()),
+            ("B".to_string(), "two".to_string()),
+        ];
+        assert_eq!(expand("x$(A)y$(B)", &env), "x1ytwo");
+        assert_eq!(expand("$$(A) $(C) $ $(", &env), "$(A) $(C) $ $(");
+    }
+
+    #[test]
+    fn env_values_and_field_refs() {
+        let (pod, id) = pod();
+        let field = |path: &str| EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.into(),
+                api_version: None,
+            }),
+            ..Default::default()
+        };
+        let c = Container {
+            name: "c".into(),
+            env: Some(vec![
+                EnvVar {
+                    name: "NAME".into(),
+                    value_from: Some(field("metadata.name")),
+                    value: None,
+                },
+                EnvVar {
+                    name: "IP".into(),
+                    value_from: Some(field("status.podIP")),
+                    value: None,
+                },
+                EnvVar {
+                    name: "APP".into(),
+                    value_from: Some(field("metadata.labels['app']")),
+                    value: None,
+                },
+                EnvVar {
+                    name: "GREETING".into(),
+                    value: Some("hi $(NAME)".into()),
+                    value_from: None,
+                },
+            ]),
+            ..Default::default()
+        };
+        let values = FieldValues {
+            pod_ip: Some("10.244.1.2".into()),
+            host_ip: None,
+            node_name: "n".into(),
+        };
+        let env = env(&pod, &id, &c, &values).unwrap();
+        assert_eq!(
+            env,
+            [
+                ("NAME".to_string(), "web".to_string()),
+                ("IP".to_string(), "10.244.1.2".to_string()),
+                ("APP".to_string(), "web".to_string()),
+                ("GREETING".to_string(), "hi web".to_string()),
+            ]
+        );
+        let bad = Container {
+            name: "c".into(),
+            env: Some(vec![EnvVar {
+                name: "X".into(),
+                value_from: Some(field("spec.nope")),
+                value: None,
+            }]),
+            ..Default::default()
+        };
+        let err = super::env(&pod, &id, &bad, &values).unwrap_err();
+        assert!(err.contains("env X") && err.contains("spec.nope"), "{err}");
+    }
+
+    #[test]
+    fn sandbox_and_container_configs() {
+        let (pod, id) = pod();
+        let sb = sandbox_config(&pod, &id, 2, Path::new("/logs"), "/bpfk");
+        let meta = sb.metadata.as_ref().unwrap();
+        assert_eq!(
+            (
+                meta.name.as_str(),
+                meta.namespace.as_str(),
+                meta.uid.as_str(),
+                meta.attempt
+            ),
+            ("web", "prod", "u-1", 2)
+        );
+        assert_eq!(sb.log_directory, "/logs/prod_web_u-1");
+        assert_eq!(sb.hostname, "web");
+        assert_eq!(sb.labels[LABEL_POD_UID], "u-1");
+        assert_eq!(sb.labels["app"], "web");
+        assert_eq!(sb.linux.as_ref().unwrap().cgroup_parent, "/bpfk/podu-1");
+        let c = Container {
+            name: "main".into(),
+            command: Some(vec!["sh".into(), "-c".into()]),
+            args: Some(vec!["echo $(A)".into()]),
+            ..Default::default()
+        };
+        let cc = container_config(&pod, &id, &c, 3, "sha256:abc", &[("A".into(), "x".into())]);
+        assert_eq!(cc.args, ["echo x"]);
+        assert_eq!(cc.log_path, "main/3.log");
+        assert_eq!(cc.labels[LABEL_CONTAINER_NAME], "main");
+        assert_eq!(cc.image.unwrap().image, "sha256:abc");
+    }
+}
