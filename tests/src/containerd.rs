@@ -1,7 +1,8 @@
 //! A real, temporary containerd (Debian `containerd` 1.6 with `runc`, CNI plugins from
 //! `containernetworking-plugins` in /usr/lib/cni) with its own root, state, gRPC socket,
 //! config, CNI configuration directory, runc root and cgroup parent, optionally running
-//! inside a given network namespace (`ip netns exec <ns> containerd --config …`), plus a
+//! inside a given network namespace (entered with setns(2) before exec, like
+//! `nsenter --net=/var/run/netns/<ns> containerd --config …`), plus a
 //! [`Netns`] guard for namespaces a test creates.
 //!
 //! Dropping a [`ContainerdProcess`] (also while a test panics) kills containerd by PID, then
@@ -102,6 +103,53 @@ impl Netns {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Run `f` on a fresh thread that entered this network namespace (setns(2)): sockets it
+    /// opens live in the namespace.
+    pub fn run_in<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = Path::new("/var/run/netns").join(&self.name);
+        let file = fs::File::open(&path)
+            .unwrap_or_else(|e| panic!("cannot open network namespace {}: {e}", path.display()));
+        std::thread::spawn(move || {
+            use std::os::fd::AsRawFd;
+            // SAFETY: setns on a valid namespace fd affects only this thread.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(
+                rc,
+                0,
+                "setns into {} failed: {}",
+                path.display(),
+                std::io::Error::last_os_error()
+            );
+            f()
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    }
+
+    /// One HTTP/1.0 GET to `addr` (`10.244.1.2:80`) from inside the namespace: the status
+    /// line and body, or the I/O error.
+    pub fn http_get(&self, addr: &str, path: &str) -> std::io::Result<(String, String)> {
+        let addr: std::net::SocketAddr = addr.parse().map_err(|e| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{addr}: {e}"))
+        })?;
+        let path = path.to_string();
+        self.run_in(move || {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.set_write_timeout(Some(Duration::from_secs(5)))?;
+            write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+            let mut raw = Vec::new();
+            s.read_to_end(&mut raw)?;
+            let raw = String::from_utf8_lossy(&raw).to_string();
+            let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw.as_str(), ""));
+            Ok((
+                head.lines().next().unwrap_or_default().to_string(),
+                body.to_string(),
+            ))
+        })
     }
 
     /// Run `args` inside the namespace; returns its output whatever the exit status.
@@ -299,6 +347,9 @@ oom_score = 0
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   netns_mounts_under_state_dir = true
+  # never ask for an oom_score_adj below containerd's own: lowering it needs a privilege
+  # some sandboxes (like this lab machine) refuse, which makes runc fail at create
+  restrict_oom_score_adj = true
   enable_selinux = false
   disable_apparmor = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
@@ -328,24 +379,31 @@ oom_score = 0
 
     fn launch(&mut self) {
         let log = fs::File::create(self.log_path()).expect("containerd log file");
-        let mut cmd = match &self.options.netns {
-            Some(ns) => {
-                let mut cmd = Command::new("ip");
-                cmd.args(["netns", "exec", ns, "containerd"]);
-                cmd
-            }
-            None => Command::new("containerd"),
-        };
+        // Enter only the network namespace (setns in the child): `ip netns exec` would also
+        // remount /sys, hiding /sys/fs/cgroup from runc.
+        let netns_file = self.options.netns.as_ref().map(|ns| {
+            let path = Path::new("/var/run/netns").join(ns);
+            fs::File::open(&path)
+                .unwrap_or_else(|e| panic!("cannot open network namespace {}: {e}", path.display()))
+        });
+        let netns_fd = netns_file.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
+        let mut cmd = Command::new("containerd");
         cmd.arg("--config")
             .arg(self.config_path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
-        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        // SAFETY: prctl and setns are async-signal-safe; nothing else runs between fork
+        // and exec; the namespace fd stays open in the parent until spawn returns.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                     return Err(std::io::Error::last_os_error());
+                }
+                if let Some(fd) = netns_fd {
+                    if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
                 }
                 Ok(())
             });
@@ -353,6 +411,7 @@ oom_score = 0
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start containerd: {e}"));
+        drop(netns_file);
         self.child = Some(child);
         let deadline = Instant::now() + START_DEADLINE;
         loop {
@@ -384,6 +443,14 @@ oom_score = 0
 
     /// Kill containerd, its shims and their containers; unmount and remove everything.
     fn teardown(&mut self) {
+        if std::thread::panicking() && self.dir.is_some() {
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            eprintln!(
+                "containerd log (last 60 lines):\n{}",
+                lines[lines.len().saturating_sub(60)..].join("\n")
+            );
+        }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -413,6 +480,10 @@ oom_score = 0
         for s in shim_sockets {
             let _ = fs::remove_file(s);
         }
+        // the shims' socket directory, only when nothing else uses it (remove_dir of a
+        // non-empty directory fails)
+        let _ = fs::remove_dir("/run/containerd/s");
+        let _ = fs::remove_dir("/run/containerd");
         if let Err(e) = fs::remove_dir_all(&base) {
             eprintln!("containerd harness: cannot remove {}: {e}", base.display());
         }
