@@ -473,6 +473,51 @@ async fn kubelet_runs_pods_on_real_containerd() {
     })
     .await;
 
+    // a kubelet restart: running pods are adopted (same container, no second sandbox);
+    // a pod force-deleted while no kubelet was watching loses its sandbox on start-up
+    let hello_before = pods.get("hello").await.expect("hello");
+    let hello_id = statuses(&hello_before)[0].container_id.clone();
+    let crashes_uid = crashes.metadata.uid.clone().expect("uid");
+    let mut kubelet = kubelet;
+    kubelet.0.abort();
+    let _ = (&mut kubelet.0).await;
+    pods.delete(
+        "crashes",
+        &DeleteParams {
+            grace_period_seconds: Some(0),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("force delete crashes");
+    assert!(pods.get_opt("crashes").await.expect("get").is_none());
+    assert_eq!(sandboxes_of(&cri, &crashes_uid).await, 1);
+    let kubelet = KubeletTask(tokio::spawn(bpfk_kubelet::run(
+        client.clone(),
+        node.kubelet_config(),
+    )));
+    wait_for("crashes' sandbox removed by the restarted kubelet", || {
+        let cri = cri_ref.clone();
+        let uid = crashes_uid.clone();
+        async move {
+            match sandboxes_of(&cri, &uid).await {
+                0 => Ok(()),
+                n => Err(format!("{n} sandboxes left")),
+            }
+        }
+    })
+    .await;
+    assert!(!kubelet.0.is_finished(), "the restarted kubelet stopped");
+    let hello_after = pods.get("hello").await.expect("hello");
+    assert_eq!(phase(&hello_after), "Running");
+    assert_eq!(statuses(&hello_after)[0].container_id, hello_id);
+    assert_eq!(statuses(&hello_after)[0].restart_count, 0);
+    assert_eq!(
+        sandboxes_of(&cri, &uid).await,
+        1,
+        "hello's sandbox was adopted"
+    );
+
     // stop the kubelet, then remove what is left through CRI (the harness would kill it
     // anyway, this checks the runtime side of the clean-up)
     drop(kubelet);

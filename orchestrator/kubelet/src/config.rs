@@ -24,6 +24,9 @@ pub struct Config {
     pub runtime_socket: PathBuf,
     /// This node's address (InternalIP, pods' hostIP). None: no address is reported.
     pub node_ip: Option<IpAddr>,
+    /// Port of this node's kubelet API (pods/log), published as
+    /// `status.daemonEndpoints.kubeletEndpoint.Port`; None: not published.
+    pub kubelet_port: Option<u16>,
     /// Use this pod range instead of waiting for `spec.podCIDR` from node IPAM.
     pub pod_cidr: Option<String>,
     /// Directory containerd's CRI plugin reads CNI configuration from.
@@ -58,6 +61,7 @@ impl Config {
             node_name: node_name.into(),
             runtime_socket: "/run/containerd/containerd.sock".into(),
             node_ip: None,
+            kubelet_port: None,
             pod_cidr: None,
             cni_conf_dir: "/etc/cni/net.d".into(),
             cni_state_dir: "/var/lib/bpfk/cni".into(),

@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeCondition, NodeStatus, NodeSystemInfo};
+use k8s_openapi::api::core::v1::{
+    DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeStatus,
+    NodeSystemInfo,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -176,6 +179,9 @@ pub fn node_status(
         addresses: Some(addresses),
         conditions: Some(conditions(runtime_ok, old_conditions, Timestamp::now())),
         node_info: Some(node_info(runtime)),
+        daemon_endpoints: config.kubelet_port.map(|port| NodeDaemonEndpoints {
+            kubelet_endpoint: Some(DaemonEndpoint { port: port.into() }),
+        }),
         ..Default::default()
     }
 }
@@ -380,6 +386,30 @@ mod tests {
         assert_eq!(ready.status, "False");
         assert_eq!(ready.last_transition_time, Some(Time(t1)));
         assert!(ready.message.as_deref().unwrap().contains("gone"));
+    }
+
+    #[test]
+    fn status_reports_addresses_capacity_and_kubelet_port() {
+        let mut c = Config::new("n1");
+        c.node_ip = Some("10.250.0.7".parse().unwrap());
+        c.kubelet_port = Some(10250);
+        c.capacity = Some(Capacity {
+            cpu: "4".into(),
+            memory: "8Gi".into(),
+            pods: "50".into(),
+        });
+        let s = node_status(&c, "containerd://1.6.20", Ok(()), None);
+        let addresses = s.addresses.unwrap();
+        assert_eq!(addresses[0].type_, "InternalIP");
+        assert_eq!(addresses[0].address, "10.250.0.7");
+        assert_eq!(addresses[1].address, "n1");
+        assert_eq!(s.capacity.as_ref().unwrap()["cpu"].0, "4");
+        assert_eq!(s.allocatable.as_ref().unwrap()["pods"].0, "50");
+        let port = s.daemon_endpoints.unwrap().kubelet_endpoint.unwrap().port;
+        assert_eq!(port, 10250);
+        let info = s.node_info.unwrap();
+        assert_eq!(info.container_runtime_version, "containerd://1.6.20");
+        assert_eq!(info.operating_system, "linux");
     }
 
     #[test]
