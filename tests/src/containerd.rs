@@ -288,6 +288,11 @@ impl ContainerdProcess {
         self.path("pods")
     }
 
+    /// A directory for the kubelet's state (pod volumes), inside this instance's dir.
+    pub fn kubelet_dir(&self) -> PathBuf {
+        self.path("kubelet")
+    }
+
     /// The cgroup parent pods of this instance should use (`/bpfk-test-<pid>-<n>`); its
     /// cgroups are removed on drop.
     pub fn cgroup_parent(&self) -> &str {

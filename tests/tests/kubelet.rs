@@ -89,6 +89,7 @@ impl NodeFixture {
         config.cni_conf_dir = self.containerd.cni_conf_dir();
         config.cni_state_dir = self.containerd.cni_state_dir();
         config.pod_log_dir = self.containerd.pod_log_dir();
+        config.root_dir = self.containerd.kubelet_dir();
         config.cgroup_parent = self.containerd.cgroup_parent().to_string();
         config.pod_sync_period = Duration::from_millis(500);
         config.restart_backoff = Duration::from_secs(1);
@@ -237,8 +238,10 @@ async fn kubelet_runs_pods_on_real_containerd() {
             "hello",
             "busybox:1.36",
             json!({"containers": [{"name": "main", "image": "busybox:1.36",
-                "command": ["sh", "-c", "echo hello from $(POD_NAME); sleep 3600"],
-                "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]}]}),
+                "command": ["sh", "-c", "echo hello from $(POD_NAME); echo kept > /data/f; sleep 3600"],
+                "volumeMounts": [{"name": "scratch", "mountPath": "/data"}],
+                "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]}],
+                "volumes": [{"name": "scratch", "emptyDir": {}}]}),
         ),
     )
     .await
@@ -356,6 +359,14 @@ async fn kubelet_runs_pods_on_real_containerd() {
     .await;
     assert_eq!(line.content, "hello from hello");
     assert_eq!(line.stream, logs::Stream::Stdout);
+    // its emptyDir is a node directory the container writes into
+    let scratch =
+        bpfk_kubelet::spec::empty_dir_path(&node.containerd.kubelet_dir(), &uid, "scratch");
+    let kept = wait_for("hello's file in its emptyDir", || async {
+        std::fs::read_to_string(scratch.join("f")).map_err(|e| e.to_string())
+    })
+    .await;
+    assert_eq!(kept, "kept\n");
 
     // restartPolicy Never: exit 3 -> Failed with the exit code; exit 0 -> Succeeded
     let failed = wait_phase(&pods, "fails", "Failed").await;

@@ -37,6 +37,8 @@ pub struct Config {
     pub bridge_name: String,
     /// Root of pod log directories (`<root>/<ns>_<name>_<uid>/<container>/<n>.log`).
     pub pod_log_dir: PathBuf,
+    /// The kubelet's state: pod volumes live in `<root>/pods/<uid>/volumes/`.
+    pub root_dir: PathBuf,
     /// cgroup parent of all pods (`<parent>/pod<uid>`), cgroupfs syntax.
     pub cgroup_parent: String,
     /// Capacity; None: measured from this machine (CPUs, /proc/meminfo, 110 pods).
@@ -67,6 +69,7 @@ impl Config {
             cni_state_dir: "/var/lib/bpfk/cni".into(),
             bridge_name: "cni0".into(),
             pod_log_dir: "/var/log/pods".into(),
+            root_dir: "/var/lib/bpfk/kubelet".into(),
             cgroup_parent: "/bpfk".into(),
             capacity: None,
             lease_period: Duration::from_secs(10),

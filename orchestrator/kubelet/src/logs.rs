@@ -165,9 +165,69 @@ pub fn container_lines(
     read_file(&dir.join(container_log_path(container, attempt)))
 }
 
+/// The pods/log query options the kubelet applies itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogOptions {
+    /// `tailLines`: only the last N lines.
+    pub tail_lines: Option<usize>,
+    /// `timestamps`: prefix each line with its RFC 3339 time.
+    pub timestamps: bool,
+    /// `limitBytes`: cut the answer after this many bytes.
+    pub limit_bytes: Option<usize>,
+}
+
+/// The body of a pods/log answer: one line each, newline-terminated.
+pub fn render(lines: &[LogLine], opts: &LogOptions) -> String {
+    let skip = opts
+        .tail_lines
+        .map(|n| lines.len().saturating_sub(n))
+        .unwrap_or(0);
+    let mut out = String::new();
+    for l in &lines[skip..] {
+        if opts.timestamps {
+            out.push_str(&l.time);
+            out.push(' ');
+        }
+        out.push_str(&l.content);
+        out.push('\n');
+    }
+    if let Some(limit) = opts.limit_bytes {
+        if out.len() > limit {
+            let mut cut = limit;
+            while !out.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            out.truncate(cut);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn renders_tail_timestamps_and_limit() {
+        let lines = parse("t1 stdout F one\nt2 stderr F two\nt3 stdout F three\n").unwrap();
+        assert_eq!(render(&lines, &LogOptions::default()), "one\ntwo\nthree\n");
+        let tail = LogOptions {
+            tail_lines: Some(2),
+            timestamps: true,
+            ..Default::default()
+        };
+        assert_eq!(render(&lines, &tail), "t2 two\nt3 three\n");
+        let limit = LogOptions {
+            limit_bytes: Some(5),
+            ..Default::default()
+        };
+        assert_eq!(render(&lines, &limit), "one\nt");
+        let all = LogOptions {
+            tail_lines: Some(10),
+            ..Default::default()
+        };
+        assert_eq!(render(&lines, &all).lines().count(), 3);
+    }
 
     #[test]
     fn parses_full_and_partial_lines() {

@@ -525,7 +525,33 @@ impl Worker {
                 }
             }
         };
-        let config = spec::container_config(pod, id, container, attempt, &present.id, &env);
+        let (mounts, dirs) = match spec::mounts(pod, id, container, &self.config().root_dir) {
+            Ok(m) => m,
+            Err(message) => {
+                return Observed::Waiting {
+                    reason: "CreateContainerConfigError".into(),
+                    message,
+                }
+            }
+        };
+        for dir in dirs {
+            let result = if dir.create {
+                std::fs::create_dir_all(&dir.path)
+            } else if dir.path.is_dir() {
+                Ok(())
+            } else {
+                Err(std::io::Error::other(
+                    "hostPath type Directory: not a directory",
+                ))
+            };
+            if let Err(e) = result {
+                return Observed::Waiting {
+                    reason: "CreateContainerConfigError".into(),
+                    message: format!("volume directory {}: {e}", dir.path.display()),
+                };
+            }
+        }
+        let config = spec::container_config(pod, id, container, attempt, &present.id, &env, mounts);
         let log_dir = std::path::Path::new(&sandbox.config.log_directory).join(&container.name);
         if let Err(e) = std::fs::create_dir_all(&log_dir) {
             return Observed::Waiting {
@@ -588,6 +614,13 @@ impl Worker {
             stop_and_remove_sandbox(self.cri(), &sb.id).await?;
         }
         self.sandbox = None;
+        // the pod's volumes (emptyDir contents) go with it
+        let dir = spec::pod_dir(&self.config().root_dir, &self.uid);
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(dir = %dir.display(), error = %e, "removing pod volumes failed");
+            }
+        }
         tracing::info!(uid = %self.uid, "pod containers stopped and sandbox removed");
         if let Some(id) = confirm {
             let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &id.namespace);

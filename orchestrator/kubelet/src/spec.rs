@@ -135,6 +135,93 @@ pub fn sandbox_config(
     }
 }
 
+/// Directory of the pod's volumes: `<root>/pods/<uid>/volumes`.
+pub fn pod_dir(root: &Path, uid: &str) -> std::path::PathBuf {
+    root.join("pods").join(uid)
+}
+
+/// Where an emptyDir volume lives on the node.
+pub fn empty_dir_path(root: &Path, uid: &str, volume: &str) -> std::path::PathBuf {
+    pod_dir(root, uid)
+        .join("volumes/kubernetes.io~empty-dir")
+        .join(volume)
+}
+
+/// A host directory a container mount needs (created before the container).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostDir {
+    pub path: std::path::PathBuf,
+    /// Create it when missing (emptyDir, hostPath DirectoryOrCreate).
+    pub create: bool,
+}
+
+/// The CRI mounts of `container`'s volumeMounts and the host directories they need.
+/// Supported volume types: emptyDir and hostPath; anything else is an error naming it.
+pub fn mounts(
+    pod: &Pod,
+    id: &PodRef,
+    container: &Container,
+    root: &Path,
+) -> Result<(Vec<proto::Mount>, Vec<HostDir>), String> {
+    let volumes = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_deref())
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    let mut dirs = Vec::new();
+    for m in container.volume_mounts.iter().flatten() {
+        let Some(volume) = volumes.iter().find(|v| v.name == m.name) else {
+            return Err(format!(
+                "volumeMounts {}: no volume named {:?} in the pod",
+                m.mount_path, m.name
+            ));
+        };
+        let (host, dir) = if volume.empty_dir.is_some() {
+            let path = empty_dir_path(root, &id.uid, &volume.name);
+            (path.clone(), Some(HostDir { path, create: true }))
+        } else if let Some(hp) = &volume.host_path {
+            let path = std::path::PathBuf::from(&hp.path);
+            let create = hp.type_.as_deref() == Some("DirectoryOrCreate");
+            let dir = (create || hp.type_.as_deref() == Some("Directory")).then(|| HostDir {
+                path: path.clone(),
+                create,
+            });
+            (path, dir)
+        } else {
+            return Err(format!(
+                "volume {:?}: only emptyDir and hostPath volumes are supported by bpfk's kubelet",
+                volume.name
+            ));
+        };
+        let host = match m.sub_path.as_deref().filter(|p| !p.is_empty()) {
+            Some(sub) if sub.split('/').any(|c| c == "..") || sub.starts_with('/') => {
+                return Err(format!(
+                    "volumeMounts {}: subPath {sub:?} must be a relative path without '..'",
+                    m.mount_path
+                ))
+            }
+            Some(sub) => host.join(sub),
+            None => host,
+        };
+        if let Some(d) = dir {
+            // with a subPath, the directory to create or check is the sub-directory
+            dirs.push(HostDir {
+                path: host.clone(),
+                create: d.create,
+            });
+        }
+        out.push(proto::Mount {
+            container_path: m.mount_path.clone(),
+            host_path: host.display().to_string(),
+            readonly: m.read_only.unwrap_or(false),
+            selinux_relabel: false,
+            propagation: proto::MountPropagation::PropagationPrivate as i32,
+        });
+    }
+    Ok((out, dirs))
+}
+
 /// Values `fieldRef` env vars may read.
 #[derive(Debug, Clone, Default)]
 pub struct FieldValues {
@@ -257,6 +344,7 @@ pub fn container_config(
     attempt: u32,
     image_id: &str,
     env: &[(String, String)],
+    mounts: Vec<proto::Mount>,
 ) -> proto::ContainerConfig {
     let mut labels = pod_labels(id);
     labels.insert(LABEL_CONTAINER_NAME.into(), container.name.clone());
@@ -290,7 +378,7 @@ pub fn container_config(
                 value: v.clone(),
             })
             .collect(),
-        mounts: Vec::new(),
+        mounts,
         labels,
         annotations: HashMap::from([(
             "io.kubernetes.container.restartCount".to_string(),
@@ -420,6 +508,63 @@ mod tests {
     }
 
     #[test]
+    fn volume_mounts() {
+        let (mut pod, id) = pod();
+        pod.spec = Some(
+            serde_json::from_value(serde_json::json!({
+                "containers": [],
+                "volumes": [
+                    {"name": "scratch", "emptyDir": {}},
+                    {"name": "host", "hostPath": {"path": "/srv/data", "type": "DirectoryOrCreate"}},
+                    {"name": "cm", "configMap": {"name": "x"}},
+                ]
+            }))
+            .unwrap(),
+        );
+        let c: Container = serde_json::from_value(serde_json::json!({
+            "name": "c",
+            "volumeMounts": [
+                {"name": "scratch", "mountPath": "/data"},
+                {"name": "host", "mountPath": "/srv", "readOnly": true, "subPath": "a/b"},
+            ]
+        }))
+        .unwrap();
+        let (m, dirs) = mounts(&pod, &id, &c, Path::new("/k")).unwrap();
+        assert_eq!(m[0].container_path, "/data");
+        assert_eq!(
+            m[0].host_path,
+            "/k/pods/u-1/volumes/kubernetes.io~empty-dir/scratch"
+        );
+        assert_eq!(m[1].host_path, "/srv/data/a/b");
+        assert!(m[1].readonly);
+        assert_eq!(dirs.len(), 2);
+        assert!(dirs.iter().all(|d| d.create));
+        let bad: Container = serde_json::from_value(serde_json::json!({
+            "name": "c", "volumeMounts": [{"name": "cm", "mountPath": "/cm"}]
+        }))
+        .unwrap();
+        let err = mounts(&pod, &id, &bad, Path::new("/k")).unwrap_err();
+        assert!(
+            err.contains("\"cm\"") && err.contains("only emptyDir and hostPath"),
+            "{err}"
+        );
+        let missing: Container = serde_json::from_value(serde_json::json!({
+            "name": "c", "volumeMounts": [{"name": "nope", "mountPath": "/x"}]
+        }))
+        .unwrap();
+        assert!(mounts(&pod, &id, &missing, Path::new("/k"))
+            .unwrap_err()
+            .contains("no volume named"));
+        let escape: Container = serde_json::from_value(serde_json::json!({
+            "name": "c", "volumeMounts": [{"name": "scratch", "mountPath": "/x", "subPath": "../../etc"}]
+        }))
+        .unwrap();
+        assert!(mounts(&pod, &id, &escape, Path::new("/k"))
+            .unwrap_err()
+            .contains("subPath"));
+    }
+
+    #[test]
     fn sandbox_and_container_configs() {
         let (pod, id) = pod();
         let sb = sandbox_config(&pod, &id, 2, Path::new("/logs"), "/bpfk");
@@ -444,7 +589,15 @@ mod tests {
             args: Some(vec!["echo $(A)".into()]),
             ..Default::default()
         };
-        let cc = container_config(&pod, &id, &c, 3, "sha256:abc", &[("A".into(), "x".into())]);
+        let cc = container_config(
+            &pod,
+            &id,
+            &c,
+            3,
+            "sha256:abc",
+            &[("A".into(), "x".into())],
+            Vec::new(),
+        );
         assert_eq!(cc.args, ["echo x"]);
         assert_eq!(cc.log_path, "main/3.log");
         assert_eq!(cc.labels[LABEL_CONTAINER_NAME], "main");
