@@ -229,9 +229,18 @@ async fn kubelet_runs_pods_on_real_containerd() {
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let pp = PostParams::default();
     // the manifests' nginx image (stand-in: busybox httpd on :80), bound by the scheduler
-    pods.create(&pp, &pod("web", "nginx:1.14.2", json!({})))
-        .await
-        .expect("create web");
+    pods.create(
+        &pp,
+        &pod(
+            "web",
+            "nginx:1.14.2",
+            json!({"containers": [{"name": "main", "image": "nginx:1.14.2",
+                "ports": [{"containerPort": 80}],
+                "resources": {"limits": {"cpu": "500m", "memory": "64Mi"}}}]}),
+        ),
+    )
+    .await
+    .expect("create web");
     pods.create(
         &pp,
         &pod(
@@ -331,6 +340,26 @@ async fn kubelet_runs_pods_on_real_containerd() {
         "{cs:?}"
     );
     assert!(!cs.image_id.is_empty(), "{cs:?}");
+    // its limits reached the container's cgroups (cgroup v1 hierarchies here)
+    let cid = cs
+        .container_id
+        .as_deref()
+        .and_then(|c| c.strip_prefix("containerd://"))
+        .expect("container id");
+    let web_uid = web.metadata.uid.clone().expect("uid");
+    let cgroup = format!(
+        "{}/pod{web_uid}/{cid}",
+        node.containerd.cgroup_parent().trim_start_matches('/')
+    );
+    let read = |controller: &str, file: &str| {
+        let path = format!("/sys/fs/cgroup/{controller}/{cgroup}/{file}");
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("reading {path}: {e}"))
+            .trim()
+            .to_string()
+    };
+    assert_eq!(read("memory", "memory.limit_in_bytes"), "67108864");
+    assert_eq!(read("cpu", "cpu.cfs_quota_us"), "50000");
     let addr = format!("{ip}:80");
     let body = wait_for("an HTTP answer from the web pod", || async {
         match node.netns.http_get(&addr, "/") {
@@ -433,7 +462,6 @@ async fn kubelet_runs_pods_on_real_containerd() {
     assert!(message.contains("not present on node node-a"), "{message}");
 
     // deleting web: containers stopped, sandbox removed, the Pod object goes away
-    let web_uid = web.metadata.uid.clone().expect("uid");
     assert_eq!(sandboxes_of(&cri, &web_uid).await, 1);
     pods.delete("web", &DeleteParams::default())
         .await

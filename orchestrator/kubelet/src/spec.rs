@@ -115,7 +115,7 @@ pub fn sandbox_config(
             .display()
             .to_string(),
         dns_config: None,
-        port_mappings: Vec::new(),
+        port_mappings: port_mappings(pod),
         labels,
         annotations: pod
             .metadata
@@ -220,6 +220,66 @@ pub fn mounts(
         });
     }
     Ok((out, dirs))
+}
+
+/// CFS period the kubelet uses for CPU limits (100 ms).
+pub const CPU_PERIOD_US: i64 = 100_000;
+
+/// cgroup settings from the container's requests and limits, as the kubelet sets them:
+/// cpu.shares from the CPU request (the limit when only a limit is set; 2 without either),
+/// a CFS quota from the CPU limit, the memory limit in bytes. Unparsable quantities are
+/// ignored (the API server validated them).
+pub fn linux_resources(container: &Container) -> proto::LinuxContainerResources {
+    let res = container.resources.as_ref();
+    let get = |limits: bool, key: &str| {
+        res.and_then(|r| {
+            if limits {
+                r.limits.as_ref()
+            } else {
+                r.requests.as_ref()
+            }
+        })
+        .and_then(|m| m.get(key))
+        .and_then(|q| bpfk_apimachinery::quantity::parse(&q.0))
+    };
+    let cpu_limit = get(true, "cpu");
+    let cpu_request = get(false, "cpu").or(cpu_limit);
+    let memory_limit = get(true, "memory");
+    let mut out = proto::LinuxContainerResources {
+        cpu_shares: cpu_request
+            .map(|c| ((c * 1024.0).round() as i64).max(2))
+            .unwrap_or(2),
+        ..Default::default()
+    };
+    if let Some(limit) = cpu_limit.filter(|c| *c > 0.0) {
+        out.cpu_period = CPU_PERIOD_US;
+        // the kernel's minimum quota is 1 ms
+        out.cpu_quota = ((limit * CPU_PERIOD_US as f64).ceil() as i64).max(1000);
+    }
+    if let Some(bytes) = memory_limit.filter(|m| *m > 0.0) {
+        out.memory_limit_in_bytes = bytes as i64;
+    }
+    out
+}
+
+/// Port mappings of the pod's containers that ask for a host port.
+pub fn port_mappings(pod: &Pod) -> Vec<proto::PortMapping> {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.containers.iter())
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter(|p| p.host_port.is_some_and(|h| h > 0))
+        .map(|p| proto::PortMapping {
+            protocol: match p.protocol.as_deref() {
+                Some("UDP") => proto::Protocol::Udp,
+                Some("SCTP") => proto::Protocol::Sctp,
+                _ => proto::Protocol::Tcp,
+            } as i32,
+            container_port: p.container_port,
+            host_port: p.host_port.unwrap_or_default(),
+            host_ip: p.host_ip.clone().unwrap_or_default(),
+        })
+        .collect()
 }
 
 /// Values `fieldRef` env vars may read.
@@ -389,7 +449,7 @@ pub fn container_config(
         stdin_once: container.stdin_once.unwrap_or(false),
         tty: container.tty.unwrap_or(false),
         linux: Some(proto::LinuxContainerConfig {
-            resources: None,
+            resources: Some(linux_resources(container)),
             security_context: Some(proto::LinuxContainerSecurityContext {
                 privileged: security.and_then(|s| s.privileged).unwrap_or(false),
                 namespace_options: Some(namespace_options(pod)),
@@ -505,6 +565,39 @@ mod tests {
         };
         let err = super::env(&pod, &id, &bad, &values).unwrap_err();
         assert!(err.contains("env X") && err.contains("spec.nope"), "{err}");
+    }
+
+    #[test]
+    fn resources_and_ports() {
+        let c: Container = serde_json::from_value(serde_json::json!({
+            "name": "c",
+            "resources": {"requests": {"cpu": "250m"}, "limits": {"cpu": "500m", "memory": "64Mi"}},
+            "ports": [{"containerPort": 80}, {"containerPort": 53, "hostPort": 5353, "protocol": "UDP"}]
+        }))
+        .unwrap();
+        let r = linux_resources(&c);
+        assert_eq!(
+            (r.cpu_shares, r.cpu_period, r.cpu_quota),
+            (256, 100_000, 50_000)
+        );
+        assert_eq!(r.memory_limit_in_bytes, 64 * 1024 * 1024);
+        let limit_only: Container = serde_json::from_value(serde_json::json!({
+            "name": "c", "resources": {"limits": {"cpu": "1"}}
+        }))
+        .unwrap();
+        assert_eq!(linux_resources(&limit_only).cpu_shares, 1024);
+        let best_effort = Container::default();
+        let r = linux_resources(&best_effort);
+        assert_eq!(
+            (r.cpu_shares, r.cpu_quota, r.memory_limit_in_bytes),
+            (2, 0, 0)
+        );
+        let (mut pod, _) = pod();
+        pod.spec.as_mut().unwrap().containers = vec![c];
+        let m = port_mappings(&pod);
+        assert_eq!(m.len(), 1);
+        assert_eq!((m[0].container_port, m[0].host_port), (53, 5353));
+        assert_eq!(m[0].protocol, proto::Protocol::Udp as i32);
     }
 
     #[test]
