@@ -582,3 +582,161 @@ async fn kubelet_runs_pods_on_real_containerd() {
     );
     assert!(!base.exists(), "{} not removed", base.display());
 }
+
+/// Processes whose command line holds `needle` (as one argument).
+fn processes_with_arg(needle: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| c.split(|b| *b == 0).any(|a| a == needle.as_bytes()))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// Dropping the harness while a pod runs (no CRI clean-up, as when a test panics) kills
+/// the shim and the container, unmounts the rootfs, shm and netns mounts, removes the
+/// pod cgroups and the directories.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containerd_harness_cleans_up_running_pods() {
+    let node = NodeFixture::start();
+    let cri = CriClient::connect(&node.containerd.socket())
+        .await
+        .expect("CRI connect");
+    bpfk_kubelet::cni::write_conflist(
+        &node.containerd.cni_conf_dir(),
+        "10.244.200.0/24",
+        "cni0",
+        &node.containerd.cni_state_dir(),
+    )
+    .expect("conflist");
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "orphan", "namespace": "default", "uid": "0000-orphan"},
+        "spec": {"containers": [{"name": "main", "image": "busybox:1.36",
+            "command": ["sleep", "3600"]}]}
+    }))
+    .expect("pod");
+    let id = bpfk_kubelet::spec::PodRef::of(&pod).expect("pod ref");
+    let config = node.kubelet_config();
+    let sandbox_config = bpfk_kubelet::spec::sandbox_config(
+        &pod,
+        &id,
+        0,
+        &config.pod_log_dir,
+        &config.cgroup_parent,
+    );
+    std::fs::create_dir_all(format!("{}/main", sandbox_config.log_directory)).expect("log dir");
+    // containerd may still be loading the CNI configuration it was just given
+    let sandbox = wait_for("RunPodSandbox", || async {
+        cri.run_pod_sandbox(sandbox_config.clone())
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    let image = cri
+        .image_status("busybox:1.36")
+        .await
+        .expect("ImageStatus")
+        .expect("busybox image present");
+    let container = &pod.spec.as_ref().expect("spec").containers[0];
+    let cid = cri
+        .create_container(
+            &sandbox,
+            bpfk_kubelet::spec::container_config(
+                &pod,
+                &id,
+                container,
+                0,
+                &image.id,
+                &[],
+                Vec::new(),
+            ),
+            sandbox_config.clone(),
+        )
+        .await
+        .expect("CreateContainer");
+    cri.start_container(&cid).await.expect("StartContainer");
+    let ip = cri
+        .pod_sandbox_status(&sandbox)
+        .await
+        .expect("PodSandboxStatus")
+        .network
+        .map(|n| n.ip)
+        .unwrap_or_default();
+    assert!(ipv4_in_cidr(&ip, "10.244.200.0/24"), "sandbox ip {ip:?}");
+
+    let socket = node.containerd.socket().display().to_string();
+    let shims = processes_with_arg(&socket)
+        .into_iter()
+        .filter(|p| Some(*p) != node.containerd.pid())
+        .collect::<Vec<_>>();
+    assert!(!shims.is_empty(), "no shim found for {socket}");
+    let base = node
+        .containerd
+        .socket()
+        .parent()
+        .expect("containerd dir")
+        .to_path_buf();
+    assert!(
+        !mounts_under(&base).is_empty(),
+        "a running pod has mounts under {}",
+        base.display()
+    );
+    let cgroup = format!(
+        "/sys/fs/cgroup/memory/{}",
+        node.containerd.cgroup_parent().trim_start_matches('/')
+    );
+    assert!(std::path::Path::new(&cgroup).exists(), "{cgroup} missing");
+    // the containers' processes (pause and sleep): children of the shims
+    let sleeper: Vec<u32> = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|st| {
+                    let (_, rest) = st.rsplit_once(") ")?;
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                .is_some_and(|ppid| shims.contains(&ppid))
+        })
+        .collect();
+    assert!(
+        sleeper.len() >= 2,
+        "pause and sleep should run under the shims: {sleeper:?}"
+    );
+    let netns_name = node.netns.name().to_string();
+
+    drop(cri);
+    drop(node);
+
+    let alive: Vec<u32> = shims
+        .iter()
+        .chain(sleeper.iter())
+        .copied()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .map(|s| !s.contains(") Z "))
+                .unwrap_or(false)
+        })
+        .collect();
+    assert!(
+        alive.is_empty(),
+        "processes survived the harness: {alive:?}"
+    );
+    assert!(mounts_under(&base).is_empty(), "{:?}", mounts_under(&base));
+    assert!(!base.exists(), "{} not removed", base.display());
+    assert!(!std::path::Path::new(&cgroup).exists(), "{cgroup} left");
+    let netns = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    assert!(
+        !String::from_utf8_lossy(&netns.stdout).contains(&netns_name),
+        "netns {netns_name} left"
+    );
+}
