@@ -16,7 +16,7 @@ use bpfk_tests::containerd::{
 };
 use bpfk_tests::server::Cluster;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ContainerStatus, Node, Pod};
+use k8s_openapi::api::core::v1::{ContainerStatus, Event, Node, Pod};
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::json;
 
@@ -460,6 +460,33 @@ async fn kubelet_runs_pods_on_real_containerd() {
         .and_then(|c| c.state?.waiting?.message)
         .unwrap_or_default();
     assert!(message.contains("not present on node node-a"), "{message}");
+
+    // events for kubectl describe: Started for web, one warning per waiting reason
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let about = |all: &[Event], pod: &str, reason: &str| {
+        all.iter()
+            .filter(|e| {
+                e.involved_object.name.as_deref() == Some(pod)
+                    && e.reason.as_deref() == Some(reason)
+                    && e.source.as_ref().and_then(|s| s.host.as_deref()) == Some(NODE)
+            })
+            .count()
+    };
+    let all = wait_for("kubelet events", || async {
+        let all = events
+            .list(&Default::default())
+            .await
+            .map_err(|e| e.to_string())?
+            .items;
+        if about(&all, "web", "Started") == 1 && about(&all, "noimage", "ErrImageNeverPull") == 1 {
+            Ok(all)
+        } else {
+            Err(format!("{} events so far", all.len()))
+        }
+    })
+    .await;
+    assert_eq!(about(&all, "noimage", "ImagePullBackOff"), 1);
+    assert!(about(&all, "crashes", "BackOff") >= 1);
 
     // deleting web: containers stopped, sandbox removed, the Pod object goes away
     assert_eq!(sandboxes_of(&cri, &web_uid).await, 1);

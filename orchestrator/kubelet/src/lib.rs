@@ -11,6 +11,7 @@ pub mod cni;
 pub mod config;
 pub mod cri;
 pub mod error;
+pub mod events;
 pub mod logs;
 pub mod node;
 pub mod oci;

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::cri::{proto, CriClient, CriError, LABEL_CONTAINER_NAME, LABEL_POD_UID};
 use crate::error::{Error, Result};
+use crate::events::{self, Kind};
 use crate::spec::{self, FieldValues, PodRef};
 use crate::status::{self, ContainerObservation, Observed, PodObservation, Terminated};
 
@@ -49,6 +50,9 @@ struct Sandbox {
 struct Worker {
     ctx: Arc<Ctx>,
     uid: String,
+    /// (container, reason) warnings already recorded as events, so a waiting container
+    /// does not add one every sync.
+    warned: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
     sandbox: Option<Sandbox>,
     start_time: Option<Time>,
     last_posted: Option<PodStatus>,
@@ -62,6 +66,7 @@ pub async fn run(ctx: Arc<Ctx>, uid: String, mut rx: watch::Receiver<Option<Arc<
     let mut worker = Worker {
         ctx,
         uid,
+        warned: Default::default(),
         sandbox: None,
         start_time: None,
         last_posted: None,
@@ -132,6 +137,30 @@ fn image_ref(s: &proto::ContainerStatus) -> String {
 }
 
 impl Worker {
+    async fn event(&self, pod: &Pod, kind: Kind, reason: &str, message: &str) {
+        events::record(
+            &self.ctx.client,
+            pod,
+            &self.config().node_name,
+            kind,
+            reason,
+            message,
+        )
+        .await;
+    }
+
+    /// A Warning event once per (container, reason) until the container starts.
+    async fn warn_once(&self, pod: &Pod, container: &str, reason: &str, message: &str) {
+        let first = self
+            .warned
+            .lock()
+            .map(|mut w| w.insert((container.to_string(), reason.to_string())))
+            .unwrap_or(false);
+        if first {
+            self.event(pod, Kind::Warning, reason, message).await;
+        }
+    }
+
     fn cri(&self) -> &CriClient {
         &self.ctx.cri
     }
@@ -157,6 +186,17 @@ impl Worker {
                         .and_then(|s| s.termination_grace_period_seconds)
                 })
                 .unwrap_or(30);
+            if self.sandbox.is_some() {
+                for c in pod.spec.iter().flat_map(|s| s.containers.iter()) {
+                    self.event(
+                        pod,
+                        Kind::Normal,
+                        "Killing",
+                        &format!("Stopping container {}", c.name),
+                    )
+                    .await;
+                }
+            }
             self.teardown(grace, Some(&id)).await?;
             return Ok(Flow::Done);
         }
@@ -455,6 +495,13 @@ impl Worker {
                         obs.restart_count = (attempt + 1) as i32;
                         self.start(pod, id, sandbox, container, attempt + 1).await
                     } else {
+                        self.warn_once(
+                            pod,
+                            &container.name,
+                            "BackOff",
+                            &format!("Back-off restarting failed container {}", container.name),
+                        )
+                        .await;
                         Observed::BackOff {
                             message: format!(
                                 "back-off {}s restarting failed container={} pod={}_{}({})",
@@ -473,8 +520,55 @@ impl Worker {
         Ok(obs)
     }
 
-    /// Image check, create and start. Returns what to report.
+    /// [`start_inner`](Self::start_inner) plus its events.
     async fn start(
+        &self,
+        pod: &Pod,
+        id: &PodRef,
+        sandbox: &Sandbox,
+        container: &Container,
+        attempt: u32,
+    ) -> Observed {
+        let observed = self.start_inner(pod, id, sandbox, container, attempt).await;
+        let name = &container.name;
+        match &observed {
+            Observed::Created { .. } => {
+                if let Ok(mut w) = self.warned.lock() {
+                    w.retain(|(c, _)| c != name);
+                }
+                let image = container.image.as_deref().unwrap_or_default();
+                self.event(
+                    pod,
+                    Kind::Normal,
+                    "Pulled",
+                    &format!("Container image {image:?} already present on machine"),
+                )
+                .await;
+                self.event(
+                    pod,
+                    Kind::Normal,
+                    "Created",
+                    &format!("Created container {name}"),
+                )
+                .await;
+                self.event(
+                    pod,
+                    Kind::Normal,
+                    "Started",
+                    &format!("Started container {name}"),
+                )
+                .await;
+            }
+            Observed::Waiting { reason, message } => {
+                self.warn_once(pod, name, reason, message).await;
+            }
+            _ => {}
+        }
+        observed
+    }
+
+    /// Image check, create and start. Returns what to report.
+    async fn start_inner(
         &self,
         pod: &Pod,
         id: &PodRef,
