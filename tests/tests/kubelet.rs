@@ -388,6 +388,27 @@ async fn kubelet_runs_pods_on_real_containerd() {
     .await;
     assert_eq!(line.content, "hello from hello");
     assert_eq!(line.stream, logs::Stream::Stdout);
+    // the node's log endpoint serves it (what the API server's pods/log will proxy to)
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind log endpoint");
+    let log_port = listener.local_addr().expect("addr").port();
+    let log_server = tokio::spawn(bpfk_kubelet::log_server::serve(listener, log_root.clone()));
+    let (code, body) = tokio::task::spawn_blocking(move || {
+        bpfk_tests::server::http_get(log_port, "/containerLogs/default/hello/main?tailLines=1")
+    })
+    .await
+    .expect("join")
+    .expect("GET containerLogs");
+    assert_eq!((code, body.as_str()), (200, "hello from hello\n"));
+    let (code, _) = tokio::task::spawn_blocking(move || {
+        bpfk_tests::server::http_get(log_port, "/containerLogs/default/hello/other")
+    })
+    .await
+    .expect("join")
+    .expect("GET containerLogs");
+    assert_eq!(code, 404);
+    log_server.abort();
     // its emptyDir is a node directory the container writes into
     let scratch =
         bpfk_kubelet::spec::empty_dir_path(&node.containerd.kubelet_dir(), &uid, "scratch");

@@ -5,13 +5,15 @@
 //! stand-in images from busybox-static, imported with ctr), [`cni`] (bridge + host-local
 //! configuration for the node's podCIDR), [`node`] (registration, status, Lease),
 //! [`pods`] (watch → one [`pod_worker`] per pod), [`spec`] (Pod → CRI configs),
-//! [`status`] (CRI state → PodStatus), [`logs`] (CRI log files for pods/log).
+//! [`status`] (CRI state → PodStatus), [`logs`] (CRI log files) and [`log_server`] (the
+//! `/containerLogs/...` endpoint for pods/log), [`events`] (pod events).
 
 pub mod cni;
 pub mod config;
 pub mod cri;
 pub mod error;
 pub mod events;
+pub mod log_server;
 pub mod logs;
 pub mod node;
 pub mod oci;
