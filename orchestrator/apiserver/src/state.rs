@@ -23,6 +23,8 @@ pub struct AppState {
     /// the allocation repair holds it exclusively, so it never sees a claim whose Service is
     /// not stored yet.
     pub allocations: tokio::sync::RwLock<()>,
+    /// Watch events decoded and encoded once for all their watches.
+    pub renders: crate::rest::rendered::RenderMemo,
 }
 
 impl AppState {
@@ -42,6 +44,7 @@ impl AppState {
             store,
             caches,
             allocations: tokio::sync::RwLock::new(()),
+            renders: Default::default(),
         })
     }
 

@@ -14,7 +14,7 @@ pub struct SchedulerConfig {
     #[arg(long = "scheduler-name", default_value = "default-scheduler")]
     pub scheduler_name: String,
     /// Bindings written to the API server at the same time.
-    #[arg(long = "scheduler-bind-concurrency", default_value_t = 64)]
+    #[arg(long = "scheduler-bind-concurrency", default_value_t = 256)]
     pub bind_concurrency: usize,
     /// Percentage of nodes to find feasible before scoring (0 = adaptive, as Kubernetes).
     #[arg(long = "scheduler-percentage-of-nodes-to-score", default_value_t = 0)]
@@ -31,7 +31,7 @@ impl Default for SchedulerConfig {
     fn default() -> Self {
         SchedulerConfig {
             scheduler_name: "default-scheduler".into(),
-            bind_concurrency: 64,
+            bind_concurrency: 256,
             percentage_of_nodes_to_score: 0,
             unschedulable_retry: Duration::from_secs(30),
             max_backoff: Duration::from_secs(10),

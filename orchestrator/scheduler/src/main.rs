@@ -3,6 +3,9 @@
 use anyhow::Context;
 use clap::Parser;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "bpfk-scheduler", about = "bpfk pod scheduler")]
 struct Args {

@@ -3,6 +3,7 @@
 
 pub mod delete;
 pub mod read;
+pub mod rendered;
 pub mod subresource;
 pub mod watch;
 pub mod write;

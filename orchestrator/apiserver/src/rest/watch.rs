@@ -11,9 +11,10 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::read::Filter;
+use super::rendered::Rendered;
 use crate::error::{ApiError, Result};
 use crate::query::{Query, Representation};
-use crate::state::{self, AppState};
+use crate::state::AppState;
 
 /// How often an idle watch with bookmarks enabled gets a BOOKMARK.
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(5);
@@ -52,9 +53,12 @@ impl Watcher {
         }
     }
 
-    async fn send(&self, kind: &str, obj: Value) -> bool {
-        let obj = self.render(obj);
-        self.tx.send(line(kind, obj)).await.is_ok()
+    async fn send(&self, kind: &str, rendered: &Rendered) -> bool {
+        let line = match self.repr {
+            Representation::Object => rendered.line(kind),
+            Representation::Table => line(kind, self.render(rendered.object.clone())),
+        };
+        self.tx.send(line).await.is_ok()
     }
 
     async fn bookmark(&self, initial_end: bool) -> bool {
@@ -67,38 +71,39 @@ impl Watcher {
         self.tx.send(line("BOOKMARK", obj)).await.is_ok()
     }
 
-    /// Forward one store event; false when the client is gone.
-    async fn forward(&mut self, event: &Event) -> bool {
+    /// Forward one store event (`render` gives its decoded and encoded object); false when
+    /// the client is gone.
+    async fn forward(
+        &mut self,
+        event: &Event,
+        render: impl FnOnce() -> Option<Arc<Rendered>>,
+    ) -> bool {
         self.revision = self.revision.max(event.revision());
         if !self.filter.key_in_scope(event.key()) {
             return true;
         }
-        let decode = |kv: &bpfk_store::KeyValue| state::decode(kv).ok();
-        match event {
-            Event::Added { kv } => match decode(kv) {
-                Some(obj) if self.filter.matches(&obj) => self.send("ADDED", obj).await,
-                _ => true,
-            },
-            Event::Modified { kv, prev } => {
-                let Some(obj) = decode(kv) else { return true };
-                let now = self.filter.matches(&obj);
-                let before = prev
-                    .as_ref()
-                    .and_then(decode)
-                    .map(|p| self.filter.matches(&p))
+        let Some(r) = render() else {
+            return true;
+        };
+        let now = self.filter.matches(&r.object);
+        let kind = match event {
+            Event::Added { .. } if now => "ADDED",
+            Event::Deleted { .. } if now => "DELETED",
+            Event::Added { .. } | Event::Deleted { .. } => return true,
+            Event::Modified { .. } => {
+                let before = r
+                    .prev_object()
+                    .map(|p| self.filter.matches(p))
                     .unwrap_or(now);
                 match (before, now) {
-                    (true, true) => self.send("MODIFIED", obj).await,
-                    (false, true) => self.send("ADDED", obj).await,
-                    (true, false) => self.send("DELETED", obj).await,
-                    (false, false) => true,
+                    (true, true) => "MODIFIED",
+                    (false, true) => "ADDED",
+                    (true, false) => "DELETED",
+                    (false, false) => return true,
                 }
             }
-            Event::Deleted { kv } => match decode(kv) {
-                Some(obj) if self.filter.matches(&obj) => self.send("DELETED", obj).await,
-                _ => true,
-            },
-        }
+        };
+        self.send(kind, &r).await
     }
 }
 
@@ -144,8 +149,12 @@ pub async fn start(
             Some(rv) => rv,
             None => {
                 let (items, revision) = cache.list().await;
-                for kv in &items {
-                    if !watcher.forward(&Event::Added { kv: kv.clone() }).await {
+                for kv in items {
+                    let event = Event::Added { kv };
+                    if !watcher
+                        .forward(&event, || Rendered::of(&event).map(Arc::new))
+                        .await
+                    {
                         return;
                     }
                 }
@@ -194,7 +203,7 @@ pub async fn start(
                 next = events.next() => match next {
                     None => return,
                     Some(Ok(event)) => {
-                        if !watcher.forward(&event).await {
+                        if !watcher.forward(&event, || state.renders.get(&event)).await {
                             return;
                         }
                     }
