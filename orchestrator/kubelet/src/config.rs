@@ -81,3 +81,96 @@ impl Config {
         }
     }
 }
+
+/// Command-line flags of the kubelet part of a node agent, to `#[command(flatten)]` into
+/// its `Args` (node name, node IP and pod CIDR usually come from the agent's own flags).
+#[derive(Debug, Clone, clap::Args)]
+pub struct KubeletArgs {
+    /// Run the kubelet (pods bound to this node) in this agent.
+    #[arg(long)]
+    pub kubelet: bool,
+    /// CRI socket of the container runtime.
+    #[arg(long, default_value = "/run/containerd/containerd.sock")]
+    pub runtime_socket: PathBuf,
+    /// Directory containerd's CRI plugin reads CNI configuration from.
+    #[arg(long, default_value = "/etc/cni/net.d")]
+    pub cni_conf_dir: PathBuf,
+    /// host-local IPAM state directory.
+    #[arg(long, default_value = "/var/lib/bpfk/cni")]
+    pub cni_state_dir: PathBuf,
+    /// Linux bridge pods attach to.
+    #[arg(long, default_value = "cni0")]
+    pub cni_bridge: String,
+    /// Root of pod log directories.
+    #[arg(long, default_value = "/var/log/pods")]
+    pub pod_log_dir: PathBuf,
+    /// The kubelet's state directory (pod volumes).
+    #[arg(long, default_value = "/var/lib/bpfk/kubelet")]
+    pub kubelet_root_dir: PathBuf,
+    /// cgroup parent of all pods (cgroupfs syntax).
+    #[arg(long, default_value = "/bpfk")]
+    pub cgroup_parent: String,
+    /// Port of the container log endpoint (published in the Node's daemonEndpoints).
+    #[arg(long)]
+    pub kubelet_port: Option<u16>,
+}
+
+impl KubeletArgs {
+    /// The kubelet configuration for `node_name`.
+    pub fn config(
+        &self,
+        node_name: &str,
+        node_ip: Option<IpAddr>,
+        pod_cidr: Option<String>,
+    ) -> Config {
+        let mut c = Config::new(node_name);
+        c.runtime_socket = self.runtime_socket.clone();
+        c.node_ip = node_ip;
+        c.pod_cidr = pod_cidr;
+        c.cni_conf_dir = self.cni_conf_dir.clone();
+        c.cni_state_dir = self.cni_state_dir.clone();
+        c.bridge_name = self.cni_bridge.clone();
+        c.pod_log_dir = self.pod_log_dir.clone();
+        c.root_dir = self.kubelet_root_dir.clone();
+        c.cgroup_parent = self.cgroup_parent.clone();
+        c.kubelet_port = self.kubelet_port;
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Agent {
+        #[arg(long)]
+        node_name: String,
+        #[command(flatten)]
+        kubelet: KubeletArgs,
+    }
+
+    #[test]
+    fn flattened_flags_build_the_config() {
+        let a = Agent::parse_from([
+            "agent",
+            "--node-name",
+            "n1",
+            "--kubelet",
+            "--runtime-socket",
+            "/tmp/c.sock",
+            "--kubelet-port",
+            "10250",
+        ]);
+        assert!(a.kubelet.kubelet);
+        let c = a
+            .kubelet
+            .config(&a.node_name, Some("10.250.0.2".parse().unwrap()), None);
+        assert_eq!(c.node_name, "n1");
+        assert_eq!(c.runtime_socket, PathBuf::from("/tmp/c.sock"));
+        assert_eq!(c.kubelet_port, Some(10250));
+        assert_eq!(c.cni_conf_dir, PathBuf::from("/etc/cni/net.d"));
+        assert_eq!(c.cgroup_parent, "/bpfk");
+    }
+}

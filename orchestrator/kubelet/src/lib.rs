@@ -24,7 +24,7 @@ pub mod status;
 
 use std::sync::Arc;
 
-pub use config::{Capacity, Config};
+pub use config::{Capacity, Config, KubeletArgs};
 pub use error::{Error, Result};
 
 /// Aborts a spawned task when dropped (so dropping [`run`]'s future stops everything).
