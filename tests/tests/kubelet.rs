@@ -258,6 +258,26 @@ async fn kubelet_runs_pods_on_real_containerd() {
     pods.create(
         &pp,
         &pod(
+            "inits",
+            "busybox:1.36",
+            json!({"initContainers": [
+                    {"name": "first", "image": "busybox:1.36",
+                     "command": ["sh", "-c", "echo one > /data/order"],
+                     "volumeMounts": [{"name": "scratch", "mountPath": "/data"}]},
+                    {"name": "second", "image": "busybox:1.36",
+                     "command": ["sh", "-c", "echo two >> /data/order"],
+                     "volumeMounts": [{"name": "scratch", "mountPath": "/data"}]}],
+                "containers": [{"name": "main", "image": "busybox:1.36",
+                    "command": ["sh", "-c", "cat /data/order; sleep 3600"],
+                    "volumeMounts": [{"name": "scratch", "mountPath": "/data"}]}],
+                "volumes": [{"name": "scratch", "emptyDir": {}}]}),
+        ),
+    )
+    .await
+    .expect("create inits");
+    pods.create(
+        &pp,
+        &pod(
             "fails",
             "busybox:1.36",
             json!({"restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox:1.36",
@@ -417,6 +437,36 @@ async fn kubelet_runs_pods_on_real_containerd() {
     })
     .await;
     assert_eq!(kept, "kept\n");
+
+    // init containers run in order, to completion, before the main container
+    let inits = wait_phase(&pods, "inits", "Running").await;
+    let init_statuses = inits
+        .status
+        .as_ref()
+        .and_then(|s| s.init_container_statuses.clone())
+        .unwrap_or_default();
+    assert_eq!(init_statuses.len(), 2, "{}", brief(&inits));
+    for c in &init_statuses {
+        let t = c
+            .state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .unwrap_or_else(|| panic!("init container {} not terminated", c.name));
+        assert_eq!(t.exit_code, 0);
+        assert!(c.ready);
+    }
+    let inits_uid = inits.metadata.uid.clone().expect("uid");
+    let order = wait_for("inits' main log", || async {
+        let lines = logs::container_lines(&log_root, "default", "inits", &inits_uid, "main", false)
+            .map_err(|e| e.to_string())?;
+        if lines.len() >= 2 {
+            Ok(lines.into_iter().map(|l| l.content).collect::<Vec<_>>())
+        } else {
+            Err(format!("{lines:?}"))
+        }
+    })
+    .await;
+    assert_eq!(order, ["one", "two"]);
 
     // restartPolicy Never: exit 3 -> Failed with the exit code; exit 0 -> Succeeded
     let failed = wait_phase(&pods, "fails", "Failed").await;

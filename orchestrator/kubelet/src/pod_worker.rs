@@ -100,6 +100,21 @@ fn now_nanos() -> i64 {
         .unwrap_or(0)
 }
 
+/// A container that has not been created, waiting for `reason`.
+fn waiting_container(c: &Container, reason: &str, message: &str) -> ContainerObservation {
+    ContainerObservation {
+        name: c.name.clone(),
+        image: c.image.clone().unwrap_or_default(),
+        image_id: String::new(),
+        restart_count: 0,
+        observed: Observed::Waiting {
+            reason: reason.into(),
+            message: message.into(),
+        },
+        last_terminated: None,
+    }
+}
+
 fn restart_policy(pod: &Pod) -> String {
     pod.spec
         .as_ref()
@@ -220,20 +235,6 @@ impl Worker {
                 .or_else(|| Some(Time(Timestamp::now())));
         }
         let spec = pod.spec.clone().unwrap_or_default();
-        if spec.init_containers.as_ref().is_some_and(|c| !c.is_empty()) {
-            let obs = self.waiting_observation(
-                pod,
-                "InitContainersNotSupported",
-                "bpfk's kubelet does not run init containers yet",
-            );
-            let mut obs = obs;
-            obs.pending_reason = Some((
-                "InitContainersNotSupported".into(),
-                "bpfk's kubelet does not run init containers yet".into(),
-            ));
-            self.post_status(pod, &id, &obs).await?;
-            return Ok(Flow::Continue);
-        }
         let sandbox = match self.ensure_sandbox(pod, &id).await {
             Ok(sb) => sb,
             Err(e) => {
@@ -250,18 +251,41 @@ impl Worker {
                 ..Default::default()
             }))
             .await?;
+        let policy = restart_policy(pod);
+        // init containers run one after the other, each to success; "Always" restarts them
+        // only on failure
+        let init_policy = if policy == "Always" {
+            "OnFailure"
+        } else {
+            policy.as_str()
+        };
+        let mut init_observed = Vec::new();
+        let mut initialized = true;
+        for container in spec.init_containers.iter().flatten() {
+            if !initialized {
+                init_observed.push(waiting_container(container, "PodInitializing", ""));
+                continue;
+            }
+            let o = self
+                .sync_container(pod, &id, &sandbox, container, &existing, init_policy)
+                .await?;
+            initialized = status::init_done(&o);
+            init_observed.push(o);
+        }
         for container in &spec.containers {
-            observed.push(
-                self.sync_container(pod, &id, &sandbox, container, &existing)
-                    .await?,
-            );
+            observed.push(if initialized {
+                self.sync_container(pod, &id, &sandbox, container, &existing, &policy)
+                    .await?
+            } else {
+                waiting_container(container, "PodInitializing", "")
+            });
         }
         let obs = PodObservation {
             pod_ip: sandbox.ip.clone(),
             host_ip: self.ctx.host_ip.clone(),
             start_time: self.start_time.clone(),
             containers: observed,
-            pending_reason: None,
+            init_containers: init_observed,
         };
         self.post_status(pod, &id, &obs).await?;
         Ok(Flow::Continue)
@@ -269,30 +293,18 @@ impl Worker {
 
     /// Every container of the pod waiting for `reason`.
     fn waiting_observation(&self, pod: &Pod, reason: &str, message: &str) -> PodObservation {
-        let containers = pod
-            .spec
-            .as_ref()
-            .map(|s| s.containers.as_slice())
-            .unwrap_or_default()
-            .iter()
-            .map(|c| ContainerObservation {
-                name: c.name.clone(),
-                image: c.image.clone().unwrap_or_default(),
-                image_id: String::new(),
-                restart_count: 0,
-                observed: Observed::Waiting {
-                    reason: reason.into(),
-                    message: message.into(),
-                },
-                last_terminated: None,
-            })
-            .collect();
+        let spec = pod.spec.clone().unwrap_or_default();
+        let waiting = |list: &[Container]| -> Vec<ContainerObservation> {
+            list.iter()
+                .map(|c| waiting_container(c, reason, message))
+                .collect()
+        };
         PodObservation {
             pod_ip: self.sandbox.as_ref().and_then(|s| s.ip.clone()),
             host_ip: self.ctx.host_ip.clone(),
             start_time: self.start_time.clone(),
-            containers,
-            pending_reason: None,
+            containers: waiting(&spec.containers),
+            init_containers: waiting(spec.init_containers.as_deref().unwrap_or_default()),
         }
     }
 
@@ -418,6 +430,7 @@ impl Worker {
         sandbox: &Sandbox,
         container: &Container,
         existing: &[proto::Container],
+        policy: &str,
     ) -> Result<ContainerObservation> {
         let mut mine: Vec<&proto::Container> = existing
             .iter()
@@ -479,8 +492,7 @@ impl Worker {
             }
             _ => {
                 let last = terminated(&st);
-                let policy = restart_policy(pod);
-                if !status::should_restart(&policy, st.exit_code) {
+                if !status::should_restart(policy, st.exit_code) {
                     Observed::Terminated(last)
                 } else {
                     let delay = restart_delay(

@@ -61,8 +61,8 @@ pub struct PodObservation {
     pub host_ip: Option<String>,
     pub start_time: Option<Time>,
     pub containers: Vec<ContainerObservation>,
-    /// Set while the pod cannot start at all (e.g. init containers are not supported).
-    pub pending_reason: Option<(String, String)>,
+    /// Init containers, in spec order.
+    pub init_containers: Vec<ContainerObservation>,
 }
 
 /// `Time` from nanoseconds since the epoch.
@@ -215,6 +215,11 @@ fn condition(type_: &str, ok: bool, reason: Option<&str>) -> PodCondition {
     }
 }
 
+/// Whether an init container finished successfully.
+pub fn init_done(c: &ContainerObservation) -> bool {
+    matches!(&c.observed, Observed::Terminated(t) if t.exit_code == 0)
+}
+
 /// The status to report for `pod`. Condition transition times are carried over from the
 /// pod's current status when a condition did not change (so an unchanged status compares
 /// equal), and set to `now` otherwise.
@@ -226,10 +231,26 @@ pub fn pod_status(pod: &Pod, obs: &PodObservation, now: Time) -> PodStatus {
     let mut containers: Vec<ContainerStatus> =
         obs.containers.iter().map(container_status).collect();
     containers.sort_by(|a, b| a.name.cmp(&b.name));
+    let initialized = obs.init_containers.iter().all(init_done);
+    let init_failed = restart_policy == "Never"
+        && obs
+            .init_containers
+            .iter()
+            .any(|c| matches!(&c.observed, Observed::Terminated(t) if t.exit_code != 0));
     let mut phase = phase(restart_policy, &obs.containers);
-    if obs.pending_reason.is_some() {
+    if init_failed {
+        phase = "Failed";
+    } else if !initialized {
         phase = "Pending";
     }
+    let init_statuses: Vec<ContainerStatus> = obs
+        .init_containers
+        .iter()
+        .map(|c| ContainerStatus {
+            ready: init_done(c),
+            ..container_status(c)
+        })
+        .collect();
     let terminal = phase == "Succeeded" || phase == "Failed";
     let all_ready = !obs.containers.is_empty() && containers.iter().all(|c| c.ready);
     let not_ready_reason = if terminal {
@@ -239,11 +260,7 @@ pub fn pod_status(pod: &Pod, obs: &PodObservation, now: Time) -> PodStatus {
     };
     let mut conditions = vec![
         condition("PodScheduled", true, None),
-        condition(
-            "Initialized",
-            obs.pending_reason.is_none(),
-            Some("InitContainersNotSupported"),
-        ),
+        condition("Initialized", initialized, Some("ContainersNotInitialized")),
         condition("ContainersReady", all_ready, Some(not_ready_reason)),
         condition("Ready", all_ready, Some(not_ready_reason)),
     ];
@@ -260,8 +277,16 @@ pub fn pod_status(pod: &Pod, obs: &PodObservation, now: Time) -> PodStatus {
             }
         }
     }
-    if let Some((_, message)) = &obs.pending_reason {
-        conditions[1].message = Some(message.clone());
+    if !initialized {
+        let names: Vec<&str> = init_statuses
+            .iter()
+            .filter(|c| !c.ready)
+            .map(|c| c.name.as_str())
+            .collect();
+        conditions[1].message = Some(format!(
+            "containers with incomplete status: [{}]",
+            names.join(" ")
+        ));
     }
     let old = pod.status.as_ref().and_then(|s| s.conditions.as_ref());
     for c in &mut conditions {
@@ -284,6 +309,7 @@ pub fn pod_status(pod: &Pod, obs: &PodObservation, now: Time) -> PodStatus {
         pod_ips,
         start_time: obs.start_time.clone(),
         container_statuses: Some(containers),
+        init_container_statuses: (!init_statuses.is_empty()).then_some(init_statuses),
         qos_class: pod.status.as_ref().and_then(|s| s.qos_class.clone()),
         ..Default::default()
     }
@@ -397,7 +423,7 @@ mod tests {
             host_ip: Some("10.250.0.1".into()),
             start_time: Some(now()),
             containers: vec![running("web")],
-            pending_reason: None,
+            init_containers: Vec::new(),
         };
         let s = pod_status(&pod("Always"), &o, now());
         assert_eq!(s.phase.as_deref(), Some("Running"));
@@ -429,7 +455,7 @@ mod tests {
                     },
                 ),
             ],
-            pending_reason: None,
+            init_containers: Vec::new(),
         };
         let s = pod_status(&pod("Never"), &o, now());
         assert_eq!(s.phase.as_deref(), Some("Pending"));
@@ -457,7 +483,7 @@ mod tests {
             host_ip: None,
             start_time: None,
             containers: vec![running("web")],
-            pending_reason: None,
+            init_containers: Vec::new(),
         };
         let mut p = pod("Always");
         let first = pod_status(&p, &o, now());
@@ -474,6 +500,63 @@ mod tests {
         assert_eq!(ready.last_transition_time, Some(later));
         let sched = conds.iter().find(|c| c.type_ == "PodScheduled").unwrap();
         assert_eq!(sched.last_transition_time, Some(now()));
+    }
+
+    #[test]
+    fn init_containers_gate_the_pod() {
+        let waiting = |n: &str| {
+            obs(
+                n,
+                Observed::Waiting {
+                    reason: "PodInitializing".into(),
+                    message: String::new(),
+                },
+            )
+        };
+        let mut o = PodObservation {
+            pod_ip: None,
+            host_ip: None,
+            start_time: None,
+            containers: vec![waiting("main")],
+            init_containers: vec![running("init")],
+        };
+        let s = pod_status(&pod("Always"), &o, now());
+        assert_eq!(s.phase.as_deref(), Some("Pending"));
+        let init = s
+            .conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|c| c.type_ == "Initialized")
+            .unwrap();
+        assert_eq!(init.status, "False");
+        assert!(init.message.as_deref().unwrap().contains("[init]"));
+        assert!(!s.init_container_statuses.as_ref().unwrap()[0].ready);
+
+        o.init_containers = vec![obs("init", Observed::Terminated(term(0)))];
+        o.containers = vec![running("main")];
+        let s = pod_status(&pod("Always"), &o, now());
+        assert_eq!(s.phase.as_deref(), Some("Running"));
+        assert!(s.init_container_statuses.as_ref().unwrap()[0].ready);
+        let init = s
+            .conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|c| c.type_ == "Initialized")
+            .unwrap();
+        assert_eq!(init.status, "True");
+
+        o.init_containers = vec![obs("init", Observed::Terminated(term(2)))];
+        o.containers = vec![waiting("main")];
+        assert_eq!(
+            pod_status(&pod("Never"), &o, now()).phase.as_deref(),
+            Some("Failed")
+        );
+        assert_eq!(
+            pod_status(&pod("OnFailure"), &o, now()).phase.as_deref(),
+            Some("Pending")
+        );
     }
 
     #[test]
