@@ -69,10 +69,6 @@ pub fn write_conflist(
     let value = conflist(pod_cidr, bridge, ipam_dir)?;
     let path = conf_dir.join(CONFLIST_NAME);
     let tmp = conf_dir.join(format!(".{CONFLIST_NAME}.tmp"));
-    let write = |p: &Path| CniError::Write {
-        path: p.to_path_buf(),
-        source: std::io::Error::other("create"),
-    };
     std::fs::create_dir_all(conf_dir).map_err(|source| CniError::Write {
         path: conf_dir.to_path_buf(),
         source,
@@ -81,7 +77,10 @@ pub fn write_conflist(
         path: ipam_dir.to_path_buf(),
         source,
     })?;
-    let text = serde_json::to_string_pretty(&value).map_err(|_| write(&tmp))?;
+    let text = serde_json::to_string_pretty(&value).map_err(|e| CniError::Write {
+        path: tmp.clone(),
+        source: std::io::Error::other(e),
+    })?;
     std::fs::write(&tmp, text).map_err(|source| CniError::Write {
         path: tmp.clone(),
         source,
