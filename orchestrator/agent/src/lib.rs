@@ -1,18 +1,28 @@
-//! bpfk-agent: the per-node agent. For now it runs the service proxy: kube-rs
-//! reflectors on Services, EndpointSlices and Nodes drive the eBPF datapath
-//! (`bpfk-datapath`).
+//! bpfk-agent: the per-node agent. It runs the service proxy (kube-rs
+//! reflectors on Services, EndpointSlices and Nodes drive the eBPF datapath,
+//! `bpfk-datapath`) and, with `--kubelet`, the kubelet (`bpfk-kubelet`: pods
+//! bound to this node on containerd, plus the container log endpoint when
+//! `--kubelet-port` is set).
 
 pub mod convert;
 pub mod proxy;
 
-use std::{net::Ipv4Addr, path::PathBuf};
+use std::{
+    future::Future,
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    path::PathBuf,
+    pin::Pin,
+};
 
 use bpfk_datapath::{Datapath, DatapathConfig, Ipv4Cidr};
 use clap::Parser;
 
 /// Command line of `bpfk-agent`.
 #[derive(Debug, Parser)]
-#[command(name = "bpfk-agent", about = "bpfk node agent (service proxy)")]
+#[command(
+    name = "bpfk-agent",
+    about = "bpfk node agent (service proxy, kubelet)"
+)]
 pub struct Args {
     /// This node's name (pins go to <pin-root>/<node-name>/).
     #[arg(long, env = "BPFK_NODE_NAME")]
@@ -39,6 +49,11 @@ pub struct Args {
     /// Remove this node's datapath (programs, links, pins) and exit.
     #[arg(long)]
     pub teardown: bool,
+    /// Do not run the service proxy (no eBPF datapath is loaded); needs `--kubelet`.
+    #[arg(long, requires = "kubelet")]
+    pub no_proxy: bool,
+    #[command(flatten)]
+    pub kubelet: bpfk_kubelet::KubeletArgs,
 }
 
 /// Why the agent stopped.
@@ -50,6 +65,13 @@ pub enum Error {
     Kubeconfig { path: PathBuf, reason: String },
     #[error("service proxy: {0}")]
     Proxy(#[from] proxy::Error),
+    #[error("kubelet: {0}")]
+    Kubelet(#[from] bpfk_kubelet::Error),
+    #[error("kubelet log endpoint {addr}: {source}")]
+    LogServer {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Result with the agent [`Error`].
@@ -91,8 +113,41 @@ pub async fn run(args: Args) -> Result<()> {
     .await
     .map_err(|e| kc_err(e.to_string()))?;
     let client = kube::Client::try_from(client_config).map_err(|e| kc_err(e.to_string()))?;
-    let datapath = Datapath::load(&args.node_name, config)?;
-    let route_peers = args.underlay_iface.is_some();
-    proxy::run(client, datapath, &args.node_name, route_peers).await?;
-    Ok(())
+    // Every part runs until it fails; the first failure stops the agent.
+    let mut parts: Vec<Pin<Box<dyn Future<Output = Result<()>> + Send>>> = Vec::new();
+    if !args.no_proxy {
+        let datapath = Datapath::load(&args.node_name, config)?;
+        let route_peers = args.underlay_iface.is_some();
+        let (client, node) = (client.clone(), args.node_name.clone());
+        parts.push(Box::pin(async move {
+            proxy::run(client, datapath, &node, route_peers).await?;
+            Ok(())
+        }));
+    }
+    if args.kubelet.kubelet {
+        let node_ip = args.node_ip.map(IpAddr::V4);
+        let pod_cidr = args.pod_cidr.map(|c| c.to_string());
+        let config = args.kubelet.config(&args.node_name, node_ip, pod_cidr);
+        if let Some(port) = args.kubelet.kubelet_port {
+            let addr = SocketAddr::new(node_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), port);
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| Error::LogServer { addr, source })?;
+            tracing::info!(%addr, "kubelet log endpoint listening");
+            let pod_log_dir = config.pod_log_dir.clone();
+            parts.push(Box::pin(async move {
+                bpfk_kubelet::log_server::serve(listener, pod_log_dir)
+                    .await
+                    .map_err(|source| Error::LogServer { addr, source })
+            }));
+        }
+        let client = client.clone();
+        parts.push(Box::pin(async move {
+            bpfk_kubelet::run(client, config).await?;
+            Ok(())
+        }));
+    }
+    // `--no-proxy` requires `--kubelet`, so there is always at least one part.
+    let (result, _, _) = futures::future::select_all(parts).await;
+    result
 }
