@@ -1000,7 +1000,12 @@ async fn kube_rs_watch_modes_and_503_while_the_cache_cannot_load() {
         .unwrap();
     assert_eq!(not_older.items.len(), 3);
     assert!(
-        not_older.metadata.resource_version.unwrap().parse::<i64>().unwrap()
+        not_older
+            .metadata
+            .resource_version
+            .unwrap()
+            .parse::<i64>()
+            .unwrap()
             >= last_rv.parse::<i64>().unwrap()
     );
     let page = pods.list(&ListParams::default().limit(2)).await.unwrap();

@@ -29,24 +29,44 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     // the in-process components reach the API like any client, over loopback HTTP
     let config = kube::Config::new(server.url().parse()?);
     let client = kube::Client::try_from(config)?;
-    let scheduler = async {
-        if cli.disable_scheduler {
-            return std::future::pending().await;
-        }
-        bpfk_scheduler::run(client.clone(), cli.scheduler.clone()).await
+    // each component is its own task: polled inside this function, they would all share the
+    // runtime's main thread (and one task's wake-ups) with each other
+    let scheduler = {
+        let (client, config) = (client.clone(), cli.scheduler.clone());
+        let disabled = cli.disable_scheduler;
+        tokio::spawn(async move {
+            if disabled {
+                return std::future::pending().await;
+            }
+            bpfk_scheduler::run(client, config).await
+        })
     };
-    let controllers = async {
-        if cli.disable_controllers {
-            return std::future::pending().await;
-        }
-        bpfk_controllers::run(client.clone(), cli.controllers.clone()).await
+    let controllers = {
+        let (client, config) = (client.clone(), cli.controllers.clone());
+        let disabled = cli.disable_controllers;
+        tokio::spawn(async move {
+            if disabled {
+                return std::future::pending().await;
+            }
+            bpfk_controllers::run(client, config).await
+        })
     };
-    tokio::select! {
-        r = server.wait() => r?,
-        r = scheduler => r?,
-        r = controllers => r?,
-        _ = shutdown_signal() => tracing::info!("shutting down"),
-    }
+    let result = tokio::select! {
+        r = server.wait() => r.map_err(anyhow::Error::from),
+        r = scheduler => match r {
+            Ok(r) => r.map_err(anyhow::Error::from),
+            Err(e) => Err(anyhow::anyhow!("scheduler task: {e}")),
+        },
+        r = controllers => match r {
+            Ok(r) => r.map_err(anyhow::Error::from),
+            Err(e) => Err(anyhow::anyhow!("controllers task: {e}")),
+        },
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down");
+            Ok(())
+        }
+    };
+    result?;
     Ok(())
 }
 
