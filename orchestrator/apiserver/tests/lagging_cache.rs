@@ -173,6 +173,20 @@ impl Fixture {
         obj
     }
 
+    /// PUT of the pod.
+    async fn update(&self, body: Value) -> Result<write::Written, ApiError> {
+        write::update(
+            &self.state,
+            self.pods,
+            Some("default"),
+            "lag",
+            write::Part::Main,
+            body,
+            &Query::default(),
+        )
+        .await
+    }
+
     async fn stored(&self) -> Value {
         let kv = self.etcd.get(KEY).await.unwrap().unwrap();
         serde_json::from_slice(&kv.value).unwrap()
@@ -217,18 +231,7 @@ async fn an_update_checks_its_resource_version_against_etcd() {
     // naming the version etcd holds succeeds although the cache has an older one
     let mut body = newer.clone();
     body["metadata"]["labels"]["put"] = json!("1");
-    let q = Query::default();
-    let w = write::update(
-        &f.state,
-        f.pods,
-        Some("default"),
-        "lag",
-        write::Part::Main,
-        body,
-        &q,
-    )
-    .await
-    .unwrap();
+    let w = f.update(body).await.unwrap();
     assert_eq!(w.object["metadata"]["labels"]["put"], "1");
     assert_eq!(w.object["metadata"]["labels"]["round"], "etcd");
 
@@ -240,17 +243,7 @@ async fn an_update_checks_its_resource_version_against_etcd() {
     let mut old = newer;
     old["metadata"]["resourceVersion"] = json!(null);
     old["metadata"]["labels"] = json!({"round": "start"});
-    let w = write::update(
-        &f.state,
-        f.pods,
-        Some("default"),
-        "lag",
-        write::Part::Main,
-        old,
-        &q,
-    )
-    .await
-    .unwrap();
+    let w = f.update(old).await.unwrap();
     assert_ne!(
         w.object["metadata"]["resourceVersion"], again["metadata"]["resourceVersion"],
         "a write equal to the cached copy but not to etcd's must be stored"
@@ -260,17 +253,7 @@ async fn an_update_checks_its_resource_version_against_etcd() {
     // a resourceVersion older than etcd's is a conflict
     let mut stale = again;
     stale["metadata"]["labels"]["x"] = json!("y");
-    match write::update(
-        &f.state,
-        f.pods,
-        Some("default"),
-        "lag",
-        write::Part::Main,
-        stale,
-        &q,
-    )
-    .await
-    {
+    match f.update(stale).await {
         Err(ApiError::Conflict { .. }) => {}
         Err(e) => panic!("expected a conflict, got {e:?}"),
         Ok(_) => panic!("a stale resourceVersion was accepted"),
