@@ -5,6 +5,7 @@
 //! `--kubelet-port` is set).
 
 pub mod convert;
+pub mod pod_cidr;
 pub mod proxy;
 
 use std::{
@@ -36,7 +37,8 @@ pub struct Args {
     /// This node's underlay address (NodePort frontends).
     #[arg(long)]
     pub node_ip: Option<Ipv4Addr>,
-    /// This node's pod range, e.g. 10.244.1.0/24.
+    /// This node's pod range, e.g. 10.244.1.0/24. Default with `--kubelet`: the Node's
+    /// spec.podCIDR (assigned by node IPAM after registration; the proxy waits for it).
     #[arg(long)]
     pub pod_cidr: Option<Ipv4Cidr>,
     /// cgroup v2 directory for socket-level load balancing (default: the
@@ -61,6 +63,8 @@ pub struct Args {
 pub enum Error {
     #[error("datapath: {0}")]
     Datapath(#[from] bpfk_datapath::Error),
+    #[error("pod range: {0}")]
+    PodCidr(#[from] pod_cidr::BadPodCidr),
     #[error("kubeconfig {path}: {reason}")]
     Kubeconfig { path: PathBuf, reason: String },
     #[error("service proxy: {0}")]
@@ -116,10 +120,18 @@ pub async fn run(args: Args) -> Result<()> {
     // Every part runs until it fails; the first failure stops the agent.
     let mut parts: Vec<Pin<Box<dyn Future<Output = Result<()>> + Send>>> = Vec::new();
     if !args.no_proxy {
-        let datapath = Datapath::load(&args.node_name, config)?;
         let route_peers = args.underlay_iface.is_some();
+        let source = pod_cidr::source(args.pod_cidr, args.kubelet.kubelet);
         let (client, node) = (client.clone(), args.node_name.clone());
+        let mut config = config;
         parts.push(Box::pin(async move {
+            if source == pod_cidr::Source::Node {
+                // The kubelet (another part of this agent) registers the Node; node IPAM
+                // then assigns its range.
+                let nodes = kube::Api::all(client.clone());
+                config.pod_cidr = Some(pod_cidr::wait_for(&nodes, &node).await?);
+            }
+            let datapath = Datapath::load(&node, config)?;
             proxy::run(client, datapath, &node, route_peers).await?;
             Ok(())
         }));
