@@ -8,8 +8,9 @@
 //! same digests.
 //!
 //! [`stand_in_images`] describes the images bpfk uses in tests and demos. They are honest
-//! stand-ins: the "nginx" image is busybox whose default command is `httpd -f -p 80 -h /www`
-//! serving a small index.html, not nginx.
+//! stand-ins: the "nginx" image is busybox whose default command writes the pod's hostname to
+//! `/www/hostname` and then runs `httpd -f -p 80 -h /www` serving a small index.html (and
+//! that file) until SIGTERM, not nginx.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -100,6 +101,14 @@ pub const NGINX_IMAGE: &str = "docker.io/library/nginx:1.14.2";
 /// Name of the stand-in sandbox ("pause") image; containerd's `sandbox_image` must name it.
 pub const PAUSE_IMAGE: &str = "bpfk.local/pause:1";
 
+/// The stand-in nginx image's default command (run by `sh -c`): it writes the pod's
+/// hostname (the pod name) to `/www/hostname`, so a client going through a Service can tell
+/// which pod answered (`GET /hostname`), then serves `/www` with busybox httpd on port 80.
+/// Like nginx it stops on SIGTERM: httpd as the container's PID 1 would ignore the signal
+/// and make every pod deletion wait out the whole grace period.
+pub const NGINX_COMMAND: &str =
+    "hostname > /www/hostname; httpd -f -p 80 -h /www & trap 'kill $!; exit 0' TERM; wait";
+
 /// The page the stand-in nginx image serves.
 pub const NGINX_INDEX_HTML: &str = "<!DOCTYPE html>\n<html><head><title>Welcome to nginx!</title></head>\n<body><h1>Welcome to nginx!</h1>\n<p>bpfk stand-in image: busybox httpd built locally from the host's busybox-static, not nginx.</p>\n</body></html>\n";
 
@@ -111,7 +120,7 @@ pub fn stand_in_images() -> Vec<BusyboxImage> {
     );
     let mut nginx = BusyboxImage::new(
         &[NGINX_IMAGE, "docker.io/library/nginx:latest"],
-        &["httpd", "-f", "-p", "80", "-h", "/www"],
+        &["sh", "-c", NGINX_COMMAND],
     );
     nginx.extra_files.push(ExtraFile {
         path: "www/index.html".into(),
@@ -499,10 +508,9 @@ mod tests {
             assert_eq!(layer_files["bin/busybox"].1, fake_busybox);
             assert_eq!(layer_files["bin/sh"].0, tar::EntryType::Symlink);
             if m["annotations"]["io.containerd.image.name"] == NGINX_IMAGE {
-                assert_eq!(
-                    config["config"]["Cmd"],
-                    json!(["httpd", "-f", "-p", "80", "-h", "/www"])
-                );
+                assert_eq!(config["config"]["Cmd"], json!(["sh", "-c", NGINX_COMMAND]));
+                assert!(NGINX_COMMAND.contains("hostname > /www/hostname"));
+                assert!(NGINX_COMMAND.contains("httpd -f -p 80 -h /www"));
                 assert_eq!(layer_files["www/index.html"].1, NGINX_INDEX_HTML.as_bytes());
                 assert_eq!(layer_files["www/"].0, tar::EntryType::Directory);
             }
