@@ -196,6 +196,9 @@ pub struct ContainerdOptions {
     pub snapshotter: String,
     /// containerd's `sandbox_image`.
     pub sandbox_image: String,
+    /// The cgroup parent pods of this instance use (cgroupfs syntax, `/bpfk-node-1`); its
+    /// cgroups are removed on drop. None: a unique `/bpfk-test-<pid>-<n>`.
+    pub cgroup_parent: Option<String>,
 }
 
 impl Default for ContainerdOptions {
@@ -204,6 +207,7 @@ impl Default for ContainerdOptions {
             netns: None,
             snapshotter: "overlayfs".into(),
             sandbox_image: "bpfk.local/pause:1".into(),
+            cgroup_parent: None,
         }
     }
 }
@@ -237,7 +241,10 @@ impl ContainerdProcess {
             .prefix("bpfk-ctrd-")
             .tempdir_in("/tmp")
             .expect("cannot create a temporary directory for containerd");
-        let cgroup_parent = format!("/{}", unique_name("bpfk-test"));
+        let cgroup_parent = options
+            .cgroup_parent
+            .clone()
+            .unwrap_or_else(|| format!("/{}", unique_name("bpfk-test")));
         let mut c = ContainerdProcess {
             child: None,
             options,
@@ -293,8 +300,8 @@ impl ContainerdProcess {
         self.path("kubelet")
     }
 
-    /// The cgroup parent pods of this instance should use (`/bpfk-test-<pid>-<n>`); its
-    /// cgroups are removed on drop.
+    /// The cgroup parent pods of this instance should use (`/bpfk-test-<pid>-<n>` unless
+    /// the options named one); its cgroups are removed on drop.
     pub fn cgroup_parent(&self) -> &str {
         &self.cgroup_parent
     }

@@ -3,4 +3,5 @@
 
 pub mod containerd;
 pub mod etcd;
+pub mod lab;
 pub mod server;

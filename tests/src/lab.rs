@@ -1,0 +1,884 @@
+//! A local multi-node bpfk cluster in network namespaces, used by the cluster end-to-end
+//! test and (through the `bpfk-lab` binary) by `cargo xtask demo`:
+//!
+//! ```text
+//!  host (root netns)                 underlay netns               node netns node-i
+//!  etcd 127.0.0.1:*                  br0 ──┬── host ─────veth──── bpfkl<k>h 10.250.k.1/24 (host)
+//!  bpfk-server 10.250.k.1:PORT             ├── n1 ───veth──── ul0 10.250.k.11/24  containerd, bpfk-agent --kubelet,
+//!                                          └── n2 ───veth──── ul0 10.250.k.12/24  cni0 bridge + pods (10.244.x)
+//! ```
+//!
+//! The API server listens on the host end of a veth into the underlay, so node agents
+//! (started in their node netns with setns(2), like containerd) reach it at 10.250.k.1, and
+//! so do `kubectl`/`bpfk` on the host. Node netns have loopback, ul0 and (from the agents'
+//! datapath) routes to the other nodes' pod ranges; no default route: nothing can leave the
+//! lab. k is the first free 10.250.k.0/24 (k = 0 unless another lab runs at the same time;
+//! a lock file under /run says which are taken).
+//!
+//! Each node gets a containerd with the stand-in images, and one `bpfk-agent --kubelet`
+//! with `--node-ip`, `--underlay-iface ul0`, `--kubelet-port` and its own cgroup for the
+//! socket load balancer, `<cgroup2>/bpfk-<node>`; the kubelet's cgroup parent is the same
+//! `/bpfk-<node>`, so pod processes (runc joins the unified hierarchy too on a v1+v2 hybrid
+//! host) sit below the cgroup the sock_addr programs are attached to.
+//!
+//! Dropping the [`Lab`] (also while panicking) kills the agents by PID and runs
+//! `bpfk-agent --teardown` for each node's pins, stops containerd (its pods, mounts and
+//! cgroups), the server and etcd, and deletes the namespaces, the host veth and the cgroups.
+//! Everything panics with a clear message when something is missing: never a silent skip.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Node;
+
+use crate::containerd::{require_root, require_tool, ContainerdOptions, ContainerdProcess, Netns};
+use crate::etcd::EtcdProcess;
+
+/// Where the agents pin their maps and links (`<root>/<node>/`).
+pub const PIN_ROOT: &str = "/sys/fs/bpf/bpfk";
+/// The kubelet log endpoint port of every node (each listens on its own node address).
+pub const KUBELET_PORT: u16 = 10250;
+/// Interface of each node on the underlay bridge.
+pub const UNDERLAY_IFACE: &str = "ul0";
+/// Deadline of each start-up step (nothing is pulled: the stand-in images are local).
+const START_DEADLINE: Duration = Duration::from_secs(120);
+/// How many 10.250.k.0/24 underlays may exist at once.
+const MAX_LABS: u8 = 32;
+
+/// The binaries a lab runs.
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    pub server: PathBuf,
+    pub agent: PathBuf,
+}
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct LabOptions {
+    /// Short id naming the lab's namespaces (`bpfk-<id>-ul`, `bpfk-<id>-n1`, …); only one
+    /// lab with a given id runs at a time.
+    pub id: String,
+    /// Number of nodes (1..=9).
+    pub nodes: u8,
+    /// Prefix of the node names: `""` gives `node-1`, `node-2`, …
+    pub node_prefix: String,
+    pub binaries: Binaries,
+    /// `RUST_LOG` of the server and the agents.
+    pub log_level: String,
+}
+
+/// The cgroup v2 mount point (`/sys/fs/cgroup/unified` on a hybrid host).
+pub fn cgroup2_mount() -> PathBuf {
+    let info = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_else(|e| panic!("cannot read /proc/self/mountinfo: {e}"));
+    parse_cgroup2_mount(&info)
+        .unwrap_or_else(|| panic!("no cgroup2 mount: the socket load balancer needs cgroup v2"))
+}
+
+fn parse_cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        if right.split_whitespace().next()? != "cgroup2" {
+            return None;
+        }
+        let mount_point = left.split_whitespace().nth(4)?;
+        Some(PathBuf::from(mount_point.replace("\\040", " ")))
+    })
+}
+
+fn run(args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn run_quiet(args: &[&str]) {
+    let _ = Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// An exclusive, non-blocking flock(2) on `/run/bpfk-lab-<what>.lock`, held until drop
+/// (or until the process dies).
+struct LockFile {
+    _file: fs::File,
+    /// Removed on drop (ids are per run); subnet lock files stay (there are few).
+    remove: Option<PathBuf>,
+}
+
+impl Drop for LockFile {
+    fn drop(&mut self) {
+        if let Some(p) = self.remove.take() {
+            let _ = fs::remove_file(p);
+        }
+    }
+}
+
+impl LockFile {
+    fn try_take(what: &str) -> Option<LockFile> {
+        let path = PathBuf::from(format!("/run/bpfk-lab-{what}.lock"));
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("cannot open lock file {}: {e}", path.display()));
+        // SAFETY: flock on a valid fd.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        (rc == 0).then_some(LockFile {
+            _file: file,
+            remove: what.starts_with("id-").then_some(path),
+        })
+    }
+}
+
+/// Spawn `cmd` in network namespace `netns` (setns(2) before exec: unlike `ip netns exec`
+/// this keeps /sys, so /sys/fs/bpf and the cgroup mounts stay visible), optionally moved
+/// into the cgroup v2 directory `cgroup` first; the child gets SIGKILL when the spawning
+/// thread exits.
+pub fn spawn_in(cmd: &mut Command, netns: Option<&str>, cgroup: Option<&Path>) -> Child {
+    let ns_file = netns.map(|ns| {
+        let path = Path::new("/var/run/netns").join(ns);
+        fs::File::open(&path)
+            .unwrap_or_else(|e| panic!("cannot open network namespace {}: {e}", path.display()))
+    });
+    let procs_file = cgroup.map(|c| {
+        let path = c.join("cgroup.procs");
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()))
+    });
+    let ns_fd = ns_file.as_ref().map(AsRawFd::as_raw_fd);
+    let procs_fd = procs_file.as_ref().map(AsRawFd::as_raw_fd);
+    // SAFETY: prctl, write and setns are async-signal-safe; the fds stay open in the
+    // parent until spawn returns.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if let Some(fd) = procs_fd {
+                // "0" moves the writing process.
+                if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            if let Some(fd) = ns_fd {
+                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    drop((ns_file, procs_file));
+    child
+}
+
+/// Run `args` to completion like [`spawn_in`]; returns its output whatever the status.
+pub fn output_in(args: &[&str], netns: Option<&str>, cgroup: Option<&Path>) -> Output {
+    let mut cmd = Command::new(args[0]);
+    cmd.args(&args[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    spawn_in(&mut cmd, netns, cgroup)
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("waiting for {args:?}: {e}"))
+}
+
+/// One plain HTTP/1.0 GET to `addr` (no chunked answers, the server closes): (status,
+/// body). Only lab addresses and loopback are ever passed here.
+pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw.as_str(), ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Ok((code, body.to_string()))
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The underlay: bridge netns, host veth, the lock on its subnet.
+struct Underlay {
+    host_if: String,
+    ns: Option<Netns>,
+    _lock: LockFile,
+}
+
+impl Drop for Underlay {
+    fn drop(&mut self) {
+        run_quiet(&["ip", "link", "del", &self.host_if]);
+        drop(self.ns.take());
+    }
+}
+
+/// A process killed by PID on drop.
+struct Process {
+    name: String,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Process {
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn assert_running(&mut self) {
+        if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+            panic!(
+                "{} exited with {status}; log tail:\n{}",
+                self.name,
+                tail(&self.log(), 60)
+            );
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One node: its netns, containerd and agent.
+pub struct LabNode {
+    name: String,
+    ip: Ipv4Addr,
+    cgroup: PathBuf,
+    agent_binary: PathBuf,
+    agent: Option<Process>,
+    containerd: Option<ContainerdProcess>,
+    netns: Option<Netns>,
+}
+
+impl LabNode {
+    /// The Node name (`node-1`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its underlay address (InternalIP), 10.250.k.(10+i).
+    pub fn ip(&self) -> Ipv4Addr {
+        self.ip
+    }
+
+    /// Its network namespace.
+    pub fn netns(&self) -> &str {
+        self.netns.as_ref().map(Netns::name).unwrap_or_default()
+    }
+
+    /// The cgroup v2 directory the socket load balancer is attached to (pods live below).
+    pub fn cgroup(&self) -> &Path {
+        &self.cgroup
+    }
+
+    /// The kubelet's cgroup parent (`/bpfk-<node>`).
+    pub fn cgroup_parent(&self) -> String {
+        format!("/bpfk-{}", self.name)
+    }
+
+    /// The agent's pin directory.
+    pub fn pin_dir(&self) -> PathBuf {
+        Path::new(PIN_ROOT).join(&self.name)
+    }
+
+    /// The kubelet's pod log root (`<root>/<ns>_<pod>_<uid>/<container>/<n>.log`).
+    pub fn pod_log_dir(&self) -> PathBuf {
+        self.containerd
+            .as_ref()
+            .map(ContainerdProcess::pod_log_dir)
+            .unwrap_or_default()
+    }
+
+    /// The kubelet log endpoint, `10.250.k.(10+i):10250`.
+    pub fn kubelet_addr(&self) -> SocketAddr {
+        SocketAddr::from((self.ip, KUBELET_PORT))
+    }
+
+    /// The agent's log so far.
+    pub fn agent_log(&self) -> String {
+        self.agent.as_ref().map(Process::log).unwrap_or_default()
+    }
+
+    /// The agent's log file.
+    pub fn agent_log_path(&self) -> PathBuf {
+        self.agent
+            .as_ref()
+            .map(|a| a.log.clone())
+            .unwrap_or_default()
+    }
+
+    /// A container's log through the node's kubelet log endpoint.
+    pub fn container_log(&self, namespace: &str, pod: &str, container: &str) -> String {
+        let path = format!("/containerLogs/{namespace}/{pod}/{container}");
+        match http_get(self.kubelet_addr(), &path) {
+            Ok((200, body)) => body,
+            Ok((code, body)) => panic!("GET {}{path}: {code} {body}", self.kubelet_addr()),
+            Err(e) => panic!("GET {}{path}: {e}", self.kubelet_addr()),
+        }
+    }
+
+    /// One HTTP/1.0 GET to `addr` (`10.244.1.3:80`) from this node's netns (a thread that
+    /// entered it; the caller's cgroup, so no socket load balancing): status line and body.
+    pub fn http_get(&self, addr: &str, path: &str) -> std::io::Result<(String, String)> {
+        match self.netns.as_ref() {
+            Some(ns) => ns.http_get(addr, path),
+            None => Err(std::io::Error::other("node netns gone")),
+        }
+    }
+
+    /// Run `args` in this node's netns, inside the node cgroup (`in_node_cgroup`: its
+    /// sockets get the eBPF socket load balancer, like a pod's) or not (the caller's cgroup).
+    pub fn exec(&self, args: &[&str], in_node_cgroup: bool) -> Output {
+        output_in(
+            args,
+            Some(self.netns()),
+            in_node_cgroup.then_some(self.cgroup.as_path()),
+        )
+    }
+
+    fn teardown_pins(&self) {
+        let out = Command::new(&self.agent_binary)
+            .args(["--node-name", &self.name, "--kubeconfig", "/dev/null"])
+            .args(["--pin-root", PIN_ROOT, "--teardown"])
+            .stdin(Stdio::null())
+            .output();
+        match out {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => eprintln!(
+                "lab: bpfk-agent --teardown for {} failed: {}",
+                self.name,
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) => eprintln!("lab: cannot run bpfk-agent --teardown: {e}"),
+        }
+    }
+}
+
+impl Drop for LabNode {
+    fn drop(&mut self) {
+        // Agent first (it would recreate what is removed below), then its pins and links,
+        // then containerd (pods, mounts, the cgroups under /bpfk-<node> in every
+        // hierarchy), then the node cgroup and the netns.
+        if let Some(mut agent) = self.agent.take() {
+            agent.kill();
+            self.teardown_pins();
+        }
+        drop(self.containerd.take());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.cgroup.exists()
+            && fs::remove_dir(&self.cgroup).is_err()
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if self.cgroup.exists() {
+            eprintln!("lab: cannot remove cgroup {}", self.cgroup.display());
+        }
+        drop(self.netns.take());
+    }
+}
+
+/// A running lab cluster.
+pub struct Lab {
+    nodes: Vec<LabNode>,
+    server: Option<Process>,
+    etcd: Option<EtcdProcess>,
+    underlay: Option<Underlay>,
+    dir: Option<tempfile::TempDir>,
+    api: SocketAddr,
+    kubeconfig: PathBuf,
+    _id_lock: LockFile,
+}
+
+impl Lab {
+    /// Build the lab and wait until every node is Ready with a pod range, its agent has
+    /// loaded the datapath, and it has routes to every other node's pods.
+    pub fn start(options: LabOptions) -> Lab {
+        require_root("the multi-node lab");
+        require_tool("ip", &["-V"], "iproute2");
+        assert!(
+            (1..=9).contains(&options.nodes),
+            "a lab has 1 to 9 nodes, not {}",
+            options.nodes
+        );
+        for bin in [&options.binaries.server, &options.binaries.agent] {
+            assert!(bin.exists(), "binary {} not found: build it", bin.display());
+        }
+        let busybox = Path::new(bpfk_kubelet::oci::DEFAULT_BUSYBOX);
+        assert!(
+            busybox.exists(),
+            "{} missing: install Debian package busybox-static",
+            busybox.display()
+        );
+        let cg2 = cgroup2_mount();
+        let id_lock = LockFile::try_take(&format!("id-{}", options.id)).unwrap_or_else(|| {
+            panic!(
+                "a lab with id {:?} is already running on this machine",
+                options.id
+            )
+        });
+        sweep_stale_netns(&options.id);
+
+        let (octet, subnet_lock) = (0..MAX_LABS)
+            .find_map(|k| LockFile::try_take(&format!("10.250.{k}")).map(|l| (k, l)))
+            .unwrap_or_else(|| panic!("all {MAX_LABS} lab subnets 10.250.k.0/24 are in use"));
+        let host_ip = Ipv4Addr::new(10, 250, octet, 1);
+        let host_if = format!("bpfkl{octet}h");
+        // Left by a lab that died without cleaning up (we hold the subnet's lock).
+        run_quiet(&["ip", "link", "del", &host_if]);
+        let ul = Netns::create(&format!("bpfk-{}-ul", options.id));
+        let mut lab = Lab {
+            nodes: Vec::new(),
+            server: None,
+            etcd: None,
+            underlay: None,
+            dir: None,
+            api: SocketAddr::from((host_ip, 0)),
+            kubeconfig: PathBuf::new(),
+            _id_lock: id_lock,
+        };
+        let ul_name = ul.name().to_string();
+        lab.underlay = Some(Underlay {
+            host_if: host_if.clone(),
+            ns: Some(ul),
+            _lock: subnet_lock,
+        });
+        run(&["ip", "-n", &ul_name, "link", "add", "br0", "type", "bridge"]);
+        run(&["ip", "-n", &ul_name, "link", "set", "br0", "up"]);
+        run(&[
+            "ip", "link", "add", &host_if, "type", "veth", "peer", "name", "host", "netns",
+            &ul_name,
+        ]);
+        run(&[
+            "ip", "-n", &ul_name, "link", "set", "host", "master", "br0", "up",
+        ]);
+        run(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{host_ip}/24"),
+            "dev",
+            &host_if,
+        ]);
+        run(&["ip", "link", "set", &host_if, "up"]);
+
+        let dir = tempfile::Builder::new()
+            .prefix("bpfk-lab-")
+            .tempdir()
+            .expect("lab tempdir");
+        let dir_path = dir.path().to_path_buf();
+        lab.dir = Some(dir);
+        lab.kubeconfig = dir_path.join("kubeconfig");
+
+        let etcd = EtcdProcess::start();
+        let etcd_endpoint = etcd.endpoint();
+        lab.etcd = Some(etcd);
+        lab.start_server(&options, &etcd_endpoint, host_ip, &dir_path);
+
+        let images = dir_path.join("bpfk-images.tar");
+        bpfk_kubelet::oci::write_layout_tar(
+            &bpfk_kubelet::oci::stand_in_images(),
+            busybox,
+            &images,
+        )
+        .unwrap_or_else(|e| panic!("building the stand-in images failed: {e}"));
+        for i in 1..=options.nodes {
+            let node = lab.start_node(&options, i, octet, &ul_name, &cg2, &images, &dir_path);
+            lab.nodes.push(node);
+        }
+        lab.wait_nodes_ready();
+        lab
+    }
+
+    fn start_server(&mut self, options: &LabOptions, etcd: &str, host_ip: Ipv4Addr, dir: &Path) {
+        let log = dir.join("bpfk-server.log");
+        let mut cmd = Command::new(&options.binaries.server);
+        cmd.args(["--etcd-servers", etcd])
+            .args(["--listen", &format!("{host_ip}:0")])
+            .arg("--write-kubeconfig")
+            .arg(&self.kubeconfig)
+            .env("RUST_LOG", &options.log_level)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).expect("server log file"));
+        let mut server = Process {
+            name: "bpfk-server".into(),
+            child: Some(spawn_in(&mut cmd, None, None)),
+            log,
+        };
+        let deadline = Instant::now() + START_DEADLINE;
+        let api = loop {
+            server.assert_running();
+            let url = fs::read_to_string(&self.kubeconfig)
+                .ok()
+                .and_then(|k| server_url(&k));
+            if let Some(addr) = url {
+                if let Ok((200, _)) = http_get(addr, "/api/v1/namespaces/default") {
+                    break addr;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "bpfk-server did not answer on {host_ip} within {START_DEADLINE:?}; log:\n{}",
+                tail(&server.log(), 40)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        self.api = api;
+        self.server = Some(server);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_node(
+        &mut self,
+        options: &LabOptions,
+        i: u8,
+        octet: u8,
+        ul: &str,
+        cg2: &Path,
+        images: &Path,
+        dir: &Path,
+    ) -> LabNode {
+        let name = format!("{}node-{i}", options.node_prefix);
+        let ns = Netns::create(&format!("bpfk-{}-n{i}", options.id));
+        let ip = Ipv4Addr::new(10, 250, octet, 10 + i);
+        let mut node = LabNode {
+            name: name.clone(),
+            ip,
+            cgroup: cg2.join(format!("bpfk-{name}")),
+            agent_binary: options.binaries.agent.clone(),
+            agent: None,
+            containerd: None,
+            netns: Some(ns),
+        };
+        let ns = node.netns().to_string();
+        let port = format!("n{i}");
+        run(&[
+            "ip",
+            "-n",
+            ul,
+            "link",
+            "add",
+            &port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            UNDERLAY_IFACE,
+            "netns",
+            &ns,
+        ]);
+        run(&["ip", "-n", ul, "link", "set", &port, "master", "br0", "up"]);
+        run(&[
+            "ip",
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{ip}/24"),
+            "dev",
+            UNDERLAY_IFACE,
+        ]);
+        run(&["ip", "-n", &ns, "link", "set", UNDERLAY_IFACE, "up"]);
+        for s in [
+            "net.ipv4.ip_forward=1",
+            "net.ipv4.conf.all.rp_filter=0",
+            "net.ipv4.conf.default.rp_filter=0",
+            "net.ipv4.conf.ul0.rp_filter=0",
+        ] {
+            run(&["ip", "netns", "exec", &ns, "sysctl", "-qw", s]);
+        }
+        // Pins left by an earlier run that died (the agent would reuse its maps).
+        node.teardown_pins();
+        fs::create_dir_all(&node.cgroup)
+            .unwrap_or_else(|e| panic!("cannot create cgroup {}: {e}", node.cgroup.display()));
+        let containerd = ContainerdProcess::start(ContainerdOptions {
+            netns: Some(ns.clone()),
+            cgroup_parent: Some(node.cgroup_parent()),
+            ..Default::default()
+        });
+        bpfk_kubelet::oci::import_with_ctr(&containerd.socket(), images, containerd.snapshotter())
+            .unwrap_or_else(|e| panic!("importing the stand-in images on {name} failed: {e}"));
+        let log = dir.join(format!("bpfk-agent-{name}.log"));
+        let mut cmd = Command::new(&options.binaries.agent);
+        cmd.args(["--node-name", &name, "--kubeconfig"])
+            .arg(&self.kubeconfig)
+            .args(["--node-ip", &ip.to_string()])
+            .args(["--underlay-iface", UNDERLAY_IFACE])
+            .arg("--cgroup")
+            .arg(&node.cgroup)
+            .args(["--pin-root", PIN_ROOT])
+            .args(["--kubelet", "--kubelet-port", &KUBELET_PORT.to_string()])
+            .arg("--runtime-socket")
+            .arg(containerd.socket())
+            .arg("--cni-conf-dir")
+            .arg(containerd.cni_conf_dir())
+            .arg("--cni-state-dir")
+            .arg(containerd.cni_state_dir())
+            .arg("--pod-log-dir")
+            .arg(containerd.pod_log_dir())
+            .arg("--kubelet-root-dir")
+            .arg(containerd.kubelet_dir())
+            .args(["--cgroup-parent", &node.cgroup_parent()])
+            .env("RUST_LOG", &options.log_level)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).expect("agent log file"));
+        node.containerd = Some(containerd);
+        node.agent = Some(Process {
+            name: format!("bpfk-agent {name}"),
+            child: Some(spawn_in(&mut cmd, Some(&ns), None)),
+            log,
+        });
+        node
+    }
+
+    fn wait_nodes_ready(&mut self) {
+        let deadline = Instant::now() + START_DEADLINE;
+        let mut cidrs: Vec<Option<String>> = vec![None; self.nodes.len()];
+        loop {
+            let mut waiting = Vec::new();
+            for (i, node) in self.nodes.iter_mut().enumerate() {
+                if let Some(a) = node.agent.as_mut() {
+                    a.assert_running();
+                }
+                match self_node(self.api, &node.name) {
+                    Some(n) if node_ready(&n) => {
+                        cidrs[i] = n.spec.and_then(|s| s.pod_cidr);
+                        if cidrs[i].is_none() {
+                            waiting.push(format!("{}: no podCIDR", node.name));
+                        }
+                    }
+                    _ => waiting.push(format!("{}: not Ready", node.name)),
+                }
+                if !node.pin_dir().join("link_cgroup_connect4").exists() {
+                    waiting.push(format!("{}: datapath not loaded", node.name));
+                }
+            }
+            if waiting.is_empty() {
+                // every node routes every other node's pod range over the underlay
+                for (i, node) in self.nodes.iter().enumerate() {
+                    for (j, cidr) in cidrs.iter().enumerate() {
+                        let Some(cidr) = cidr.as_deref().filter(|_| i != j) else {
+                            continue;
+                        };
+                        let routes = run(&["ip", "-n", node.netns(), "route", "show", cidr]);
+                        if routes.trim().is_empty() {
+                            waiting.push(format!("{}: no route to {cidr}", node.name));
+                        }
+                    }
+                }
+            }
+            if waiting.is_empty() {
+                return;
+            }
+            if Instant::now() > deadline {
+                let logs: Vec<String> = self
+                    .nodes
+                    .iter()
+                    .map(|n| format!("--- {} agent:\n{}", n.name, tail(&n.agent_log(), 40)))
+                    .collect();
+                panic!(
+                    "lab nodes not ready within {START_DEADLINE:?}: {waiting:?}\n{}",
+                    logs.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// The API server address (10.250.k.1:PORT), reachable from the host and every node.
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api
+    }
+
+    /// `http://10.250.k.1:PORT`
+    pub fn api_url(&self) -> String {
+        format!("http://{}", self.api)
+    }
+
+    /// The kubeconfig the server wrote (pointing at [`api_url`](Self::api_url)).
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// The lab's directory (kubeconfig, logs, images).
+    pub fn dir(&self) -> &Path {
+        self.dir
+            .as_ref()
+            .map(|d| d.path())
+            .unwrap_or(Path::new("/"))
+    }
+
+    pub fn nodes(&self) -> &[LabNode] {
+        &self.nodes
+    }
+
+    /// The node called `name`.
+    pub fn node(&self, name: &str) -> &LabNode {
+        self.nodes
+            .iter()
+            .find(|n| n.name == name)
+            .unwrap_or_else(|| panic!("no lab node {name}"))
+    }
+
+    /// The server's log so far.
+    pub fn server_log(&self) -> String {
+        self.server.as_ref().map(Process::log).unwrap_or_default()
+    }
+
+    /// A kube-rs client for the server.
+    pub fn client(&self) -> kube::Client {
+        let config = kube::Config::new(self.api_url().parse().expect("server url"));
+        kube::Client::try_from(config).expect("kube client")
+    }
+
+    /// Panics (with the log tail) when an agent or the server has exited.
+    pub fn assert_running(&mut self) {
+        if let Some(s) = self.server.as_mut() {
+            s.assert_running();
+        }
+        for n in &mut self.nodes {
+            if let Some(a) = n.agent.as_mut() {
+                a.assert_running();
+            }
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "lab: bpfk-server log tail:\n{}",
+                tail(&self.server_log(), 40)
+            );
+            for n in &self.nodes {
+                eprintln!(
+                    "lab: {} agent log tail:\n{}",
+                    n.name,
+                    tail(&n.agent_log(), 60)
+                );
+            }
+        }
+        // Nodes (agents, pins, containerd, cgroups, netns), then the control plane, then
+        // the underlay and the files.
+        while let Some(n) = self.nodes.pop() {
+            drop(n);
+        }
+        drop(self.server.take());
+        drop(self.etcd.take());
+        drop(self.underlay.take());
+        drop(self.dir.take());
+    }
+}
+
+/// `http://A:P` of the first `server:` line of a kubeconfig.
+fn server_url(kubeconfig: &str) -> Option<SocketAddr> {
+    kubeconfig.lines().find_map(|l| {
+        let url = l.trim().strip_prefix("server:")?.trim();
+        url.trim_matches('"').strip_prefix("http://")?.parse().ok()
+    })
+}
+
+fn self_node(api: SocketAddr, name: &str) -> Option<Node> {
+    match http_get(api, &format!("/api/v1/nodes/{name}")) {
+        Ok((200, body)) => serde_json::from_str(&body).ok(),
+        _ => None,
+    }
+}
+
+fn node_ready(n: &Node) -> bool {
+    n.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Namespaces `bpfk-<id>-*` left by a lab with this id that died without cleaning up (the
+/// caller holds the id's lock, so no running lab owns them).
+fn sweep_stale_netns(id: &str) {
+    let prefix = format!("bpfk-{id}-");
+    let Ok(entries) = fs::read_dir("/var/run/netns") else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(&prefix) {
+            eprintln!("lab: removing stale network namespace {name}");
+            run_quiet(&["ip", "netns", "del", &name]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cgroup2_mount_of_a_hybrid_host() {
+        let info = "\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+        assert_eq!(
+            parse_cgroup2_mount(info),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
+        assert_eq!(
+            parse_cgroup2_mount("1 2 0:1 / / rw - ext4 /dev/sda rw"),
+            None
+        );
+    }
+
+    #[test]
+    fn server_url_of_the_written_kubeconfig() {
+        let k = "apiVersion: v1\nclusters:\n- cluster:\n    server: http://10.250.0.1:41234\n  name: bpfk\n";
+        assert_eq!(server_url(k), Some("10.250.0.1:41234".parse().unwrap()));
+        assert_eq!(server_url("server: https://x:1"), None);
+    }
+}
