@@ -186,6 +186,13 @@ static RESOURCES: &[ResourceInfo] = &[
                 kind: "Binding",
                 verbs: CREATE_ONLY,
             },
+            Subresource {
+                name: "log",
+                group: None,
+                version: None,
+                kind: "Pod",
+                verbs: &["get"],
+            },
         ],
         verbs: ALL_VERBS,
     },

@@ -26,6 +26,9 @@ pub struct Query {
     pub container: Option<String>,
     pub tail_lines: Option<i64>,
     pub follow: bool,
+    pub previous: bool,
+    pub timestamps: bool,
+    pub limit_bytes: Option<i64>,
 }
 
 /// How unknown fields in a request body are treated.
@@ -96,6 +99,9 @@ impl Query {
                 "container" => q.container = Some(v).filter(|s| !s.is_empty()),
                 "tailLines" => q.tail_lines = Some(parse_int(&k, &v)?),
                 "follow" => q.follow = parse_bool(&k, &v)?,
+                "previous" => q.previous = parse_bool(&k, &v)?,
+                "timestamps" => q.timestamps = parse_bool(&k, &v)?,
+                "limitBytes" => q.limit_bytes = Some(parse_int(&k, &v)?),
                 _ => {}
             }
         }

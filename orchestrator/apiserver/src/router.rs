@@ -14,6 +14,7 @@ use crate::error::{ApiError, Result};
 use crate::path::{self, ResourcePath, Target};
 use crate::query::{negotiate, Query, Representation};
 use crate::rest::delete::{self, DeleteOptions};
+use crate::rest::pod_log;
 use crate::rest::subresource::{self, ScaleChange};
 use crate::rest::write::{self, Part, PatchKind};
 use crate::rest::{read, watch};
@@ -364,6 +365,10 @@ async fn resource(
                         subresource::bind(&state, res, ns, name, &parse_body(headers, &body)?)
                             .await?;
                     Ok(json_response(StatusCode::CREATED, &status, &[]))
+                }
+                ("log", Method::GET) => {
+                    let ns = ns.ok_or_else(|| ApiError::bad_request("pods are namespaced"))?;
+                    pod_log::get(&state, res, ns, name, &q).await
                 }
                 ("scale", Method::GET) => ok(&subresource::get_scale(&state, res, ns, name).await?),
                 ("scale", Method::PUT) => {

@@ -25,6 +25,8 @@ pub struct AppState {
     pub allocations: tokio::sync::RwLock<()>,
     /// Watch events decoded and encoded once for all their watches.
     pub renders: crate::rest::rendered::RenderMemo,
+    /// Client of the kubelets' endpoints (pods/log).
+    pub kubelets: crate::rest::pod_log::KubeletClient,
 }
 
 impl AppState {
@@ -45,6 +47,7 @@ impl AppState {
             caches,
             allocations: tokio::sync::RwLock::new(()),
             renders: Default::default(),
+            kubelets: Default::default(),
         })
     }
 

@@ -2,6 +2,7 @@
 //! resource, with kind-specific rules in [`crate::admission`].
 
 pub mod delete;
+pub mod pod_log;
 pub mod read;
 pub mod rendered;
 pub mod subresource;
