@@ -148,6 +148,25 @@ impl LockFile {
             remove: what.starts_with("id-").then_some(path),
         })
     }
+
+    /// Start the lock file's record of what this lab created (for [`sweep_dead_labs`]).
+    fn record(&self, text: &str) {
+        let mut f = &self._file;
+        let _ = f.set_len(0);
+        let _ = f.write_all(text.as_bytes());
+    }
+
+    /// Add `text` to the record.
+    fn append(&self, text: &str) {
+        let _ = (&self._file).write_all(text.as_bytes());
+    }
+
+    fn contents(&self) -> String {
+        self.remove
+            .as_ref()
+            .and_then(|p| fs::read_to_string(p).ok())
+            .unwrap_or_default()
+    }
 }
 
 /// Spawn `cmd` in network namespace `netns` (setns(2) before exec: unlike `ip netns exec`
@@ -430,7 +449,7 @@ pub struct Lab {
     dir: Option<tempfile::TempDir>,
     api: SocketAddr,
     kubeconfig: PathBuf,
-    _id_lock: LockFile,
+    id_lock: LockFile,
 }
 
 impl Lab {
@@ -454,12 +473,18 @@ impl Lab {
             busybox.display()
         );
         let cg2 = cgroup2_mount();
+        sweep_dead_labs();
         let id_lock = LockFile::try_take(&format!("id-{}", options.id)).unwrap_or_else(|| {
             panic!(
                 "a lab with id {:?} is already running on this machine",
                 options.id
             )
         });
+        // What a later run must clean up should this process die without its drop.
+        let names: String = (1..=options.nodes)
+            .map(|i| format!("node {}node-{i}\n", options.node_prefix))
+            .collect();
+        id_lock.record(&names);
         sweep_stale_netns(&options.id);
 
         let (octet, subnet_lock) = (0..MAX_LABS)
@@ -478,7 +503,7 @@ impl Lab {
             dir: None,
             api: SocketAddr::from((host_ip, 0)),
             kubeconfig: PathBuf::new(),
-            _id_lock: id_lock,
+            id_lock,
         };
         let ul_name = ul.name().to_string();
         lab.underlay = Some(Underlay {
@@ -510,6 +535,7 @@ impl Lab {
             .tempdir()
             .expect("lab tempdir");
         let dir_path = dir.path().to_path_buf();
+        lab.id_lock.append(&format!("dir {}\n", dir_path.display()));
         lab.dir = Some(dir);
         lab.kubeconfig = dir_path.join("kubeconfig");
 
@@ -640,6 +666,10 @@ impl Lab {
             cgroup_parent: Some(node.cgroup_parent()),
             ..Default::default()
         });
+        if let Some(dir) = containerd.socket().parent() {
+            self.id_lock
+                .append(&format!("containerd {}\n", dir.display()));
+        }
         bpfk_kubelet::oci::import_with_ctr(&containerd.socket(), images, containerd.snapshotter())
             .unwrap_or_else(|e| panic!("importing the stand-in images on {name} failed: {e}"));
         let log = dir.join(format!("bpfk-agent-{name}.log"));
@@ -836,6 +866,135 @@ fn node_ready(n: &Node) -> bool {
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Labs whose process died without its drop (SIGKILL, a test-runner timeout): their id
+/// lock file is still there but nobody holds the lock. Removes their namespaces, pins,
+/// the processes left in their node cgroups, and those cgroups.
+fn sweep_dead_labs() {
+    let Ok(entries) = fs::read_dir("/run") else {
+        return;
+    };
+    for e in entries.flatten() {
+        let file = e.file_name().to_string_lossy().into_owned();
+        let Some(id) = file
+            .strip_prefix("bpfk-lab-id-")
+            .and_then(|f| f.strip_suffix(".lock"))
+        else {
+            continue;
+        };
+        let Some(lock) = LockFile::try_take(&format!("id-{id}")) else {
+            continue; // a running lab
+        };
+        eprintln!("lab: cleaning up after lab {id:?}, whose process died");
+        let record = lock.contents();
+        let entries = |kind: &str| -> Vec<String> {
+            let prefix = format!("{kind} ");
+            record
+                .lines()
+                .filter_map(|l| l.strip_prefix(&prefix).map(str::to_string))
+                .collect()
+        };
+        // containerd died with the lab (PDEATHSIG), its shims did not
+        for dir in entries("containerd") {
+            kill_shims_of(&Path::new(&dir).join("containerd.sock"));
+        }
+        for node in entries("node") {
+            let node = node.as_str();
+            let pins = Path::new(PIN_ROOT).join(node);
+            if let Ok(files) = fs::read_dir(&pins) {
+                for f in files.flatten() {
+                    let _ = fs::remove_file(f.path());
+                }
+            }
+            let _ = fs::remove_dir(&pins);
+            remove_cgroup_trees(&format!("bpfk-{node}"));
+        }
+        for dir in entries("containerd").into_iter().chain(entries("dir")) {
+            let dir = PathBuf::from(dir);
+            let mut mounts = crate::containerd::mounts_under(&dir);
+            mounts.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+            for m in mounts {
+                if let Ok(c) = std::ffi::CString::new(m.as_os_str().as_encoded_bytes()) {
+                    // SAFETY: umount2 with a valid NUL-terminated path.
+                    unsafe {
+                        libc::umount2(c.as_ptr(), libc::MNT_DETACH);
+                    }
+                }
+            }
+            let _ = fs::remove_dir_all(&dir);
+        }
+        sweep_stale_netns(id);
+        drop(lock);
+    }
+}
+
+/// Kill the containerd shims serving `socket` (their `-address` argument).
+fn kill_shims_of(socket: &Path) {
+    let want = socket.as_os_str().as_encoded_bytes();
+    let Ok(procs) = fs::read_dir("/proc") else {
+        return;
+    };
+    for p in procs.flatten() {
+        let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = fs::read(p.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        if args.windows(2).any(|w| w[0] == b"-address" && w[1] == want) {
+            // SAFETY: kill(2) of a shim of the dead lab's containerd.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Kill the processes in cgroup `name` (below every hierarchy's root) and remove it.
+fn remove_cgroup_trees(name: &str) {
+    let mounts: Vec<PathBuf> = fs::read_to_string("/proc/self/mounts")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 2 && (f[2] == "cgroup" || f[2] == "cgroup2")).then(|| PathBuf::from(f[1]))
+        })
+        .collect();
+    let mut dirs = Vec::new();
+    fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
+        if let Ok(entries) = fs::read_dir(dir) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    collect(&e.path(), out);
+                }
+            }
+            out.push(dir.to_path_buf());
+        }
+    }
+    for m in mounts {
+        collect(&m.join(name), &mut dirs);
+    }
+    for d in &dirs {
+        for pid in fs::read_to_string(d.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse::<i32>().ok())
+        {
+            // SAFETY: kill(2) of a process found in the dead lab's cgroup.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+    dirs.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for d in &dirs {
+        while fs::remove_dir(d).is_err() && d.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 /// Namespaces `bpfk-<id>-*` left by a lab with this id that died without cleaning up (the
