@@ -24,6 +24,9 @@
 //! Dropping the [`Lab`] (also while panicking) kills the agents by PID and runs
 //! `bpfk-agent --teardown` for each node's pins, stops containerd (its pods, mounts and
 //! cgroups), the server and etcd, and deletes the namespaces, the host veth and the cgroups.
+//! A lab whose process was SIGKILLed (its children die with it: PDEATHSIG) is cleaned up by
+//! the next lab that starts: its `/run/bpfk-lab-id-<id>.lock`, no longer locked, records its
+//! nodes and directories, so its shims, pods, pins, cgroups, mounts and namespaces go.
 //! Everything panics with a clear message when something is missing: never a silent skip.
 
 use std::fs;
