@@ -268,7 +268,7 @@ pub fn run(opts: &Options) -> Result<()> {
             }
         }
     };
-    let result = demo(&info, &bin);
+    let result = demo(&info, &bin, opts.keep);
     if let Err(e) = &result {
         eprintln!("\ndemo failed: {e:#}");
     }
@@ -295,7 +295,7 @@ pub fn run(opts: &Options) -> Result<()> {
     result
 }
 
-fn demo(info: &LabInfo, bin: &dyn Fn(&str) -> PathBuf) -> Result<()> {
+fn demo(info: &LabInfo, bin: &dyn Fn(&str) -> PathBuf, keep: bool) -> Result<()> {
     let bpfk = |args: &[&str]| {
         let mut c = Command::new(bin("bpfk"));
         c.arg("--kubeconfig").arg(&info.kubeconfig).args(args);
@@ -448,9 +448,7 @@ fn demo(info: &LabInfo, bin: &dyn Fn(&str) -> PathBuf) -> Result<()> {
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
         print!("{text}");
-        text.lines()
-            .map(|l| l.splitn(4, ' ').nth(3).unwrap_or_default().to_string() + "\n")
-            .collect()
+        cri_log_text(&text)
     };
     let node_of: BTreeMap<&str, &str> =
         nginx.iter().map(|p| (p.0.as_str(), p.2.as_str())).collect();
@@ -503,6 +501,13 @@ fn demo(info: &LabInfo, bin: &dyn Fn(&str) -> PathBuf) -> Result<()> {
         ),
     ]))?;
 
+    if keep {
+        println!(
+            "\n(--keep: the Deployment stays; `bpfk delete deployment nginx-deployment` removes \
+             its pods and the Service's backends)"
+        );
+        return Ok(());
+    }
     step("delete the Deployment: its pods stop and leave the Service's backends");
     show(&mut bpfk(&["delete", "deployment", "nginx-deployment"]))?;
     wait_until("the nginx pods to go", || {
@@ -548,4 +553,38 @@ fn client_log_file(pod_log_dir: &Path) -> Result<PathBuf> {
         "no log of pod default/client under {}",
         pod_log_dir.display()
     )
+}
+
+/// The text of a CRI log file (`<time> <stream> <P|F> <text>` lines).
+fn cri_log_text(file: &str) -> String {
+    file.lines()
+        .filter_map(|l| l.splitn(4, ' ').nth(3))
+        .map(|t| format!("{t}\n"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cri_log_lines_keep_only_the_text() {
+        let file = "2026-11-27T15:10:00.1Z stdout F nginx-a\n2026-11-27T15:10:00.2Z stdout F nginx b\nbroken\n";
+        assert_eq!(cri_log_text(file), "nginx-a\nnginx b\n");
+    }
+
+    #[test]
+    fn lab_info_from_the_ready_line() {
+        let info = parse_info(
+            r#"{"kubeconfig":"/k","api":"http://10.250.0.1:1","dir":"/d","nodes":[{"name":"node-1","netns":"bpfk-demo-n1","cgroup":"/c","pin_dir":"/p","pod_log_dir":"/l"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(info.nodes[0].name, "node-1");
+        assert_eq!(info.kubeconfig, PathBuf::from("/k"));
+        let err = parse_info(r#"{"api":"x","nodes":[]}"#)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("kubeconfig"), "{err}");
+    }
 }
