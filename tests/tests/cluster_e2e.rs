@@ -4,7 +4,9 @@
 //! the node's cgroup). The manifests' nginx Deployment (stand-in image: busybox httpd that
 //! serves its pod's name at /hostname) and a ClusterIP Service run on both nodes; a client
 //! pod on node 1 fetches `http://<clusterIP>/hostname` 30 times and gets answers from pods
-//! on both nodes (same-node and cross-node through the datapath's peer routes).
+//! on both nodes (same-node and cross-node through the datapath's peer routes). Each nginx
+//! pod's processes are checked to sit in `<cgroup2>/bpfk-<node>/pod<uid>/…`, below the
+//! cgroup the node's sock_addr programs are attached to.
 //!
 //! That the eBPF datapath did the translation is shown three ways: both nodes' pinned
 //! service maps hold the ClusterIP frontend with one slot per backend; from node 1's
@@ -293,6 +295,26 @@ async fn cluster_ip_answers_from_pods_on_both_nodes_through_ebpf() {
             tokio::time::sleep(Duration::from_millis(300)).await;
         };
         assert_eq!(body.trim(), name, "{status}");
+        // Its processes sit below the node cgroup the socket load balancer is attached to
+        // (runc joins the cgroup2 hierarchy too on a v1+v2 hybrid host).
+        let uid = p.metadata.uid.clone().expect("uid");
+        let pod_cgroup = lab.node(&node).cgroup().join(format!("pod{uid}"));
+        let procs: usize = std::fs::read_dir(&pod_cgroup)
+            .unwrap_or_else(|e| panic!("{name}: no pod cgroup {}: {e}", pod_cgroup.display()))
+            .flatten()
+            .filter(|c| c.path().is_dir())
+            .map(|c| {
+                std::fs::read_to_string(c.path().join("cgroup.procs"))
+                    .unwrap_or_default()
+                    .lines()
+                    .count()
+            })
+            .sum();
+        assert!(
+            procs >= 2,
+            "{name}: {procs} processes under {} (want the sandbox's and the container's)",
+            pod_cgroup.display()
+        );
         node_of_pod.insert(name, node);
     }
 
