@@ -375,6 +375,12 @@ async fn cluster_ip_answers_from_pods_on_both_nodes_through_ebpf() {
     })
     .await;
     let log = lab.node(&n1).container_log("default", "client", "client");
+    // The same log through the API server (pods/log proxied to node 1's kubelet).
+    assert_eq!(
+        tool(&lab, &bpfk, &["logs", "client"], None),
+        log,
+        "bpfk logs client"
+    );
     let answers: Vec<&str> = log
         .lines()
         .map(str::trim)

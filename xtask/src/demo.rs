@@ -90,6 +90,7 @@ struct NodeInfo {
     cgroup: PathBuf,
     pin_dir: PathBuf,
     pod_log_dir: PathBuf,
+    agent_log: PathBuf,
 }
 
 fn parse_info(line: &str) -> Result<LabInfo> {
@@ -110,6 +111,7 @@ fn parse_info(line: &str) -> Result<LabInfo> {
             cgroup: s(n, "cgroup")?.into(),
             pin_dir: s(n, "pin_dir")?.into(),
             pod_log_dir: s(n, "pod_log_dir")?.into(),
+            agent_log: s(n, "agent_log")?.into(),
         });
     }
     Ok(LabInfo {
@@ -313,7 +315,21 @@ fn demo(info: &LabInfo, bin: &dyn Fn(&str) -> PathBuf, keep: bool) -> Result<()>
     );
     println!("logs of the server and the agents: {}", info.dir.display());
 
-    step("the nodes joined: Ready, each with a pod range from node IPAM");
+    step("the nodes joined: each agent's kubelet registered its Node, node IPAM gave it a pod range, then the proxy loaded the eBPF datapath");
+    for n in &info.nodes {
+        let log = std::fs::read_to_string(&n.agent_log).unwrap_or_default();
+        for line in log.lines().filter(|l| {
+            [
+                "pod range assigned",
+                "datapath loaded",
+                "routes to other nodes' pods updated",
+            ]
+            .iter()
+            .any(|m| l.contains(m))
+        }) {
+            println!("{} agent: {line}", n.name);
+        }
+    }
     show(&mut bpfk(&["get", "nodes", "-o", "wide"]))?;
     show(&mut kubectl(&[
         "get",
@@ -576,7 +592,7 @@ mod tests {
     #[test]
     fn lab_info_from_the_ready_line() {
         let info = parse_info(
-            r#"{"kubeconfig":"/k","api":"http://10.250.0.1:1","dir":"/d","nodes":[{"name":"node-1","netns":"bpfk-demo-n1","cgroup":"/c","pin_dir":"/p","pod_log_dir":"/l"}]}"#,
+            r#"{"kubeconfig":"/k","api":"http://10.250.0.1:1","dir":"/d","nodes":[{"name":"node-1","netns":"bpfk-demo-n1","cgroup":"/c","pin_dir":"/p","pod_log_dir":"/l","agent_log":"/a"}]}"#,
         )
         .unwrap();
         assert_eq!(info.nodes[0].name, "node-1");
