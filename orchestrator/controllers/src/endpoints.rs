@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{
     EndpointAddress, EndpointPort, EndpointSubset, Endpoints, ObjectReference, Pod, Service,
     ServicePort,
@@ -43,18 +43,17 @@ pub struct Context {
 }
 
 /// Runs the controller (Endpoints and/or EndpointSlices) until its watches end.
+/// Pods come from the process's shared pod informer: its store and a subscription to its
+/// changes.
 pub async fn run(
     client: Client,
     concurrency: u16,
     endpoints: bool,
     endpoint_slices: bool,
+    pods: Store<Pod>,
+    pod_changes: impl Stream<Item = Arc<Pod>> + Send + 'static,
 ) -> Result<()> {
     let wc = watcher::Config::default();
-    let (pod_store, pod_writer) = reflector::store();
-    let pods = watcher(Api::<Pod>::all(client.clone()), wc.clone())
-        .default_backoff()
-        .reflect(pod_writer)
-        .touched_objects();
     let (slice_store, slice_writer) = reflector::store();
     let slices = watcher(
         Api::<EndpointSlice>::all(client.clone()),
@@ -66,7 +65,7 @@ pub async fn run(
     .touched_objects();
     let ctx = Arc::new(Context {
         client: client.clone(),
-        pods: pod_store,
+        pods,
         slices: slice_store,
         endpoints,
         endpoint_slices,
@@ -74,7 +73,9 @@ pub async fn run(
     let controller = Controller::new(Api::<Service>::all(client.clone()), wc.clone());
     let services = controller.store();
     let mut controller = controller
-        .watches_stream(pods, move |pod: Pod| services_in_namespace(&services, &pod))
+        .watches_shared_stream(pod_changes, move |pod: Arc<Pod>| {
+            services_in_namespace(&services, &pod)
+        })
         .owns_stream(slices);
     if endpoints {
         controller = controller.owns(Api::<Endpoints>::all(client), wc);

@@ -13,6 +13,7 @@ pub mod endpoints;
 pub mod error;
 pub mod expectations;
 pub mod garbagecollector;
+pub mod informer;
 pub mod kinds;
 pub mod namespace;
 pub mod nodeipam;
@@ -22,7 +23,8 @@ pub mod util;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use kube::Client;
+use k8s_openapi::api::core::v1::Pod;
+use kube::{Api, Client};
 use tokio::task::JoinSet;
 
 pub use config::ControllersConfig;
@@ -36,14 +38,21 @@ pub async fn run(client: Client, config: ControllersConfig) -> Result<()> {
     if config.enabled("deployment") {
         tasks.push(("deployment", deployment::run(client.clone(), c).boxed()));
     }
+    // one pod watch for every controller that follows pods
+    let mut pods = informer::Informer::<Pod>::new(Api::all(client.clone()), Default::default());
     if config.enabled("replicaset") {
-        tasks.push(("replicaset", replicaset::run(client.clone(), c).boxed()));
+        let (store, changes) = (pods.store(), pods.subscribe());
+        tasks.push((
+            "replicaset",
+            replicaset::run(client.clone(), c, store, changes).boxed(),
+        ));
     }
     let (ep, eps) = (config.enabled("endpoint"), config.enabled("endpointslice"));
     if ep || eps {
+        let (store, changes) = (pods.store(), pods.subscribe());
         tasks.push((
             "endpoint",
-            endpoints::run(client.clone(), c, ep, eps).boxed(),
+            endpoints::run(client.clone(), c, ep, eps, store, changes).boxed(),
         ));
     }
     if config.enabled("nodeipam") {
@@ -64,7 +73,20 @@ pub async fn run(client: Client, config: ControllersConfig) -> Result<()> {
         };
         tasks.push((
             "nodelifecycle",
-            nodelifecycle::run(client.clone(), settings).boxed(),
+            nodelifecycle::run(client.clone(), settings, pods.store()).boxed(),
+        ));
+    }
+    let pods_needed = ["replicaset", "endpoint", "endpointslice", "nodelifecycle"]
+        .iter()
+        .any(|n| config.enabled(n));
+    if pods_needed {
+        tasks.push((
+            "pod informer",
+            async move {
+                pods.run("pods").await;
+                Ok(())
+            }
+            .boxed(),
         ));
     }
     if config.enabled("garbagecollector") {

@@ -101,8 +101,9 @@ async fn ensure_namespace(client: &Client) -> Result<()> {
     }
 }
 
-/// Runs the controller until its watches end.
-pub async fn run(client: Client, settings: Settings) -> Result<()> {
+/// Runs the controller until its watches end. Pods are read from the process's shared pod
+/// informer's store.
+pub async fn run(client: Client, settings: Settings, pods: Store<Pod>) -> Result<()> {
     ensure_namespace(&client).await?;
     let wc = watcher::Config::default();
     let (nodes, w) = reflector::store::<Node>();
@@ -117,20 +118,12 @@ pub async fn run(client: Client, settings: Settings) -> Result<()> {
     let lease_task = drive(
         watcher(
             Api::<Lease>::namespaced(client.clone(), LEASE_NAMESPACE),
-            wc.clone(),
+            wc,
         )
         .default_backoff()
         .reflect(w)
         .applied_objects(),
         "leases",
-    );
-    let (pods, w) = reflector::store::<Pod>();
-    let pod_task = drive(
-        watcher(Api::<Pod>::all(client.clone()), wc)
-            .default_backoff()
-            .reflect(w)
-            .applied_objects(),
-        "pods",
     );
     for (store_ready, name) in [
         (nodes.wait_until_ready().await.is_ok(), "nodes"),
@@ -146,7 +139,7 @@ pub async fn run(client: Client, settings: Settings) -> Result<()> {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if node_task.is_finished() || lease_task.is_finished() || pod_task.is_finished() {
+        if node_task.is_finished() || lease_task.is_finished() {
             return Err(Error::Stopped("nodelifecycle", "watch ended".into()));
         }
         if let Err(e) = monitor(&client, &nodes, &leases, &pods, &mut health, &settings).await {

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -36,8 +36,14 @@ pub struct Context {
     expectations: Expectations,
 }
 
-/// Runs the controller until its watches end.
-pub async fn run(client: Client, concurrency: u16) -> Result<()> {
+/// Runs the controller until its watches end. Pods come from the process's shared pod
+/// informer: its store and a subscription to its changes.
+pub async fn run(
+    client: Client,
+    concurrency: u16,
+    pods: Store<Pod>,
+    pod_changes: impl Stream<Item = Arc<Pod>> + Send + 'static,
+) -> Result<()> {
     let wc = watcher::Config::default();
     let (rs_store, rs_writer) = reflector::store();
     let replicasets = watcher(Api::<ReplicaSet>::all(client.clone()), wc.clone())
@@ -45,20 +51,17 @@ pub async fn run(client: Client, concurrency: u16) -> Result<()> {
         .reflect(rs_writer)
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
-    let (pod_store, pod_writer) = reflector::store();
-    let pods = watcher(Api::<Pod>::all(client.clone()), wc)
-        .default_backoff()
-        .reflect(pod_writer)
-        .touched_objects();
     let ctx = Arc::new(Context {
         client,
-        pods: pod_store,
+        pods,
         expectations: Expectations::default(),
     });
     let controller = Controller::for_stream(replicasets, rs_store);
     let rs_cache = controller.store();
     controller
-        .watches_stream(pods, move |pod: Pod| pod_to_replicasets(&rs_cache, &pod))
+        .watches_shared_stream(pod_changes, move |pod: Arc<Pod>| {
+            pod_to_replicasets(&rs_cache, &pod)
+        })
         .with_config(ControllerConfig::default().concurrency(concurrency))
         .run(reconcile, error_policy, ctx)
         .for_each(|r| async move {
