@@ -95,6 +95,10 @@ pub struct NodeInfo {
     pub used_ports: Vec<HostPort>,
     /// Pods on this node per controlling owner uid.
     pub owner_counts: HashMap<String, u32>,
+    /// The node's Ready condition is True (kept here: filters read it for every pod).
+    pub ready: bool,
+    /// `spec.unschedulable` (cordoned).
+    pub unschedulable: bool,
 }
 
 impl NodeInfo {
@@ -125,9 +129,9 @@ impl NodeInfo {
         }
     }
 
-    /// Whether the Ready condition is True.
+    /// Whether the node is known and its Ready condition is True.
     pub fn is_ready(&self) -> bool {
-        self.node.as_ref().is_some_and(|n| node_ready(n))
+        self.node.is_some() && self.ready
     }
 }
 
@@ -150,7 +154,8 @@ struct Placement {
 /// Nodes and pod placements.
 #[derive(Debug, Default)]
 pub struct Cache {
-    nodes: HashMap<String, NodeInfo>,
+    /// Looked up once per node considered for every pod: a fast hasher.
+    nodes: HashMap<String, NodeInfo, ahash::RandomState>,
     order: Vec<String>,
     placements: HashMap<String, Placement>,
 }
@@ -184,6 +189,8 @@ impl Cache {
             Some(old) => scheduling_relevant(old) != scheduling_relevant(&node),
         };
         info.allocatable = node_allocatable(&node);
+        info.ready = node_ready(&node);
+        info.unschedulable = node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true);
         info.node = Some(node);
         changed
     }
@@ -192,6 +199,7 @@ impl Cache {
     pub fn remove_node(&mut self, name: &str) {
         if let Some(info) = self.nodes.get_mut(name) {
             info.node = None;
+            info.ready = false;
             self.order.retain(|n| n != name);
             if info.requested == Resources::default() {
                 self.nodes.remove(name);

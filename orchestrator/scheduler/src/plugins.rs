@@ -67,7 +67,7 @@ pub fn filter(pod: &Pod, facts: &PodFacts, info: &NodeInfo) -> Result<(), Vec<St
     };
     let tols = tolerations(pod);
     // NodeUnschedulable
-    if node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true) {
+    if info.unschedulable {
         let unsched = Taint {
             key: "node.kubernetes.io/unschedulable".into(),
             effect: "NoSchedule".into(),

@@ -139,6 +139,11 @@ impl Queue {
         !self.active.is_empty()
     }
 
+    /// How many pods wait in the active queue.
+    pub fn active_len(&self) -> usize {
+        self.active.len()
+    }
+
     /// A queued pod's entry.
     pub fn get_mut(&mut self, uid: &str) -> Option<&mut Entry> {
         self.entries.get_mut(uid)

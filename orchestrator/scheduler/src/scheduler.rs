@@ -27,6 +27,55 @@ const BATCH: usize = 128;
 struct Outcome {
     uid: String,
     result: BindResult,
+    /// From the decision to the binding's answer (semaphore wait included).
+    took: Duration,
+}
+
+/// What the loop did since the last report (logged at debug level every [`STATS_PERIOD`]).
+#[derive(Default)]
+struct Stats {
+    pod_events: u64,
+    node_events: u64,
+    batches: u64,
+    scheduled: u64,
+    unschedulable: u64,
+    deciding: Duration,
+    bound: u64,
+    bind_total: Duration,
+    bind_max: Duration,
+    in_flight: u64,
+}
+
+const STATS_PERIOD: Duration = Duration::from_secs(5);
+
+impl Stats {
+    fn report(&mut self, queue: &Queue) {
+        if self.pod_events + self.node_events + self.scheduled + self.bound == 0 {
+            return;
+        }
+        let per = |d: Duration, n: u64| d.as_secs_f64() * 1e3 / n.max(1) as f64;
+        tracing::debug!(
+            pod_events = self.pod_events,
+            node_events = self.node_events,
+            batches = self.batches,
+            scheduled = self.scheduled,
+            unschedulable = self.unschedulable,
+            decide_ms_avg = format!(
+                "{:.3}",
+                per(self.deciding, self.scheduled + self.unschedulable)
+            ),
+            bound = self.bound,
+            bind_ms_avg = format!("{:.1}", per(self.bind_total, self.bound)),
+            bind_ms_max = format!("{:.1}", self.bind_max.as_secs_f64() * 1e3),
+            in_flight = self.in_flight,
+            active = queue.active_len(),
+            "scheduler loop stats"
+        );
+        *self = Stats {
+            in_flight: self.in_flight,
+            ..Default::default()
+        };
+    }
 }
 
 struct Loop {
@@ -43,6 +92,7 @@ struct Loop {
     nodes_seen: Option<HashSet<String>>,
     pods_synced: bool,
     nodes_synced: bool,
+    stats: Stats,
 }
 
 fn pod_uid(pod: &Pod) -> Option<String> {
@@ -168,6 +218,10 @@ impl Loop {
     }
 
     fn on_outcome(&mut self, o: Outcome) {
+        self.stats.in_flight = self.stats.in_flight.saturating_sub(1);
+        self.stats.bound += 1;
+        self.stats.bind_total += o.took;
+        self.stats.bind_max = self.stats.bind_max.max(o.took);
         match o.result {
             BindResult::Bound => {
                 self.queue.remove(&o.uid);
@@ -189,11 +243,13 @@ impl Loop {
         if !(self.pods_synced && self.nodes_synced) {
             return;
         }
+        self.stats.batches += 1;
         for _ in 0..BATCH {
             let Some((uid, pod)) = self.queue.pop() else {
                 return;
             };
             let facts = PodFacts::of(&pod);
+            let deciding = Instant::now();
             let choice = select_node(
                 &self.cache,
                 &pod,
@@ -203,6 +259,7 @@ impl Loop {
                 &self.weights,
                 &mut self.rng,
             );
+            self.stats.deciding += deciding.elapsed();
             let ns = pod
                 .metadata
                 .namespace
@@ -213,16 +270,21 @@ impl Loop {
                 Ok(node) => {
                     tracing::debug!(pod = %format!("{ns}/{name}"), %node, "scheduled");
                     self.cache.assume(&uid, &node, facts);
+                    self.stats.scheduled += 1;
+                    self.stats.in_flight += 1;
                     let client = self.client.clone();
                     let sem = self.binds.clone();
                     let tx = self.outcomes.clone();
+                    let decided = Instant::now();
                     tokio::spawn(async move {
                         let _permit = sem.acquire_owned().await;
                         let result = bind(client, &ns, &name, &uid, &node).await;
-                        let _ = tx.send(Outcome { uid, result });
+                        let took = decided.elapsed();
+                        let _ = tx.send(Outcome { uid, result, took });
                     });
                 }
                 Err(fit) => {
+                    self.stats.unschedulable += 1;
                     let message = fit.to_string();
                     tracing::debug!(pod = %format!("{ns}/{name}"), %message, "unschedulable");
                     if self.queue.unschedulable(&uid, &message) {
@@ -270,7 +332,10 @@ pub async fn run(client: Client, config: SchedulerConfig) -> Result<()> {
         nodes_seen: None,
         pods_synced: false,
         nodes_synced: false,
+        stats: Stats::default(),
     };
+    let mut report = tokio::time::interval(STATS_PERIOD);
+    report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tracing::info!(scheduler = %l.config.scheduler_name, "scheduler started");
@@ -279,17 +344,24 @@ pub async fn run(client: Client, config: SchedulerConfig) -> Result<()> {
         tokio::select! {
             biased;
             ev = node_events.next() => match ev {
-                Some(Ok(ev)) => l.node_event(ev),
+                Some(Ok(ev)) => {
+                    l.stats.node_events += 1;
+                    l.node_event(ev)
+                }
                 Some(Err(e)) => tracing::warn!(error = %e, "node watch error"),
                 None => return Err(Error::WatchEnded("nodes")),
             },
             ev = pod_events.next() => match ev {
-                Some(Ok(ev)) => l.pod_event(ev),
+                Some(Ok(ev)) => {
+                    l.stats.pod_events += 1;
+                    l.pod_event(ev)
+                }
                 Some(Err(e)) => tracing::warn!(error = %e, "pod watch error"),
                 None => return Err(Error::WatchEnded("pods")),
             },
             Some(o) = rx.recv() => l.on_outcome(o),
             _ = tick.tick() => l.queue.flush(Instant::now()),
+            _ = report.tick() => l.stats.report(&l.queue),
             _ = std::future::ready(()), if ready => l.schedule_batch(),
         }
     }
