@@ -1149,3 +1149,76 @@ async fn namespace_finalize_subresource_completes_deletion() {
     let (code, body) = http_request(port, "GET", "/api/v1/namespaces/fin", None).unwrap();
     assert_eq!(code, 404, "finalized namespace is gone: {body}");
 }
+
+/// `as=PartialObjectMetadata(List)`: kube-rs metadata-only get, list and watch (what the
+/// garbage collector uses) see each object's metadata and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_only_get_list_and_watch() {
+    use kube::core::PartialObjectMeta;
+    let cluster = api_only();
+    let client = cluster.client().await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let meta: Api<PartialObjectMeta<Pod>> = Api::namespaced(client.clone(), "default");
+    pods.create(&PostParams::default(), &pod("m1"))
+        .await
+        .unwrap();
+
+    // a watch from the start: its events are metadata only, bookmarks included
+    let mut events = Box::pin(watcher(
+        meta.clone(),
+        watcher::Config::default().any_semantic(),
+    ));
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let ev = tokio::time::timeout(Duration::from_secs(20), events.next())
+            .await
+            .expect("metadata watch event")
+            .expect("watch open")
+            .expect("watch event");
+        match ev {
+            watcher::Event::InitApply(p) | watcher::Event::Apply(p) => {
+                seen.push(p.metadata.name.clone().unwrap());
+                if seen.len() == 1 {
+                    pods.create(&PostParams::default(), &pod("m2"))
+                        .await
+                        .unwrap();
+                }
+            }
+            watcher::Event::Init | watcher::Event::InitDone => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(seen, vec!["m1", "m2"]);
+
+    let got = meta.get("m1").await.unwrap();
+    assert_eq!(got.metadata.name.as_deref(), Some("m1"));
+    assert!(got.metadata.uid.is_some());
+    let types = got.types.clone().expect("kind and apiVersion");
+    assert_eq!(
+        (types.kind.as_str(), types.api_version.as_str()),
+        ("PartialObjectMetadata", "meta.k8s.io/v1")
+    );
+    let listed = meta.list(&ListParams::default()).await.unwrap();
+    let mut names: Vec<String> = listed
+        .items
+        .iter()
+        .map(|p| p.metadata.name.clone().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["m1", "m2"]);
+    assert!(listed.metadata.resource_version.is_some());
+
+    // the raw answer carries no spec or status
+    let request = http::Request::get("/api/v1/namespaces/default/pods/m1")
+        .header(
+            "Accept",
+            "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1",
+        )
+        .body(Vec::new())
+        .unwrap();
+    let body = client.request_text(request).await.unwrap();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["kind"], "PartialObjectMetadata");
+    assert!(v.get("spec").is_none() && v.get("status").is_none(), "{v}");
+    assert_eq!(v["metadata"]["name"], "m1");
+}

@@ -151,6 +151,9 @@ fn percent_decode(s: &str) -> String {
 pub enum Representation {
     Object,
     Table,
+    /// `PartialObjectMetadata(List)`: metadata only (controllers that need no more, like the
+    /// garbage collector).
+    Metadata,
 }
 
 /// Pick the representation: a `Table` when the client lists `as=Table` in meta.k8s.io/v1 first.
@@ -160,12 +163,18 @@ pub fn negotiate(accept: Option<&str>) -> Representation {
     };
     for part in accept.split(',') {
         let params: Vec<&str> = part.split(';').map(str::trim).collect();
-        let is_table = params.contains(&"as=Table");
-        if is_table {
-            let v1 = params.contains(&"v=v1");
-            let g = params.contains(&"g=meta.k8s.io");
-            if v1 && g {
+        let meta_v1 = params.contains(&"v=v1") && params.contains(&"g=meta.k8s.io");
+        if params.contains(&"as=Table") {
+            if meta_v1 {
                 return Representation::Table;
+            }
+            continue;
+        }
+        if params.contains(&"as=PartialObjectMetadata")
+            || params.contains(&"as=PartialObjectMetadataList")
+        {
+            if meta_v1 {
+                return Representation::Metadata;
             }
             continue;
         }
@@ -199,5 +208,21 @@ mod tests {
         assert_eq!(negotiate(Some("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json")), Representation::Table);
         assert_eq!(negotiate(Some("application/json")), Representation::Object);
         assert_eq!(negotiate(None), Representation::Object);
+        assert_eq!(
+            negotiate(Some(
+                "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+            )),
+            Representation::Metadata
+        );
+        assert_eq!(
+            negotiate(Some(
+                "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
+            )),
+            Representation::Metadata
+        );
+        assert_eq!(
+            negotiate(Some("application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1beta1,application/json")),
+            Representation::Object
+        );
     }
 }

@@ -212,6 +212,7 @@ async fn resource(
                         listed.continue_token,
                     )),
                     Representation::Object => ok(&read::list_object(res, listed)),
+                    Representation::Metadata => ok(&read::partial_metadata_list(listed)),
                 }
             }
             Method::POST if res.supports("create") => {
@@ -273,6 +274,7 @@ async fn resource(
                         None,
                     )),
                     Representation::Object => ok(&obj),
+                    Representation::Metadata => ok(&read::partial_metadata(&obj)),
                 }
             }
             Method::PUT if res.supports("update") => {

@@ -221,15 +221,40 @@ fn decode_matching<'a>(
     Ok(out)
 }
 
-/// The list object (`PodList`, ...) for listed items.
-pub fn list_object(res: &ResourceInfo, listed: Listed) -> Value {
+/// The list's own metadata: resourceVersion, continue token, remaining count.
+fn list_meta(listed: &Listed) -> Value {
     let mut meta = json!({"resourceVersion": listed.revision.to_string()});
-    if let Some(c) = listed.continue_token {
+    if let Some(c) = &listed.continue_token {
         meta["continue"] = json!(c);
     }
     if let Some(r) = listed.remaining.filter(|r| *r > 0) {
         meta["remainingItemCount"] = json!(r);
     }
+    meta
+}
+
+/// An object's `PartialObjectMetadata` (meta.k8s.io/v1): its metadata only.
+pub fn partial_metadata(obj: &Value) -> Value {
+    json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({})),
+    })
+}
+
+/// `PartialObjectMetadataList` for listed items.
+pub fn partial_metadata_list(listed: Listed) -> Value {
+    json!({
+        "kind": "PartialObjectMetadataList",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": list_meta(&listed),
+        "items": listed.items.iter().map(partial_metadata).collect::<Vec<_>>(),
+    })
+}
+
+/// The list object (`PodList`, ...) for listed items.
+pub fn list_object(res: &ResourceInfo, listed: Listed) -> Value {
+    let meta = list_meta(&listed);
     json!({
         "kind": res.list_kind,
         "apiVersion": res.api_version(),

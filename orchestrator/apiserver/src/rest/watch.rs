@@ -50,6 +50,7 @@ impl Watcher {
             Representation::Table => {
                 super::read::table(self.res, std::slice::from_ref(&obj), &self.q, None, None)
             }
+            Representation::Metadata => super::read::partial_metadata(&obj),
         }
     }
 
@@ -57,6 +58,7 @@ impl Watcher {
         let line = match self.repr {
             Representation::Object => rendered.line(kind),
             Representation::Table => line(kind, self.render(rendered.object.clone())),
+            Representation::Metadata => line(kind, super::read::partial_metadata(&rendered.object)),
         };
         self.tx.send(line).await.is_ok()
     }
@@ -66,8 +68,11 @@ impl Watcher {
         if initial_end {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
-        let obj =
-            json!({"kind": self.res.kind, "apiVersion": self.res.api_version(), "metadata": meta});
+        let (kind, api_version) = match self.repr {
+            Representation::Metadata => ("PartialObjectMetadata".into(), "meta.k8s.io/v1".into()),
+            _ => (self.res.kind.to_string(), self.res.api_version()),
+        };
+        let obj = json!({"kind": kind, "apiVersion": api_version, "metadata": meta});
         self.tx.send(line("BOOKMARK", obj)).await.is_ok()
     }
 
