@@ -2,7 +2,8 @@
 //! (background cascade), and drives the `foregroundDeletion` and `orphan` finalizers when the
 //! API server leaves them on an object being deleted.
 //!
-//! It watches every known kind as `DynamicObject`, keeps an owner → dependents graph, and
+//! It watches the metadata of every known kind (`PartialObjectMetadata`, as Kubernetes'
+//! collector uses metadata informers), keeps an owner → dependents graph, and
 //! checks a dependent when it appears or when one of its owners disappears. Before deleting
 //! it confirms with a live GET that the owner is really gone (the graph may lag behind).
 
@@ -15,6 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{
     Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy,
 };
+use kube::core::PartialObjectMeta;
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Client;
 use serde_json::json;
@@ -84,7 +86,7 @@ struct Collector {
     graph: Mutex<Graph>,
 }
 
-fn obj_of(kind: usize, o: &DynamicObject) -> Option<(String, Obj)> {
+fn obj_of(kind: usize, o: &PartialObjectMeta<DynamicObject>) -> Option<(String, Obj)> {
     let uid = o.metadata.uid.clone()?;
     Some((
         uid,
@@ -109,7 +111,11 @@ impl Collector {
     }
 
     /// Applies a watch event to the graph; returns the uids to check.
-    async fn on_event(&self, kind: usize, ev: watcher::Event<DynamicObject>) -> Vec<String> {
+    async fn on_event(
+        &self,
+        kind: usize,
+        ev: watcher::Event<PartialObjectMeta<DynamicObject>>,
+    ) -> Vec<String> {
         let mut g = self.graph.lock().await;
         match ev {
             watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
@@ -333,7 +339,8 @@ pub async fn run(client: Client) -> Result<()> {
         graph: Mutex::new(Graph::default()),
     });
     let streams = collector.kinds.iter().enumerate().map(|(i, k)| {
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &k.resource);
+        // metadata only: owners, finalizers and deletion are all the collector reads
+        let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client.clone(), &k.resource);
         watcher(api, watcher::Config::default())
             .default_backoff()
             .map(move |ev| (i, ev))
