@@ -300,9 +300,21 @@ async fn run(label: &'static str, backlog: bool) -> Result<RunResult> {
     let flags: &[&str] = if backlog {
         &["--disable-scheduler", "--disable-controllers"]
     } else {
-        &[]
+        // a cluster CIDR with a /24 for each of the 1,000 nodes (the default /16 has 256)
+        &["--cluster-cidr", "10.0.0.0/14"]
     };
-    let cluster = tokio::task::spawn_blocking(move || Cluster::start_with(flags)).await?;
+    // for investigations: extra bpfk-server flags, e.g. "--disable-controllers"
+    let extra = std::env::var("SCHED_BENCH_SERVER_FLAGS").unwrap_or_default();
+    let flags: Vec<String> = flags
+        .iter()
+        .map(|f| f.to_string())
+        .chain(extra.split_whitespace().map(String::from))
+        .collect();
+    let cluster = tokio::task::spawn_blocking(move || {
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        Cluster::start_with(&flags)
+    })
+    .await?;
     let pid = cluster.server.pid().context("server pid")?;
     let client = cluster.client().await;
     create_namespace(&client, "kube-node-lease").await?;
@@ -379,6 +391,16 @@ async fn run(label: &'static str, backlog: bool) -> Result<RunResult> {
     };
     let s = summarize(&mut lat);
     let (_, hwm) = rss_kib(pid).context("server rss")?;
+    if let Some(dir) = std::env::var_os("SCHED_BENCH_SERVER_LOG_DIR") {
+        // for investigations: keep the server's log (RUST_LOG is passed on to it)
+        let path = std::path::Path::new(&dir).join(format!(
+            "server-{}.log",
+            if backlog { "backlog" } else { "online" }
+        ));
+        std::fs::write(&path, cluster.server.log())
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("[{label}] server log: {}", path.display());
+    }
     Ok(RunResult {
         label,
         create_secs: create_time.as_secs_f64(),
@@ -416,7 +438,7 @@ async fn main() -> Result<()> {
         LEASE_RENEW.as_secs(),
         NODES as u64 / LEASE_RENEW.as_secs()
     ));
-    out.push_str(&format!("- **online**: bpfk-server runs its scheduler and all controllers; pods arrive at {ONLINE_RATE} pods/s \
+    out.push_str(&format!("- **online**: bpfk-server runs its scheduler and all controllers (`--cluster-cidr 10.0.0.0/14`, room for a /24 per node); pods arrive at {ONLINE_RATE} pods/s \
         (open loop, up to {MAX_IN_FLIGHT} creates in flight) and are bound while they arrive. \
         Latency = pod stored (POST answered) → binding seen on a watch. pods/s = pods / (first create → last binding).\n"));
     out.push_str(&format!("- **backlog**: bpfk-server without scheduler; all pods are created first ({CONCURRENCY} in flight), then a standalone \
