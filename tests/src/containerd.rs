@@ -300,6 +300,22 @@ impl ContainerdProcess {
         self.path("kubelet")
     }
 
+    /// The `bpfk-agent --kubelet` flags that point a kubelet at this containerd: its CRI
+    /// socket, CNI config and state, pod log and kubelet directories (not the cgroup parent,
+    /// which callers choose).
+    pub fn kubelet_runtime_args(&self) -> Vec<std::ffi::OsString> {
+        [
+            ("--runtime-socket", self.socket()),
+            ("--cni-conf-dir", self.cni_conf_dir()),
+            ("--cni-state-dir", self.cni_state_dir()),
+            ("--pod-log-dir", self.pod_log_dir()),
+            ("--kubelet-root-dir", self.kubelet_dir()),
+        ]
+        .into_iter()
+        .flat_map(|(flag, path)| [flag.into(), path.into_os_string()])
+        .collect()
+    }
+
     /// The cgroup parent pods of this instance should use (`/bpfk-test-<pid>-<n>` unless
     /// the options named one); its cgroups are removed on drop.
     pub fn cgroup_parent(&self) -> &str {
