@@ -99,6 +99,10 @@ pub struct NodeInfo {
     pub ready: bool,
     /// `spec.unschedulable` (cordoned).
     pub unschedulable: bool,
+    /// The node has NoSchedule or NoExecute taints (filters look at them only then).
+    pub hard_taints: bool,
+    /// The node has PreferNoSchedule taints (scoring looks at them only then).
+    pub soft_taints: bool,
 }
 
 impl NodeInfo {
@@ -191,6 +195,11 @@ impl Cache {
         info.allocatable = node_allocatable(&node);
         info.ready = node_ready(&node);
         info.unschedulable = node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true);
+        let taints = node.spec.as_ref().and_then(|s| s.taints.as_deref()).unwrap_or(&[]);
+        info.hard_taints = taints
+            .iter()
+            .any(|t| t.effect == "NoSchedule" || t.effect == "NoExecute");
+        info.soft_taints = taints.iter().any(|t| t.effect == "PreferNoSchedule");
         info.node = Some(node);
         changed
     }

@@ -82,8 +82,12 @@ pub fn filter(pod: &Pod, facts: &PodFacts, info: &NodeInfo) -> Result<(), Vec<St
     if !info.is_ready() {
         return Err(vec![REASON_NOT_READY.into()]);
     }
-    // TaintToleration
-    if let Some(t) = first_untolerated(node_taints(info), tols) {
+    // TaintToleration (node facts kept in NodeInfo spare reading the Node for each pod)
+    if let Some(t) = info
+        .hard_taints
+        .then(|| first_untolerated(node_taints(info), tols))
+        .flatten()
+    {
         return Err(vec![format!(
             "node(s) had untolerated taint {{{}: {}}}",
             t.key,
@@ -199,7 +203,13 @@ pub fn score(pod: &Pod, facts: &PodFacts, feasible: &[&NodeInfo], w: &Weights) -
         .collect();
     let taint_raw: Vec<i64> = feasible
         .iter()
-        .map(|info| untolerated_prefer_no_schedule(node_taints(info), tols))
+        .map(|info| {
+            if info.soft_taints {
+                untolerated_prefer_no_schedule(node_taints(info), tols)
+            } else {
+                0
+            }
+        })
         .collect();
     let affinity_raw: Vec<i64> = feasible
         .iter()
