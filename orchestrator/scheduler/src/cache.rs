@@ -195,7 +195,11 @@ impl Cache {
         info.allocatable = node_allocatable(&node);
         info.ready = node_ready(&node);
         info.unschedulable = node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true);
-        let taints = node.spec.as_ref().and_then(|s| s.taints.as_deref()).unwrap_or(&[]);
+        let taints = node
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.as_deref())
+            .unwrap_or(&[]);
         info.hard_taints = taints
             .iter()
             .any(|t| t.effect == "NoSchedule" || t.effect == "NoExecute");
