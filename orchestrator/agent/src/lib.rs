@@ -84,6 +84,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Runs the agent until the watch streams end or fail.
 pub async fn run(args: Args) -> Result<()> {
     tracing_subscriber::fmt()
+        // colours only on a terminal: logs written to files stay plain text
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .with_env_filter(
             // An unset or empty RUST_LOG means info.
