@@ -506,16 +506,13 @@ fn demo(info: &LabInfo, bin: &dyn Fn(&str) -> PathBuf, keep: bool) -> Result<()>
     );
     let fetch = format!("busybox timeout 5 busybox wget -q -O - http://{vip}/hostname");
     let netns = format!("--net=/var/run/netns/{}", first.netns);
+    // the same fetch from a shell that first joins the node's cgroup
+    let fetch_in_cgroup = format!(
+        "echo $$ > {}/cgroup.procs && {fetch}",
+        first.cgroup.display()
+    );
     show_may_fail(Command::new("nsenter").args([&netns, "sh", "-c", &fetch]))?;
-    show(Command::new("nsenter").args([
-        &netns,
-        "sh",
-        "-c",
-        &format!(
-            "echo $$ > {}/cgroup.procs && {fetch}",
-            first.cgroup.display()
-        ),
-    ]))?;
+    show(Command::new("nsenter").args([&netns, "sh", "-c", &fetch_in_cgroup]))?;
 
     if keep {
         println!(
@@ -531,15 +528,7 @@ fn demo(info: &LabInfo, bin: &dyn Fn(&str) -> PathBuf, keep: bool) -> Result<()>
     })?;
     show(&mut bpfk(&["get", "pods", "-o", "wide"]))?;
     println!("(a ClusterIP without endpoints is refused by the socket load balancer)");
-    show_may_fail(Command::new("nsenter").args([
-        &netns,
-        "sh",
-        "-c",
-        &format!(
-            "echo $$ > {}/cgroup.procs && {fetch}",
-            first.cgroup.display()
-        ),
-    ]))?;
+    show_may_fail(Command::new("nsenter").args([&netns, "sh", "-c", &fetch_in_cgroup]))?;
     Ok(())
 }
 
