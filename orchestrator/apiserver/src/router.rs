@@ -17,7 +17,7 @@ use crate::rest::delete::{self, DeleteOptions};
 use crate::rest::pod_log;
 use crate::rest::subresource::{self, ScaleChange};
 use crate::rest::write::{self, Part, PatchKind};
-use crate::rest::{read, watch};
+use crate::rest::{read, watch, watch_body};
 use crate::state::AppState;
 use crate::{discovery, openapi};
 
@@ -192,8 +192,7 @@ async fn resource(
         (None, None) => match *method {
             Method::GET if q.watch || rp.watch => {
                 let rx = watch::start(state, res, ns, q, repr).await?;
-                let stream = tokio_stream::wrappers::ReceiverStream::new(rx)
-                    .map(Ok::<_, std::convert::Infallible>);
+                let stream = watch_body::gathered(rx).map(Ok::<_, std::convert::Infallible>);
                 Ok(Response::builder()
                     .status(StatusCode::OK)
                     .header(header::CONTENT_TYPE, "application/json")

@@ -7,6 +7,7 @@ pub mod read;
 pub mod rendered;
 pub mod subresource;
 pub mod watch;
+pub mod watch_body;
 pub mod write;
 
 use bpfk_apimachinery::registry::ResourceInfo;
