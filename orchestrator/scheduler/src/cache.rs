@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use indexmap::IndexMap;
 use k8s_openapi::api::core::v1::{Node, Pod};
 
 use crate::resources::{node_allocatable, pod_requests, Resources};
@@ -158,9 +159,11 @@ struct Placement {
 /// Nodes and pod placements.
 #[derive(Debug, Default)]
 pub struct Cache {
-    /// Looked up once per node considered for every pod: a fast hasher.
-    nodes: HashMap<String, NodeInfo, ahash::RandomState>,
-    order: Vec<String>,
+    /// Every node a scheduling decision walks, by position (no hashing per node considered);
+    /// also holds entries for nodes only known from pods bound to them (`node` is `None`).
+    nodes: IndexMap<String, NodeInfo, ahash::RandomState>,
+    /// How many entries of `nodes` are nodes that exist.
+    existing: usize,
     placements: HashMap<String, Placement>,
 }
 
@@ -184,10 +187,10 @@ impl Cache {
         let Some(name) = node.metadata.name.clone() else {
             return false;
         };
-        let info = self.nodes.entry(name.clone()).or_default();
+        let info = self.nodes.entry(name).or_default();
         let changed = match &info.node {
             None => {
-                self.order.push(name);
+                self.existing += 1;
                 true
             }
             Some(old) => scheduling_relevant(old) != scheduling_relevant(&node),
@@ -211,18 +214,22 @@ impl Cache {
     /// Removes a node (its placements stay counted until their pods go).
     pub fn remove_node(&mut self, name: &str) {
         if let Some(info) = self.nodes.get_mut(name) {
-            info.node = None;
+            if info.node.take().is_some() {
+                self.existing -= 1;
+            }
             info.ready = false;
-            self.order.retain(|n| n != name);
             if info.requested == Resources::default() {
-                self.nodes.remove(name);
+                self.nodes.swap_remove(name);
             }
         }
     }
 
-    /// Names of all known nodes that exist, in a stable order.
-    pub fn node_names(&self) -> &[String] {
-        &self.order
+    /// Names of all known nodes that exist.
+    pub fn node_names(&self) -> impl Iterator<Item = &String> {
+        self.nodes
+            .iter()
+            .filter(|(_, info)| info.node.is_some())
+            .map(|(name, _)| name)
     }
 
     /// A node's info.
@@ -230,14 +237,28 @@ impl Cache {
         self.nodes.get(name)
     }
 
+    /// Number of positions [`Cache::at`] takes (nodes that exist and entries for nodes only
+    /// known from their pods).
+    pub fn slots(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// The node at `slot` (0 ≤ slot < [`Cache::slots`]), if it exists. Positions are stable
+    /// until a node is removed.
+    pub fn at(&self, slot: usize) -> Option<(&String, &NodeInfo)> {
+        self.nodes
+            .get_index(slot)
+            .filter(|(_, info)| info.node.is_some())
+    }
+
     /// Number of nodes that exist.
     pub fn len(&self) -> usize {
-        self.order.len()
+        self.existing
     }
 
     /// Whether no node exists.
     pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
+        self.existing == 0
     }
 
     /// Accounts a pod observed bound to `node`. Replaces an assumption for the same pod.
@@ -289,7 +310,7 @@ impl Cache {
         if let Some(info) = self.nodes.get_mut(&p.node) {
             info.remove(&p.facts);
             if info.node.is_none() && info.requested == Resources::default() {
-                self.nodes.remove(&p.node);
+                self.nodes.swap_remove(&p.node);
             }
         }
         true

@@ -160,77 +160,63 @@ pub fn balanced_score(facts: &PodFacts, info: &NodeInfo) -> f64 {
     (1.0 - (cpu - mem).abs() / 2.0) * 100.0
 }
 
-/// Normalizes raw "lower is better" counts to 0–100 scores (100 for the lowest).
-fn normalize_reverse(raw: &[i64]) -> Vec<f64> {
-    let max = raw.iter().copied().max().unwrap_or(0);
-    raw.iter()
-        .map(|&v| {
-            if max == 0 {
-                100.0
-            } else {
-                (max - v) as f64 * 100.0 / max as f64
-            }
-        })
-        .collect()
+/// A raw "lower is better" count as a 0–100 score, given the highest count among the
+/// nodes (100 for the lowest).
+fn normalize_reverse(v: i64, max: i64) -> f64 {
+    if max == 0 {
+        100.0
+    } else {
+        (max - v) as f64 * 100.0 / max as f64
+    }
 }
 
-/// Normalizes raw "higher is better" values to 0–100 (100 for the highest).
-fn normalize(raw: &[i64]) -> Vec<f64> {
-    let max = raw.iter().copied().max().unwrap_or(0);
-    raw.iter()
-        .map(|&v| {
-            if max <= 0 {
-                0.0
-            } else {
-                v as f64 * 100.0 / max as f64
-            }
-        })
-        .collect()
+/// A raw "higher is better" value as a 0–100 score, given the highest (100 for the highest).
+fn normalize(v: i64, max: i64) -> f64 {
+    if max <= 0 {
+        0.0
+    } else {
+        v as f64 * 100.0 / max as f64
+    }
 }
 
-/// Scores the feasible nodes; returns one weighted score per entry of `feasible`.
+/// Weighted sum of the score plugins for each feasible node (same order as `feasible`).
+/// Plugins scored relative to the other nodes (spreading, taints, affinity) are normalized
+/// over `feasible`.
 pub fn score(pod: &Pod, facts: &PodFacts, feasible: &[&NodeInfo], w: &Weights) -> Vec<f64> {
     let tols = tolerations(pod);
-    let spread_raw: Vec<i64> = feasible
+    // raw per-node counts: (pods of the same owner, untolerated soft taints, affinity weight)
+    let raw: Vec<(i64, i64, i64)> = feasible
         .iter()
         .map(|info| {
-            facts
+            let spread = facts
                 .owner
                 .as_ref()
                 .and_then(|o| info.owner_counts.get(o))
-                .map_or(0, |c| i64::from(*c))
-        })
-        .collect();
-    let taint_raw: Vec<i64> = feasible
-        .iter()
-        .map(|info| {
-            if info.soft_taints {
+                .map_or(0, |c| i64::from(*c));
+            let taints = if info.soft_taints {
                 untolerated_prefer_no_schedule(node_taints(info), tols)
             } else {
                 0
-            }
-        })
-        .collect();
-    let affinity_raw: Vec<i64> = feasible
-        .iter()
-        .map(|info| {
-            info.node
+            };
+            let affinity = info
+                .node
                 .as_ref()
-                .map_or(0, |n| preferred_affinity_weight(pod, n))
+                .map_or(0, |n| preferred_affinity_weight(pod, n));
+            (spread, taints, affinity)
         })
         .collect();
-    let spread = normalize_reverse(&spread_raw);
-    let taints = normalize_reverse(&taint_raw);
-    let affinity = normalize(&affinity_raw);
+    let (max_spread, max_taints, max_affinity) = raw
+        .iter()
+        .fold((0, 0, 0), |m, r| (m.0.max(r.0), m.1.max(r.1), m.2.max(r.2)));
     feasible
         .iter()
-        .enumerate()
-        .map(|(i, info)| {
+        .zip(&raw)
+        .map(|(info, &(spread, taints, affinity))| {
             w.least_allocated as f64 * least_allocated_score(facts, info)
                 + w.balanced as f64 * balanced_score(facts, info)
-                + w.spread as f64 * spread[i]
-                + w.taints as f64 * taints[i]
-                + w.node_affinity as f64 * affinity[i]
+                + w.spread as f64 * normalize_reverse(spread, max_spread)
+                + w.taints as f64 * normalize_reverse(taints, max_taints)
+                + w.node_affinity as f64 * normalize(affinity, max_affinity)
         })
         .collect()
 }
@@ -292,16 +278,15 @@ pub fn select_node(
     weights: &Weights,
     rng: &mut impl Rng,
 ) -> Result<String, FitError> {
-    let names = cache.node_names();
-    let total = names.len();
+    let total = cache.len();
+    let slots = cache.slots();
     let want = nodes_to_find(total, percentage);
-    let mut feasible: Vec<(&String, &NodeInfo)> = Vec::new();
+    let mut feasible: Vec<(&String, &NodeInfo)> = Vec::with_capacity(want);
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
     let mut visited = 0;
-    for i in 0..total {
-        let name = &names[(*start + i) % total];
+    for i in 0..slots {
         visited = i + 1;
-        let Some(info) = cache.node(name) else {
+        let Some((name, info)) = cache.at((*start + i) % slots) else {
             continue;
         };
         match filter(pod, facts, info) {
@@ -318,8 +303,8 @@ pub fn select_node(
             }
         }
     }
-    if total > 0 {
-        *start = (*start + visited) % total;
+    if slots > 0 {
+        *start = (*start + visited) % slots;
     }
     if feasible.is_empty() {
         return Err(FitError {
@@ -423,6 +408,37 @@ mod tests {
         for _ in 0..20 {
             assert_eq!(pick(&cache, &p).unwrap(), "ssd-1");
         }
+    }
+
+    #[test]
+    fn only_existing_nodes_are_picked_or_counted() {
+        let mut cache = Cache::default();
+        for n in ["a", "b", "c"] {
+            cache.upsert_node(node(n, json!({}), "4", "8Gi", json!({}), true));
+        }
+        // a pod bound to a node the cache has no Node for, and a node that went away while
+        // a pod still counts on it: neither may be chosen or counted
+        cache.add_bound_pod("x", "ghost", &pod("x", json!({}), "100m", "64Mi"));
+        cache.add_bound_pod("y", "b", &pod("y", json!({}), "100m", "64Mi"));
+        cache.remove_node("b");
+        assert_eq!(cache.len(), 2);
+        let mut names: Vec<&String> = cache.node_names().collect();
+        names.sort();
+        assert_eq!(names, ["a", "c"]);
+        let p = pod("p", json!({}), "100m", "64Mi");
+        let mut start = 0;
+        let mut rng = rand::thread_rng();
+        let mut picked = std::collections::BTreeSet::new();
+        for _ in 0..30 {
+            let facts = PodFacts::of(&p);
+            let w = Weights::default();
+            picked.insert(select_node(&cache, &p, &facts, &mut start, 0, &w, &mut rng).unwrap());
+            assert!(start < cache.slots());
+        }
+        assert_eq!(picked.into_iter().collect::<Vec<_>>(), ["a", "c"]);
+        let huge = pod("h", json!({}), "100m", "100Gi");
+        let err = pick(&cache, &huge).unwrap_err();
+        assert_eq!(err.nodes, 2, "{err}");
     }
 
     #[test]

@@ -203,7 +203,6 @@ impl Loop {
                     let gone: Vec<String> = self
                         .cache
                         .node_names()
-                        .iter()
                         .filter(|n| !seen.contains(*n))
                         .cloned()
                         .collect();
