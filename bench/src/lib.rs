@@ -44,6 +44,23 @@ pub fn rss_kib(pid: u32) -> Option<(u64, u64)> {
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
+/// CPU time (user + system) a process has used so far, from /proc/<pid>/stat.
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // the command name (field 2) may hold spaces: fields are counted after its ')'
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    // utime and stime are fields 14 and 15, i.e. the 12th and 13th after the name
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let ticks = u64::try_from(ticks).ok().filter(|t| *t > 0)?;
+    Some(Duration::from_secs_f64(
+        (utime + stime) as f64 / ticks as f64,
+    ))
+}
+
 /// `bench/results/<name>`.
 pub fn results_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -67,5 +84,21 @@ mod tests {
         assert_eq!(sum.p50, Duration::from_millis(51));
         assert_eq!(sum.p99, Duration::from_millis(99));
         assert_eq!(sum.max, Duration::from_millis(100));
+    }
+
+    #[test]
+    fn cpu_time_of_this_process_grows_with_work() {
+        let pid = std::process::id();
+        let before = cpu_time(pid).expect("own /proc stat");
+        let start = std::time::Instant::now();
+        let mut x = 0u64;
+        while start.elapsed() < Duration::from_millis(200) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        let after = cpu_time(pid).expect("own /proc stat");
+        assert!(
+            after - before >= Duration::from_millis(100),
+            "{before:?} -> {after:?}"
+        );
     }
 }

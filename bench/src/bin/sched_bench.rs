@@ -10,6 +10,7 @@
 //! written to `bench/results/scheduler.md`.
 //! Run: `cargo run --release -p bpfk-bench --bin sched_bench`.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -17,11 +18,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use bpfk_bench::{ms, results_path, rss_kib, summarize};
+use bpfk_bench::{cpu_time, ms, results_path, rss_kib, summarize};
 use bpfk_tests::server::{target_dir, Cluster};
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -137,19 +139,65 @@ fn renew_leases(client: Client, stop: Arc<AtomicBool>) -> tokio::task::JoinHandl
     })
 }
 
-fn pod(i: usize) -> Result<Pod> {
-    Ok(serde_json::from_value(json!({
-        "metadata": {"name": format!("p{i:05}"), "labels": {"app": "sched-bench"}},
-        "spec": {"containers": [{"name": "c", "image": "busybox:1.36",
-            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}}]}
-    }))?)
+/// Pod `i` as the JSON body of its POST (written directly: the load generator should spend
+/// its CPU on requests, not on building typed objects).
+fn pod_json(i: usize) -> Vec<u8> {
+    format!(
+        r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"p{i:05}","labels":{{"app":"sched-bench"}}}},"spec":{{"containers":[{{"name":"c","image":"busybox:1.36","resources":{{"requests":{{"cpu":"100m","memory":"128Mi"}}}}}}]}}}}"#
+    )
+    .into_bytes()
+}
+
+/// The little of a Pod the binding watch needs: its name and node. The watch decodes every
+/// event into this instead of a full `Pod`, so the benchmark client costs less of the CPU
+/// the measured system shares.
+#[derive(Clone, Debug, serde::Deserialize)]
+struct BoundPod {
+    metadata: ObjectMeta,
+    #[serde(default)]
+    spec: Option<BoundSpec>,
+}
+
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+struct BoundSpec {
+    #[serde(rename = "nodeName", default)]
+    node_name: Option<String>,
+}
+
+impl kube::Resource for BoundPod {
+    type DynamicType = ();
+    type Scope = kube::core::NamespaceResourceScope;
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        "Pod".into()
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        "".into()
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        "v1".into()
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        "pods".into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
 }
 
 type Times = Arc<Mutex<HashMap<String, Instant>>>;
 
-/// Watches the bench namespace and records when each pod is first seen bound.
-async fn bind_watcher(client: Client, bound: Times) -> Result<tokio::task::JoinHandle<()>> {
-    let api: Api<Pod> = Api::namespaced(client, NS);
+/// Watches the bench namespace and records when each pod is first seen at all (`seen`: how
+/// late watch events arrive) and first seen bound (`bound`).
+async fn bind_watcher(
+    client: Client,
+    seen: Times,
+    bound: Times,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let api: Api<BoundPod> = Api::namespaced(client, NS);
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let handle = tokio::spawn(async move {
         let mut ready_tx = Some(ready_tx);
@@ -162,15 +210,20 @@ async fn bind_watcher(client: Client, bound: Times) -> Result<tokio::task::JoinH
                         let _ = tx.send(());
                     }
                 }
-                Ok(watcher::Event::Apply(p)) | Ok(watcher::Event::InitApply(p))
-                    if p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some() =>
-                {
+                Ok(watcher::Event::Apply(p)) | Ok(watcher::Event::InitApply(p)) => {
+                    let is_bound = p.spec.as_ref().is_some_and(|s| s.node_name.is_some());
                     if let Some(name) = p.metadata.name {
-                        bound
-                            .lock()
+                        seen.lock()
                             .unwrap_or_else(|e| e.into_inner())
-                            .entry(name)
+                            .entry(name.clone())
                             .or_insert(now);
+                        if is_bound {
+                            bound
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .entry(name)
+                                .or_insert(now);
+                        }
                     }
                 }
                 _ => {}
@@ -191,21 +244,32 @@ enum Arrivals {
     Paced(u32),
 }
 
-/// Creates the pods; `created` gets the moment each POST was answered (the pod is stored).
-async fn create_pods(client: &Client, created: &Times, arrivals: Arrivals) -> Result<Duration> {
-    let api: Api<Pod> = Api::namespaced(client.clone(), NS);
+/// Creates the pods; `created` gets the moment each POST was answered (the pod is stored),
+/// `rtts` each POST's round trip.
+async fn create_pods(
+    client: &Client,
+    created: &Times,
+    rtts: &Arc<Mutex<Vec<Duration>>>,
+    arrivals: Arrivals,
+) -> Result<Duration> {
+    let url = kube::core::Request::new(format!("/api/v1/namespaces/{NS}/pods"));
     let start = Instant::now();
     let create = |i: usize| {
-        let api = api.clone();
-        let created = created.clone();
+        let (client, created, rtts) = (client.clone(), created.clone(), rtts.clone());
+        let request = url.create(&PostParams::default(), pod_json(i));
         async move {
-            let p = pod(i)?;
-            let name = p.metadata.name.clone().unwrap_or_default();
-            api.create(&PostParams::default(), &p).await?;
+            let name = format!("p{i:05}");
+            let sent = Instant::now();
+            // the answer is checked for an error status, not decoded
+            client.request_text(request?).await?;
+            let answered = Instant::now();
+            rtts.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(answered - sent);
             created
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(name, Instant::now());
+                .insert(name, answered);
             anyhow::Ok(())
         }
     };
@@ -268,6 +332,17 @@ struct RunResult {
     server_hwm_mib: f64,
     scheduler_hwm_mib: Option<f64>,
     renewals: usize,
+    /// A pod's POST round trip.
+    post_p50_ms: f64,
+    post_p99_ms: f64,
+    /// Pod stored → its first watch event at the benchmark client (watch delivery delay).
+    seen_p50_ms: f64,
+    seen_p99_ms: f64,
+    /// CPU time bpfk-server and etcd used per pod, from the first create to the last binding.
+    server_cpu_ms_per_pod: f64,
+    etcd_cpu_ms_per_pod: f64,
+    /// The same for this benchmark client (load generator and binding watch).
+    bench_cpu_ms_per_pod: f64,
 }
 
 /// Kills the standalone scheduler when dropped.
@@ -328,15 +403,26 @@ async fn run(label: &'static str, backlog: bool) -> Result<RunResult> {
     let renewer = renew_leases(client.clone(), stop.clone());
 
     let created: Times = Arc::default();
+    let seen: Times = Arc::default();
     let bound: Times = Arc::default();
-    let watch = bind_watcher(client.clone(), bound.clone()).await?;
+    let watch = bind_watcher(client.clone(), seen.clone(), bound.clone()).await?;
 
     let arrivals = if backlog {
         Arrivals::Closed
     } else {
         Arrivals::Paced(ONLINE_RATE)
     };
-    let create_time = create_pods(&client, &created, arrivals).await?;
+    let etcd_pid = cluster.etcd.pid().context("etcd pid")?;
+    let cpu = || -> Result<(Duration, Duration, Duration)> {
+        Ok((
+            cpu_time(pid).context("server cpu time")?,
+            cpu_time(etcd_pid).context("etcd cpu time")?,
+            cpu_time(std::process::id()).context("own cpu time")?,
+        ))
+    };
+    let cpu_before = cpu()?;
+    let rtts: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    let create_time = create_pods(&client, &created, &rtts, arrivals).await?;
     println!(
         "[{label}] {PODS} pods created in {:.1} s",
         create_time.as_secs_f64()
@@ -360,6 +446,7 @@ async fn run(label: &'static str, backlog: bool) -> Result<RunResult> {
         scheduler = Some(ChildGuard(child));
     }
     wait_all_bound(&bound).await?;
+    let cpu_after = cpu()?;
     let scheduler_hwm = scheduler
         .as_ref()
         .and_then(|c| rss_kib(c.0.id()))
@@ -390,6 +477,13 @@ async fn run(label: &'static str, backlog: bool) -> Result<RunResult> {
         ((last_bind - first_create).as_secs_f64(), lat)
     };
     let s = summarize(&mut lat);
+    let seen = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut seen_lat: Vec<Duration> = seen
+        .iter()
+        .filter_map(|(n, t)| created.get(n).map(|c| t.saturating_duration_since(*c)))
+        .collect();
+    let seen_s = summarize(&mut seen_lat);
+    let post_s = summarize(&mut rtts.lock().unwrap_or_else(|e| e.into_inner()));
     let (_, hwm) = rss_kib(pid).context("server rss")?;
     if let Some(dir) = std::env::var_os("SCHED_BENCH_SERVER_LOG_DIR") {
         // for investigations: keep the server's log (RUST_LOG is passed on to it)
@@ -412,6 +506,13 @@ async fn run(label: &'static str, backlog: bool) -> Result<RunResult> {
         server_hwm_mib: hwm as f64 / 1024.0,
         scheduler_hwm_mib: scheduler_hwm,
         renewals,
+        post_p50_ms: ms(post_s.p50),
+        post_p99_ms: ms(post_s.p99),
+        seen_p50_ms: ms(seen_s.p50),
+        seen_p99_ms: ms(seen_s.p99),
+        server_cpu_ms_per_pod: ms(cpu_after.0 - cpu_before.0) / PODS as f64,
+        etcd_cpu_ms_per_pod: ms(cpu_after.1 - cpu_before.1) / PODS as f64,
+        bench_cpu_ms_per_pod: ms(cpu_after.2 - cpu_before.2) / PODS as f64,
     })
 }
 
@@ -420,10 +521,17 @@ async fn main() -> Result<()> {
     let online = run("online at 1,000 pods/s, scheduler in bpfk-server", false).await?;
     if std::env::var_os("SCHED_BENCH_ONLINE_ONLY").is_some() {
         println!(
-            "online only: {:.0} pods/s, p50 {:.1} ms, p99 {:.1} ms (results file not written)",
+            "online only: {:.0} pods/s, p50 {:.1} ms, p99 {:.1} ms, POST p50 {:.1} ms p99 {:.1} ms, watch delivery p50 {:.1} ms p99 {:.1} ms, CPU per pod: bpfk-server {:.3} ms, etcd {:.3} ms, bench client {:.3} ms (results file not written)",
             PODS as f64 / online.sched_secs,
             online.p50_ms,
-            online.p99_ms
+            online.p99_ms,
+            online.post_p50_ms,
+            online.post_p99_ms,
+            online.seen_p50_ms,
+            online.seen_p99_ms,
+            online.server_cpu_ms_per_pod,
+            online.etcd_cpu_ms_per_pod,
+            online.bench_cpu_ms_per_pod
         );
         return Ok(());
     }
@@ -444,11 +552,11 @@ async fn main() -> Result<()> {
     out.push_str(&format!("- **backlog**: bpfk-server without scheduler; all pods are created first ({CONCURRENCY} in flight), then a standalone \
         `bpfk-scheduler` process starts (initial list of nodes and pods included). pods/s = pods / (scheduler start → last binding); \
         latency = scheduler start → binding (a queue of {PODS} drains, so it grows with the position in the queue).\n\n"));
-    out.push_str("| run | pod creation s | scheduling s | pods/s | first→last binding pods/s | p50 ms | p99 ms | max ms | bpfk-server peak RSS MiB | scheduler peak RSS MiB | lease renewals |\n");
-    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
+    out.push_str("| run | pod creation s | scheduling s | pods/s | first→last binding pods/s | p50 ms | p99 ms | max ms | bpfk-server peak RSS MiB | scheduler peak RSS MiB | lease renewals | bpfk-server CPU ms/pod | etcd CPU ms/pod | bench client CPU ms/pod |\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for r in [&online, &backlog] {
         out.push_str(&format!(
-            "| {} | {:.1} | {:.1} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} |\n",
+            "| {} | {:.1} | {:.1} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {:.3} | {:.3} | {:.3} |\n",
             r.label,
             r.create_secs,
             r.sched_secs,
@@ -460,7 +568,10 @@ async fn main() -> Result<()> {
             r.server_hwm_mib,
             r.scheduler_hwm_mib
                 .map_or("(in server)".to_string(), |m| format!("{m:.1}")),
-            r.renewals
+            r.renewals,
+            r.server_cpu_ms_per_pod,
+            r.etcd_cpu_ms_per_pod,
+            r.bench_cpu_ms_per_pod
         ));
     }
     let path = results_path("scheduler.md");
