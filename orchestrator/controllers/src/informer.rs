@@ -29,6 +29,7 @@ where
     writer: Writer<K>,
     reader: Store<K>,
     subscribers: Vec<mpsc::UnboundedSender<Arc<K>>>,
+    event_subscribers: Vec<mpsc::UnboundedSender<watcher::Event<Arc<K>>>>,
 }
 
 impl<K> Informer<K>
@@ -45,6 +46,7 @@ where
             writer,
             reader,
             subscribers: Vec::new(),
+            event_subscribers: Vec::new(),
         }
     }
 
@@ -59,6 +61,24 @@ where
         let (tx, rx) = mpsc::unbounded_channel();
         self.subscribers.push(tx);
         tokio_stream::wrappers::UnboundedReceiverStream::new(rx)
+    }
+
+    /// The watch events themselves, objects shared with the store: `Init`, `InitApply` and
+    /// `InitDone` around every (re)list, then `Apply` and `Delete`. For a consumer that keeps
+    /// its own state and must know when a relist is complete (the scheduler in the same
+    /// process). Watch errors are retried inside the informer and not passed on. Subscribe
+    /// before [`Informer::run`].
+    pub fn subscribe_events(
+        &mut self,
+    ) -> impl Stream<Item = watcher::Event<Arc<K>>> + Send + 'static {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.event_subscribers.push(tx);
+        tokio_stream::wrappers::UnboundedReceiverStream::new(rx)
+    }
+
+    /// Whether anything subscribed (an informer nobody follows need not run).
+    pub fn has_subscribers(&self) -> bool {
+        !self.subscribers.is_empty() || !self.event_subscribers.is_empty()
     }
 
     /// Watches until the watch stream ends (watch errors are retried with backoff).
@@ -81,16 +101,34 @@ where
                 // the store's copy: no second clone of the object
                 if let Some(stored) = self.reader.get(&ObjectRef::from_obj(&obj)) {
                     self.publish(&stored);
+                    self.publish_event(|| watcher::Event::Apply(stored.clone()));
                 }
             }
-            watcher::Event::Delete(obj) => self.publish(&Arc::new(obj)),
+            watcher::Event::Delete(obj) => {
+                let obj = Arc::new(obj);
+                self.publish(&obj);
+                self.publish_event(|| watcher::Event::Delete(obj.clone()));
+            }
             watcher::Event::InitDone => {
                 for obj in self.reader.state() {
                     self.publish(&obj);
                 }
+                self.publish_event(|| watcher::Event::InitDone);
             }
-            watcher::Event::Init | watcher::Event::InitApply(_) => {}
+            watcher::Event::Init => self.publish_event(|| watcher::Event::Init),
+            // the store takes a relist's objects only at InitDone: event subscribers get
+            // their own copy now
+            watcher::Event::InitApply(obj) => {
+                if !self.event_subscribers.is_empty() {
+                    let obj = Arc::new(obj);
+                    self.publish_event(|| watcher::Event::InitApply(obj.clone()));
+                }
+            }
         }
+    }
+
+    fn publish_event(&mut self, event: impl Fn() -> watcher::Event<Arc<K>>) {
+        self.event_subscribers.retain(|tx| tx.send(event()).is_ok());
     }
 
     fn publish(&mut self, obj: &Arc<K>) {
@@ -129,6 +167,56 @@ mod tests {
             ));
         }
         out
+    }
+
+    #[tokio::test]
+    async fn event_subscribers_see_relists_with_their_boundaries() {
+        let mut inf = informer();
+        let mut events = Box::pin(inf.subscribe_events());
+        assert!(inf.has_subscribers());
+        let mut drain_events = || {
+            let mut out = Vec::new();
+            while let Some(Some(ev)) = futures::FutureExt::now_or_never(events.next()) {
+                out.push(match ev {
+                    watcher::Event::Init => "init".to_string(),
+                    watcher::Event::InitApply(p) => format!("list {}", p.name_any()),
+                    watcher::Event::InitDone => "done".to_string(),
+                    watcher::Event::Apply(p) => format!("apply {}", p.name_any()),
+                    watcher::Event::Delete(p) => format!("delete {}", p.name_any()),
+                });
+            }
+            out
+        };
+        inf.apply(watcher::Event::Init);
+        inf.apply(watcher::Event::InitApply(pod("p1", "1")));
+        inf.apply(watcher::Event::InitDone);
+        inf.apply(watcher::Event::Apply(pod("p2", "2")));
+        inf.apply(watcher::Event::Delete(pod("p1", "3")));
+        // a relist (after a 410) is passed on with its boundaries
+        inf.apply(watcher::Event::Init);
+        inf.apply(watcher::Event::InitApply(pod("p2", "4")));
+        inf.apply(watcher::Event::InitDone);
+        assert_eq!(
+            drain_events(),
+            [
+                "init",
+                "list p1",
+                "done",
+                "apply p2",
+                "delete p1",
+                "init",
+                "list p2",
+                "done"
+            ]
+        );
+        // an applied object is the store's own copy, not a clone
+        inf.apply(watcher::Event::Apply(pod("p3", "5")));
+        let Some(Some(watcher::Event::Apply(p3))) = futures::FutureExt::now_or_never(events.next())
+        else {
+            panic!("no apply event");
+        };
+        let stored = inf.store().get(&ObjectRef::from_obj(&*p3)).unwrap();
+        assert!(Arc::ptr_eq(&p3, &stored));
     }
 
     #[tokio::test]

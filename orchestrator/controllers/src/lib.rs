@@ -32,6 +32,24 @@ pub use error::{Error, Result};
 
 /// Runs every enabled controller; returns when one of them stops (with its error).
 pub async fn run(client: Client, config: ControllersConfig) -> Result<()> {
+    let pods = pod_informer(&client);
+    run_with_pods(client, config, pods).await
+}
+
+/// The informer of all pods [`run_with_pods`] takes: subscribe to it before (for the
+/// scheduler of the same process, with [`informer::Informer::subscribe_events`]) and its one
+/// watch serves them too.
+pub fn pod_informer(client: &Client) -> informer::Informer<Pod> {
+    informer::Informer::new(Api::all(client.clone()), Default::default())
+}
+
+/// [`run`] with a pod informer that other components of the process may also follow; it
+/// runs (here) when a controller needs it or anything subscribed to it.
+pub async fn run_with_pods(
+    client: Client,
+    config: ControllersConfig,
+    mut pods: informer::Informer<Pod>,
+) -> Result<()> {
     config.validate()?;
     let c = config.concurrent_syncs.max(1);
     let mut tasks: Vec<(&'static str, BoxFuture<'static, Result<()>>)> = Vec::new();
@@ -39,7 +57,6 @@ pub async fn run(client: Client, config: ControllersConfig) -> Result<()> {
         tasks.push(("deployment", deployment::run(client.clone(), c).boxed()));
     }
     // one pod watch for every controller that follows pods
-    let mut pods = informer::Informer::<Pod>::new(Api::all(client.clone()), Default::default());
     if config.enabled("replicaset") {
         let (store, changes) = (pods.store(), pods.subscribe());
         tasks.push((
@@ -78,7 +95,8 @@ pub async fn run(client: Client, config: ControllersConfig) -> Result<()> {
     }
     let pods_needed = ["replicaset", "endpoint", "endpointslice", "nodelifecycle"]
         .iter()
-        .any(|n| config.enabled(n));
+        .any(|n| config.enabled(n))
+        || pods.has_subscribers();
     if pods_needed {
         tasks.push((
             "pod informer",

@@ -20,4 +20,4 @@ pub mod taints;
 
 pub use config::SchedulerConfig;
 pub use error::{Error, Result};
-pub use scheduler::run;
+pub use scheduler::{run, run_with_pods, PodEvents};

@@ -115,7 +115,7 @@ impl Loop {
         }
     }
 
-    fn on_pod(&mut self, pod: Pod) {
+    fn on_pod(&mut self, pod: Arc<Pod>) {
         let Some(uid) = pod_uid(&pod) else {
             return;
         };
@@ -141,14 +141,14 @@ impl Loop {
             }
             None => {
                 if self.responsible(&pod) && !self.cache.is_placed(&uid) {
-                    self.queue.upsert(&uid, Arc::new(pod));
+                    self.queue.upsert(&uid, pod);
                 }
             }
         }
     }
 
-    fn on_pod_deleted(&mut self, pod: Pod) {
-        let Some(uid) = pod_uid(&pod) else {
+    fn on_pod_deleted(&mut self, pod: &Pod) {
+        let Some(uid) = pod_uid(pod) else {
             return;
         };
         self.queue.remove(&uid);
@@ -169,10 +169,10 @@ impl Loop {
         }
     }
 
-    fn pod_event(&mut self, ev: watcher::Event<Pod>) {
+    fn pod_event(&mut self, ev: watcher::Event<Arc<Pod>>) {
         match ev {
             watcher::Event::Apply(p) | watcher::Event::InitApply(p) => self.on_pod(p),
-            watcher::Event::Delete(p) => self.on_pod_deleted(p),
+            watcher::Event::Delete(p) => self.on_pod_deleted(&p),
             watcher::Event::Init => self.pods_seen = Some(HashSet::new()),
             watcher::Event::InitDone => {
                 if let Some(seen) = self.pods_seen.take() {
@@ -305,11 +305,41 @@ fn boxed<K: Send + 'static>(
     Box::pin(s)
 }
 
-/// Runs the scheduler until the watch streams end (they retry with backoff on errors).
+/// Pod watch events as the scheduling loop takes them: objects shared, not copied, so a
+/// process whose controllers already watch pods can hand the scheduler the same ones.
+pub type PodEvents = std::pin::Pin<
+    Box<dyn Stream<Item = std::result::Result<watcher::Event<Arc<Pod>>, watcher::Error>> + Send>,
+>;
+
+/// Runs the scheduler with its own pod and node watches until they end (they retry with
+/// backoff on errors).
 pub async fn run(client: Client, config: SchedulerConfig) -> Result<()> {
     let pods: Api<Pod> = Api::all(client.clone());
+    let pod_events = watcher(pods, watcher::Config::default())
+        .default_backoff()
+        .map(|ev| ev.map(shared));
+    run_with_pods(client, config, Box::pin(pod_events)).await
+}
+
+/// A watch event with its object behind an `Arc`.
+fn shared(ev: watcher::Event<Pod>) -> watcher::Event<Arc<Pod>> {
+    match ev {
+        watcher::Event::Apply(p) => watcher::Event::Apply(Arc::new(p)),
+        watcher::Event::Delete(p) => watcher::Event::Delete(Arc::new(p)),
+        watcher::Event::InitApply(p) => watcher::Event::InitApply(Arc::new(p)),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    }
+}
+
+/// Runs the scheduler on `pod_events` (watch events of all pods, with the watcher's
+/// Init/InitApply/InitDone relist semantics) and its own node watch.
+pub async fn run_with_pods(
+    client: Client,
+    config: SchedulerConfig,
+    mut pod_events: PodEvents,
+) -> Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
-    let mut pod_events = boxed(watcher(pods, watcher::Config::default()).default_backoff());
     let mut node_events = boxed(watcher(nodes, watcher::Config::default()).default_backoff());
     let (tx, mut rx) = mpsc::unbounded_channel();
     let timing = Timing {

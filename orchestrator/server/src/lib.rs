@@ -4,6 +4,7 @@
 //! (`bpfk-scheduler`, `bpfk-controller-manager`) instead.
 
 use clap::Parser;
+use futures::StreamExt;
 
 /// bpfk control plane: Kubernetes-compatible API server on etcd, scheduler, controllers.
 #[derive(Debug, Parser)]
@@ -31,6 +32,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let client = kube::Client::try_from(config)?;
     // each component is its own task: polled inside this function, they would all share the
     // runtime's main thread (and one task's wake-ups) with each other
+    let mut pods = bpfk_controllers::pod_informer(&client);
+    // with the controllers here, the scheduler follows their pod watch instead of opening its
+    // own (one watch stream and one decode of every pod event less)
+    let shared_pods = (!cli.disable_controllers && !cli.disable_scheduler).then(|| {
+        let events = pods.subscribe_events().map(Ok);
+        Box::pin(events) as bpfk_scheduler::PodEvents
+    });
     let scheduler = {
         let (client, config) = (client.clone(), cli.scheduler.clone());
         let disabled = cli.disable_scheduler;
@@ -38,7 +46,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if disabled {
                 return std::future::pending().await;
             }
-            bpfk_scheduler::run(client, config).await
+            match shared_pods {
+                Some(events) => bpfk_scheduler::run_with_pods(client, config, events).await,
+                None => bpfk_scheduler::run(client, config).await,
+            }
         })
     };
     let controllers = {
@@ -48,7 +59,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if disabled {
                 return std::future::pending().await;
             }
-            bpfk_controllers::run(client, config).await
+            bpfk_controllers::run_with_pods(client, config, pods).await
         })
     };
     let result = tokio::select! {
