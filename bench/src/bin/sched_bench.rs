@@ -1,13 +1,17 @@
 //! Scheduling throughput benchmark with hollow nodes: 1,000 Node objects whose fake kubelets
-//! renew their Leases every 10 s, and 10,000 pods. Two runs, each on a fresh etcd + bpfk-server:
+//! renew their Leases every 10 s, and 10,000 pods. Each run on a fresh etcd + bpfk-server:
 //!
-//! 1. online: the scheduler built into bpfk-server (with the controllers running too, as in
-//!    production) binds pods while they are being created;
-//! 2. backlog: 10,000 pods are created while no scheduler runs, then a standalone
-//!    `bpfk-scheduler` process starts and drains them.
+//! 1. online (several runs): pods arrive at the target rate, 1,000 pods/s, and the scheduler
+//!    built into bpfk-server (with the controllers running too, as in production) binds them
+//!    as they arrive: does it keep up, and how long does a pod wait?
+//! 2. saturation: the same server, pods created as fast as the server takes them: the
+//!    throughput of creating and scheduling together;
+//! 3. backlog: 10,000 pods are created while no scheduler runs, then a standalone
+//!    `bpfk-scheduler` process starts and drains them: the scheduler's own throughput.
 //!
-//! Reports pods/s, p50/p99 creation→binding latency and peak RSS (VmHWM) of bpfk-server,
-//! written to `bench/results/scheduler.md`.
+//! Reports pods/s, p50/p99 creation→binding latency, peak RSS (VmHWM) of bpfk-server and the
+//! CPU time each process spent per pod, written to `bench/results/scheduler.md`.
+//! `SCHED_BENCH_ONLINE_ONLY=1` runs one online run and prints it (no results file).
 //! Run: `cargo run --release -p bpfk-bench --bin sched_bench`.
 
 use std::borrow::Cow;
@@ -371,7 +375,19 @@ fn build_scheduler() -> Result<std::path::PathBuf> {
     Ok(target_dir().join("bpfk-scheduler"))
 }
 
-async fn run(label: &'static str, backlog: bool) -> Result<RunResult> {
+/// What a run measures.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Scheduler in bpfk-server, pods arriving at [`ONLINE_RATE`].
+    Online,
+    /// Scheduler in bpfk-server, pods created with [`CONCURRENCY`] requests in flight.
+    Saturation,
+    /// Pods created first, then a standalone scheduler drains them.
+    Backlog,
+}
+
+async fn run(label: &'static str, mode: Mode) -> Result<RunResult> {
+    let backlog = mode == Mode::Backlog;
     let flags: &[&str] = if backlog {
         &["--disable-scheduler", "--disable-controllers"]
     } else {
@@ -407,10 +423,9 @@ async fn run(label: &'static str, backlog: bool) -> Result<RunResult> {
     let bound: Times = Arc::default();
     let watch = bind_watcher(client.clone(), seen.clone(), bound.clone()).await?;
 
-    let arrivals = if backlog {
-        Arrivals::Closed
-    } else {
-        Arrivals::Paced(ONLINE_RATE)
+    let arrivals = match mode {
+        Mode::Online => Arrivals::Paced(ONLINE_RATE),
+        Mode::Saturation | Mode::Backlog => Arrivals::Closed,
     };
     let etcd_pid = cluster.etcd.pid().context("etcd pid")?;
     let cpu = || -> Result<(Duration, Duration, Duration)> {
@@ -489,7 +504,11 @@ async fn run(label: &'static str, backlog: bool) -> Result<RunResult> {
         // for investigations: keep the server's log (RUST_LOG is passed on to it)
         let path = std::path::Path::new(&dir).join(format!(
             "server-{}.log",
-            if backlog { "backlog" } else { "online" }
+            match mode {
+                Mode::Online => "online",
+                Mode::Saturation => "saturation",
+                Mode::Backlog => "backlog",
+            }
         ));
         std::fs::write(&path, cluster.server.log())
             .with_context(|| format!("writing {}", path.display()))?;
@@ -518,8 +537,8 @@ async fn run(label: &'static str, backlog: bool) -> Result<RunResult> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let online = run("online at 1,000 pods/s, scheduler in bpfk-server", false).await?;
     if std::env::var_os("SCHED_BENCH_ONLINE_ONLY").is_some() {
+        let online = run("online at 1,000 pods/s", Mode::Online).await?;
         println!(
             "online only: {:.0} pods/s, p50 {:.1} ms, p99 {:.1} ms, POST p50 {:.1} ms p99 {:.1} ms, watch delivery p50 {:.1} ms p99 {:.1} ms, CPU per pod: bpfk-server {:.3} ms, etcd {:.3} ms, bench client {:.3} ms (results file not written)",
             PODS as f64 / online.sched_secs,
@@ -535,7 +554,16 @@ async fn main() -> Result<()> {
         );
         return Ok(());
     }
-    let backlog = run("backlog, standalone bpfk-scheduler", true).await?;
+    let mut runs = Vec::new();
+    for label in [
+        "online at 1,000 pods/s (1)",
+        "online at 1,000 pods/s (2)",
+        "online at 1,000 pods/s (3)",
+    ] {
+        runs.push(run(label, Mode::Online).await?);
+    }
+    runs.push(run("saturation, scheduler in bpfk-server", Mode::Saturation).await?);
+    runs.push(run("backlog, standalone bpfk-scheduler", Mode::Backlog).await?);
     let mut out = String::new();
     out.push_str("# Scheduler benchmark\n\n");
     out.push_str(&format!(
@@ -546,15 +574,19 @@ async fn main() -> Result<()> {
         LEASE_RENEW.as_secs(),
         NODES as u64 / LEASE_RENEW.as_secs()
     ));
-    out.push_str(&format!("- **online**: bpfk-server runs its scheduler and all controllers (`--cluster-cidr 10.0.0.0/14`, room for a /24 per node); pods arrive at {ONLINE_RATE} pods/s \
+    out.push_str(&format!("- **online** (three runs): bpfk-server runs its scheduler and all controllers (`--cluster-cidr 10.0.0.0/14`, room for a /24 per node); pods arrive at {ONLINE_RATE} pods/s \
         (open loop, up to {MAX_IN_FLIGHT} creates in flight) and are bound while they arrive. \
-        Latency = pod stored (POST answered) → binding seen on a watch. pods/s = pods / (first create → last binding).\n"));
+        Latency = pod stored (POST answered) → binding seen on a watch. pods/s = pods / (first create → last binding), \
+        which cannot exceed the arrival rate: the question is whether scheduling keeps up (latency stays low).\n"));
+    out.push_str(&format!("- **saturation**: the same server; pods are created as fast as it answers ({CONCURRENCY} creates in flight) \
+        and bound while they arrive: pods/s = pods / (first create → last binding) is the throughput of creating and scheduling together, \
+        latency includes the queueing of a saturated machine.\n"));
     out.push_str(&format!("- **backlog**: bpfk-server without scheduler; all pods are created first ({CONCURRENCY} in flight), then a standalone \
         `bpfk-scheduler` process starts (initial list of nodes and pods included). pods/s = pods / (scheduler start → last binding); \
         latency = scheduler start → binding (a queue of {PODS} drains, so it grows with the position in the queue).\n\n"));
     out.push_str("| run | pod creation s | scheduling s | pods/s | first→last binding pods/s | p50 ms | p99 ms | max ms | bpfk-server peak RSS MiB | scheduler peak RSS MiB | lease renewals | bpfk-server CPU ms/pod | etcd CPU ms/pod | bench client CPU ms/pod |\n");
     out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
-    for r in [&online, &backlog] {
+    for r in &runs {
         out.push_str(&format!(
             "| {} | {:.1} | {:.1} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {:.3} | {:.3} | {:.3} |\n",
             r.label,
