@@ -35,6 +35,14 @@ const DUMMY_ENDPOINTS: usize = 2;
 const SECONDS: u32 = 5;
 const WRK_CONNECTIONS: u32 = 16;
 const POD_CIDR: &str = "10.244.0.0/16";
+/// Port of the bench's own connect/1-byte-echo/close server.
+const RR_PORT: u16 = 7000;
+const RR_SVC_PORT: u16 = 70;
+const RR_CONNECTIONS: u32 = 16;
+const RR_SECONDS: u32 = 3;
+const RR_ROUNDS: usize = 3;
+const IPERF_SECONDS: u32 = 3;
+const IPERF_ROUNDS: usize = 3;
 
 /// One service port as every implementation sees it.
 struct Svc {
@@ -62,6 +70,7 @@ fn services(local: Ipv4Addr, remote: Ipv4Addr) -> Vec<Svc> {
         ports: vec![
             ("iperf", IPERF_PORT, IPERF_PORT),
             ("http", SVC_HTTP_PORT, HTTP_PORT),
+            ("rr", RR_SVC_PORT, RR_PORT),
         ],
         endpoints: vec![ep],
     };
@@ -318,6 +327,11 @@ struct Row {
     cpu_server: Option<f64>,
     conn_per_s: Option<f64>,
     wrk_cpu: Option<Duration>,
+    rr_per_s: Option<f64>,
+    rr_runs: Vec<f64>,
+    /// (Gbit/s, client CPU %, server CPU %) per round
+    iperf_runs: Vec<(f64, f64, f64)>,
+    rr_cpu: Option<Duration>,
     notes: Vec<String>,
 }
 
@@ -337,12 +351,12 @@ fn iperf(client: &Client, addr: Ipv4Addr, row: &mut Row) -> Result<()> {
             "-p",
             &IPERF_PORT.to_string(),
             "-t",
-            &SECONDS.to_string(),
+            &IPERF_SECONDS.to_string(),
             "-O",
             "1",
             "-J",
         ],
-        Duration::from_secs(u64::from(SECONDS) + 20),
+        Duration::from_secs(u64::from(IPERF_SECONDS) + 20),
     )?;
     let v: serde_json::Value = match serde_json::from_slice(&out.stdout) {
         Ok(v) => v,
@@ -355,11 +369,15 @@ fn iperf(client: &Client, addr: Ipv4Addr, row: &mut Row) -> Result<()> {
         row.notes.push(format!("iperf3: {err}"));
         return Ok(());
     }
-    row.gbps = v["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .map(|b| b / 1e9);
-    row.cpu_client = v["end"]["cpu_utilization_percent"]["host_total"].as_f64();
-    row.cpu_server = v["end"]["cpu_utilization_percent"]["remote_total"].as_f64();
+    let cpu = &v["end"]["cpu_utilization_percent"];
+    match v["end"]["sum_received"]["bits_per_second"].as_f64() {
+        Some(b) => row.iperf_runs.push((
+            b / 1e9,
+            cpu["host_total"].as_f64().unwrap_or(f64::NAN),
+            cpu["remote_total"].as_f64().unwrap_or(f64::NAN),
+        )),
+        None => row.notes.push("iperf3: no received rate".into()),
+    }
     Ok(())
 }
 
@@ -401,14 +419,134 @@ fn wrk(client: &Client, addr: Ipv4Addr, port: u16, row: &mut Row) -> Result<()> 
     Ok(())
 }
 
+fn rr(client: &Client, addr: Ipv4Addr, port: u16, row: &mut Row) -> Result<()> {
+    let exe = std::env::current_exe().context("locating this binary")?;
+    let exe = exe.to_string_lossy().into_owned();
+    let (out, cpu) = run_in(
+        client.ns,
+        client.cgroup,
+        &[
+            &exe,
+            "rr-client",
+            &format!("{addr}:{port}"),
+            &RR_SECONDS.to_string(),
+            &RR_CONNECTIONS.to_string(),
+        ],
+        Duration::from_secs(u64::from(SECONDS) + 20),
+    )?;
+    let v: serde_json::Value = match serde_json::from_slice(&out.stdout) {
+        Ok(v) => v,
+        Err(e) => {
+            row.notes.push(format!(
+                "rr-client: no JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+            return Ok(());
+        }
+    };
+    let (done, errors, secs) = (
+        v["done"].as_u64().unwrap_or(0),
+        v["errors"].as_u64().unwrap_or(0),
+        v["seconds"].as_f64().unwrap_or(0.0),
+    );
+    if secs > 0.0 {
+        row.rr_runs.push(done as f64 / secs);
+    }
+    row.rr_cpu = Some(row.rr_cpu.unwrap_or_default() + cpu);
+    if errors > 0 {
+        row.notes.push(format!("rr: {errors} failed connections"));
+    }
+    Ok(())
+}
+
+/// `rr-server <port>`: accepts, answers the 1-byte request with 1 byte and
+/// closes, on a few threads. Runs until killed (by PID, or with its parent).
+fn rr_server(port: &str) -> Result<()> {
+    use std::io::{Read, Write};
+    let port: u16 = port.parse().context("rr-server port")?;
+    let listener = std::net::TcpListener::bind(("0.0.0.0", port))
+        .with_context(|| format!("binding port {port}"))?;
+    let mut threads = Vec::new();
+    for _ in 0..4 {
+        let l = listener.try_clone().context("cloning the listener")?;
+        threads.push(std::thread::spawn(move || loop {
+            if let Ok((mut c, _)) = l.accept() {
+                let mut b = [0u8; 1];
+                if c.read_exact(&mut b).is_ok() {
+                    let _ = c.write_all(&b);
+                }
+            }
+        }));
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    Ok(())
+}
+
+/// `rr-client <addr:port> <seconds> <connections>`: that many threads each
+/// connect, send 1 byte, read the answer and the close, in a loop for the
+/// given time. Prints `{"done":N,"errors":E,"seconds":S}`.
+fn rr_client(addr: &str, seconds: &str, conns: &str) -> Result<()> {
+    use std::{
+        io::{Read, Write},
+        sync::atomic::{AtomicU64, Ordering},
+        time::Instant,
+    };
+    let addr: std::net::SocketAddr = addr.parse().context("rr-client address")?;
+    let seconds: u64 = seconds.parse().context("rr-client seconds")?;
+    let conns: u32 = conns.parse().context("rr-client connections")?;
+    if seconds == 0 || seconds > 60 || conns == 0 || conns > 256 {
+        bail!("rr-client: seconds must be 1..=60 and connections 1..=256");
+    }
+    let done = AtomicU64::new(0);
+    let errors = AtomicU64::new(0);
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(seconds);
+    std::thread::scope(|s| {
+        for _ in 0..conns {
+            s.spawn(|| {
+                while Instant::now() < deadline {
+                    let ok = (|| -> std::io::Result<()> {
+                        let mut c =
+                            std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
+                        c.set_read_timeout(Some(Duration::from_secs(1)))?;
+                        c.write_all(b"x")?;
+                        let mut b = [0u8; 2];
+                        c.read_exact(&mut b[..1])?;
+                        // then the server's close
+                        let _ = c.read(&mut b)?;
+                        Ok(())
+                    })();
+                    match ok {
+                        Ok(()) => done.fetch_add(1, Ordering::Relaxed),
+                        Err(_) => errors.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+            });
+        }
+    });
+    println!(
+        "{}",
+        serde_json::json!({
+            "done": done.load(Ordering::Relaxed),
+            "errors": errors.load(Ordering::Relaxed),
+            "seconds": start.elapsed().as_secs_f64(),
+        })
+    );
+    Ok(())
+}
+
 /// Measures both backends (same node, other node) through `targets`.
 fn measure(
     rows: &mut Vec<Row>,
     case: &str,
     client: &Client,
-    targets: [(Ipv4Addr, u16); 2],
+    targets: [(Ipv4Addr, u16, u16); 2],
 ) -> Result<()> {
-    for ((addr, http_port), backend) in targets.into_iter().zip(["same node", "other node"]) {
+    for ((addr, http_port, rr_port), backend) in
+        targets.into_iter().zip(["same node", "other node"])
+    {
         check_aborted()?;
         eprintln!("measuring {case} -> {backend} ({addr})");
         let mut row = Row {
@@ -419,13 +557,30 @@ fn measure(
             cpu_server: None,
             conn_per_s: None,
             wrk_cpu: None,
+            rr_per_s: None,
+            rr_runs: Vec::new(),
+            iperf_runs: Vec::new(),
+            rr_cpu: None,
             notes: Vec::new(),
         };
-        iperf(client, addr, &mut row)?;
+        for _ in 0..IPERF_ROUNDS {
+            iperf(client, addr, &mut row)?;
+        }
+        row.iperf_runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+        if let Some(m) = row.iperf_runs.get(row.iperf_runs.len() / 2) {
+            row.gbps = Some(m.0);
+            row.cpu_client = Some(m.1);
+            row.cpu_server = Some(m.2);
+        }
         wrk(client, addr, http_port, &mut row)?;
+        for _ in 0..RR_ROUNDS {
+            rr(client, addr, rr_port, &mut row)?;
+        }
+        row.rr_runs.sort_by(f64::total_cmp);
+        row.rr_per_s = row.rr_runs.get(row.rr_runs.len() / 2).copied();
         eprintln!(
-            "  {:?} Gbit/s, {:?} conn/s {:?}",
-            row.gbps, row.conn_per_s, row.notes
+            "  {:?} Gbit/s, {:?} http conn/s, {:?} rr conn/s {:?}",
+            row.gbps, row.conn_per_s, row.rr_per_s, row.notes
         );
         rows.push(row);
     }
@@ -503,6 +658,10 @@ fn run() -> Result<()> {
     let www_s = www.to_string_lossy().into_owned();
     let mut servers: Vec<Proc> = Vec::new();
     for pod in [&local, &remote] {
+        // No TIME_WAIT on the servers: the client's TCP timestamp offset
+        // depends on the address it dialled (pod or ClusterIP), so a
+        // TIME_WAIT left by one case would stall SYNs of the next.
+        sh_in(&pod.ns, &["sysctl", "-qw", "net.ipv4.tcp_max_tw_buckets=0"])?;
         servers.push(Proc::spawn(
             &pod.ns,
             None,
@@ -522,6 +681,15 @@ fn run() -> Result<()> {
             ],
         )?);
     }
+    let exe = std::env::current_exe().context("locating this binary")?;
+    let exe = exe.to_string_lossy().into_owned();
+    for pod in [&local, &remote] {
+        servers.push(Proc::spawn(
+            &pod.ns,
+            None,
+            &[&exe, "rr-server", &RR_PORT.to_string()],
+        )?);
+    }
     std::thread::sleep(Duration::from_secs(1));
 
     let svcs = services(local.addr, remote.addr);
@@ -529,14 +697,34 @@ fn run() -> Result<()> {
         ns: &client_pod.ns,
         cgroup: None,
     };
-    let vips = [(VIP_LOCAL, SVC_HTTP_PORT), (VIP_REMOTE, SVC_HTTP_PORT)];
+    let vips = [
+        (VIP_LOCAL, SVC_HTTP_PORT, RR_SVC_PORT),
+        (VIP_REMOTE, SVC_HTTP_PORT, RR_SVC_PORT),
+    ];
     let mut rows = Vec::new();
 
     measure(
         &mut rows,
         "direct pod → pod (no service)",
         &plain,
-        [(local.addr, HTTP_PORT), (remote.addr, HTTP_PORT)],
+        [
+            (local.addr, HTTP_PORT, RR_PORT),
+            (remote.addr, HTTP_PORT, RR_PORT),
+        ],
+    )?;
+
+    let direct_in_cgroup = Client {
+        ns: &client_pod.ns,
+        cgroup: Some(&lab.nodes[0].cgroup),
+    };
+    measure(
+        &mut rows,
+        "direct pod → pod, client in the node cgroup (no BPF loaded; control)",
+        &direct_in_cgroup,
+        [
+            (local.addr, HTTP_PORT, RR_PORT),
+            (remote.addr, HTTP_PORT, RR_PORT),
+        ],
     )?;
 
     let ipt = iptables_rules(&svcs);
@@ -712,8 +900,8 @@ fn report(rows: &[Row], f: &Facts) -> String {
     let _ = writeln!(
         s,
         "## Method\n\n\
-         - **Gbit/s**: `iperf3 -c <addr> -t {SECONDS} -O 1 -J`, one TCP stream from the client pod, \
-         received rate. CPU % are iperf3's own figures for its client and server processes \
+         - **Gbit/s**: `iperf3 -c <addr> -t {IPERF_SECONDS} -O 1 -J`, one TCP stream from the client pod, \
+         received rate, {IPERF_ROUNDS} rounds (median and range shown). CPU % are iperf3's own figures for its client and server processes \
          (user+system, of one core).\n\
          - **conn/s**: `wrk -t1 -c{WRK_CONNECTIONS} -d{SECONDS}s -H 'Connection: close'` against \
          `busybox httpd`: every request is a new TCP connection, so every request pays the \
@@ -721,25 +909,47 @@ fn report(rows: &[Row], f: &Facts) -> String {
          busybox httpd forks per connection, so the server side bounds this figure on 2 cores; \
          compare the cases with each other, not with other HTTP benchmarks. `wrk CPU` is the CPU \
          time (user+system) wrk used, from `wait4`.\n\
+         - **1-byte conn/s (rr)**: the benchmark's own client (`datapath_bench rr-client`, \
+         {RR_CONNECTIONS} threads, {RR_ROUNDS} rounds of {RR_SECONDS} s) against its own server (`datapath_bench \
+         rr-server`, port {RR_PORT}, service port {RR_SVC_PORT}): connect, send 1 byte, read 1 \
+         byte and the server's close, repeat. Much lighter than HTTP with a forking server, so \
+         per-connection service cost (lookup, NAT/conntrack setup) weighs more. `rr client CPU` \
+         from `wait4`.\n\
+         - Server pods run with `net.ipv4.tcp_max_tw_buckets=0` (no TIME_WAIT sockets): the \
+         client's TCP timestamp offset depends on the address it dialled (pod or ClusterIP), so \
+         TIME_WAIT sockets left by one case would stall the SYNs of the next case on the same \
+         4-tuples (seen in a first run: a 3× drop that followed the case order, not the datapath).\n\
+         - The control case runs the direct client inside node 1's cgroup with no BPF loaded, to \
+         separate the cost of the socket-LB hooks from the cgroup placement.\n\
          - No figure here is asserted anywhere; this is a measurement, not a test.\n"
     );
     let _ = writeln!(
         s,
         "## Results\n\n\
-         | Case | Backend | TCP Gbit/s | iperf3 CPU client / server % | conn/s (new TCP conn per request) | wrk CPU s | Notes |\n\
-         |---|---|---:|---:|---:|---:|---|"
+         | Case | Backend | TCP Gbit/s, median [min–max] of {IPERF_ROUNDS} | iperf3 CPU client / server % (median run) | HTTP conn/s (wrk) | wrk CPU s | 1-byte conn/s (rr), median [min–max] of {RR_ROUNDS} | rr client CPU s (all rounds) | Notes |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---|"
     );
     for r in rows {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} / {} | {} | {} | {} |",
+            "| {} | {} | {} | {} / {} | {} | {} | {} | {} | {} |",
             r.case,
             r.backend,
-            opt(r.gbps, 2),
+            match (r.iperf_runs.first(), r.iperf_runs.last()) {
+                (Some(lo), Some(hi)) => {
+                    format!("{} [{:.2}–{:.2}]", opt(r.gbps, 2), lo.0, hi.0)
+                }
+                _ => "—".into(),
+            },
             opt(r.cpu_client, 0),
             opt(r.cpu_server, 0),
             opt(r.conn_per_s, 0),
             opt(r.wrk_cpu.map(|d| d.as_secs_f64()), 2),
+            match (r.rr_runs.first(), r.rr_runs.last()) {
+                (Some(lo), Some(hi)) => format!("{} [{lo:.0}–{hi:.0}]", opt(r.rr_per_s, 0)),
+                _ => "—".into(),
+            },
+            opt(r.rr_cpu.map(|d| d.as_secs_f64()), 2),
             r.notes.join("; ")
         );
     }
@@ -747,7 +957,16 @@ fn report(rows: &[Row], f: &Facts) -> String {
 }
 
 fn main() {
-    if let Err(e) = run() {
+    let args: Vec<String> = std::env::args().collect();
+    let r = match args.get(1).map(String::as_str) {
+        Some("rr-server") if args.len() == 3 => rr_server(&args[2]),
+        Some("rr-client") if args.len() == 5 => rr_client(&args[2], &args[3], &args[4]),
+        Some(other) => Err(anyhow::anyhow!(
+            "unknown arguments starting with {other:?} (run without arguments)"
+        )),
+        None => run(),
+    };
+    if let Err(e) = r {
         eprintln!("datapath_bench: {e:#}");
         std::process::exit(1);
     }
