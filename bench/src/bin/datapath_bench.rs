@@ -841,7 +841,7 @@ fn report(rows: &[Row], f: &Facts) -> String {
          Written by `cargo run --release -p bpfk-bench --bin datapath_bench` (as root) on {date}: \
          {nproc}-core VM, kernel {kernel}. **Another process (CI builds) was using the CPU at the \
          same time** (load average before: `{lb}`, after: `{la}`), so absolute figures are noisy; \
-         every case ran once, one after the other, in the same topology.\n",
+         the cases ran one after the other (not interleaved) in the same topology.\n",
         date = f.date,
         nproc = f.nproc,
         kernel = f.kernel,
@@ -860,8 +860,8 @@ fn report(rows: &[Row], f: &Facts) -> String {
          {HTTP_PORT}, a {size}-byte page). Nothing routes out of the lab; all of it is removed at \
          exit (also on error and SIGINT/SIGTERM).\n\n\
          Two ClusterIPs: {VIP_LOCAL} (backend: the server on node 1, *same node*) and {VIP_REMOTE} \
-         (backend: the server on node 2, *other node*), ports {IPERF_PORT}→{IPERF_PORT} and \
-         {SVC_HTTP_PORT}→{HTTP_PORT}. Each implementation also holds **{DUMMY_SERVICES} dummy \
+         (backend: the server on node 2, *other node*), ports {IPERF_PORT}→{IPERF_PORT}, \
+         {SVC_HTTP_PORT}→{HTTP_PORT} and {RR_SVC_PORT}→{RR_PORT}. Each implementation also holds **{DUMMY_SERVICES} dummy \
          services** (10.96.1.1–10.96.4.250, port 80, {DUMMY_ENDPOINTS} endpoints each, never hit) so \
          lookups see a realistic rule count; the measured services come *after* the dummies.\n",
         size = "bpfk datapath bench\n".len() * 4,
@@ -887,7 +887,7 @@ fn report(rows: &[Row], f: &Facts) -> String {
          forward filter chain.\n\
          - **bpfk eBPF** (`bpfk-datapath` `Datapath::load` on both nodes, TC attached to the \
          underlay and pod veths, services written with `sync_service`; maps hold {bf} frontends and \
-         {bb} backends per node; no netfilter rules loaded): once with the client outside the node \
+         {bb} backends per node, the dummies' endpoints sharing 200 addresses; no netfilter rules loaded): once with the client outside the node \
          cgroup (every packet is translated by the TC program on the client pod's veth, replies \
          reverse-translated), once with the client inside node 1's cgroup (the socket-level \
          `connect4` hook picks the backend once per connection; packets then flow as direct \
@@ -952,6 +952,34 @@ fn report(rows: &[Row], f: &Facts) -> String {
             opt(r.rr_cpu.map(|d| d.as_secs_f64()), 2),
             r.notes.join("; ")
         );
+    }
+    let _ = writeln!(
+        s,
+        "\n## Relative to direct pod → pod\n\n\
+         Medians divided by the first case's medians for the same backend (1.00 = as fast as \
+         no service at all). The control case takes the same path as the first one: its distance \
+         from 1.00 shows this shared machine's run-to-run noise, which is large.\n\n\
+         | Case | Gbit/s same / other node | 1-byte conn/s same / other node |\n|---|---:|---:|"
+    );
+    let base = |backend: &str| rows.iter().find(|r| r.backend == backend);
+    let ratio = |v: Option<f64>, b: Option<f64>| match (v, b) {
+        (Some(v), Some(b)) if b > 0.0 => format!("{:.2}", v / b),
+        _ => "—".into(),
+    };
+    for pair in rows.chunks(2) {
+        let cells: Vec<(String, String)> = pair
+            .iter()
+            .map(|r| {
+                let b = base(r.backend);
+                (
+                    ratio(r.gbps, b.and_then(|b| b.gbps)),
+                    ratio(r.rr_per_s, b.and_then(|b| b.rr_per_s)),
+                )
+            })
+            .collect();
+        if let [(g1, r1), (g2, r2)] = cells.as_slice() {
+            let _ = writeln!(s, "| {} | {g1} / {g2} | {r1} / {r2} |", pair[0].case);
+        }
     }
     s
 }
