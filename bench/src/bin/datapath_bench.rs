@@ -839,9 +839,9 @@ fn report(rows: &[Row], f: &Facts) -> String {
         s,
         "# Service datapath throughput\n\n\
          Written by `cargo run --release -p bpfk-bench --bin datapath_bench` (as root) on {date}: \
-         {nproc}-core VM, kernel {kernel}. **Another process (CI builds) was using the CPU at the \
-         same time** (load average before: `{lb}`, after: `{la}`), so absolute figures are noisy; \
-         the cases ran one after the other (not interleaved) in the same topology.\n",
+         {nproc}-core VM, kernel {kernel}; load average before: `{lb}`, after: `{la}` (the \
+         benchmark's own load included: a shared VM, so absolute figures are noisy); the cases \
+         ran one after the other (not interleaved) in the same topology.\n",
         date = f.date,
         nproc = f.nproc,
         kernel = f.kernel,
