@@ -402,6 +402,23 @@ fn command_in(ns: &str, cgroup: Option<&Path>, args: &[&str]) -> Result<Command>
     Ok(cmd)
 }
 
+/// Starts `cmd` and records its pid, so an interrupted run kills it.
+fn spawn_tracked(cmd: &mut Command, args: &[&str]) -> Result<(Child, u32)> {
+    let child = cmd.spawn().with_context(|| format!("starting {args:?}"))?;
+    let pid = child.id();
+    if let Ok(mut l) = LIVE.lock() {
+        l.push(pid);
+    }
+    Ok((child, pid))
+}
+
+/// Forgets a pid recorded by [`spawn_tracked`] once its process is reaped.
+fn untrack(pid: u32) {
+    if let Ok(mut l) = LIVE.lock() {
+        l.retain(|p| *p != pid);
+    }
+}
+
 impl Proc {
     /// Starts `args` in `ns` (inside `cgroup` when given), output discarded.
     pub fn spawn(ns: &str, cgroup: Option<&Path>, args: &[&str]) -> Result<Proc> {
@@ -409,11 +426,7 @@ impl Proc {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        let child = cmd.spawn().with_context(|| format!("starting {args:?}"))?;
-        let pid = child.id();
-        if let Ok(mut l) = LIVE.lock() {
-            l.push(pid);
-        }
+        let (child, pid) = spawn_tracked(&mut cmd, args)?;
         Ok(Proc {
             child: Some(child),
             pid,
@@ -431,9 +444,7 @@ impl Drop for Proc {
             let _ = c.kill();
             let _ = c.wait();
         }
-        if let Ok(mut l) = LIVE.lock() {
-            l.retain(|p| *p != self.pid);
-        }
+        untrack(self.pid);
     }
 }
 
@@ -450,11 +461,7 @@ pub fn run_in(
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let child = cmd.spawn().with_context(|| format!("starting {args:?}"))?;
-    let pid = child.id();
-    if let Ok(mut l) = LIVE.lock() {
-        l.push(pid);
-    }
+    let (child, pid) = spawn_tracked(&mut cmd, args)?;
     // A watchdog kills the client if it overruns its bound.
     let done = std::sync::Arc::new(AtomicBool::new(false));
     let done2 = done.clone();
@@ -474,9 +481,7 @@ pub fn run_in(
     let out = wait_with_rusage(child);
     done.store(true, Ordering::SeqCst);
     let _ = watchdog.join();
-    if let Ok(mut l) = LIVE.lock() {
-        l.retain(|p| *p != pid);
-    }
+    untrack(pid);
     check_aborted()?;
     out.with_context(|| format!("waiting for {args:?}"))
 }
