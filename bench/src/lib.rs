@@ -74,6 +74,25 @@ pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// A benchmark's command line: it takes no arguments (its settings are environment variables,
+/// which `help` names). `-h`/`--help` prints `help` and exits 0; anything else is named in one
+/// line and exits 2, before anything is started.
+pub fn no_arguments(name: &str, help: &str) {
+    match std::env::args().nth(1).as_deref() {
+        None => {}
+        Some("-h" | "--help") => {
+            print!("{help}");
+            std::process::exit(0);
+        }
+        Some(other) => {
+            eprintln!(
+                "{name}: error: unknown argument {other:?}: it takes none (see {name} --help)"
+            );
+            std::process::exit(2);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,13 @@
 //! so do `kubectl`/`bpfk` on the host. Node netns have loopback, ul0 and (from the agents'
 //! datapath) routes to the other nodes' pod ranges; no default route: nothing can leave the
 //! lab. k is the first free 10.250.k.0/24 (k = 0 unless another lab runs at the same time;
-//! a lock file under /run says which are taken).
+//! a lock file under /run says which are taken); lab k's pods get 10.244.16k.0/20.
+//!
+//! The lab is sealed on the host side too: while it runs, the root netns routes each node's
+//! pod range via that node (so a pod talking to the API server, or to any host address, gets
+//! its answers back through the lab) and holds unreachable routes for all of 10.244.0.0/16
+//! and 10.96.0.0/12, so no reply or probe to a pod or service address ever takes the host's
+//! default route. Teardown removes exactly those routes.
 //!
 //! Each node gets a containerd with the stand-in images, and one `bpfk-agent --kubelet`
 //! with `--node-ip`, `--underlay-iface ul0`, `--kubelet-port` and its own cgroup for the
@@ -51,8 +57,19 @@ pub const KUBELET_PORT: u16 = 10250;
 pub const UNDERLAY_IFACE: &str = "ul0";
 /// Deadline of each start-up step (nothing is pulled: the stand-in images are local).
 const START_DEADLINE: Duration = Duration::from_secs(120);
-/// How many 10.250.k.0/24 underlays may exist at once.
-const MAX_LABS: u8 = 32;
+/// How many labs may run at once: lab k has the underlay 10.250.k.0/24 and the pod range
+/// 10.244.16k.0/20 (see [`lab_pod_range`]).
+const MAX_LABS: u8 = 16;
+/// All pod addresses of all labs; the host routes what no lab node owns to nowhere.
+pub const POD_SUPERNET: &str = "10.244.0.0/16";
+/// The API server's service ClusterIP range (fixed in bpfk-apiserver).
+pub const SERVICE_RANGE: &str = "10.96.0.0/12";
+
+/// Lab k's cluster CIDR: a /20 of [`POD_SUPERNET`] (16 nodes of /24), so labs running side
+/// by side never share pod addresses and the host can route each lab's pods into its lab.
+pub fn lab_pod_range(octet: u8) -> String {
+    format!("10.244.{}.0/20", u16::from(octet) * 16)
+}
 
 /// The binaries a lab runs.
 #[derive(Debug, Clone)]
@@ -69,8 +86,10 @@ pub struct LabOptions {
     pub id: String,
     /// Number of nodes (1..=9).
     pub nodes: u8,
-    /// Prefix of the node names: `""` gives `node-1`, `node-2`, …
-    pub node_prefix: String,
+    /// Prefix of the node names: `Some("")` gives `node-1`, `node-2`, …; `None` gives
+    /// `<id>-node-1`, …, so two labs never share node names (nor the pins and cgroups named
+    /// after them).
+    pub node_prefix: Option<String>,
     pub binaries: Binaries,
     /// `RUST_LOG` of the server and the agents.
     pub log_level: String,
@@ -252,6 +271,49 @@ pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> 
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+impl LabOptions {
+    /// The name of node `i` (from 1).
+    pub fn node_name(&self, i: u8) -> String {
+        match &self.node_prefix {
+            Some(prefix) => format!("{prefix}node-{i}"),
+            None => format!("{}-node-{i}", self.id),
+        }
+    }
+}
+
+/// The routes a lab added to the host's (root) network namespace, so that no lab packet ever
+/// takes the host's default route: each node's pod range via that node, and unreachable
+/// routes for the rest of the pod and service ranges. Removed (exactly these) on drop.
+struct HostRoutes {
+    /// Each route as `ip route` arguments (`10.244.0.0/24 via 10.250.0.11 dev bpfkl0h`).
+    added: Vec<String>,
+}
+
+impl HostRoutes {
+    /// `ip route replace ROUTE`, recorded in the lab's lock file for [`sweep_dead_labs`].
+    fn add(&mut self, route: &str, record: &LockFile) {
+        record.append(&format!("route {route}\n"));
+        let mut args = vec!["ip", "route", "replace"];
+        args.extend(route.split_whitespace());
+        run(&args);
+        self.added.push(route.to_string());
+    }
+}
+
+impl Drop for HostRoutes {
+    fn drop(&mut self) {
+        while let Some(route) = self.added.pop() {
+            delete_host_route(&route);
+        }
+    }
+}
+
+fn delete_host_route(route: &str) {
+    let mut args = vec!["ip", "route", "del"];
+    args.extend(route.split_whitespace());
+    run_quiet(&args);
 }
 
 /// The underlay: bridge netns, host veth, the lock on its subnet.
@@ -448,6 +510,7 @@ pub struct Lab {
     nodes: Vec<LabNode>,
     server: Option<Process>,
     etcd: Option<EtcdProcess>,
+    host_routes: Option<HostRoutes>,
     underlay: Option<Underlay>,
     dir: Option<tempfile::TempDir>,
     api: SocketAddr,
@@ -485,7 +548,7 @@ impl Lab {
         });
         // What a later run must clean up should this process die without its drop.
         let names: String = (1..=options.nodes)
-            .map(|i| format!("node {}node-{i}\n", options.node_prefix))
+            .map(|i| format!("node {}\n", options.node_name(i)))
             .collect();
         id_lock.record(&names);
         sweep_stale_netns(&options.id);
@@ -502,6 +565,7 @@ impl Lab {
             nodes: Vec::new(),
             server: None,
             etcd: None,
+            host_routes: None,
             underlay: None,
             dir: None,
             api: SocketAddr::from((host_ip, 0)),
@@ -532,6 +596,7 @@ impl Lab {
             &host_if,
         ]);
         run(&["ip", "link", "set", &host_if, "up"]);
+        lab.seal_host_routes(octet);
 
         let dir = tempfile::Builder::new()
             .prefix("bpfk-lab-")
@@ -545,7 +610,7 @@ impl Lab {
         let etcd = EtcdProcess::start();
         let etcd_endpoint = etcd.endpoint();
         lab.etcd = Some(etcd);
-        lab.start_server(&options, &etcd_endpoint, host_ip, &dir_path);
+        lab.start_server(&options, &etcd_endpoint, host_ip, octet, &dir_path);
 
         let images = dir_path.join("bpfk-images.tar");
         bpfk_kubelet::oci::write_layout_tar(
@@ -558,15 +623,54 @@ impl Lab {
             let node = lab.start_node(&options, i, octet, &ul_name, &cg2, &images, &dir_path);
             lab.nodes.push(node);
         }
-        lab.wait_nodes_ready();
+        let pod_cidrs = lab.wait_nodes_ready();
+        lab.route_pod_ranges(&pod_cidrs);
         lab
     }
 
-    fn start_server(&mut self, options: &LabOptions, etcd: &str, host_ip: Ipv4Addr, dir: &Path) {
+    /// Unreachable routes (metric 4000 + k, one pair per lab) for every pod and service
+    /// address: what no lab node owns never falls through to the host's default route.
+    fn seal_host_routes(&mut self, octet: u8) {
+        let mut routes = HostRoutes { added: Vec::new() };
+        let metric = 4000 + u32::from(octet);
+        for range in [POD_SUPERNET, SERVICE_RANGE] {
+            routes.add(
+                &format!("unreachable {range} metric {metric}"),
+                &self.id_lock,
+            );
+        }
+        self.host_routes = Some(routes);
+    }
+
+    /// Each node's pod range routed from the host into the lab, via that node.
+    fn route_pod_ranges(&mut self, pod_cidrs: &[String]) {
+        let Some(routes) = self.host_routes.as_mut() else {
+            return;
+        };
+        let host_if = self
+            .underlay
+            .as_ref()
+            .map(|u| u.host_if.clone())
+            .unwrap_or_default();
+        for (node, cidr) in self.nodes.iter().zip(pod_cidrs) {
+            let route = format!("{cidr} via {} dev {host_if}", node.ip);
+            routes.add(&route, &self.id_lock);
+        }
+    }
+
+    fn start_server(
+        &mut self,
+        options: &LabOptions,
+        etcd: &str,
+        host_ip: Ipv4Addr,
+        octet: u8,
+        dir: &Path,
+    ) {
         let log = dir.join("bpfk-server.log");
         let mut cmd = Command::new(&options.binaries.server);
         cmd.args(["--etcd-servers", etcd])
             .args(["--listen", &format!("{host_ip}:0")])
+            .args(["--cluster-cidr", &lab_pod_range(octet)])
             .arg("--write-kubeconfig")
             .arg(&self.kubeconfig)
             .env("RUST_LOG", &options.log_level)
@@ -611,7 +715,7 @@ impl Lab {
         images: &Path,
         dir: &Path,
     ) -> LabNode {
-        let name = format!("{}node-{i}", options.node_prefix);
+        let name = options.node_name(i);
         let ns = Netns::create(&format!("bpfk-{}-n{i}", options.id));
         let ip = Ipv4Addr::new(10, 250, octet, 10 + i);
         let mut node = LabNode {
@@ -700,7 +804,8 @@ impl Lab {
         node
     }
 
-    fn wait_nodes_ready(&mut self) {
+    /// Waits as [`Lab::start`] says; returns each node's pod range.
+    fn wait_nodes_ready(&mut self) -> Vec<String> {
         let deadline = Instant::now() + START_DEADLINE;
         let mut cidrs: Vec<Option<String>> = vec![None; self.nodes.len()];
         loop {
@@ -737,7 +842,7 @@ impl Lab {
                 }
             }
             if waiting.is_empty() {
-                return;
+                return cidrs.into_iter().flatten().collect();
             }
             if Instant::now() > deadline {
                 let logs: Vec<String> = self
@@ -762,6 +867,23 @@ impl Lab {
     /// `http://10.250.k.1:PORT`
     pub fn api_url(&self) -> String {
         format!("http://{}", self.api)
+    }
+
+    /// The host end of the lab's underlay veth (`bpfkl<k>h`, holding the API address).
+    pub fn host_iface(&self) -> &str {
+        self.underlay
+            .as_ref()
+            .map(|u| u.host_if.as_str())
+            .unwrap_or_default()
+    }
+
+    /// The routes this lab added to the host's network namespace (as `ip route` arguments),
+    /// removed again by its teardown.
+    pub fn host_routes(&self) -> Vec<String> {
+        self.host_routes
+            .as_ref()
+            .map(|r| r.added.clone())
+            .unwrap_or_default()
     }
 
     /// The kubeconfig the server wrote (pointing at [`api_url`](Self::api_url)).
@@ -835,6 +957,7 @@ impl Drop for Lab {
         }
         drop(self.server.take());
         drop(self.etcd.take());
+        drop(self.host_routes.take());
         drop(self.underlay.take());
         drop(self.dir.take());
     }
@@ -889,6 +1012,9 @@ fn sweep_dead_labs() {
                 .filter_map(|l| l.strip_prefix(&prefix).map(str::to_string))
                 .collect()
         };
+        for route in entries("route") {
+            delete_host_route(&route);
+        }
         // containerd died with the lab (PDEATHSIG), its shims did not
         for dir in entries("containerd") {
             kill_shims_of(&Path::new(&dir).join("containerd.sock"));

@@ -15,6 +15,10 @@
 //! route: only the cgroup sock_addr programs translate the VIP); and once the Deployment
 //! is deleted the frontend has no backends and connecting is refused.
 //!
+//! The lab is sealed: a pod reaches the API server's address on the host (its answers come
+//! back through the lab), and while the lab runs no pod or service address resolves through
+//! the host's default route; teardown removes exactly the routes the lab added.
+//!
 //! Needs root, etcd, containerd, runc, CNI plugins, busybox-static, kubectl and bpftool,
 //! and the eBPF object (`cargo xtask build-ebpf`); fails loudly without them.
 
@@ -172,7 +176,7 @@ async fn cluster_ip_answers_from_pods_on_both_nodes_through_ebpf() {
     let mut lab = Lab::start(LabOptions {
         id: format!("e2e{pid}"),
         nodes: 2,
-        node_prefix: format!("e2e{pid}-"),
+        node_prefix: None,
         binaries,
         log_level: "info".into(),
     });
@@ -317,6 +321,21 @@ async fn cluster_ip_answers_from_pods_on_both_nodes_through_ebpf() {
         );
         node_of_pod.insert(name, node);
     }
+
+    // Sealed: a pod on node 2 reaches the API server on the host; pod and service addresses
+    // never resolve through the host's default route.
+    let pod_addrs: Vec<String> = running
+        .iter()
+        .filter_map(pod_ip)
+        .map(str::to_string)
+        .collect();
+    assert_pod_reaches_the_api_server(&mut lab, &pods, &n2).await;
+    assert_host_routes_stay_in_the_lab(&lab, &pod_addrs, &[vip.to_string(), "10.111.2.3".into()]);
+    let host_routes = lab.host_routes();
+    assert!(
+        host_routes.len() >= 4,
+        "the lab's host routes: {host_routes:?}"
+    );
 
     // The EndpointSlice lists every replica, and both agents programmed the frontend:
     // master entry plus one slot per backend in the pinned service map.
@@ -493,4 +512,93 @@ async fn cluster_ip_answers_from_pods_on_both_nodes_through_ebpf() {
     }
     eprintln!("cluster e2e done after {:?}", started.elapsed());
     drop(lab);
+    let table = ip(&["route", "show", "table", "main"]).0;
+    for route in &host_routes {
+        assert!(
+            !route_listed(route, &table),
+            "teardown left the host route {route:?}:\n{table}"
+        );
+    }
+}
+
+/// `ip ARGS` in the host's namespace: (stdout, stderr, success).
+fn ip(args: &[&str]) -> (String, String, bool) {
+    let out = Command::new("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run ip {args:?}: {e}"));
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.success(),
+    )
+}
+
+/// Whether `route` (`ip route` arguments) is a line of `table` (`ip route show`).
+fn route_listed(route: &str, table: &str) -> bool {
+    let want: Vec<&str> = route.split_whitespace().collect();
+    table.lines().any(|line| {
+        let have: Vec<&str> = line.split_whitespace().collect();
+        want.iter().all(|w| have.contains(w))
+    })
+}
+
+/// A busybox pod on `node` fetches the API server's /version at its host address.
+async fn assert_pod_reaches_the_api_server(lab: &mut Lab, pods: &Api<Pod>, node: &str) {
+    let url = format!("http://{}/version", lab.api_addr());
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "api-client"},
+        "spec": {
+            "nodeName": node,
+            "restartPolicy": "Never",
+            "containers": [{"name": "wget", "image": "busybox:1.36",
+                "command": ["busybox", "timeout", "10", "busybox", "wget", "-q", "-O", "-", url]}]
+        }
+    }))
+    .expect("api-client pod");
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .expect("create api-client pod");
+    let phase = wait_for("api-client pod finished", lab, || async {
+        let p = pods.get("api-client").await.map_err(|e| e.to_string())?;
+        match phase(&p) {
+            done @ ("Succeeded" | "Failed") => Ok(done.to_string()),
+            other => Err(other.to_string()),
+        }
+    })
+    .await;
+    let log = lab
+        .node(node)
+        .container_log("default", "api-client", "wget");
+    assert!(
+        phase == "Succeeded" && log.contains("gitVersion"),
+        "a pod on {node} could not reach the API server at {url} ({phase}): {log}"
+    );
+    pods.delete("api-client", &DeleteParams::default())
+        .await
+        .expect("delete api-client");
+}
+
+/// `ip route get` in the host's namespace sends every pod and service address into the lab
+/// (the lab's host veth) or nowhere (unreachable), never through the default route.
+fn assert_host_routes_stay_in_the_lab(lab: &Lab, pod_addrs: &[String], service_addrs: &[String]) {
+    let default = ip(&["route", "show", "default"]).0;
+    let unowned = ["10.244.250.1".to_string(), "10.96.0.1".to_string()];
+    for addr in pod_addrs.iter().chain(service_addrs).chain(&unowned) {
+        let (out, err, ok) = ip(&["route", "get", addr]);
+        let into_lab = ok && out.contains(&format!(" dev {} ", lab.host_iface()));
+        // an unreachable route answers EHOSTUNREACH
+        let nowhere = !ok && err.contains("No route to host");
+        assert!(
+            into_lab || nowhere,
+            "ip route get {addr} leaves the lab: {out}{err} (default route: {default})"
+        );
+        assert!(
+            pod_addrs.contains(addr) == into_lab,
+            "ip route get {addr}: pods go into the lab, all else nowhere: {out}{err}"
+        );
+    }
 }

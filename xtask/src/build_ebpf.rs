@@ -66,18 +66,37 @@ fn ensure_nightly() -> Result<()> {
     .context("could not install the nightly toolchain; run `rustup toolchain install nightly --component rust-src` by hand")
 }
 
-fn ensure_rust_src() -> Result<()> {
-    let out = output(&mut rustup(&[
+/// Whether the nightly toolchain has its rust-src component.
+pub fn rust_src_installed() -> bool {
+    output(&mut rustup(&[
         "component",
         "list",
         "--toolchain",
         TOOLCHAIN,
         "--installed",
-    ]))?;
-    if String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .any(|l| l.starts_with("rust-src"))
-    {
+    ]))
+    .map(|out| {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l.starts_with("rust-src"))
+    })
+    .unwrap_or(false)
+}
+
+/// Whether bpf-linker is installed and loads the nightly's libLLVM.
+pub fn bpf_linker_installed() -> bool {
+    let (Ok((llvm, _)), Ok(bin_dir)) = (nightly_llvm(), cargo_bin_dir()) else {
+        return false;
+    };
+    let llvm_file = llvm
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    bpf_linker_ok(&bin_dir.join("bpf-linker"), &llvm_file)
+}
+
+fn ensure_rust_src() -> Result<()> {
+    if rust_src_installed() {
         return Ok(());
     }
     eprintln!("xtask: adding rust-src to the {TOOLCHAIN} toolchain");

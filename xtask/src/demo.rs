@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use crate::{build_ebpf, system_deps, util};
+use crate::{system_deps, util};
 
 #[derive(Debug, clap::Args)]
 pub struct Options {
@@ -197,8 +197,7 @@ pub fn run(opts: &Options) -> Result<()> {
     if !is_root() {
         bail!("the demo needs root (network namespaces, containerd, eBPF): run it as root");
     }
-    system_deps::ensure()?;
-    build_ebpf::run(&build_ebpf::Options::default())?;
+    system_deps::prepare()?;
     let root = util::repo_root();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     util::run(Command::new(&cargo).current_dir(&root).args([

@@ -4,7 +4,7 @@ use std::process::Command;
 
 use anyhow::{bail, Result};
 
-use crate::{build_ebpf, system_deps, util};
+use crate::{system_deps, util};
 
 #[derive(Debug, clap::Args)]
 pub struct Options {
@@ -17,8 +17,7 @@ pub fn run(opts: &Options) -> Result<()> {
     if !is_root() {
         bail!("the test suite needs root (network namespaces, eBPF, containerd): run it as root");
     }
-    system_deps::ensure()?;
-    build_ebpf::run(&build_ebpf::Options::default())?;
+    system_deps::prepare()?;
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(util::repo_root())
         .args(["test", "--workspace", "--no-fail-fast"])

@@ -70,8 +70,22 @@ fn row(name: &str, n: usize, wall: Duration, s: Summary) -> String {
     )
 }
 
+const HELP: &str = "\
+apiserver_bench: create / update / list / watch fan-out throughput and latency of bpfk-server
+against a real etcd, and its memory with 10,000 pods stored. Writes bench/results/apiserver.md.
+Takes no arguments.
+
+usage: apiserver_bench [-h|--help]
+  (from the repository: cargo run --release -p bpfk-bench --bin apiserver_bench)
+";
+
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() -> std::process::ExitCode {
+    bpfk_bench::no_arguments("apiserver_bench", HELP);
+    bpfk_common::exit::report("apiserver_bench", bench().await)
+}
+
+async fn bench() -> Result<()> {
     // the API server alone: no scheduler or controllers writing pod status behind the load
     let load_before = load_average();
     let cluster = Cluster::start_with(&["--disable-scheduler", "--disable-controllers"]);

@@ -984,18 +984,26 @@ fn report(rows: &[Row], f: &Facts) -> String {
     s
 }
 
-fn main() {
+const HELP: &str = "\
+datapath_bench: service throughput (iperf3 Gbit/s, wrk HTTP conn/s, 1-byte connection rate)
+through bpfk's eBPF datapath (TC and socket LB) against direct pod traffic and kube-proxy's
+iptables and nftables layouts, on a 2-node netns lab it builds and removes. Needs root.
+Writes bench/results/datapath.md. Takes no arguments (rr-server and rr-client are its own
+helpers, run inside the lab).
+
+usage: datapath_bench [-h|--help]
+  (from the repository: cargo run --release -p bpfk-bench --bin datapath_bench)
+";
+
+fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    let r = match args.get(1).map(String::as_str) {
+    let result = match args.get(1).map(String::as_str) {
         Some("rr-server") if args.len() == 3 => rr_server(&args[2]),
         Some("rr-client") if args.len() == 5 => rr_client(&args[2], &args[3], &args[4]),
-        Some(other) => Err(anyhow::anyhow!(
-            "unknown arguments starting with {other:?} (run without arguments)"
-        )),
-        None => run(),
+        _ => {
+            bpfk_bench::no_arguments("datapath_bench", HELP);
+            run()
+        }
     };
-    if let Err(e) = r {
-        eprintln!("datapath_bench: {e:#}");
-        std::process::exit(1);
-    }
+    bpfk_common::exit::report("datapath_bench", result)
 }

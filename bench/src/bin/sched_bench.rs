@@ -535,8 +535,27 @@ async fn run(label: &'static str, mode: Mode) -> Result<RunResult> {
     })
 }
 
+const HELP: &str = "\
+sched_bench: scheduling throughput with 1,000 hollow nodes and 10,000 pods, on a fresh etcd and
+bpfk-server per run: online at 1,000 pods/s (3 runs), saturation, and a backlog drained by a
+standalone bpfk-scheduler. Writes bench/results/scheduler.md. Takes no arguments.
+
+environment:
+  SCHED_BENCH_ONLINE_ONLY=1          one online run, printed (no results file)
+  SCHED_BENCH_SERVER_FLAGS=\"...\"     extra bpfk-server flags
+  SCHED_BENCH_SERVER_LOG_DIR=DIR     keep the servers' logs in DIR
+
+usage: sched_bench [-h|--help]
+  (from the repository: cargo run --release -p bpfk-bench --bin sched_bench)
+";
+
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() -> std::process::ExitCode {
+    bpfk_bench::no_arguments("sched_bench", HELP);
+    bpfk_common::exit::report("sched_bench", bench().await)
+}
+
+async fn bench() -> Result<()> {
     if std::env::var_os("SCHED_BENCH_ONLINE_ONLY").is_some() {
         let online = run("online at 1,000 pods/s", Mode::Online).await?;
         println!(

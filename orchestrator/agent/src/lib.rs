@@ -83,17 +83,6 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Runs the agent until the watch streams end or fail.
 pub async fn run(args: Args) -> Result<()> {
-    tracing_subscriber::fmt()
-        // colours only on a terminal: logs written to files stay plain text
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            // An unset or empty RUST_LOG means info.
-            tracing_subscriber::EnvFilter::builder()
-                .with_default_directive(tracing::level_filters::LevelFilter::INFO.into())
-                .from_env_lossy(),
-        )
-        .init();
     if args.teardown {
         bpfk_datapath::teardown_pins(&args.pin_root, &args.node_name)?;
         return Ok(());

@@ -1,7 +1,11 @@
+//! `bpfk-agent`: thin binary around [`bpfk_agent::run`].
+
 use clap::Parser;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    bpfk_agent::run(bpfk_agent::Args::parse()).await?;
-    Ok(())
+async fn main() -> std::process::ExitCode {
+    bpfk_common::logging::init("info");
+    let args = bpfk_agent::Args::parse();
+    let result = bpfk_agent::run(args).await.map_err(anyhow::Error::from);
+    bpfk_common::exit::report("bpfk-agent", result)
 }

@@ -22,15 +22,7 @@ fn main() -> std::process::ExitCode {
             };
         }
     };
-    tracing_subscriber::fmt()
-        // colours only on a terminal: logs written to files stay plain text
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BPFK_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,kube_client=off")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    bpfk_common::logging::init_from_env("BPFK_LOG", "warn,kube_client=off");
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -1,6 +1,5 @@
 //! `bpfk-scheduler --kubeconfig PATH`: the scheduler as its own process.
 
-use anyhow::Context;
 use clap::Parser;
 
 #[global_allocator]
@@ -16,29 +15,15 @@ struct Args {
     config: bpfk_scheduler::SchedulerConfig,
 }
 
-async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?
-        }
-        None => kube::Config::infer().await?,
-    };
-    Ok(kube::Client::try_from(config)?)
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    bpfk_common::logging::init("info");
+    let args = Args::parse();
+    bpfk_common::exit::report("bpfk-scheduler", run(args).await)
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        // colours only on a terminal: logs written to files stay plain text
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    let args = Args::parse();
-    let client = client(args.kubeconfig.as_deref()).await?;
+async fn run(args: Args) -> anyhow::Result<()> {
+    let client = bpfk_common::client::from_kubeconfig(args.kubeconfig.as_deref()).await?;
     bpfk_scheduler::run(client, args.config).await?;
     Ok(())
 }

@@ -4,7 +4,8 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    bpfk_server::init_logging();
-    bpfk_server::run(bpfk_server::Cli::parse()).await
+async fn main() -> std::process::ExitCode {
+    bpfk_common::logging::init("info");
+    let cli = bpfk_server::Cli::parse();
+    bpfk_common::exit::report("bpfk-server", bpfk_server::run(cli).await)
 }

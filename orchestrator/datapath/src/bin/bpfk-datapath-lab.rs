@@ -92,9 +92,12 @@ struct Plan {
     services: Vec<(ServiceSpec, Vec<Endpoint>)>,
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // colours only on a terminal: the lab tests' log files stay plain text
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             // An unset or empty RUST_LOG means info.
             tracing_subscriber::EnvFilter::builder()
@@ -102,7 +105,17 @@ fn main() -> Result<()> {
                 .from_env_lossy(),
         )
         .init();
-    match Cli::parse().cmd {
+    match run(cli.cmd) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("bpfk-datapath-lab: error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cmd: Cmd) -> Result<()> {
+    match cmd {
         Cmd::TcpServer { port, name } => tcp_server(port, &name),
         Cmd::UdpServer { port, name } => udp_server(port, &name),
         Cmd::TcpClient { addr, count } => tcp_client(addr, count),
