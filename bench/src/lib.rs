@@ -1,8 +1,6 @@
 //! Benchmarks (not tests): each binary under `src/bin/` starts what it measures, runs a bounded
 //! load on loopback, and writes its figures to `bench/results/`.
 
-pub mod netlab;
-
 use std::path::PathBuf;
 use std::time::Duration;
 

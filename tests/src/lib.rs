@@ -1,8 +1,4 @@
-//! Harness for tests that cross a process boundary: real helper processes started on
-//! free loopback ports and removed when the guard is dropped.
+//! Harness pieces shared by the cross-component tests and the benchmarks' own tests (the lab
+//! itself, with its processes, is the `bpfk-lab` crate).
 
 pub mod cli_edges;
-pub mod containerd;
-pub mod etcd;
-pub mod lab;
-pub mod server;

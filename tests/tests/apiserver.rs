@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use bpfk_tests::server::{http_request, Cluster};
+use bpfk_lab::server::{http_request, Cluster};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
@@ -1083,9 +1083,9 @@ async fn kube_rs_watch_modes_and_503_while_the_cache_cannot_load() {
     // watches answer 503 instead of hanging, and work once etcd is back
     cluster.server.stop();
     cluster.etcd.stop();
-    let port = bpfk_tests::server::free_port();
+    let port = bpfk_lab::server::free_port();
     let _server = KillOnDrop(
-        std::process::Command::new(bpfk_tests::server::binary("bpfk-server"))
+        std::process::Command::new(bpfk_lab::server::binary("bpfk-server"))
             .args(["--etcd-servers", &cluster.etcd.endpoint()])
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--disable-scheduler", "--disable-controllers"])

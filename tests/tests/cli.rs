@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use bpfk_tests::server::{binary, failure, free_port, manifest, success, Cluster};
+use bpfk_lab::server::{binary, failure, free_port, manifest, success, Cluster};
 use serde_json::Value;
 
 fn path(name: &str) -> String {

@@ -2,8 +2,8 @@
 //! (an unknown flag, a missing kubeconfig, a bad value) with a message naming it: never a panic
 //! or a backtrace, even with `RUST_BACKTRACE=1` in the environment.
 
+use bpfk_lab::server::binary;
 use bpfk_tests::cli_edges::{assert_help, assert_user_error};
-use bpfk_tests::server::binary;
 
 const BINARIES: [&str; 7] = [
     "bpfk-server",

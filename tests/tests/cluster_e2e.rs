@@ -1,4 +1,4 @@
-//! The whole cluster end to end on one machine: the multi-node lab (`bpfk_tests::lab`: real
+//! The whole cluster end to end on one machine: the multi-node lab (`bpfk_lab::cluster`: real
 //! etcd and bpfk-server, two node network namespaces on an underlay bridge, each with a real
 //! containerd and a `bpfk-agent --kubelet` whose eBPF socket load balancer is attached to
 //! the node's cgroup). The manifests' nginx Deployment (stand-in image: busybox httpd that
@@ -28,9 +28,10 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use bpfk_tests::containerd::{ipv4_in_cidr, require_root, require_tool};
-use bpfk_tests::lab::{Binaries, Lab, LabOptions, PIN_ROOT};
-use bpfk_tests::server::{self, binary};
+use bpfk_lab::cluster::{Binaries, Lab, LabOptions, PIN_ROOT};
+use bpfk_lab::containerd::ipv4_in_cidr;
+use bpfk_lab::host::{require_root, require_tool};
+use bpfk_lab::server::{self, binary};
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};

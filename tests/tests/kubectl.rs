@@ -1,7 +1,7 @@
 //! The real kubectl (v1.32) against bpfk-server: apply, get, describe, scale, delete of the
 //! design notes' manifests, and the errors a user sees.
 
-use bpfk_tests::server::{failure, manifest, success, Cluster};
+use bpfk_lab::server::{failure, manifest, success, Cluster};
 
 fn path(name: &str) -> String {
     manifest(name).to_string_lossy().into_owned()

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bpfk_kubelet::cri::{CriClient, LABEL_POD_UID};
-use bpfk_kubelet::{logs, oci, Config};
-use bpfk_tests::containerd::{
-    ipv4_in_cidr, mounts_under, require_root, unique_name, ContainerdOptions, ContainerdProcess,
-    Netns,
-};
-use bpfk_tests::server::Cluster;
+use bpfk_kubelet::{logs, Config};
+use bpfk_lab::containerd::{ipv4_in_cidr, mounts_under, ContainerdOptions, ContainerdProcess};
+use bpfk_lab::host::{require_root, unique_name};
+use bpfk_lab::images;
+use bpfk_lab::netns::Netns;
+use bpfk_lab::server::Cluster;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ContainerStatus, Event, Node, Pod};
 use kube::api::{Api, DeleteParams, PostParams};
@@ -64,13 +64,13 @@ impl NodeFixture {
         });
         let images = tempfile::tempdir().expect("tempdir for images");
         assert!(
-            std::path::Path::new(oci::DEFAULT_BUSYBOX).exists(),
+            std::path::Path::new(images::DEFAULT_BUSYBOX).exists(),
             "{} missing: install Debian package busybox-static",
-            oci::DEFAULT_BUSYBOX
+            images::DEFAULT_BUSYBOX
         );
-        oci::import_stand_in_images(
+        images::import_stand_in_images(
             &containerd.socket(),
-            std::path::Path::new(oci::DEFAULT_BUSYBOX),
+            std::path::Path::new(images::DEFAULT_BUSYBOX),
             images.path(),
             containerd.snapshotter(),
         )
@@ -179,7 +179,7 @@ async fn kubelet_runs_pods_on_real_containerd() {
     assert!(
         images
             .iter()
-            .any(|i| i.repo_tags.iter().any(|t| t == oci::NGINX_IMAGE)),
+            .any(|i| i.repo_tags.iter().any(|t| t == images::NGINX_IMAGE)),
         "stand-in nginx image not visible to CRI: {images:?}"
     );
 
@@ -415,14 +415,14 @@ async fn kubelet_runs_pods_on_real_containerd() {
     let log_port = listener.local_addr().expect("addr").port();
     let log_server = tokio::spawn(bpfk_kubelet::log_server::serve(listener, log_root.clone()));
     let (code, body) = tokio::task::spawn_blocking(move || {
-        bpfk_tests::server::http_get(log_port, "/containerLogs/default/hello/main?tailLines=1")
+        bpfk_lab::server::http_get(log_port, "/containerLogs/default/hello/main?tailLines=1")
     })
     .await
     .expect("join")
     .expect("GET containerLogs");
     assert_eq!((code, body.as_str()), (200, "hello from hello\n"));
     let (code, _) = tokio::task::spawn_blocking(move || {
-        bpfk_tests::server::http_get(log_port, "/containerLogs/default/hello/other")
+        bpfk_lab::server::http_get(log_port, "/containerLogs/default/hello/other")
     })
     .await
     .expect("join")

@@ -78,7 +78,7 @@ fn status_message(e: kube::Error) -> (u16, String) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pod_logs_come_from_the_nodes_kubelet() {
-    let cluster = bpfk_tests::server::Cluster::start();
+    let cluster = bpfk_lab::server::Cluster::start();
     let client = cluster.client().await;
     let log_root = tempfile::tempdir().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -1,5 +1,5 @@
 //! `cargo xtask demo`: the main job. A local multi-node cluster in network namespaces (the
-//! `bpfk-lab` binary of the test harness, the same lab the cluster end-to-end test uses):
+//! `bpfk-lab` binary of the lab crate `lab/`, the same lab the cluster end-to-end test uses):
 //! etcd + bpfk-server, nodes running `bpfk-agent --kubelet` on real containerd with the
 //! eBPF service datapath; the design notes' nginx Deployment and a Service on it, and a
 //! client pod whose requests to the ClusterIP are answered by pods on every node.

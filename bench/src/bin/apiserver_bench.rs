@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use bpfk_bench::{ms, results_path, rss_kib, summarize, Summary};
-use bpfk_tests::server::Cluster;
+use bpfk_lab::server::Cluster;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};

@@ -1,7 +1,7 @@
 //! Service throughput benchmark: bpfk's eBPF datapath against direct
 //! pod-to-pod traffic and against kube-proxy's iptables and nftables rule
 //! layouts, on one two-node network-namespace topology (see
-//! `bpfk_bench::netlab`). Run as root:
+//! `bpfk_lab::netlab`). Run as root:
 //! `cargo run --release -p bpfk-bench --bin datapath_bench`.
 //! Writes `bench/results/datapath.md`.
 
@@ -13,14 +13,14 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
-use bpfk_bench::{
-    netlab::{self, check_aborted, in_netns, install_signal_guard, run_in, sh, sh_in, Lab, Proc},
-    results_path,
-};
+use bpfk_bench::results_path;
 use bpfk_datapath::{
-    Datapath, DatapathConfig, Endpoint, EndpointPort, Protocol, ServiceName, ServicePort,
-    ServiceSpec,
+    Datapath, Endpoint, EndpointPort, Protocol, ServiceName, ServicePort, ServiceSpec,
 };
+use bpfk_lab::netlab::{
+    check_aborted, install_signal_guard, run_in, sh, sh_in, Lab, NetlabOptions, Proc,
+};
+use bpfk_lab::netns::in_netns;
 
 /// ClusterIP whose only backend is the server pod on the client's node.
 const VIP_LOCAL: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
@@ -267,15 +267,8 @@ struct DatapathGuard(Option<Datapath>);
 impl DatapathGuard {
     fn load(lab: &Lab, i: usize) -> Result<Self> {
         let n = lab.nodes[i].clone();
-        let cfg = DatapathConfig {
-            pin_root: Some(PathBuf::from(netlab::PIN_ROOT)),
-            cgroup: Some(n.cgroup.clone()),
-            underlay_iface: Some("ul0".into()),
-            node_addr: Some(n.addr),
-            pod_cidr: Some(n.pod_cidr),
-            ..Default::default()
-        };
-        let dp = in_netns(&n.ns, move || {
+        let cfg = lab.config(i);
+        let dp = in_netns(&n.ns, move || -> Result<Datapath> {
             let mut dp = Datapath::load(&n.name, cfg)
                 .with_context(|| format!("loading the datapath of {}", n.name))?;
             for p in &n.pods {
@@ -651,7 +644,11 @@ fn run() -> Result<()> {
     std::fs::write(www.join("index.html"), "bpfk datapath bench\n".repeat(4))
         .context("writing index.html")?;
 
-    let lab = Lab::new([2, 1])?;
+    let lab = Lab::new(NetlabOptions {
+        pods: [2, 1],
+        owner: "bench",
+        static_peer_routes: true,
+    })?;
     let client_pod = lab.nodes[0].pods[0].clone();
     let local = lab.nodes[0].pods[1].clone();
     let remote = lab.nodes[1].pods[0].clone();
@@ -851,7 +848,7 @@ fn report(rows: &[Row], f: &Facts) -> String {
     let _ = writeln!(
         s,
         "## Topology\n\n\
-         Network namespaces built by the benchmark (`bench/src/netlab.rs`): two node namespaces \
+         Network namespaces built by the benchmark (`lab/src/netlab.rs`): two node namespaces \
          joined by veths to a bridge in an underlay namespace (10.250.0.1 and 10.250.0.2/24), each \
          routing the other's pod range (10.244.N.0/24) over the underlay. Pods are namespaces with a \
          /32 on `eth0` and a veth to their node (default route via 169.254.1.1). Node 1 holds the \

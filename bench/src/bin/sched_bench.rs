@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use bpfk_bench::{cpu_time, ms, results_path, rss_kib, summarize};
-use bpfk_tests::server::{target_dir, Cluster};
+use bpfk_lab::server::{target_dir, Cluster};
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Node};

@@ -15,13 +15,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bpfk_kubelet::oci;
-use bpfk_tests::{
-    containerd::{
-        ipv4_in_cidr, require_root, unique_name, ContainerdOptions, ContainerdProcess, Netns,
-    },
-    server::{self, Cluster},
-};
+use bpfk_lab::containerd::{ipv4_in_cidr, ContainerdOptions, ContainerdProcess};
+use bpfk_lab::host::{require_root, unique_name};
+use bpfk_lab::images;
+use bpfk_lab::netns::Netns;
+use bpfk_lab::server::{self, Cluster};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::{api::DeleteParams, Api};
 
@@ -138,9 +136,9 @@ fn phase(p: &Pod) -> String {
 async fn agent_binary_runs_the_kubelet() {
     require_root("the agent kubelet test");
     assert!(
-        Path::new(oci::DEFAULT_BUSYBOX).exists(),
+        Path::new(images::DEFAULT_BUSYBOX).exists(),
         "{} missing: install Debian package busybox-static",
-        oci::DEFAULT_BUSYBOX
+        images::DEFAULT_BUSYBOX
     );
     // Drop order (reverse of declaration): agent, images, containerd, namespace, cluster.
     let cluster = Cluster::start();
@@ -152,9 +150,9 @@ async fn agent_binary_runs_the_kubelet() {
         ..Default::default()
     });
     let images = tempfile::tempdir().expect("tempdir for images");
-    oci::import_stand_in_images(
+    images::import_stand_in_images(
         &containerd.socket(),
-        Path::new(oci::DEFAULT_BUSYBOX),
+        Path::new(images::DEFAULT_BUSYBOX),
         images.path(),
         containerd.snapshotter(),
     )

@@ -113,7 +113,7 @@ async fn agent_programs_services_from_the_api() {
         0,
         "the agent e2e test needs root"
     );
-    let cluster = bpfk_tests::server::Cluster::start();
+    let cluster = bpfk_lab::server::Cluster::start();
     let client = cluster.client().await;
 
     let id = format!("{:x}", std::process::id());

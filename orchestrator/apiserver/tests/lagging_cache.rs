@@ -11,11 +11,11 @@ use bpfk_apiserver::error::ApiError;
 use bpfk_apiserver::query::Query;
 use bpfk_apiserver::rest::{subresource, write};
 use bpfk_apiserver::AppState;
+use bpfk_lab::etcd::EtcdProcess;
 use bpfk_store::etcd::EtcdStore;
 use bpfk_store::{
     EventStream, KeyValue, ListOptions, ListResult, Result, Revision, Store, WatchItemStream,
 };
-use bpfk_tests::etcd::EtcdProcess;
 use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio::sync::watch;

@@ -5,3 +5,4 @@
 pub mod client;
 pub mod exit;
 pub mod logging;
+pub mod platform;

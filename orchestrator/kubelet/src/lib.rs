@@ -16,7 +16,6 @@ pub mod events;
 pub mod log_server;
 pub mod logs;
 pub mod node;
-pub mod oci;
 pub mod pod_worker;
 pub mod pods;
 pub mod spec;

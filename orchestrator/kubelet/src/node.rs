@@ -70,7 +70,7 @@ fn os_image() -> String {
 
 fn node_info(runtime: &str) -> NodeSystemInfo {
     NodeSystemInfo {
-        architecture: crate::oci::oci_arch().into(),
+        architecture: bpfk_common::platform::goarch().into(),
         boot_id: read_trimmed("/proc/sys/kernel/random/boot_id"),
         container_runtime_version: runtime.into(),
         kernel_version: read_trimmed("/proc/sys/kernel/osrelease"),
@@ -200,7 +200,7 @@ pub async fn register(client: &Client, config: &Config, cri: &CriClient) -> Resu
                 ("kubernetes.io/os".to_string(), "linux".to_string()),
                 (
                     "kubernetes.io/arch".to_string(),
-                    crate::oci::oci_arch().to_string(),
+                    bpfk_common::platform::goarch().to_string(),
                 ),
             ])),
             ..Default::default()

@@ -150,16 +150,6 @@ fn descriptor(media_type: &str, bytes: &[u8]) -> Value {
     json!({"mediaType": media_type, "digest": sha256_digest(bytes), "size": bytes.len()})
 }
 
-/// The OCI architecture name of this machine.
-pub fn oci_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        other => other,
-    }
-}
-
 /// A tar stream builder with deterministic headers.
 struct TarWriter {
     builder: tar::Builder<Vec<u8>>,
@@ -284,7 +274,7 @@ pub struct ImageBlobs {
 pub fn image_blobs(image: &BusyboxImage, busybox: &[u8]) -> Result<ImageBlobs> {
     let layer = layer_tar(image, busybox)?;
     let mut config = json!({
-        "architecture": oci_arch(),
+        "architecture": bpfk_common::platform::goarch(),
         "os": "linux",
         "created": "1970-01-01T00:00:00Z",
         "config": {
@@ -337,7 +327,7 @@ pub fn layout_tar(images: &[BusyboxImage], busybox: &[u8]) -> Result<Vec<u8>> {
         let b = image_blobs(image, busybox)?;
         for name in &image.names {
             let mut d = descriptor("application/vnd.oci.image.manifest.v1+json", &b.manifest);
-            d["platform"] = json!({"architecture": oci_arch(), "os": "linux"});
+            d["platform"] = json!({"architecture": bpfk_common::platform::goarch(), "os": "linux"});
             d["annotations"] = json!({
                 "io.containerd.image.name": name,
                 "org.opencontainers.image.ref.name": tag_of(name),

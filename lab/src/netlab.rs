@@ -1,4 +1,5 @@
-//! A small two-node network-namespace lab for the datapath benchmark:
+//! The two-node network-namespace lab of the datapath's lab tests (`lab/tests/datapath_*.rs`)
+//! and the datapath benchmark (`bench/src/bin/datapath_bench.rs`):
 //!
 //! ```text
 //!   client pod 10.244.1.11 ─veth─┐
@@ -7,25 +8,31 @@
 //!   server pod 10.244.2.11 ─veth─ node ns 2 (ul0 10.250.0.2/24) ─veth─┘
 //! ```
 //!
-//! Node namespaces route each other's pod range over the underlay and know
-//! nothing else: there is no route out of the lab. Every namespace, cgroup,
-//! pinned datapath and process is removed on drop (and child processes die
-//! with the benchmark through `PR_SET_PDEATHSIG`).
+//! Node namespaces know the underlay, their pods and (from the datapath's peer routes, or
+//! static ones with [`NetlabOptions::static_peer_routes`]) the other node's pod range, and
+//! nothing else: there is no route out of the lab. Names carry the owner's PID, so labs run in
+//! parallel. Every namespace, cgroup, pinned datapath and process is removed on drop (and
+//! child processes die with their owner through `PR_SET_PDEATHSIG`); what a killed owner left
+//! is removed by the next lab that starts.
 
 use std::{
     fs,
     net::Ipv4Addr,
-    os::{fd::AsRawFd, unix::process::CommandExt},
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU32, Ordering},
         Mutex,
     },
     time::{Duration, Instant},
 };
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
+use bpfk_datapath::{DatapathConfig, PeerNode};
+
+use crate::cgroups::remove_dir_waiting;
+use crate::host::sh_quiet;
+use crate::netns::enter_before_exec;
 
 /// Root of the datapath pins (the `bpfk-datapath` default).
 pub const PIN_ROOT: &str = bpfk_datapath::DEFAULT_PIN_ROOT;
@@ -84,22 +91,10 @@ pub fn check_aborted() -> Result<()> {
     Ok(())
 }
 
-/// Runs a command to completion; fails with its output when it fails.
+/// Runs a command to completion ([`crate::host::sh`]) unless a signal asked to stop.
 pub fn sh(args: &[&str]) -> Result<String> {
     check_aborted()?;
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .with_context(|| format!("running {args:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "{args:?} failed ({}): {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Ok(crate::host::sh(args)?)
 }
 
 /// `sh` inside network namespace `ns` (`ip netns exec`).
@@ -107,31 +102,6 @@ pub fn sh_in(ns: &str, args: &[&str]) -> Result<String> {
     let mut all = vec!["ip", "netns", "exec", ns];
     all.extend_from_slice(args);
     sh(&all)
-}
-
-fn sh_quiet(args: &[&str]) {
-    let _ = Command::new(args[0])
-        .args(&args[1..])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-}
-
-/// Runs `f` on a thread that has entered the network namespace `ns`.
-pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
-    let path = format!("/run/netns/{ns}");
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let file = fs::File::open(&path).with_context(|| format!("opening {path}"))?;
-            // SAFETY: valid netns fd; only this thread changes namespace.
-            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                bail!("setns {ns}: {}", std::io::Error::last_os_error());
-            }
-            f()
-        })
-        .join()
-        .map_err(|_| anyhow!("thread in netns {ns} panicked"))?
-    })
 }
 
 /// A pod: its namespace, address and the host side of its veth.
@@ -154,36 +124,58 @@ pub struct Node {
     pub pods: Vec<Pod>,
 }
 
+/// What to build.
+#[derive(Clone, Copy, Debug)]
+pub struct NetlabOptions {
+    /// Node 1 gets `pods[0]` pods, node 2 `pods[1]`; pod `j` of node `i` is `10.244.i.(10 + j)`.
+    pub pods: [u8; 2],
+    /// Who builds it (`lab`, `bench`): the first part of node names and so of pin directories.
+    pub owner: &'static str,
+    /// Route each node's pod range to the other over the underlay from the start (the benchmark
+    /// compares paths without a datapath); otherwise the datapath's peer routes do it.
+    pub static_peer_routes: bool,
+}
+
+/// Labs started by this process so far (part of the id).
+static LABS: AtomicU32 = AtomicU32::new(0);
+
 /// The lab; dropping it removes everything it created.
 pub struct Lab {
+    /// `<owner pid, hex>x<n>`: in every namespace, node and cgroup name.
+    pub id: String,
+    /// The underlay namespace (the bridge).
+    pub underlay: String,
     pub nodes: Vec<Node>,
     namespaces: Vec<String>,
     cgroup_root: PathBuf,
 }
 
 impl Lab {
-    /// Node 1 gets `pods[0]` pods, node 2 `pods[1]`; pod `j` of node `i`
-    /// is `10.244.i.(10 + j)`.
-    pub fn new(pods: [u8; 2]) -> Result<Lab> {
-        let id = format!("{:x}", std::process::id());
+    /// Builds the lab `options` describe, after removing what killed owners left behind.
+    pub fn new(options: NetlabOptions) -> Result<Lab> {
+        sweep_stale_labs();
+        let n = LABS.fetch_add(1, Ordering::Relaxed);
+        let id = format!("{:x}x{n}", std::process::id());
         let cgroup_root = bpfk_datapath::sys::cgroup2_mount()
             .context("cgroup2 mount")?
-            .join(format!("bpfk-bench-{id}"));
+            .join(format!("bpfk-netlab-{id}"));
+        let underlay = format!("bpfk-{id}-ul");
         let mut lab = Lab {
+            id: id.clone(),
+            underlay: underlay.clone(),
             nodes: Vec::new(),
             namespaces: Vec::new(),
             cgroup_root: cgroup_root.clone(),
         };
         fs::create_dir_all(&cgroup_root)
             .with_context(|| format!("creating {}", cgroup_root.display()))?;
-        let underlay = format!("bpfkb-{id}-ul");
         lab.add_ns(&underlay)?;
         sh(&[
             "ip", "-n", &underlay, "link", "add", "br0", "type", "bridge",
         ])?;
         sh(&["ip", "-n", &underlay, "link", "set", "br0", "up"])?;
         for i in 1..=2u8 {
-            let ns = format!("bpfkb-{id}-n{i}");
+            let ns = format!("bpfk-{id}-n{i}");
             lab.add_ns(&ns)?;
             let port = format!("ul-n{i}");
             sh(&[
@@ -220,30 +212,37 @@ impl Lab {
                 .with_context(|| format!("creating {}", cgroup.display()))?;
             let mut node = Node {
                 ns: ns.clone(),
-                name: format!("bench-{id}-n{i}"),
+                name: format!("{}-{id}-n{i}", options.owner),
                 addr,
                 pod_cidr: format!("10.244.{i}.0/24").parse()?,
                 cgroup,
                 pods: Vec::new(),
             };
-            for j in 1..=pods[usize::from(i - 1)] {
+            for j in 1..=options.pods[usize::from(i - 1)] {
                 let pod = lab.add_pod(&ns, i, j)?;
                 node.pods.push(pod);
             }
             lab.nodes.push(node);
         }
-        // Pod ranges of the other node, over the underlay (what the
-        // datapath's peer routes do; set here so every case has them).
+        if options.static_peer_routes {
+            lab.add_static_peer_routes()?;
+        }
+        Ok(lab)
+    }
+
+    /// Each node's route to the other's pod range over the underlay (what the datapath's peer
+    /// routes do).
+    fn add_static_peer_routes(&self) -> Result<()> {
         for (me, other) in [(0usize, 1usize), (1, 0)] {
             let (ns, cidr, via) = (
-                lab.nodes[me].ns.clone(),
-                lab.nodes[other].pod_cidr,
-                lab.nodes[other].addr,
+                &self.nodes[me].ns,
+                self.nodes[other].pod_cidr,
+                self.nodes[other].addr,
             );
             sh(&[
                 "ip",
                 "-n",
-                &ns,
+                ns,
                 "route",
                 "replace",
                 &cidr.to_string(),
@@ -253,7 +252,42 @@ impl Lab {
                 "ul0",
             ])?;
         }
-        Ok(lab)
+        Ok(())
+    }
+
+    pub fn node(&self, i: usize) -> &Node {
+        &self.nodes[i]
+    }
+
+    /// The datapath config of node `i`: pins under [`PIN_ROOT`], its cgroup, the underlay.
+    pub fn config(&self, i: usize) -> DatapathConfig {
+        let n = &self.nodes[i];
+        DatapathConfig {
+            pin_root: Some(PathBuf::from(PIN_ROOT)),
+            cgroup: Some(n.cgroup.clone()),
+            underlay_iface: Some("ul0".into()),
+            node_addr: Some(n.addr),
+            pod_cidr: Some(n.pod_cidr),
+            ..Default::default()
+        }
+    }
+
+    /// The other nodes, as peers of node `i`.
+    pub fn peers(&self, i: usize) -> Vec<PeerNode> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, n)| PeerNode {
+                pod_cidr: n.pod_cidr,
+                node_addr: n.addr,
+            })
+            .collect()
+    }
+
+    /// Node `i`'s pin directory.
+    pub fn pin_dir(&self, i: usize) -> PathBuf {
+        Path::new(PIN_ROOT).join(&self.nodes[i].name)
     }
 
     fn add_ns(&mut self, ns: &str) -> Result<()> {
@@ -337,18 +371,61 @@ impl Drop for Lab {
         for ns in self.namespaces.iter().rev() {
             sh_quiet(&["ip", "netns", "del", ns]);
         }
+        // Processes were killed by their guards; cgroups empty shortly after.
         for n in &self.nodes {
-            remove_cgroup(&n.cgroup);
+            remove_dir_waiting(&n.cgroup);
         }
-        remove_cgroup(&self.cgroup_root);
+        remove_dir_waiting(&self.cgroup_root);
     }
 }
 
-fn remove_cgroup(p: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while p.exists() && fs::remove_dir(p).is_err() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
+/// Whether a lab id (`<pid hex>x<n>`) belongs to a process that is gone.
+fn owner_dead(id: &str) -> bool {
+    id.split_once('x')
+        .and_then(|(pid, n)| {
+            n.parse::<u32>().ok()?;
+            u32::from_str_radix(pid, 16).ok()
+        })
+        .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+}
+
+/// Removes what labs of killed owners left behind (a signal skips Drop): their namespaces
+/// (`bpfk-<id>-*`), pinned datapaths (`<owner>-<id>-n<i>`) and cgroups (`bpfk-netlab-<id>`).
+fn sweep_stale_labs() {
+    let id_after = |name: &str, prefix_parts: usize| -> Option<String> {
+        name.split('-').nth(prefix_parts).map(str::to_string)
+    };
+    for name in dir_names(Path::new(crate::netns::NETNS_DIR)) {
+        if name.starts_with("bpfk-") && id_after(&name, 1).is_some_and(|id| owner_dead(&id)) {
+            sh_quiet(&["ip", "netns", "del", &name]);
+        }
     }
+    for name in dir_names(Path::new(PIN_ROOT)) {
+        if id_after(&name, 1).is_some_and(|id| owner_dead(&id)) {
+            let _ = bpfk_datapath::teardown_pins(Path::new(PIN_ROOT), &name);
+        }
+    }
+    let Ok(cg2) = bpfk_datapath::sys::cgroup2_mount() else {
+        return;
+    };
+    for name in dir_names(&cg2) {
+        if name.strip_prefix("bpfk-netlab-").is_some_and(owner_dead) {
+            for node in dir_names(&cg2.join(&name)) {
+                remove_dir_waiting(&cg2.join(&name).join(node));
+            }
+            remove_dir_waiting(&cg2.join(&name));
+        }
+    }
+}
+
+/// The names of the directories (or files) in `dir`; none when it cannot be read.
+fn dir_names(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
 }
 
 /// A process started in a lab namespace; killed by PID and reaped on drop.
@@ -359,46 +436,9 @@ pub struct Proc {
 
 fn command_in(ns: &str, cgroup: Option<&Path>, args: &[&str]) -> Result<Command> {
     check_aborted()?;
-    let netns = fs::File::open(format!("/run/netns/{ns}"))
-        .with_context(|| format!("opening netns {ns}"))?;
-    let procs = cgroup
-        .map(|c| {
-            fs::OpenOptions::new()
-                .write(true)
-                .open(c.join("cgroup.procs"))
-                .with_context(|| format!("opening {}/cgroup.procs", c.display()))
-        })
-        .transpose()?;
     let mut cmd = Command::new(args[0]);
     cmd.args(&args[1..]);
-    let fd = netns.as_raw_fd();
-    let procs_fd = procs.as_ref().map(|f| f.as_raw_fd());
-    // The fds must stay open until spawn: leak them into the closure's
-    // owner (the Command) by moving the Files in.
-    let keep = (netns, procs);
-    // SAFETY: only async-signal-safe calls (prctl, sigprocmask, setns,
-    // write) between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            let _ = &keep;
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            let mut empty: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut empty);
-            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-            if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if let Some(p) = procs_fd {
-                // "0" moves the writing process.
-                if libc::write(p, b"0".as_ptr().cast(), 1) != 1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
+    enter_before_exec(&mut cmd, Some(ns), cgroup).with_context(|| format!("{args:?} in {ns}"))?;
     Ok(cmd)
 }
 

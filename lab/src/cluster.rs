@@ -39,15 +39,17 @@ use std::fs;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Node;
 
-use crate::containerd::{require_root, require_tool, ContainerdOptions, ContainerdProcess, Netns};
+use crate::containerd::{ContainerdOptions, ContainerdProcess};
 use crate::etcd::EtcdProcess;
+use crate::host::{require_root, require_tool};
+use crate::netns::Netns;
+pub use crate::netns::{output_in, spawn_in};
 
 /// Where the agents pin their maps and links (`<root>/<node>/`).
 pub const PIN_ROOT: &str = "/sys/fs/bpf/bpfk";
@@ -97,21 +99,8 @@ pub struct LabOptions {
 
 /// The cgroup v2 mount point (`/sys/fs/cgroup/unified` on a hybrid host).
 pub fn cgroup2_mount() -> PathBuf {
-    let info = fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_else(|e| panic!("cannot read /proc/self/mountinfo: {e}"));
-    parse_cgroup2_mount(&info)
-        .unwrap_or_else(|| panic!("no cgroup2 mount: the socket load balancer needs cgroup v2"))
-}
-
-fn parse_cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
-    mountinfo.lines().find_map(|line| {
-        let (left, right) = line.split_once(" - ")?;
-        if right.split_whitespace().next()? != "cgroup2" {
-            return None;
-        }
-        let mount_point = left.split_whitespace().nth(4)?;
-        Some(PathBuf::from(mount_point.replace("\\040", " ")))
-    })
+    bpfk_datapath::sys::cgroup2_mount()
+        .unwrap_or_else(|e| panic!("the socket load balancer needs cgroup v2: {e}"))
 }
 
 fn run(args: &[&str]) -> String {
@@ -189,65 +178,6 @@ impl LockFile {
             .and_then(|p| fs::read_to_string(p).ok())
             .unwrap_or_default()
     }
-}
-
-/// Spawn `cmd` in network namespace `netns` (setns(2) before exec: unlike `ip netns exec`
-/// this keeps /sys, so /sys/fs/bpf and the cgroup mounts stay visible), optionally moved
-/// into the cgroup v2 directory `cgroup` first; the child gets SIGKILL when the spawning
-/// thread exits.
-pub fn spawn_in(cmd: &mut Command, netns: Option<&str>, cgroup: Option<&Path>) -> Child {
-    let ns_file = netns.map(|ns| {
-        let path = Path::new("/var/run/netns").join(ns);
-        fs::File::open(&path)
-            .unwrap_or_else(|e| panic!("cannot open network namespace {}: {e}", path.display()))
-    });
-    let procs_file = cgroup.map(|c| {
-        let path = c.join("cgroup.procs");
-        fs::OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()))
-    });
-    let ns_fd = ns_file.as_ref().map(AsRawFd::as_raw_fd);
-    let procs_fd = procs_file.as_ref().map(AsRawFd::as_raw_fd);
-    // SAFETY: prctl, write and setns are async-signal-safe; the fds stay open in the
-    // parent until spawn returns.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if let Some(fd) = procs_fd {
-                // "0" moves the writing process.
-                if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            if let Some(fd) = ns_fd {
-                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
-    let child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-    drop((ns_file, procs_file));
-    child
-}
-
-/// Run `args` to completion like [`spawn_in`]; returns its output whatever the status.
-pub fn output_in(args: &[&str], netns: Option<&str>, cgroup: Option<&Path>) -> Output {
-    let mut cmd = Command::new(args[0]);
-    cmd.args(&args[1..])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    spawn_in(&mut cmd, netns, cgroup)
-        .wait_with_output()
-        .unwrap_or_else(|e| panic!("waiting for {args:?}: {e}"))
 }
 
 /// One plain HTTP/1.0 GET to `addr` (no chunked answers, the server closes): (status,
@@ -532,7 +462,7 @@ impl Lab {
         for bin in [&options.binaries.server, &options.binaries.agent] {
             assert!(bin.exists(), "binary {} not found: build it", bin.display());
         }
-        let busybox = Path::new(bpfk_kubelet::oci::DEFAULT_BUSYBOX);
+        let busybox = Path::new(crate::images::DEFAULT_BUSYBOX);
         assert!(
             busybox.exists(),
             "{} missing: install Debian package busybox-static",
@@ -613,12 +543,8 @@ impl Lab {
         lab.start_server(&options, &etcd_endpoint, host_ip, octet, &dir_path);
 
         let images = dir_path.join("bpfk-images.tar");
-        bpfk_kubelet::oci::write_layout_tar(
-            &bpfk_kubelet::oci::stand_in_images(),
-            busybox,
-            &images,
-        )
-        .unwrap_or_else(|e| panic!("building the stand-in images failed: {e}"));
+        crate::images::write_layout_tar(&crate::images::stand_in_images(), busybox, &images)
+            .unwrap_or_else(|e| panic!("building the stand-in images failed: {e}"));
         for i in 1..=options.nodes {
             let node = lab.start_node(&options, i, octet, &ul_name, &cg2, &images, &dir_path);
             lab.nodes.push(node);
@@ -777,7 +703,7 @@ impl Lab {
             self.id_lock
                 .append(&format!("containerd {}\n", dir.display()));
         }
-        bpfk_kubelet::oci::import_with_ctr(&containerd.socket(), images, containerd.snapshotter())
+        crate::images::import_with_ctr(&containerd.socket(), images, containerd.snapshotter())
             .unwrap_or_else(|e| panic!("importing the stand-in images on {name} failed: {e}"));
         let log = dir.join(format!("bpfk-agent-{name}.log"));
         let mut cmd = Command::new(&options.binaries.agent);
@@ -1028,7 +954,7 @@ fn sweep_dead_labs() {
                 }
             }
             let _ = fs::remove_dir(&pins);
-            remove_cgroup_trees(&format!("bpfk-{node}"));
+            crate::cgroups::kill_and_remove(&format!("bpfk-{node}"));
         }
         for dir in entries("containerd").into_iter().chain(entries("dir")) {
             let dir = PathBuf::from(dir);
@@ -1072,51 +998,6 @@ fn kill_shims_of(socket: &Path) {
     }
 }
 
-/// Kill the processes in cgroup `name` (below every hierarchy's root) and remove it.
-fn remove_cgroup_trees(name: &str) {
-    let mounts: Vec<PathBuf> = fs::read_to_string("/proc/self/mounts")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() > 2 && (f[2] == "cgroup" || f[2] == "cgroup2")).then(|| PathBuf::from(f[1]))
-        })
-        .collect();
-    let mut dirs = Vec::new();
-    fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
-        if let Ok(entries) = fs::read_dir(dir) {
-            for e in entries.flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    collect(&e.path(), out);
-                }
-            }
-            out.push(dir.to_path_buf());
-        }
-    }
-    for m in mounts {
-        collect(&m.join(name), &mut dirs);
-    }
-    for d in &dirs {
-        for pid in fs::read_to_string(d.join("cgroup.procs"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.trim().parse::<i32>().ok())
-        {
-            // SAFETY: kill(2) of a process found in the dead lab's cgroup.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
-        }
-    }
-    dirs.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    for d in &dirs {
-        while fs::remove_dir(d).is_err() && d.exists() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
 /// Namespaces `bpfk-<id>-*` left by a lab with this id that died without cleaning up (the
 /// caller holds the id's lock, so no running lab owns them).
 fn sweep_stale_netns(id: &str) {
@@ -1136,23 +1017,6 @@ fn sweep_stale_netns(id: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cgroup2_mount_of_a_hybrid_host() {
-        let info = "\
-31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
-32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
-41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
-";
-        assert_eq!(
-            parse_cgroup2_mount(info),
-            Some(PathBuf::from("/sys/fs/cgroup/unified"))
-        );
-        assert_eq!(
-            parse_cgroup2_mount("1 2 0:1 / / rw - ext4 /dev/sda rw"),
-            None
-        );
-    }
 
     #[test]
     fn server_url_of_the_written_kubeconfig() {

@@ -1,12 +1,12 @@
 //! Service load balancing through the real kernel datapath in a two-node
 //! netns lab (run as root, after `cargo xtask build-ebpf`).
 
-mod lab;
+mod netlab;
 
 use std::net::Ipv4Addr;
 
 use bpfk_datapath::{Endpoint, EndpointPort, Protocol, ServiceName, ServicePort, ServiceSpec};
-use lab::{run_client, Lab, Proc};
+use netlab::{run_client, Lab, Proc};
 use serde_json::Value;
 
 const CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);

@@ -4,9 +4,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bpfk_lab::etcd::EtcdProcess;
 use bpfk_store::etcd::{EtcdConfig, EtcdStore};
 use bpfk_store::{Event, ListOptions, Store, StoreError};
-use bpfk_tests::etcd::EtcdProcess;
 use futures::StreamExt;
 
 /// Generous bound that only catches hangs (not a performance assertion).

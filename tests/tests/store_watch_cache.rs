@@ -4,13 +4,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bpfk_lab::etcd::{EtcdOptions, EtcdProcess};
 use bpfk_store::etcd::EtcdStore;
 use bpfk_store::watch_cache::{CacheWatch, WatchCache};
 use bpfk_store::{
     Event, EventStream, KeyValue, ListOptions, ListResult, PrefixSummary, Result, Revision, Store,
     StoreError, WatchItemStream,
 };
-use bpfk_tests::etcd::{EtcdOptions, EtcdProcess};
 use futures::StreamExt;
 
 /// Generous bound that only catches hangs (not a performance assertion).

@@ -2,8 +2,7 @@
 //! `containernetworking-plugins` in /usr/lib/cni) with its own root, state, gRPC socket,
 //! config, CNI configuration directory, runc root and cgroup parent, optionally running
 //! inside a given network namespace (entered with setns(2) before exec, like
-//! `nsenter --net=/var/run/netns/<ns> containerd --config …`), plus a
-//! [`Netns`] guard for namespaces a test creates.
+//! `nsenter --net=/var/run/netns/<ns> containerd --config …`).
 //!
 //! Dropping a [`ContainerdProcess`] (also while a test panics) kills containerd by PID, then
 //! every shim it started (found by its `-address` argument) with the container processes
@@ -17,175 +16,16 @@
 use std::fs;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::cgroups::{cgroup_processes, remove_cgroups};
+use crate::host::{require_root, require_tool, run, unique_name};
 
 /// How long containerd may take to answer on its socket.
 const START_DEADLINE: Duration = Duration::from_secs(60);
 /// CNI plugin binaries (Debian containernetworking-plugins).
 pub const CNI_BIN_DIR: &str = "/usr/lib/cni";
-
-static SEQ: AtomicU32 = AtomicU32::new(0);
-
-/// A name unique to this test process: `<prefix>-<pid>-<n>`.
-pub fn unique_name(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// Panics unless the test runs as root.
-pub fn require_root(what: &str) {
-    let uid = fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
-        })
-        .unwrap_or_default();
-    assert_eq!(
-        uid, "0",
-        "{what} needs root (network namespaces, containerd, mounts)"
-    );
-}
-
-/// Panics with an install hint unless `program` runs.
-pub fn require_tool(program: &str, args: &[&str], package: &str) {
-    match Command::new(program)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-    {
-        Ok(s) if s.success() => {}
-        Ok(s) => panic!(
-            "`{program} {}` failed with {s}: install Debian package {package}",
-            args.join(" ")
-        ),
-        Err(e) => panic!("{program} not found ({e}): install Debian package {package}"),
-    }
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let what = format!("{cmd:?}");
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// A network namespace created by the test (`ip netns add`), loopback up, no other links
-/// and no routes: nothing in it can reach outside. Deleted on drop.
-pub struct Netns {
-    name: String,
-}
-
-impl Netns {
-    /// Create `bpfk-<pid>-<n>`-style namespace `name` with loopback up.
-    pub fn create(name: &str) -> Netns {
-        require_tool("ip", &["-V"], "iproute2");
-        run(Command::new("ip").args(["netns", "add", name]));
-        let ns = Netns { name: name.into() };
-        ns.exec_ok(&["ip", "link", "set", "lo", "up"]);
-        ns
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Run `f` on a fresh thread that entered this network namespace (setns(2)): sockets it
-    /// opens live in the namespace.
-    pub fn run_in<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = Path::new("/var/run/netns").join(&self.name);
-        let file = fs::File::open(&path)
-            .unwrap_or_else(|e| panic!("cannot open network namespace {}: {e}", path.display()));
-        std::thread::spawn(move || {
-            use std::os::fd::AsRawFd;
-            // SAFETY: setns on a valid namespace fd affects only this thread.
-            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(
-                rc,
-                0,
-                "setns into {} failed: {}",
-                path.display(),
-                std::io::Error::last_os_error()
-            );
-            f()
-        })
-        .join()
-        .unwrap_or_else(|e| std::panic::resume_unwind(e))
-    }
-
-    /// One HTTP/1.0 GET to `addr` (`10.244.1.2:80`) from inside the namespace: the status
-    /// line and body, or the I/O error.
-    pub fn http_get(&self, addr: &str, path: &str) -> std::io::Result<(String, String)> {
-        let addr: std::net::SocketAddr = addr.parse().map_err(|e| {
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{addr}: {e}"))
-        })?;
-        let path = path.to_string();
-        self.run_in(move || {
-            use std::io::{Read, Write};
-            let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            s.set_write_timeout(Some(Duration::from_secs(5)))?;
-            write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-            let mut raw = Vec::new();
-            s.read_to_end(&mut raw)?;
-            let raw = String::from_utf8_lossy(&raw).to_string();
-            let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw.as_str(), ""));
-            Ok((
-                head.lines().next().unwrap_or_default().to_string(),
-                body.to_string(),
-            ))
-        })
-    }
-
-    /// Run `args` inside the namespace; returns its output whatever the exit status.
-    pub fn exec(&self, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.name])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run ip netns exec {} {args:?}: {e}", self.name))
-    }
-
-    /// Run `args` inside the namespace; panics unless it succeeds. Returns stdout.
-    pub fn exec_ok(&self, args: &[&str]) -> String {
-        let out = self.exec(args);
-        assert!(
-            out.status.success(),
-            "ip netns exec {} {args:?} failed ({}): {}",
-            self.name,
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).to_string()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
 
 /// Options for [`ContainerdProcess::start`].
 #[derive(Debug, Clone)]
@@ -612,65 +452,6 @@ fn wait_gone(pids: &[u32], limit: Duration) {
 }
 
 /// cgroup v1 controller and v2 unified mount points.
-fn cgroup_mounts() -> Vec<PathBuf> {
-    fs::read_to_string("/proc/self/mounts")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.split_whitespace();
-            let (_, mnt, fstype) = (f.next()?, f.next()?, f.next()?);
-            (fstype == "cgroup" || fstype == "cgroup2").then(|| PathBuf::from(mnt))
-        })
-        .collect()
-}
-
-/// Every cgroup directory under `parent` in every hierarchy, deepest first.
-fn cgroup_dirs(parent: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for mount in cgroup_mounts() {
-        let top = mount.join(parent.trim_start_matches('/'));
-        collect_dirs(&top, &mut out);
-    }
-    out.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    out
-}
-
-fn collect_dirs(dir: &Path, out: &mut Vec<PathBuf>) {
-    if !dir.is_dir() {
-        return;
-    }
-    if let Ok(entries) = fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                collect_dirs(&e.path(), out);
-            }
-        }
-    }
-    out.push(dir.to_path_buf());
-}
-
-fn cgroup_processes(parent: &str) -> Vec<u32> {
-    let mut pids = Vec::new();
-    for dir in cgroup_dirs(parent) {
-        for p in fs::read_to_string(dir.join("cgroup.procs"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-        {
-            if !pids.contains(&p) {
-                pids.push(p);
-            }
-        }
-    }
-    pids
-}
-
-fn remove_cgroups(parent: &str) {
-    for dir in cgroup_dirs(parent) {
-        let _ = fs::remove_dir(&dir);
-    }
-}
-
 /// Mount points (this mount namespace) under `base`.
 pub fn mounts_under(base: &Path) -> Vec<PathBuf> {
     let prefix = base.display().to_string();

@@ -1,4 +1,4 @@
-//! `bpfk-lab`: runs the multi-node lab cluster of [`bpfk_tests::lab`] for `cargo xtask demo`
+//! `bpfk-lab`: runs the multi-node lab cluster of [`bpfk_lab::cluster`] for `cargo xtask demo`
 //! (the same code the cluster end-to-end test uses).
 //!
 //! Once every node is Ready it prints one line `BPFK-LAB-READY <json>` (kubeconfig, API
@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use bpfk_tests::lab::{Binaries, Lab, LabOptions};
+use bpfk_lab::cluster::{Binaries, Lab, LabOptions};
 use serde_json::json;
 
 const USAGE: &str = "usage: bpfk-lab --server BIN --agent BIN [--nodes N] [--id ID] \

@@ -2,12 +2,13 @@
 //! run through a service (per-packet and socket-level paths): the pinned maps
 //! and links keep traffic flowing, the restarted process adopts them.
 
-mod lab;
+mod netlab;
 
 use std::{net::Ipv4Addr, time::Duration};
 
 use bpfk_datapath::{Endpoint, EndpointPort, Protocol, ServiceName, ServicePort, ServiceSpec};
-use lab::{run_client, Lab, Proc, PIN_ROOT};
+use bpfk_lab::netlab::PIN_ROOT;
+use netlab::{run_client, Lab, Proc};
 use serde_json::json;
 
 #[test]
