@@ -47,7 +47,7 @@ use k8s_openapi::api::core::v1::Node;
 
 use crate::containerd::{ContainerdOptions, ContainerdProcess};
 use crate::etcd::EtcdProcess;
-use crate::host::{require_root, require_tool};
+use crate::host::{require_root, require_tool, sh_or_panic, sh_quiet};
 use crate::netns::Netns;
 pub use crate::netns::{output_in, spawn_in};
 
@@ -101,30 +101,6 @@ pub struct LabOptions {
 pub fn cgroup2_mount() -> PathBuf {
     bpfk_datapath::sys::cgroup2_mount()
         .unwrap_or_else(|e| panic!("the socket load balancer needs cgroup v2: {e}"))
-}
-
-fn run(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn run_quiet(args: &[&str]) {
-    let _ = Command::new(args[0])
-        .args(&args[1..])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
 }
 
 /// An exclusive, non-blocking flock(2) on `/run/bpfk-lab-<what>.lock`, held until drop
@@ -227,7 +203,7 @@ impl HostRoutes {
         record.append(&format!("route {route}\n"));
         let mut args = vec!["ip", "route", "replace"];
         args.extend(route.split_whitespace());
-        run(&args);
+        sh_or_panic(&args);
         self.added.push(route.to_string());
     }
 }
@@ -243,7 +219,7 @@ impl Drop for HostRoutes {
 fn delete_host_route(route: &str) {
     let mut args = vec!["ip", "route", "del"];
     args.extend(route.split_whitespace());
-    run_quiet(&args);
+    sh_quiet(&args);
 }
 
 /// The underlay: bridge netns, host veth, the lock on its subnet.
@@ -255,7 +231,7 @@ struct Underlay {
 
 impl Drop for Underlay {
     fn drop(&mut self) {
-        run_quiet(&["ip", "link", "del", &self.host_if]);
+        sh_quiet(&["ip", "link", "del", &self.host_if]);
         drop(self.ns.take());
     }
 }
@@ -489,7 +465,7 @@ impl Lab {
         let host_ip = Ipv4Addr::new(10, 250, octet, 1);
         let host_if = format!("bpfkl{octet}h");
         // Left by a lab that died without cleaning up (we hold the subnet's lock).
-        run_quiet(&["ip", "link", "del", &host_if]);
+        sh_quiet(&["ip", "link", "del", &host_if]);
         let ul = Netns::create(&format!("bpfk-{}-ul", options.id));
         let mut lab = Lab {
             nodes: Vec::new(),
@@ -508,16 +484,16 @@ impl Lab {
             ns: Some(ul),
             _lock: subnet_lock,
         });
-        run(&["ip", "-n", &ul_name, "link", "add", "br0", "type", "bridge"]);
-        run(&["ip", "-n", &ul_name, "link", "set", "br0", "up"]);
-        run(&[
+        sh_or_panic(&["ip", "-n", &ul_name, "link", "add", "br0", "type", "bridge"]);
+        sh_or_panic(&["ip", "-n", &ul_name, "link", "set", "br0", "up"]);
+        sh_or_panic(&[
             "ip", "link", "add", &host_if, "type", "veth", "peer", "name", "host", "netns",
             &ul_name,
         ]);
-        run(&[
+        sh_or_panic(&[
             "ip", "-n", &ul_name, "link", "set", "host", "master", "br0", "up",
         ]);
-        run(&[
+        sh_or_panic(&[
             "ip",
             "addr",
             "add",
@@ -525,7 +501,7 @@ impl Lab {
             "dev",
             &host_if,
         ]);
-        run(&["ip", "link", "set", &host_if, "up"]);
+        sh_or_panic(&["ip", "link", "set", &host_if, "up"]);
         lab.seal_host_routes(octet);
 
         let dir = tempfile::Builder::new()
@@ -655,7 +631,7 @@ impl Lab {
         };
         let ns = node.netns().to_string();
         let port = format!("n{i}");
-        run(&[
+        sh_or_panic(&[
             "ip",
             "-n",
             ul,
@@ -670,8 +646,8 @@ impl Lab {
             "netns",
             &ns,
         ]);
-        run(&["ip", "-n", ul, "link", "set", &port, "master", "br0", "up"]);
-        run(&[
+        sh_or_panic(&["ip", "-n", ul, "link", "set", &port, "master", "br0", "up"]);
+        sh_or_panic(&[
             "ip",
             "-n",
             &ns,
@@ -681,14 +657,14 @@ impl Lab {
             "dev",
             UNDERLAY_IFACE,
         ]);
-        run(&["ip", "-n", &ns, "link", "set", UNDERLAY_IFACE, "up"]);
+        sh_or_panic(&["ip", "-n", &ns, "link", "set", UNDERLAY_IFACE, "up"]);
         for s in [
             "net.ipv4.ip_forward=1",
             "net.ipv4.conf.all.rp_filter=0",
             "net.ipv4.conf.default.rp_filter=0",
             "net.ipv4.conf.ul0.rp_filter=0",
         ] {
-            run(&["ip", "netns", "exec", &ns, "sysctl", "-qw", s]);
+            sh_or_panic(&["ip", "netns", "exec", &ns, "sysctl", "-qw", s]);
         }
         // Pins left by an earlier run that died (the agent would reuse its maps).
         node.teardown_pins();
@@ -760,7 +736,8 @@ impl Lab {
                         let Some(cidr) = cidr.as_deref().filter(|_| i != j) else {
                             continue;
                         };
-                        let routes = run(&["ip", "-n", node.netns(), "route", "show", cidr]);
+                        let routes =
+                            sh_or_panic(&["ip", "-n", node.netns(), "route", "show", cidr]);
                         if routes.trim().is_empty() {
                             waiting.push(format!("{}: no route to {cidr}", node.name));
                         }
@@ -1009,7 +986,7 @@ fn sweep_stale_netns(id: &str) {
         let name = e.file_name().to_string_lossy().into_owned();
         if name.starts_with(&prefix) {
             eprintln!("lab: removing stale network namespace {name}");
-            run_quiet(&["ip", "netns", "del", &name]);
+            sh_quiet(&["ip", "netns", "del", &name]);
         }
     }
 }

@@ -106,6 +106,11 @@ pub fn sh(args: &[&str]) -> Result<String, CommandError> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// [`sh`] for lab set-up, where a failing command fails the lab: panics with the reason.
+pub fn sh_or_panic(args: &[&str]) -> String {
+    sh(args).unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// Runs `args` and ignores how it ends (clean-up of what may not exist).
 pub fn sh_quiet(args: &[&str]) {
     let _ = Command::new(args[0])

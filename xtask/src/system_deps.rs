@@ -155,21 +155,23 @@ pub fn install_packages() -> Result<()> {
             missing.join(" ")
         );
     }
+    apt_get(&["update", "-qq"])
+        .context("apt-get update failed (are you root? is a Debian mirror reachable?)")?;
+    let mut install = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    install.extend(&missing);
+    apt_get(&install).with_context(|| format!("apt-get install {} failed", missing.join(" ")))?;
+    Ok(())
+}
+
+/// Runs apt-get non-interactively; fails unless it succeeds.
+fn apt_get(args: &[&str]) -> Result<()> {
     let status = Command::new("apt-get")
-        .args(["update", "-qq"])
-        .status()
-        .context("running apt-get update")?;
-    if !status.success() {
-        bail!("apt-get update failed (are you root? is a Debian mirror reachable?)");
-    }
-    let status = Command::new("apt-get")
-        .args(["install", "-y", "-qq", "--no-install-recommends"])
-        .args(&missing)
+        .args(args)
         .env("DEBIAN_FRONTEND", "noninteractive")
         .status()
-        .context("running apt-get install")?;
+        .context("running apt-get")?;
     if !status.success() {
-        bail!("apt-get install {} failed", missing.join(" "));
+        bail!("apt-get {} exited with {status}", args.join(" "));
     }
     Ok(())
 }

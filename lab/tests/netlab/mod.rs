@@ -17,14 +17,9 @@ use bpfk_lab::host::{require_root, require_tool};
 use bpfk_lab::netlab::{self, NetlabOptions};
 use bpfk_lab::netns::{enter_before_exec, in_netns};
 
-pub use bpfk_lab::host::sh as try_sh;
+pub use bpfk_lab::host::sh_or_panic as sh;
 
 pub const LAB_BIN: &str = env!("CARGO_BIN_EXE_bpfk-datapath-lab");
-
-/// Runs a command and panics with its output when it fails.
-pub fn sh(args: &[&str]) -> String {
-    try_sh(args).unwrap_or_else(|e| panic!("{e}"))
-}
 
 /// The netlab of a test, with the test's own checks.
 pub struct Lab(netlab::Lab);
