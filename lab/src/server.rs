@@ -27,6 +27,19 @@ pub fn target_dir() -> PathBuf {
     }
 }
 
+fn build_binary(name: &str) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--quiet", "--workspace", "--bin", name]);
+    if target_dir().file_name().and_then(|n| n.to_str()) == Some("release") {
+        cmd.arg("--release");
+    }
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run cargo to build {name}: {e}"));
+    assert!(status.success(), "building {name} failed");
+}
+
 /// Path of one of the workspace's binaries, built if needed.
 pub fn binary(name: &str) -> PathBuf {
     static BUILD: Once = Once::new();
@@ -55,6 +68,11 @@ pub fn binary(name: &str) -> PathBuf {
         assert!(status.success(), "building the workspace binaries failed");
     });
     let path = target_dir().join(name);
+    if !path.exists() {
+        // a binary of a package without integration tests (bpfk-scheduler): the test build
+        // above did not link it
+        build_binary(name);
+    }
     assert!(
         path.exists(),
         "binary {} not found: build it with `cargo build --bins`",

@@ -845,15 +845,11 @@ async fn restart_keeps_objects_and_etcd_outage_gives_503() {
         .is_ok());
 
     // etcd down: reads and writes answer 503 (raw HTTP: kube-rs would retry 503s), the server
-    // keeps running
+    // keeps running. The read goes first: a write still in flight on the connection etcd just
+    // closed has an unknown outcome (504, "may still be applied"); once the client knows the
+    // connection is gone, a write is refused before it is sent.
     cluster.etcd.stop();
     let port = cluster.server.port();
-    let body = serde_json::to_string(&pod("during-outage")).unwrap();
-    let (code, status) =
-        http_request(port, "POST", "/api/v1/namespaces/default/pods", Some(&body)).unwrap();
-    assert_eq!(code, 503, "{status}");
-    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
-    assert_eq!(status["reason"], "ServiceUnavailable");
     let (code, _) = http_request(
         port,
         "GET",
@@ -862,6 +858,12 @@ async fn restart_keeps_objects_and_etcd_outage_gives_503() {
     )
     .unwrap();
     assert_eq!(code, 503);
+    let body = serde_json::to_string(&pod("during-outage")).unwrap();
+    let (code, status) =
+        http_request(port, "POST", "/api/v1/namespaces/default/pods", Some(&body)).unwrap();
+    assert_eq!(code, 503, "{status}");
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["reason"], "ServiceUnavailable");
     let (code, _) = http_request(port, "GET", "/readyz", None).unwrap();
     assert_eq!(code, 503);
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
