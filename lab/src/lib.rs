@@ -8,7 +8,8 @@
 //!   and removed (by PID, with their mounts and cgroups) when their guard is dropped;
 //! - [`netlab`]: the two-node network-namespace lab of the datapath's tests and benchmark;
 //! - [`netns`]: network namespaces and processes or threads inside them;
-//! - [`images`]: the stand-in OCI images built from the host's busybox-static.
+//! - [`images`]: the stand-in OCI images built from the host's busybox-static;
+//! - [`store_faults`]: a real store whose watch streams lag or get cut on command.
 //!
 //! The `bpfk-datapath-lab` binary holds the small servers and clients the datapath's lab tests
 //! (`lab/tests/datapath_*.rs`) run inside their namespaces.
@@ -22,3 +23,4 @@ pub mod images;
 pub mod netlab;
 pub mod netns;
 pub mod server;
+pub mod store_faults;

@@ -3,14 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bpfk_lab::etcd::{EtcdOptions, EtcdProcess};
+use bpfk_lab::store_faults::{FaultyWatchStore, Partition};
 use bpfk_store::etcd::EtcdStore;
 use bpfk_store::watch_cache::{CacheWatch, WatchCache};
-use bpfk_store::{
-    Event, EventStream, KeyValue, ListOptions, ListResult, PrefixSummary, Result, Revision, Store,
-    StoreError, WatchItemStream,
-};
+use bpfk_store::{Event, ListOptions, ListResult, Result, Revision, Store, StoreError};
 use futures::StreamExt;
 
 /// Generous bound that only catches hangs (not a performance assertion).
@@ -357,65 +354,6 @@ async fn the_cache_survives_an_etcd_restart_and_catches_up() {
     );
 }
 
-/// A real etcd store behind a switch that cuts the cache's watches, standing in for a
-/// network partition between the cache and etcd (every call still goes to etcd).
-struct PartitionedStore {
-    inner: Arc<EtcdStore>,
-    connected: tokio::sync::watch::Sender<bool>,
-}
-
-#[async_trait]
-impl Store for PartitionedStore {
-    async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        self.inner.get(key).await
-    }
-    async fn create(&self, key: &str, value: Vec<u8>) -> Result<Revision> {
-        self.inner.create(key, value).await
-    }
-    async fn update(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        expected: Option<Revision>,
-    ) -> Result<Revision> {
-        self.inner.update(key, value, expected).await
-    }
-    async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue> {
-        self.inner.delete(key, expected).await
-    }
-    async fn list(&self, prefix: &str, opts: ListOptions) -> Result<ListResult> {
-        self.inner.list(prefix, opts).await
-    }
-    async fn watch(&self, prefix: &str, after: Revision) -> Result<EventStream> {
-        self.inner.watch(prefix, after).await
-    }
-    async fn current_revision(&self) -> Result<Revision> {
-        self.inner.current_revision().await
-    }
-    async fn compact(&self, revision: Revision) -> Result<()> {
-        self.inner.compact(revision).await
-    }
-    async fn health(&self) -> Result<()> {
-        self.inner.health().await
-    }
-    async fn summary(&self, prefix: &str) -> Result<PrefixSummary> {
-        self.inner.summary(prefix).await
-    }
-    async fn watch_with_progress(&self, prefix: &str, after: Revision) -> Result<WatchItemStream> {
-        let mut connected = self.connected.subscribe();
-        if !*connected.borrow_and_update() {
-            return Err(StoreError::Unavailable("partitioned".into()));
-        }
-        let stream = self.inner.watch_with_progress(prefix, after).await?;
-        let cut = async move {
-            let _ = connected.wait_for(|up| !*up).await;
-        };
-        let partitioned =
-            futures::stream::once(async { Err(StoreError::Unavailable("partitioned".into())) });
-        Ok(stream.take_until(cut).chain(partitioned).boxed())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_compaction_the_cache_relists_and_watchers_get_the_difference() {
     let _ = tracing_subscriber::fmt()
@@ -424,9 +362,11 @@ async fn after_compaction_the_cache_relists_and_watchers_get_the_difference() {
         .try_init();
     let etcd = EtcdProcess::start();
     let etcd_store = connect(&etcd).await;
-    let store = Arc::new(PartitionedStore {
+    // the cache's watches cut on command, standing in for a network partition between the
+    // cache and etcd (every call still goes to etcd)
+    let store = Arc::new(FaultyWatchStore {
         inner: etcd_store.clone(),
-        connected: tokio::sync::watch::Sender::new(true),
+        fault: Partition(tokio::sync::watch::Sender::new(true)),
     });
     let prefix = "/registry/deployments/";
     let key = |name: &str| format!("{prefix}default/{name}");
@@ -439,7 +379,7 @@ async fn after_compaction_the_cache_relists_and_watchers_get_the_difference() {
     let before = cache.revision();
 
     // Cut the cache off, change things and compact them away meanwhile.
-    store.connected.send_replace(false);
+    store.fault.0.send_replace(false);
     let ra2 = store
         .update(&key("a"), b"a2".to_vec(), Some(ra))
         .await
@@ -447,7 +387,7 @@ async fn after_compaction_the_cache_relists_and_watchers_get_the_difference() {
     store.delete(&key("b"), None).await.unwrap();
     let rd = store.create(&key("d"), b"d1".to_vec()).await.unwrap();
     store.compact(rd).await.unwrap();
-    store.connected.send_replace(true);
+    store.fault.0.send_replace(true);
 
     // The cache's re-watch finds its revision compacted: it relists and its watchers get
     // the difference.
