@@ -358,6 +358,6 @@ pub fn failure(out: &Output) -> String {
 /// The repo's copy of the design notes' manifests.
 pub fn manifest(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("manifests")
+        .join("../tests/manifests")
         .join(name)
 }

@@ -511,6 +511,15 @@ async fn cluster_ip_answers_from_pods_on_both_nodes_through_ebpf() {
         })
         .await;
     }
+    // The log files are plain text: no ANSI colour codes.
+    for (what, log) in std::iter::once(("bpfk-server", lab.server_log()))
+        .chain(lab.nodes().iter().map(|n| (n.name(), n.agent_log())))
+    {
+        assert!(
+            !log.is_empty() && !log.contains('\x1b'),
+            "{what}'s log file has ANSI codes or is empty"
+        );
+    }
     eprintln!("cluster e2e done after {:?}", started.elapsed());
     drop(lab);
     let table = ip(&["route", "show", "table", "main"]).0;
