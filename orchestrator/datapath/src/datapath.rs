@@ -31,7 +31,7 @@ use tracing::{debug, info, warn};
 use crate::{
     model::{Endpoint, Ipv4Cidr, PeerNode, ServiceName, ServiceSpec},
     routes, sys,
-    tables::{addr_be, desired_frontends, MapOp, Tables},
+    map_mirror::{addr_be, desired_frontends, MapMirror, MapOp},
     Error, Result,
 };
 
@@ -124,7 +124,7 @@ pub struct Datapath {
     svc: HashMap<MapData, ServiceKey, ServiceValue>,
     backends: HashMap<MapData, u32, Backend>,
     rev_nat: HashMap<MapData, u16, RevNat>,
-    tables: Tables,
+    mirror: MapMirror,
     links: BTreeMap<String, PinnedLink>,
     peers: BTreeMap<Ipv4Cidr, PeerNode>,
     underlay_ifindex: u32,
@@ -272,12 +272,12 @@ impl Datapath {
 
         let services: Vec<(ServiceKey, ServiceValue)> = svc.iter().filter_map(|r| r.ok()).collect();
         let backend_entries: Vec<(u32, Backend)> = backends.iter().filter_map(|r| r.ok()).collect();
-        let tables = Tables::rebuild(config.pod_cidr, services, backend_entries);
-        if tables.frontend_count() > 0 {
+        let mirror = MapMirror::rebuild(config.pod_cidr, services, backend_entries);
+        if mirror.frontend_count() > 0 {
             info!(
                 node,
-                frontends = tables.frontend_count(),
-                backends = tables.backend_count(),
+                frontends = mirror.frontend_count(),
+                backends = mirror.backend_count(),
                 "reusing pinned service maps"
             );
         }
@@ -290,7 +290,7 @@ impl Datapath {
             svc,
             backends,
             rev_nat,
-            tables,
+            mirror,
             links: BTreeMap::new(),
             peers: BTreeMap::new(),
             underlay_ifindex,
@@ -430,14 +430,14 @@ impl Datapath {
     /// changed. Returns the number of map operations applied.
     pub fn sync_service(&mut self, spec: &ServiceSpec, endpoints: &[Endpoint]) -> Result<usize> {
         let desired = desired_frontends(spec, endpoints, self.config.node_addr)?;
-        let ops = self.tables.sync(&spec.name, &desired)?;
+        let ops = self.mirror.sync(&spec.name, &desired)?;
         self.apply(&ops)?;
         Ok(ops.len())
     }
 
     /// Removes every frontend of the service `name`.
     pub fn delete_service(&mut self, name: &ServiceName) -> Result<usize> {
-        let ops = self.tables.delete(name);
+        let ops = self.mirror.delete(name);
         self.apply(&ops)?;
         Ok(ops.len())
     }
@@ -445,7 +445,7 @@ impl Datapath {
     /// Removes frontends that no service synced since load owns: call once
     /// the agent has synced every service it knows after a restart.
     pub fn prune_unowned(&mut self) -> Result<usize> {
-        let ops = self.tables.prune_unowned();
+        let ops = self.mirror.prune_unowned();
         self.apply(&ops)?;
         Ok(ops.len())
     }
@@ -453,8 +453,8 @@ impl Datapath {
     /// Counts of programmed frontends and backends.
     pub fn stats(&self) -> Stats {
         Stats {
-            frontends: self.tables.frontend_count(),
-            backends: self.tables.backend_count(),
+            frontends: self.mirror.frontend_count(),
+            backends: self.mirror.backend_count(),
         }
     }
 
@@ -499,9 +499,9 @@ impl Datapath {
     fn resync_mirror(&mut self) {
         let services: Vec<_> = self.svc.iter().filter_map(|r| r.ok()).collect();
         let backends: Vec<_> = self.backends.iter().filter_map(|r| r.ok()).collect();
-        let owners = self.tables.take_owners();
-        self.tables = Tables::rebuild(self.config.pod_cidr, services, backends);
-        self.tables.set_owners(owners);
+        let owners = self.mirror.take_owners();
+        self.mirror = MapMirror::rebuild(self.config.pod_cidr, services, backends);
+        self.mirror.set_owners(owners);
     }
 
     /// Routes every peer's pod range via its node address over the underlay

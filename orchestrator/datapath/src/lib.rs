@@ -9,10 +9,10 @@
 
 mod datapath;
 mod error;
+pub mod map_mirror;
 pub mod model;
 mod routes;
 pub mod sys;
-pub mod tables;
 
 pub use datapath::{teardown_pins, Datapath, DatapathConfig, MapSizes, Stats, DEFAULT_PIN_ROOT};
 pub use error::{Error, Result};
