@@ -22,8 +22,9 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use bpfk_ebpf_common::{
-    Backend, NodeConfig, RevNat, ServiceKey, ServiceValue, AFFINITY_MAP, BACKEND_MAP, CONFIG_MAP,
-    CT_MAP, REVNAT_MAP, SOCK_REVNAT_MAP, SVC_MAP,
+    Backend, NodeConfig, RevNat, ServiceKey, ServiceValue, AFFINITY_MAP, AFFINITY_MAP_ENTRIES,
+    BACKEND_MAP, BACKEND_MAP_ENTRIES, CONFIG_MAP, CT_MAP, CT_MAP_ENTRIES, REVNAT_MAP,
+    REVNAT_MAP_ENTRIES, SOCK_REVNAT_MAP, SOCK_REVNAT_MAP_ENTRIES, SVC_MAP, SVC_MAP_ENTRIES,
 };
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
@@ -62,15 +63,30 @@ pub struct MapSizes {
 }
 
 impl Default for MapSizes {
+    /// The sizes compiled into the eBPF object.
     fn default() -> Self {
         Self {
-            services: 65536,
-            backends: 65536,
-            rev_nat: 65536,
-            conntrack: 131072,
-            affinity: 65536,
-            sock_rev_nat: 131072,
+            services: SVC_MAP_ENTRIES,
+            backends: BACKEND_MAP_ENTRIES,
+            rev_nat: REVNAT_MAP_ENTRIES,
+            conntrack: CT_MAP_ENTRIES,
+            affinity: AFFINITY_MAP_ENTRIES,
+            sock_rev_nat: SOCK_REVNAT_MAP_ENTRIES,
         }
+    }
+}
+
+impl MapSizes {
+    /// Each sized map's name with its size (the config map has a fixed single entry).
+    fn by_map(&self) -> [(&'static str, u32); 6] {
+        [
+            (SVC_MAP, self.services),
+            (BACKEND_MAP, self.backends),
+            (REVNAT_MAP, self.rev_nat),
+            (CT_MAP, self.conntrack),
+            (AFFINITY_MAP, self.affinity),
+            (SOCK_REVNAT_MAP, self.sock_rev_nat),
+        ]
     }
 }
 
@@ -218,15 +234,12 @@ impl Datapath {
         sys::ensure_bpffs(&pin_dir)?;
         let sizes = config.map_sizes.clone();
 
-        let mut ebpf = EbpfLoader::new()
-            .default_map_pin_directory(&pin_dir)
-            .map_max_entries(SVC_MAP, sizes.services)
-            .map_max_entries(BACKEND_MAP, sizes.backends)
-            .map_max_entries(REVNAT_MAP, sizes.rev_nat)
-            .map_max_entries(CT_MAP, sizes.conntrack)
-            .map_max_entries(AFFINITY_MAP, sizes.affinity)
-            .map_max_entries(SOCK_REVNAT_MAP, sizes.sock_rev_nat)
-            .load(OBJECT)?;
+        let mut loader = EbpfLoader::new();
+        loader.default_map_pin_directory(&pin_dir);
+        for (name, entries) in sizes.by_map() {
+            loader.map_max_entries(name, entries);
+        }
+        let mut ebpf = loader.load(OBJECT)?;
         let log = spawn_log_drain(&mut ebpf);
 
         for (name, _) in CGROUP_PROGRAMS {
@@ -627,6 +640,33 @@ mod tests {
         for bad in ["", "..", "a/b", "Node", "a b"] {
             let err = validate_node_name(bad).unwrap_err().to_string();
             assert!(err.contains("node name"), "{bad}: {err}");
+        }
+    }
+
+    /// The `#[map]` definitions in `ebpf/programs` spell names and sizes out; they must be
+    /// the constants of `bpfk-ebpf-common`.
+    #[test]
+    fn object_maps_are_the_common_names_and_sizes() {
+        let object = aya_obj::Object::parse(OBJECT).expect("parsing the embedded eBPF object");
+        let mut in_object: Vec<(&str, u32)> = object
+            .maps
+            .iter()
+            .filter(|(name, _)| name.starts_with("BPFK_"))
+            .map(|(name, map)| (name.as_str(), map.max_entries()))
+            .collect();
+        in_object.sort();
+        let mut common = bpfk_ebpf_common::MAPS.to_vec();
+        common.sort();
+        assert_eq!(in_object, common);
+    }
+
+    #[test]
+    fn default_sizes_are_the_object_sizes_of_the_named_maps() {
+        let defaults = MapSizes::default().by_map();
+        let common = &bpfk_ebpf_common::MAPS;
+        assert_eq!(defaults.len() + 1, common.len(), "every map but the config map");
+        for (name, entries) in defaults {
+            assert!(common.contains(&(name, entries)), "{name}: {entries}");
         }
     }
 }
