@@ -15,7 +15,7 @@ use std::{
     pin::Pin,
 };
 
-use bpfk_datapath::{Datapath, DatapathConfig, Ipv4Cidr};
+use bpfk_datapath::{Datapath, DatapathConfig, Ipv4Cidr, PeerRoutes};
 use clap::Parser;
 
 /// Command line of `bpfk-agent`.
@@ -111,7 +111,6 @@ pub async fn run(args: Args) -> Result<()> {
     // Every part runs until it fails; the first failure stops the agent.
     let mut parts: Vec<Pin<Box<dyn Future<Output = Result<()>> + Send>>> = Vec::new();
     if !args.no_proxy {
-        let route_peers = args.underlay_iface.is_some();
         let source = pod_cidr::source(args.pod_cidr, args.kubelet.kubelet);
         let (client, node) = (client.clone(), args.node_name.clone());
         let mut config = config;
@@ -122,8 +121,11 @@ pub async fn run(args: Args) -> Result<()> {
                 let nodes = kube::Api::all(client.clone());
                 config.pod_cidr = Some(pod_cidr::wait_for(&nodes, &node).await?);
             }
+            let underlay = config.underlay_iface.clone();
             let datapath = Datapath::load(&node, config)?;
-            proxy::run(client, datapath, &node, route_peers).await?;
+            // One rtnetlink connection on this runtime for every route change.
+            let peer_routes = underlay.as_deref().map(PeerRoutes::connect).transpose()?;
+            proxy::run(client, datapath, &node, peer_routes).await?;
             Ok(())
         }));
     }

@@ -7,7 +7,7 @@ use std::{
     time::Instant,
 };
 
-use bpfk_datapath::{Datapath, PeerNode, ServiceName};
+use bpfk_datapath::{Datapath, PeerNode, PeerRoutes, ServiceName};
 use futures::{stream::BoxStream, StreamExt};
 use k8s_openapi::api::{
     core::v1::{Node, Service},
@@ -110,7 +110,8 @@ struct Proxy {
     /// Services currently programmed.
     synced: HashSet<ServiceName>,
     peers: Vec<PeerNode>,
-    route_peers: bool,
+    /// None: peer routes are not this agent's job (no underlay device).
+    peer_routes: Option<PeerRoutes>,
 }
 
 impl Proxy {
@@ -181,10 +182,10 @@ impl Proxy {
         }
     }
 
-    fn sync_peers(&mut self) {
-        if !self.route_peers {
+    async fn sync_peers(&mut self) {
+        let Some(routes) = self.peer_routes.as_mut() else {
             return;
-        }
+        };
         let mut peers: Vec<PeerNode> = self
             .nodes
             .state()
@@ -196,7 +197,7 @@ impl Proxy {
         if peers == self.peers {
             return;
         }
-        match self.dp.sync_peers(&peers) {
+        match routes.sync(&peers).await {
             Ok(()) => {
                 info!(peers = peers.len(), "routes to other nodes' pods updated");
                 self.peers = peers;
@@ -206,8 +207,14 @@ impl Proxy {
     }
 }
 
-/// Runs the proxy until the watch streams end.
-pub async fn run(client: Client, dp: Datapath, node: &str, route_peers: bool) -> Result<(), Error> {
+/// Runs the proxy until the watch streams end. With `peer_routes` it also routes other
+/// nodes' pod ranges.
+pub async fn run(
+    client: Client,
+    dp: Datapath,
+    node: &str,
+    peer_routes: Option<PeerRoutes>,
+) -> Result<(), Error> {
     let (services, svc_writer) = reflector::store();
     let (slices, slice_writer) = reflector::store();
     let (nodes, node_writer) = reflector::store();
@@ -224,7 +231,7 @@ pub async fn run(client: Client, dp: Datapath, node: &str, route_peers: bool) ->
         nodes,
         synced: HashSet::new(),
         peers: Vec::new(),
-        route_peers,
+        peer_routes,
     };
     let mut listed: HashSet<Kind> = HashSet::new();
     let mut pruned = false;
@@ -253,13 +260,13 @@ pub async fn run(client: Client, dp: Datapath, node: &str, route_peers: bool) ->
                     }
                 }
                 if kind == Kind::Node {
-                    proxy.sync_peers();
+                    proxy.sync_peers().await;
                 }
             }
             Msg::Changed(names, kind) => {
                 if kind == Kind::Node {
                     if listed.contains(&Kind::Node) {
-                        proxy.sync_peers();
+                        proxy.sync_peers().await;
                     }
                     continue;
                 }

@@ -31,7 +31,8 @@ use tracing::{debug, info, warn};
 
 use crate::{
     model::{Endpoint, Ipv4Cidr, PeerNode, ServiceName, ServiceSpec},
-    routes, sys,
+    routes::BlockingPeerRoutes,
+    sys,
     map_mirror::{addr_be, desired_frontends, MapMirror, MapOp},
     Error, Result,
 };
@@ -142,8 +143,8 @@ pub struct Datapath {
     rev_nat: HashMap<MapData, u16, RevNat>,
     mirror: MapMirror,
     links: BTreeMap<String, PinnedLink>,
-    peers: BTreeMap<Ipv4Cidr, PeerNode>,
-    underlay_ifindex: u32,
+    /// Connected on the first [`Datapath::sync_peers`].
+    peer_routes: Option<BlockingPeerRoutes>,
     // Declared last: programs must outlive nothing above, the logger must
     // stay alive as long as the object.
     _log: Option<LogDrain>,
@@ -305,8 +306,7 @@ impl Datapath {
             rev_nat,
             mirror,
             links: BTreeMap::new(),
-            peers: BTreeMap::new(),
-            underlay_ifindex,
+            peer_routes: None,
             _log: log,
             ebpf,
         };
@@ -519,38 +519,28 @@ impl Datapath {
 
     /// Routes every peer's pod range via its node address over the underlay
     /// (cross-node pod traffic), removing routes of peers no longer listed.
+    /// Blocks, so not for async code: the agent keeps a [`crate::PeerRoutes`] on its
+    /// runtime instead. The first call opens the rtnetlink connection (in the
+    /// calling thread's network namespace) that every later one reuses.
     pub fn sync_peers(&mut self, peers: &[PeerNode]) -> Result<()> {
-        if self.underlay_ifindex == 0 {
+        let Some(underlay) = self.config.underlay_iface.as_deref() else {
             return Err(Error::invalid(
                 "underlay_iface",
                 "peer routes need the underlay device in the datapath config",
             ));
-        }
-        let wanted: BTreeMap<Ipv4Cidr, PeerNode> = peers.iter().map(|p| (p.pod_cidr, *p)).collect();
-        for (cidr, peer) in &wanted {
-            if self.peers.get(cidr) != Some(peer) {
-                routes::replace(*peer, self.underlay_ifindex)?;
-            }
-        }
-        let stale: Vec<PeerNode> = self
-            .peers
-            .iter()
-            .filter(|(c, _)| !wanted.contains_key(c))
-            .map(|(_, p)| *p)
-            .collect();
-        for p in stale {
-            routes::delete(p, self.underlay_ifindex)?;
-        }
-        self.peers = wanted;
-        Ok(())
+        };
+        let routes = match self.peer_routes.take() {
+            Some(routes) => routes,
+            None => BlockingPeerRoutes::connect(underlay)?,
+        };
+        self.peer_routes.insert(routes).sync(peers)
     }
 
     /// Detaches every program, removes every pin and the routes this datapath
     /// added.
     pub fn teardown(mut self) -> Result<()> {
-        let peers: Vec<PeerNode> = self.peers.values().copied().collect();
-        for p in peers {
-            if let Err(e) = routes::delete(p, self.underlay_ifindex) {
+        if let Some(mut routes) = self.peer_routes.take() {
+            if let Err(e) = routes.remove_all() {
                 warn!("teardown: {e}");
             }
         }
