@@ -7,6 +7,7 @@
 pub mod convert;
 pub mod pod_cidr;
 pub mod proxy;
+pub mod slice_index;
 
 use std::{
     future::Future,
