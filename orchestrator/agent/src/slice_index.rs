@@ -104,9 +104,8 @@ mod tests {
             metadata: ObjectMeta {
                 name: Some(name.into()),
                 namespace: Some("ns".into()),
-                labels: service.map(|s| {
-                    [(convert::SERVICE_NAME_LABEL.to_string(), s.to_string())].into()
-                }),
+                labels: service
+                    .map(|s| [(convert::SERVICE_NAME_LABEL.to_string(), s.to_string())].into()),
                 ..Default::default()
             },
             address_type: "IPv4".into(),

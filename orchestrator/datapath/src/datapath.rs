@@ -30,11 +30,10 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
 use crate::{
+    map_mirror::{addr_be, desired_frontends, MapMirror, MapOp},
     model::{Endpoint, Ipv4Cidr, PeerNode, ServiceName, ServiceSpec},
     routes::BlockingPeerRoutes,
-    sys,
-    map_mirror::{addr_be, desired_frontends, MapMirror, MapOp},
-    Error, Result,
+    sys, Error, Result,
 };
 
 /// The eBPF object built by `cargo xtask build-ebpf`.
@@ -654,7 +653,11 @@ mod tests {
     fn default_sizes_are_the_object_sizes_of_the_named_maps() {
         let defaults = MapSizes::default().by_map();
         let common = &bpfk_ebpf_common::MAPS;
-        assert_eq!(defaults.len() + 1, common.len(), "every map but the config map");
+        assert_eq!(
+            defaults.len() + 1,
+            common.len(),
+            "every map but the config map"
+        );
         for (name, entries) in defaults {
             assert!(common.contains(&(name, entries)), "{name}: {entries}");
         }

@@ -17,7 +17,7 @@ pub mod sys;
 
 pub use datapath::{teardown_pins, Datapath, DatapathConfig, MapSizes, Stats, DEFAULT_PIN_ROOT};
 pub use error::{Error, Result};
-pub use routes::PeerRoutes;
 pub use model::{
     Endpoint, EndpointPort, Ipv4Cidr, PeerNode, Protocol, ServiceName, ServicePort, ServiceSpec,
 };
+pub use routes::PeerRoutes;
