@@ -28,6 +28,36 @@ pub const SOCK_REVNAT_MAP: &str = "BPFK_SOCK_REVNAT_V1";
 /// Node configuration (array with one [`NodeConfig`] at index 0).
 pub const CONFIG_MAP: &str = "BPFK_CONFIG_V1";
 
+// Entries of each map as compiled into the object (`ebpf/programs/src/maps.rs`) and the
+// datapath's default `MapSizes`; the loader may size them otherwise. (The `#[map]` macro
+// takes its name as a literal: a datapath unit test checks that the object's names and
+// sizes are these.)
+/// Entries of [`SVC_MAP`].
+pub const SVC_MAP_ENTRIES: u32 = 65536;
+/// Entries of [`BACKEND_MAP`].
+pub const BACKEND_MAP_ENTRIES: u32 = 65536;
+/// Entries of [`REVNAT_MAP`].
+pub const REVNAT_MAP_ENTRIES: u32 = 65536;
+/// Entries of [`CT_MAP`].
+pub const CT_MAP_ENTRIES: u32 = 131072;
+/// Entries of [`AFFINITY_MAP`].
+pub const AFFINITY_MAP_ENTRIES: u32 = 65536;
+/// Entries of [`SOCK_REVNAT_MAP`].
+pub const SOCK_REVNAT_MAP_ENTRIES: u32 = 131072;
+/// Entries of [`CONFIG_MAP`] (one [`NodeConfig`]).
+pub const CONFIG_MAP_ENTRIES: u32 = 1;
+
+/// Every map of the object with its compiled-in entries.
+pub const MAPS: [(&str, u32); 7] = [
+    (SVC_MAP, SVC_MAP_ENTRIES),
+    (BACKEND_MAP, BACKEND_MAP_ENTRIES),
+    (REVNAT_MAP, REVNAT_MAP_ENTRIES),
+    (CT_MAP, CT_MAP_ENTRIES),
+    (AFFINITY_MAP, AFFINITY_MAP_ENTRIES),
+    (SOCK_REVNAT_MAP, SOCK_REVNAT_MAP_ENTRIES),
+    (CONFIG_MAP, CONFIG_MAP_ENTRIES),
+];
+
 /// `IPPROTO_TCP`.
 pub const PROTO_TCP: u8 = 6;
 /// `IPPROTO_UDP`.

@@ -7,6 +7,7 @@
 pub mod convert;
 pub mod pod_cidr;
 pub mod proxy;
+pub mod slice_index;
 
 use std::{
     future::Future,
@@ -15,8 +16,9 @@ use std::{
     pin::Pin,
 };
 
-use bpfk_datapath::{Datapath, DatapathConfig, Ipv4Cidr};
+use bpfk_datapath::{Datapath, DatapathConfig, Ipv4Cidr, PeerRoutes};
 use clap::Parser;
+use tokio::sync::oneshot;
 
 /// Command line of `bpfk-agent`.
 #[derive(Debug, Parser)]
@@ -38,7 +40,8 @@ pub struct Args {
     #[arg(long)]
     pub node_ip: Option<Ipv4Addr>,
     /// This node's pod range, e.g. 10.244.1.0/24. Default with `--kubelet`: the Node's
-    /// spec.podCIDR (assigned by node IPAM after registration; the proxy waits for it).
+    /// spec.podCIDR (assigned by node IPAM after registration; the kubelet hands it to the
+    /// proxy, which waits for it).
     #[arg(long)]
     pub pod_cidr: Option<Ipv4Cidr>,
     /// cgroup v2 directory for socket-level load balancing (default: the
@@ -64,7 +67,7 @@ pub enum Error {
     #[error("datapath: {0}")]
     Datapath(#[from] bpfk_datapath::Error),
     #[error("pod range: {0}")]
-    PodCidr(#[from] pod_cidr::BadPodCidr),
+    PodCidr(#[from] pod_cidr::PodCidrError),
     #[error("kubeconfig {path}: {reason}")]
     Kubeconfig { path: PathBuf, reason: String },
     #[error("service proxy: {0}")]
@@ -81,13 +84,62 @@ pub enum Error {
 /// Result with the agent [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// One part of the agent: it runs until it fails.
+type Part = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
+
 /// Runs the agent until the watch streams end or fail.
 pub async fn run(args: Args) -> Result<()> {
     if args.teardown {
         bpfk_datapath::teardown_pins(&args.pin_root, &args.node_name)?;
         return Ok(());
     }
-    let config = DatapathConfig {
+    let client = client(&args.kubeconfig).await?;
+    // With the kubelet and no --pod-cidr, the kubelet learns the range and hands it over.
+    let (pod_cidr_to, pod_cidr_handed) = match pod_cidr::source(args.pod_cidr, args.kubelet.kubelet)
+    {
+        pod_cidr::Source::Kubelet if !args.no_proxy => {
+            let (to, handed) = pod_cidr::hand_off();
+            (Some(to), Some(handed))
+        }
+        _ => (None, None),
+    };
+    // Every part runs until it fails; the first failure stops the agent.
+    let mut parts: Vec<Part> = Vec::new();
+    if !args.no_proxy {
+        parts.push(proxy_part(&args, client.clone(), pod_cidr_handed));
+    }
+    if args.kubelet.kubelet {
+        parts.extend(kubelet_parts(&args, client, pod_cidr_to).await?);
+    }
+    // `--no-proxy` requires `--kubelet`, so there is always at least one part.
+    let (result, _, _) = futures::future::select_all(parts).await;
+    result
+}
+
+/// The API client of `kubeconfig`.
+async fn client(kubeconfig: &std::path::Path) -> Result<kube::Client> {
+    let kc_err = |reason: String| Error::Kubeconfig {
+        path: kubeconfig.to_path_buf(),
+        reason,
+    };
+    let config =
+        kube::config::Kubeconfig::read_from(kubeconfig).map_err(|e| kc_err(e.to_string()))?;
+    let client_config =
+        kube::Config::from_custom_kubeconfig(config, &kube::config::KubeConfigOptions::default())
+            .await
+            .map_err(|e| kc_err(e.to_string()))?;
+    kube::Client::try_from(client_config).map_err(|e| kc_err(e.to_string()))
+}
+
+/// The service proxy: loads the datapath (once the kubelet handed over the pod range, if
+/// `pod_cidr_handed`) and drives it, with the routes to other nodes' pods when there is an
+/// underlay device.
+fn proxy_part(
+    args: &Args,
+    client: kube::Client,
+    pod_cidr_handed: Option<oneshot::Receiver<String>>,
+) -> Part {
+    let mut config = DatapathConfig {
         pin_root: Some(args.pin_root.clone()),
         cgroup: args.cgroup.clone(),
         underlay_iface: args.underlay_iface.clone(),
@@ -95,62 +147,47 @@ pub async fn run(args: Args) -> Result<()> {
         pod_cidr: args.pod_cidr,
         ..Default::default()
     };
-    let kc_err = |reason: String| Error::Kubeconfig {
-        path: args.kubeconfig.clone(),
-        reason,
-    };
-    let kubeconfig =
-        kube::config::Kubeconfig::read_from(&args.kubeconfig).map_err(|e| kc_err(e.to_string()))?;
-    let client_config = kube::Config::from_custom_kubeconfig(
-        kubeconfig,
-        &kube::config::KubeConfigOptions::default(),
-    )
-    .await
-    .map_err(|e| kc_err(e.to_string()))?;
-    let client = kube::Client::try_from(client_config).map_err(|e| kc_err(e.to_string()))?;
-    // Every part runs until it fails; the first failure stops the agent.
-    let mut parts: Vec<Pin<Box<dyn Future<Output = Result<()>> + Send>>> = Vec::new();
-    if !args.no_proxy {
-        let route_peers = args.underlay_iface.is_some();
-        let source = pod_cidr::source(args.pod_cidr, args.kubelet.kubelet);
-        let (client, node) = (client.clone(), args.node_name.clone());
-        let mut config = config;
-        parts.push(Box::pin(async move {
-            if source == pod_cidr::Source::Node {
-                // The kubelet (another part of this agent) registers the Node; node IPAM
-                // then assigns its range.
-                let nodes = kube::Api::all(client.clone());
-                config.pod_cidr = Some(pod_cidr::wait_for(&nodes, &node).await?);
-            }
-            let datapath = Datapath::load(&node, config)?;
-            proxy::run(client, datapath, &node, route_peers).await?;
-            Ok(())
-        }));
-    }
-    if args.kubelet.kubelet {
-        let node_ip = args.node_ip.map(IpAddr::V4);
-        let pod_cidr = args.pod_cidr.map(|c| c.to_string());
-        let config = args.kubelet.config(&args.node_name, node_ip, pod_cidr);
-        if let Some(port) = args.kubelet.kubelet_port {
-            let addr = SocketAddr::new(node_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), port);
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|source| Error::LogServer { addr, source })?;
-            tracing::info!(%addr, "kubelet log endpoint listening");
-            let pod_log_dir = config.pod_log_dir.clone();
-            parts.push(Box::pin(async move {
-                bpfk_kubelet::log_server::serve(listener, pod_log_dir)
-                    .await
-                    .map_err(|source| Error::LogServer { addr, source })
-            }));
+    let node = args.node_name.clone();
+    Box::pin(async move {
+        if let Some(handed) = pod_cidr_handed {
+            config.pod_cidr = Some(pod_cidr::from_kubelet(handed, &node).await?);
         }
-        let client = client.clone();
+        let underlay = config.underlay_iface.clone();
+        let datapath = Datapath::load(&node, config)?;
+        // One rtnetlink connection on this runtime for every route change.
+        let peer_routes = underlay.as_deref().map(PeerRoutes::connect).transpose()?;
+        proxy::run(client, datapath, &node, peer_routes).await?;
+        Ok(())
+    })
+}
+
+/// The kubelet, and its container log endpoint with `--kubelet-port`. It hands the pod
+/// range it learns to `pod_cidr_to`.
+async fn kubelet_parts(
+    args: &Args,
+    client: kube::Client,
+    pod_cidr_to: Option<oneshot::Sender<String>>,
+) -> Result<Vec<Part>> {
+    let node_ip = args.node_ip.map(IpAddr::V4);
+    let pod_cidr = args.pod_cidr.map(|c| c.to_string());
+    let config = args.kubelet.config(&args.node_name, node_ip, pod_cidr);
+    let mut parts: Vec<Part> = Vec::new();
+    if let Some(port) = args.kubelet.kubelet_port {
+        let addr = SocketAddr::new(node_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), port);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::LogServer { addr, source })?;
+        tracing::info!(%addr, "kubelet log endpoint listening");
+        let pod_log_dir = config.pod_log_dir.clone();
         parts.push(Box::pin(async move {
-            bpfk_kubelet::run(client, config).await?;
-            Ok(())
+            bpfk_kubelet::log_server::serve(listener, pod_log_dir)
+                .await
+                .map_err(|source| Error::LogServer { addr, source })
         }));
     }
-    // `--no-proxy` requires `--kubelet`, so there is always at least one part.
-    let (result, _, _) = futures::future::select_all(parts).await;
-    result
+    parts.push(Box::pin(async move {
+        bpfk_kubelet::run_sharing_pod_cidr(client, config, pod_cidr_to).await?;
+        Ok(())
+    }));
+    Ok(parts)
 }

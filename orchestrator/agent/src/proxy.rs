@@ -7,7 +7,7 @@ use std::{
     time::Instant,
 };
 
-use bpfk_datapath::{Datapath, PeerNode, ServiceName};
+use bpfk_datapath::{Datapath, PeerNode, PeerRoutes, ServiceName};
 use futures::{stream::BoxStream, StreamExt};
 use k8s_openapi::api::{
     core::v1::{Node, Service},
@@ -22,7 +22,10 @@ use kube::{
 };
 use tracing::{debug, info, warn};
 
-use crate::convert;
+use crate::{
+    convert,
+    slice_index::{SliceChange, SliceIndex},
+};
 
 /// Errors that stop the proxy.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +46,8 @@ enum Kind {
 enum Msg {
     /// Something about these services changed.
     Changed(Vec<ServiceName>, Kind),
+    /// An EndpointSlice changed.
+    Slice(SliceChange),
     /// A (re)list finished: resynchronise everything of this kind.
     Listed(Kind),
     Error(Kind, watcher::Error),
@@ -75,10 +80,8 @@ fn slice_events(
         .default_backoff()
         .reflect(writer)
         .map(|ev| match ev {
-            Ok(watcher::Event::Apply(s)) | Ok(watcher::Event::Delete(s)) => Msg::Changed(
-                convert::slice_service(&s).into_iter().collect(),
-                Kind::Slice,
-            ),
+            Ok(watcher::Event::Apply(s)) => Msg::Slice(SliceChange::applied(&s)),
+            Ok(watcher::Event::Delete(s)) => Msg::Slice(SliceChange::deleted(&s)),
             Ok(watcher::Event::InitDone) => Msg::Listed(Kind::Slice),
             Ok(_) => Msg::Changed(Vec::new(), Kind::Slice),
             Err(e) => Msg::Error(Kind::Slice, e),
@@ -106,11 +109,18 @@ struct Proxy {
     node: String,
     services: Store<Service>,
     slices: Store<EndpointSlice>,
+    /// The slices of each service in `slices`.
+    slice_index: SliceIndex,
     nodes: Store<Node>,
     /// Services currently programmed.
     synced: HashSet<ServiceName>,
     peers: Vec<PeerNode>,
-    route_peers: bool,
+    /// None: peer routes are not this agent's job (no underlay device).
+    peer_routes: Option<PeerRoutes>,
+    /// Kinds whose initial list is done.
+    listed: HashSet<Kind>,
+    /// Whether frontends of an earlier run were pruned after the first full sync.
+    pruned: bool,
 }
 
 impl Proxy {
@@ -141,10 +151,9 @@ impl Proxy {
             }
         };
         let slices: Vec<_> = self
-            .slices
-            .state()
-            .into_iter()
-            .filter(|s| convert::slice_service(s).as_ref() == Some(name))
+            .slice_index
+            .slices_of(name)
+            .filter_map(|slice| self.slices.get(slice))
             .collect();
         let eps = match convert::endpoints(slices.iter().map(|s| s.as_ref())) {
             Ok(e) => e,
@@ -181,10 +190,10 @@ impl Proxy {
         }
     }
 
-    fn sync_peers(&mut self) {
-        if !self.route_peers {
+    async fn sync_peers(&mut self) {
+        let Some(routes) = self.peer_routes.as_mut() else {
             return;
-        }
+        };
         let mut peers: Vec<PeerNode> = self
             .nodes
             .state()
@@ -196,7 +205,7 @@ impl Proxy {
         if peers == self.peers {
             return;
         }
-        match self.dp.sync_peers(&peers) {
+        match routes.sync(&peers).await {
             Ok(()) => {
                 info!(peers = peers.len(), "routes to other nodes' pods updated");
                 self.peers = peers;
@@ -204,10 +213,62 @@ impl Proxy {
             Err(e) => warn!("updating peer routes: {e}"),
         }
     }
+
+    fn services_listed(&self) -> bool {
+        self.listed.contains(&Kind::Service) && self.listed.contains(&Kind::Slice)
+    }
+
+    async fn on_listed(&mut self, kind: Kind, since: Instant) {
+        self.listed.insert(kind);
+        if kind == Kind::Slice {
+            self.slice_index = SliceIndex::of(self.slices.state().iter().map(|s| s.as_ref()));
+        }
+        if self.services_listed() {
+            self.sync_all(since);
+            self.prune_once();
+        }
+        if kind == Kind::Node {
+            self.sync_peers().await;
+        }
+    }
+
+    /// After the first full sync: removes the frontends an earlier run left in the pinned
+    /// maps for services that no longer exist.
+    fn prune_once(&mut self) {
+        if self.pruned {
+            return;
+        }
+        match self.dp.prune_unowned() {
+            Ok(n) => info!(map_ops = n, "initial sync done, stale frontends pruned"),
+            Err(e) => warn!("pruning stale frontends: {e}"),
+        }
+        self.pruned = true;
+    }
+
+    async fn on_changed(&mut self, names: Vec<ServiceName>, kind: Kind, since: Instant) {
+        if kind == Kind::Node {
+            if self.listed.contains(&Kind::Node) {
+                self.sync_peers().await;
+            }
+            return;
+        }
+        if !self.services_listed() {
+            return;
+        }
+        for name in names {
+            self.sync(&name, since);
+        }
+    }
 }
 
-/// Runs the proxy until the watch streams end.
-pub async fn run(client: Client, dp: Datapath, node: &str, route_peers: bool) -> Result<(), Error> {
+/// Runs the proxy until the watch streams end. With `peer_routes` it also routes other
+/// nodes' pod ranges.
+pub async fn run(
+    client: Client,
+    dp: Datapath,
+    node: &str,
+    peer_routes: Option<PeerRoutes>,
+) -> Result<(), Error> {
     let (services, svc_writer) = reflector::store();
     let (slices, slice_writer) = reflector::store();
     let (nodes, node_writer) = reflector::store();
@@ -221,13 +282,14 @@ pub async fn run(client: Client, dp: Datapath, node: &str, route_peers: bool) ->
         node: node.to_string(),
         services,
         slices,
+        slice_index: SliceIndex::default(),
         nodes,
         synced: HashSet::new(),
         peers: Vec::new(),
-        route_peers,
+        peer_routes,
+        listed: HashSet::new(),
+        pruned: false,
     };
-    let mut listed: HashSet<Kind> = HashSet::new();
-    let mut pruned = false;
     info!(
         node,
         "service proxy watching Services, EndpointSlices and Nodes"
@@ -236,39 +298,11 @@ pub async fn run(client: Client, dp: Datapath, node: &str, route_peers: bool) ->
         let since = Instant::now();
         match msg {
             Msg::Error(kind, e) => warn!(?kind, "watch error (retrying): {e}"),
-            Msg::Listed(kind) => {
-                listed.insert(kind);
-                if listed.contains(&Kind::Service) && listed.contains(&Kind::Slice) {
-                    proxy.sync_all(since);
-                    if !pruned {
-                        // Frontends left in the pinned maps by an earlier run
-                        // for services that no longer exist.
-                        match proxy.dp.prune_unowned() {
-                            Ok(n) => {
-                                info!(map_ops = n, "initial sync done, stale frontends pruned")
-                            }
-                            Err(e) => warn!("pruning stale frontends: {e}"),
-                        }
-                        pruned = true;
-                    }
-                }
-                if kind == Kind::Node {
-                    proxy.sync_peers();
-                }
-            }
-            Msg::Changed(names, kind) => {
-                if kind == Kind::Node {
-                    if listed.contains(&Kind::Node) {
-                        proxy.sync_peers();
-                    }
-                    continue;
-                }
-                if !(listed.contains(&Kind::Service) && listed.contains(&Kind::Slice)) {
-                    continue;
-                }
-                for name in names {
-                    proxy.sync(&name, since);
-                }
+            Msg::Listed(kind) => proxy.on_listed(kind, since).await,
+            Msg::Changed(names, kind) => proxy.on_changed(names, kind, since).await,
+            Msg::Slice(change) => {
+                let names = proxy.slice_index.record(change);
+                proxy.on_changed(names, Kind::Slice, since).await;
             }
         }
     }

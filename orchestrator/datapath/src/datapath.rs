@@ -22,17 +22,18 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use bpfk_ebpf_common::{
-    Backend, NodeConfig, RevNat, ServiceKey, ServiceValue, AFFINITY_MAP, BACKEND_MAP, CONFIG_MAP,
-    CT_MAP, REVNAT_MAP, SOCK_REVNAT_MAP, SVC_MAP,
+    Backend, NodeConfig, RevNat, ServiceKey, ServiceValue, AFFINITY_MAP, AFFINITY_MAP_ENTRIES,
+    BACKEND_MAP, BACKEND_MAP_ENTRIES, CONFIG_MAP, CT_MAP, CT_MAP_ENTRIES, REVNAT_MAP,
+    REVNAT_MAP_ENTRIES, SOCK_REVNAT_MAP, SOCK_REVNAT_MAP_ENTRIES, SVC_MAP, SVC_MAP_ENTRIES,
 };
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
 use crate::{
+    map_mirror::{addr_be, desired_frontends, MapMirror, MapOp},
     model::{Endpoint, Ipv4Cidr, PeerNode, ServiceName, ServiceSpec},
-    routes, sys,
-    tables::{addr_be, desired_frontends, MapOp, Tables},
-    Error, Result,
+    routes::BlockingPeerRoutes,
+    sys, Error, Result,
 };
 
 /// The eBPF object built by `cargo xtask build-ebpf`.
@@ -62,15 +63,30 @@ pub struct MapSizes {
 }
 
 impl Default for MapSizes {
+    /// The sizes compiled into the eBPF object.
     fn default() -> Self {
         Self {
-            services: 65536,
-            backends: 65536,
-            rev_nat: 65536,
-            conntrack: 131072,
-            affinity: 65536,
-            sock_rev_nat: 131072,
+            services: SVC_MAP_ENTRIES,
+            backends: BACKEND_MAP_ENTRIES,
+            rev_nat: REVNAT_MAP_ENTRIES,
+            conntrack: CT_MAP_ENTRIES,
+            affinity: AFFINITY_MAP_ENTRIES,
+            sock_rev_nat: SOCK_REVNAT_MAP_ENTRIES,
         }
+    }
+}
+
+impl MapSizes {
+    /// Each sized map's name with its size (the config map has a fixed single entry).
+    fn by_map(&self) -> [(&'static str, u32); 6] {
+        [
+            (SVC_MAP, self.services),
+            (BACKEND_MAP, self.backends),
+            (REVNAT_MAP, self.rev_nat),
+            (CT_MAP, self.conntrack),
+            (AFFINITY_MAP, self.affinity),
+            (SOCK_REVNAT_MAP, self.sock_rev_nat),
+        ]
     }
 }
 
@@ -124,10 +140,10 @@ pub struct Datapath {
     svc: HashMap<MapData, ServiceKey, ServiceValue>,
     backends: HashMap<MapData, u32, Backend>,
     rev_nat: HashMap<MapData, u16, RevNat>,
-    tables: Tables,
+    mirror: MapMirror,
     links: BTreeMap<String, PinnedLink>,
-    peers: BTreeMap<Ipv4Cidr, PeerNode>,
-    underlay_ifindex: u32,
+    /// Connected on the first [`Datapath::sync_peers`].
+    peer_routes: Option<BlockingPeerRoutes>,
     // Declared last: programs must outlive nothing above, the logger must
     // stay alive as long as the object.
     _log: Option<LogDrain>,
@@ -218,15 +234,12 @@ impl Datapath {
         sys::ensure_bpffs(&pin_dir)?;
         let sizes = config.map_sizes.clone();
 
-        let mut ebpf = EbpfLoader::new()
-            .default_map_pin_directory(&pin_dir)
-            .map_max_entries(SVC_MAP, sizes.services)
-            .map_max_entries(BACKEND_MAP, sizes.backends)
-            .map_max_entries(REVNAT_MAP, sizes.rev_nat)
-            .map_max_entries(CT_MAP, sizes.conntrack)
-            .map_max_entries(AFFINITY_MAP, sizes.affinity)
-            .map_max_entries(SOCK_REVNAT_MAP, sizes.sock_rev_nat)
-            .load(OBJECT)?;
+        let mut loader = EbpfLoader::new();
+        loader.default_map_pin_directory(&pin_dir);
+        for (name, entries) in sizes.by_map() {
+            loader.map_max_entries(name, entries);
+        }
+        let mut ebpf = loader.load(OBJECT)?;
         let log = spawn_log_drain(&mut ebpf);
 
         for (name, _) in CGROUP_PROGRAMS {
@@ -272,12 +285,12 @@ impl Datapath {
 
         let services: Vec<(ServiceKey, ServiceValue)> = svc.iter().filter_map(|r| r.ok()).collect();
         let backend_entries: Vec<(u32, Backend)> = backends.iter().filter_map(|r| r.ok()).collect();
-        let tables = Tables::rebuild(config.pod_cidr, services, backend_entries);
-        if tables.frontend_count() > 0 {
+        let mirror = MapMirror::rebuild(config.pod_cidr, services, backend_entries);
+        if mirror.frontend_count() > 0 {
             info!(
                 node,
-                frontends = tables.frontend_count(),
-                backends = tables.backend_count(),
+                frontends = mirror.frontend_count(),
+                backends = mirror.backend_count(),
                 "reusing pinned service maps"
             );
         }
@@ -290,10 +303,9 @@ impl Datapath {
             svc,
             backends,
             rev_nat,
-            tables,
+            mirror,
             links: BTreeMap::new(),
-            peers: BTreeMap::new(),
-            underlay_ifindex,
+            peer_routes: None,
             _log: log,
             ebpf,
         };
@@ -430,14 +442,14 @@ impl Datapath {
     /// changed. Returns the number of map operations applied.
     pub fn sync_service(&mut self, spec: &ServiceSpec, endpoints: &[Endpoint]) -> Result<usize> {
         let desired = desired_frontends(spec, endpoints, self.config.node_addr)?;
-        let ops = self.tables.sync(&spec.name, &desired)?;
+        let ops = self.mirror.sync(&spec.name, &desired)?;
         self.apply(&ops)?;
         Ok(ops.len())
     }
 
     /// Removes every frontend of the service `name`.
     pub fn delete_service(&mut self, name: &ServiceName) -> Result<usize> {
-        let ops = self.tables.delete(name);
+        let ops = self.mirror.delete(name);
         self.apply(&ops)?;
         Ok(ops.len())
     }
@@ -445,7 +457,7 @@ impl Datapath {
     /// Removes frontends that no service synced since load owns: call once
     /// the agent has synced every service it knows after a restart.
     pub fn prune_unowned(&mut self) -> Result<usize> {
-        let ops = self.tables.prune_unowned();
+        let ops = self.mirror.prune_unowned();
         self.apply(&ops)?;
         Ok(ops.len())
     }
@@ -453,8 +465,8 @@ impl Datapath {
     /// Counts of programmed frontends and backends.
     pub fn stats(&self) -> Stats {
         Stats {
-            frontends: self.tables.frontend_count(),
-            backends: self.tables.backend_count(),
+            frontends: self.mirror.frontend_count(),
+            backends: self.mirror.backend_count(),
         }
     }
 
@@ -499,45 +511,35 @@ impl Datapath {
     fn resync_mirror(&mut self) {
         let services: Vec<_> = self.svc.iter().filter_map(|r| r.ok()).collect();
         let backends: Vec<_> = self.backends.iter().filter_map(|r| r.ok()).collect();
-        let owners = self.tables.take_owners();
-        self.tables = Tables::rebuild(self.config.pod_cidr, services, backends);
-        self.tables.set_owners(owners);
+        let owners = self.mirror.take_owners();
+        self.mirror = MapMirror::rebuild(self.config.pod_cidr, services, backends);
+        self.mirror.set_owners(owners);
     }
 
     /// Routes every peer's pod range via its node address over the underlay
     /// (cross-node pod traffic), removing routes of peers no longer listed.
+    /// Blocks, so not for async code: the agent keeps a [`crate::PeerRoutes`] on its
+    /// runtime instead. The first call opens the rtnetlink connection (in the
+    /// calling thread's network namespace) that every later one reuses.
     pub fn sync_peers(&mut self, peers: &[PeerNode]) -> Result<()> {
-        if self.underlay_ifindex == 0 {
+        let Some(underlay) = self.config.underlay_iface.as_deref() else {
             return Err(Error::invalid(
                 "underlay_iface",
                 "peer routes need the underlay device in the datapath config",
             ));
-        }
-        let wanted: BTreeMap<Ipv4Cidr, PeerNode> = peers.iter().map(|p| (p.pod_cidr, *p)).collect();
-        for (cidr, peer) in &wanted {
-            if self.peers.get(cidr) != Some(peer) {
-                routes::replace(*peer, self.underlay_ifindex)?;
-            }
-        }
-        let stale: Vec<PeerNode> = self
-            .peers
-            .iter()
-            .filter(|(c, _)| !wanted.contains_key(c))
-            .map(|(_, p)| *p)
-            .collect();
-        for p in stale {
-            routes::delete(p, self.underlay_ifindex)?;
-        }
-        self.peers = wanted;
-        Ok(())
+        };
+        let routes = match self.peer_routes.take() {
+            Some(routes) => routes,
+            None => BlockingPeerRoutes::connect(underlay)?,
+        };
+        self.peer_routes.insert(routes).sync(peers)
     }
 
     /// Detaches every program, removes every pin and the routes this datapath
     /// added.
     pub fn teardown(mut self) -> Result<()> {
-        let peers: Vec<PeerNode> = self.peers.values().copied().collect();
-        for p in peers {
-            if let Err(e) = routes::delete(p, self.underlay_ifindex) {
+        if let Some(mut routes) = self.peer_routes.take() {
+            if let Err(e) = routes.remove_all() {
                 warn!("teardown: {e}");
             }
         }
@@ -627,6 +629,37 @@ mod tests {
         for bad in ["", "..", "a/b", "Node", "a b"] {
             let err = validate_node_name(bad).unwrap_err().to_string();
             assert!(err.contains("node name"), "{bad}: {err}");
+        }
+    }
+
+    /// The `#[map]` definitions in `ebpf/programs` spell names and sizes out; they must be
+    /// the constants of `bpfk-ebpf-common`.
+    #[test]
+    fn object_maps_are_the_common_names_and_sizes() {
+        let object = aya_obj::Object::parse(OBJECT).expect("parsing the embedded eBPF object");
+        let mut in_object: Vec<(&str, u32)> = object
+            .maps
+            .iter()
+            .filter(|(name, _)| name.starts_with("BPFK_"))
+            .map(|(name, map)| (name.as_str(), map.max_entries()))
+            .collect();
+        in_object.sort();
+        let mut common = bpfk_ebpf_common::MAPS.to_vec();
+        common.sort();
+        assert_eq!(in_object, common);
+    }
+
+    #[test]
+    fn default_sizes_are_the_object_sizes_of_the_named_maps() {
+        let defaults = MapSizes::default().by_map();
+        let common = &bpfk_ebpf_common::MAPS;
+        assert_eq!(
+            defaults.len() + 1,
+            common.len(),
+            "every map but the config map"
+        );
+        for (name, entries) in defaults {
+            assert!(common.contains(&(name, entries)), "{name}: {entries}");
         }
     }
 }

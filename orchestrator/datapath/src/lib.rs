@@ -5,17 +5,19 @@
 //! socket-level load balancing to the node cgroup and per-packet load
 //! balancing to the underlay (and, via [`Datapath::attach_interface`], to pod
 //! veths). [`Datapath::sync_service`] / [`Datapath::delete_service`] diff and
-//! update the service maps in place.
+//! update the service maps in place. [`PeerRoutes`] keeps the routes to other
+//! nodes' pods over one rtnetlink connection.
 
 mod datapath;
 mod error;
+pub mod map_mirror;
 pub mod model;
 mod routes;
 pub mod sys;
-pub mod tables;
 
 pub use datapath::{teardown_pins, Datapath, DatapathConfig, MapSizes, Stats, DEFAULT_PIN_ROOT};
 pub use error::{Error, Result};
 pub use model::{
     Endpoint, EndpointPort, Ipv4Cidr, PeerNode, Protocol, ServiceName, ServicePort, ServiceSpec,
 };
+pub use routes::PeerRoutes;

@@ -39,6 +39,17 @@ impl Drop for AbortOnDrop {
 /// future stops the heartbeat and every pod worker (containers keep running; a restarted
 /// kubelet adopts their sandboxes).
 pub async fn run(client: kube::Client, config: Config) -> Result<()> {
+    run_sharing_pod_cidr(client, config, None).await
+}
+
+/// [`run`], handing the node's pod range to `pod_cidr_to` as soon as the kubelet knows it
+/// (`config.pod_cidr`, else the Node's `spec.podCIDR` from node IPAM), so a service proxy
+/// in the same process need not poll the Node for it.
+pub async fn run_sharing_pod_cidr(
+    client: kube::Client,
+    config: Config,
+    pod_cidr_to: Option<tokio::sync::oneshot::Sender<String>>,
+) -> Result<()> {
     node::check_config(&config)?;
     let cri = cri::CriClient::connect(&config.runtime_socket).await?;
     let version = cri.version().await?;
@@ -51,6 +62,10 @@ pub async fn run(client: kube::Client, config: Config) -> Result<()> {
     );
     let node = node::register(&client, &config, &cri).await?;
     let pod_cidr = node::wait_pod_cidr(&client, &config).await?;
+    if let Some(to) = pod_cidr_to {
+        // A receiver that is gone no longer needs it.
+        let _ = to.send(pod_cidr.clone());
+    }
     let conflist = cni::write_conflist(
         &config.cni_conf_dir,
         &pod_cidr,

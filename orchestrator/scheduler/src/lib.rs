@@ -1,17 +1,17 @@
 //! bpfk-scheduler: assigns pending pods to nodes.
 //!
 //! Watches pods and nodes through kube-rs watchers, keeps a [`cache::Cache`] of nodes and the
-//! resources bound pods use, runs filter and score [`plugins`] in memory for each pending pod,
-//! assumes the decision in the cache at once and writes the binding (`pods/binding`)
-//! concurrently. Pods that fit nowhere get `PodScheduled=False` and are retried when the
-//! cluster changes.
+//! resources bound pods use, runs the node filters and scores of [`filter_score`] in memory
+//! for each pending pod, assumes the decision in the cache at once and writes the binding
+//! (`pods/binding`) concurrently. Pods that fit nowhere get `PodScheduled=False` and are
+//! retried when the cluster changes.
 
 pub mod binder;
 pub mod cache;
 pub mod config;
 pub mod error;
+pub mod filter_score;
 pub mod nodeaffinity;
-pub mod plugins;
 pub mod quantity;
 pub mod queue;
 pub mod resources;

@@ -18,7 +18,7 @@ use crate::binder::{bind, report_unschedulable, BindResult};
 use crate::cache::{Cache, PodFacts};
 use crate::config::SchedulerConfig;
 use crate::error::{Error, Result};
-use crate::plugins::{select_node, Weights};
+use crate::filter_score::{select_node, Weights};
 use crate::queue::{Queue, Timing};
 
 /// Pods scheduled before the loop looks at events again.

@@ -90,7 +90,7 @@ struct BackendEntry {
 
 /// The mirror of the service, backend and reverse-NAT maps.
 #[derive(Debug, Default)]
-pub struct Tables {
+pub struct MapMirror {
     frontends: BTreeMap<Frontend, FrontendEntry>,
     backend_ids: HashMap<BackendAddr, u32>,
     backends: BTreeMap<u32, BackendEntry>,
@@ -220,7 +220,7 @@ pub fn desired_frontends(
     Ok(out)
 }
 
-impl Tables {
+impl MapMirror {
     pub fn new(local_pods: Option<Ipv4Cidr>) -> Self {
         Self {
             local_pods,
@@ -637,7 +637,7 @@ mod tests {
 
     #[test]
     fn new_service_publishes_slot0_last() {
-        let mut t = Tables::new(None);
+        let mut t = MapMirror::new(None);
         let spec = svc([10, 96, 0, 10], &[("http", Protocol::Tcp, 80, None)]);
         let d = desired_frontends(&spec, &[ep(1, 8080), ep(2, 8080)], None).unwrap();
         let ops = t.sync(&spec.name, &d).unwrap();
@@ -648,7 +648,7 @@ mod tests {
 
     #[test]
     fn removing_a_backend_keeps_the_others_in_place() {
-        let mut t = Tables::new(None);
+        let mut t = MapMirror::new(None);
         let spec = svc([10, 96, 0, 10], &[("http", Protocol::Tcp, 80, None)]);
         let d = desired_frontends(&spec, &[ep(1, 80), ep(2, 80), ep(3, 80)], None).unwrap();
         t.sync(&spec.name, &d).unwrap();
@@ -660,7 +660,7 @@ mod tests {
 
     #[test]
     fn adding_a_backend_writes_backend_then_slot_then_count() {
-        let mut t = Tables::new(None);
+        let mut t = MapMirror::new(None);
         let spec = svc([10, 96, 0, 10], &[("http", Protocol::Tcp, 80, None)]);
         let d = desired_frontends(&spec, &[ep(1, 80)], None).unwrap();
         t.sync(&spec.name, &d).unwrap();
@@ -673,7 +673,7 @@ mod tests {
 
     #[test]
     fn no_endpoints_publishes_count_zero() {
-        let mut t = Tables::new(None);
+        let mut t = MapMirror::new(None);
         let spec = svc([10, 96, 0, 10], &[("http", Protocol::Tcp, 80, None)]);
         let d = desired_frontends(&spec, &[], None).unwrap();
         assert_eq!(kinds(&t.sync(&spec.name, &d).unwrap()), ["R+1", "S0=0"]);
@@ -681,7 +681,7 @@ mod tests {
 
     #[test]
     fn delete_unpublishes_first_and_frees_backends() {
-        let mut t = Tables::new(None);
+        let mut t = MapMirror::new(None);
         let spec = svc([10, 96, 0, 10], &[("http", Protocol::Tcp, 80, Some(30080))]);
         let d = desired_frontends(&spec, &[ep(1, 80)], Some(Ipv4Addr::new(10, 250, 0, 1))).unwrap();
         assert_eq!(d.len(), 2);
@@ -729,7 +729,7 @@ mod tests {
 
     #[test]
     fn rebuild_then_sync_is_a_no_op() {
-        let mut t = Tables::new(None);
+        let mut t = MapMirror::new(None);
         let spec = svc([10, 96, 0, 10], &[("http", Protocol::Tcp, 80, None)]);
         let d = desired_frontends(&spec, &[ep(1, 80), ep(2, 80)], None).unwrap();
         let ops = t.sync(&spec.name, &d).unwrap();
@@ -742,11 +742,11 @@ mod tests {
                 _ => {}
             }
         }
-        let mut t2 = Tables::rebuild(None, svcs, bes);
+        let mut t2 = MapMirror::rebuild(None, svcs, bes);
         assert!(t2.sync(&spec.name, &d).unwrap().is_empty());
         assert!(t2.prune_unowned().is_empty());
         // A frontend nobody claims after the restart is pruned.
-        let mut t3 = Tables::rebuild(None, Vec::new(), Vec::new());
+        let mut t3 = MapMirror::rebuild(None, Vec::new(), Vec::new());
         assert!(t3.prune_unowned().is_empty());
     }
 

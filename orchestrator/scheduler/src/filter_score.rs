@@ -1,4 +1,5 @@
-//! Filter and score plugins, and the choice of a node for one pod.
+//! Node filters and scores (the checks and rankings Kubernetes runs as scheduler plugins,
+//! here plain functions), and the choice of a node for one pod.
 
 use std::collections::BTreeMap;
 
@@ -18,7 +19,7 @@ pub const REASON_SELECTOR: &str = "node(s) didn't match node selector";
 /// Host port conflict.
 pub const REASON_PORTS: &str = "node(s) didn't have free ports for the requested pod ports";
 
-/// Weights of the score plugins.
+/// Weights of the scores.
 #[derive(Debug, Clone, Copy)]
 pub struct Weights {
     /// Least allocated (most free CPU and memory, as fractions of allocatable).
@@ -179,7 +180,7 @@ fn normalize(v: i64, max: i64) -> f64 {
     }
 }
 
-/// Weighted sum of the score plugins for each feasible node (same order as `feasible`).
+/// Weighted sum of the scores for each feasible node (same order as `feasible`).
 /// Plugins scored relative to the other nodes (spreading, taints, affinity) are normalized
 /// over `feasible`.
 pub fn score(pod: &Pod, facts: &PodFacts, feasible: &[&NodeInfo], w: &Weights) -> Vec<f64> {
