@@ -14,12 +14,15 @@ use kube::Client;
 use serde_json::json;
 use tokio::sync::watch;
 
+use bpfk_common::api_error::{is_conflict, is_not_found};
+
 use crate::config::Config;
 use crate::cri::{proto, CriClient, CriError, LABEL_CONTAINER_NAME, LABEL_POD_UID};
 use crate::error::{Error, Result};
-use crate::events::{self, Kind};
+use crate::events;
 use crate::spec::{self, FieldValues, PodRef};
 use crate::status::{self, ContainerObservation, Observed, PodObservation, Terminated};
+use bpfk_common::events::{EventType, Recorder};
 
 /// Shared by all workers.
 pub struct Ctx {
@@ -50,6 +53,7 @@ struct Sandbox {
 struct Worker {
     ctx: Arc<Ctx>,
     uid: String,
+    recorder: Recorder,
     /// (container, reason) warnings already recorded as events, so a waiting container
     /// does not add one every sync.
     warned: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
@@ -63,9 +67,11 @@ struct Worker {
 /// the kubelet stops). `rx` carries the latest Pod, or None once it vanished from the API.
 pub async fn run(ctx: Arc<Ctx>, uid: String, mut rx: watch::Receiver<Option<Arc<Pod>>>) {
     let period = ctx.config.pod_sync_period;
+    let recorder = events::recorder(ctx.client.clone(), &ctx.config.node_name);
     let mut worker = Worker {
         ctx,
         uid,
+        recorder,
         warned: Default::default(),
         sandbox: None,
         start_time: None,
@@ -152,16 +158,8 @@ fn image_ref(s: &proto::ContainerStatus) -> String {
 }
 
 impl Worker {
-    async fn event(&self, pod: &Pod, kind: Kind, reason: &str, message: &str) {
-        events::record(
-            &self.ctx.client,
-            pod,
-            &self.config().node_name,
-            kind,
-            reason,
-            message,
-        )
-        .await;
+    async fn event(&self, pod: &Pod, type_: EventType, reason: &str, message: &str) {
+        events::record(&self.recorder, pod, type_, reason, message).await;
     }
 
     /// A Warning event once per (container, reason) until the container starts.
@@ -172,7 +170,7 @@ impl Worker {
             .map(|mut w| w.insert((container.to_string(), reason.to_string())))
             .unwrap_or(false);
         if first {
-            self.event(pod, Kind::Warning, reason, message).await;
+            self.event(pod, EventType::Warning, reason, message).await;
         }
     }
 
@@ -205,7 +203,7 @@ impl Worker {
                 for c in pod.spec.iter().flat_map(|s| s.containers.iter()) {
                     self.event(
                         pod,
-                        Kind::Normal,
+                        EventType::Normal,
                         "Killing",
                         &format!("Stopping container {}", c.name),
                     )
@@ -551,21 +549,21 @@ impl Worker {
                 let image = container.image.as_deref().unwrap_or_default();
                 self.event(
                     pod,
-                    Kind::Normal,
+                    EventType::Normal,
                     "Pulled",
                     &format!("Container image {image:?} already present on machine"),
                 )
                 .await;
                 self.event(
                     pod,
-                    Kind::Normal,
+                    EventType::Normal,
                     "Created",
                     &format!("Created container {name}"),
                 )
                 .await;
                 self.event(
                     pod,
-                    Kind::Normal,
+                    EventType::Normal,
                     "Started",
                     &format!("Started container {name}"),
                 )
@@ -740,7 +738,7 @@ impl Worker {
             };
             match api.delete(&id.name, &params).await {
                 Ok(_) => tracing::info!(pod = %id, "pod deletion confirmed"),
-                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+                Err(e) if is_not_found(&e) || is_conflict(&e) => {}
                 Err(e) => return Err(e.into()),
             }
         }
