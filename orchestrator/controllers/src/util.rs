@@ -83,6 +83,11 @@ fn ready_condition(pod: &Pod) -> Option<(bool, Option<Timestamp>)> {
         })
 }
 
+/// When the pod's Ready condition last changed, if it has one with a time.
+pub fn ready_since(pod: &Pod) -> Option<Timestamp> {
+    ready_condition(pod).and_then(|(_, since)| since)
+}
+
 /// Whether the pod's Ready condition is True.
 pub fn is_pod_ready(pod: &Pod) -> bool {
     ready_condition(pod).is_some_and(|(r, _)| r)
