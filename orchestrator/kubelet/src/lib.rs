@@ -17,6 +17,7 @@ pub mod log_server;
 pub mod logs;
 pub mod node;
 pub mod oci;
+pub mod pod_actions;
 pub mod pod_worker;
 pub mod pods;
 pub mod spec;

@@ -20,6 +20,10 @@ use crate::config::Config;
 use crate::cri::{proto, CriClient, CriError, LABEL_CONTAINER_NAME, LABEL_POD_UID};
 use crate::error::{Error, Result};
 use crate::events;
+use crate::pod_actions::{
+    compute_pod_actions, sandbox_action, BackOff, ContainerAction, ContainerSeen, CurrentSandbox,
+    RuntimeState, SandboxAction, SandboxSeen,
+};
 use crate::spec::{self, FieldValues, PodRef};
 use crate::status::{self, ContainerObservation, Observed, PodObservation, Terminated};
 use bpfk_common::events::{EventType, Recorder};
@@ -121,21 +125,36 @@ fn waiting_container(c: &Container, reason: &str, message: &str) -> ContainerObs
     }
 }
 
-fn restart_policy(pod: &Pod) -> String {
-    pod.spec
-        .as_ref()
-        .and_then(|s| s.restart_policy.clone())
-        .unwrap_or_else(|| "Always".into())
+/// What the runtime shows of one container of the pod.
+struct ContainerView {
+    /// Status of its latest attempt.
+    latest: Option<proto::ContainerStatus>,
+    /// The latest attempt, as [`compute_pod_actions`] takes it.
+    seen: Option<ContainerSeen>,
+    /// How the attempt before ended.
+    previous: Option<Terminated>,
 }
 
-/// Back-off before starting attempt `next_attempt` of a crashed container (the first
-/// restart is immediate, then `base` doubling up to `max`).
-pub fn restart_delay(next_attempt: u32, base: Duration, max: Duration) -> Duration {
-    if next_attempt <= 1 {
-        return Duration::ZERO;
+fn container_seen(st: &proto::ContainerStatus, attempt: u32) -> ContainerSeen {
+    let state = match proto::ContainerState::try_from(st.state) {
+        Ok(proto::ContainerState::ContainerRunning) => RuntimeState::Running,
+        Ok(proto::ContainerState::ContainerCreated) => RuntimeState::Created,
+        _ => RuntimeState::Exited,
+    };
+    ContainerSeen {
+        state,
+        attempt,
+        exit_code: st.exit_code,
+        finished_at: st.finished_at,
     }
-    let factor = 1u32 << (next_attempt - 2).min(16);
-    base.saturating_mul(factor).min(max)
+}
+
+fn sandbox_seen(s: &proto::PodSandbox) -> SandboxSeen {
+    SandboxSeen {
+        id: s.id.clone(),
+        ready: s.state == proto::PodSandboxState::SandboxReady as i32,
+        attempt: s.metadata.as_ref().map(|m| m.attempt).unwrap_or(0),
+    }
 }
 
 fn terminated(s: &proto::ContainerStatus) -> Terminated {
@@ -232,7 +251,6 @@ impl Worker {
                 .and_then(|s| s.start_time.clone())
                 .or_else(|| Some(Time(Timestamp::now())));
         }
-        let spec = pod.spec.clone().unwrap_or_default();
         let sandbox = match self.ensure_sandbox(pod, &id).await {
             Ok(sb) => sb,
             Err(e) => {
@@ -241,7 +259,27 @@ impl Worker {
                 return Err(e);
             }
         };
-        let mut observed = Vec::new();
+        let (init_containers, containers) = self.sync_containers(pod, &id, &sandbox).await?;
+        let obs = PodObservation {
+            pod_ip: sandbox.ip.clone(),
+            host_ip: self.ctx.host_ip.clone(),
+            start_time: self.start_time.clone(),
+            containers,
+            init_containers,
+        };
+        self.post_status(pod, &id, &obs).await?;
+        Ok(Flow::Continue)
+    }
+
+    /// Observes the pod's containers, computes the [`PodActions`] and carries them out;
+    /// returns what to report of the init containers and the containers.
+    async fn sync_containers(
+        &self,
+        pod: &Pod,
+        id: &PodRef,
+        sandbox: &Sandbox,
+    ) -> Result<(Vec<ContainerObservation>, Vec<ContainerObservation>)> {
+        let spec = pod.spec.clone().unwrap_or_default();
         let existing = self
             .cri()
             .list_containers(Some(proto::ContainerFilter {
@@ -249,44 +287,34 @@ impl Worker {
                 ..Default::default()
             }))
             .await?;
-        let policy = restart_policy(pod);
-        // init containers run one after the other, each to success; "Always" restarts them
-        // only on failure
-        let init_policy = if policy == "Always" {
-            "OnFailure"
-        } else {
-            policy.as_str()
+        let mut views = HashMap::new();
+        for c in spec
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(&spec.containers)
+        {
+            views.insert(
+                c.name.clone(),
+                self.observe_container(id, c, &existing).await?,
+            );
+        }
+        let backoff = BackOff {
+            base: self.config().restart_backoff,
+            max: self.config().restart_backoff_max,
         };
+        let seen = |name: &str| views.get(name).and_then(|v| v.seen.as_ref());
+        let actions = compute_pod_actions(&spec, seen, backoff, now_nanos());
+        let init_specs = spec.init_containers.iter().flatten();
         let mut init_observed = Vec::new();
-        let mut initialized = true;
-        for container in spec.init_containers.iter().flatten() {
-            if !initialized {
-                init_observed.push(waiting_container(container, "PodInitializing", ""));
-                continue;
-            }
-            let o = self
-                .sync_container(pod, &id, &sandbox, container, &existing, init_policy)
-                .await?;
-            initialized = status::init_done(&o);
-            init_observed.push(o);
+        for (c, (_, action)) in init_specs.zip(&actions.init_containers) {
+            init_observed.push(self.carry_out(pod, id, sandbox, c, &views, *action).await);
         }
-        for container in &spec.containers {
-            observed.push(if initialized {
-                self.sync_container(pod, &id, &sandbox, container, &existing, &policy)
-                    .await?
-            } else {
-                waiting_container(container, "PodInitializing", "")
-            });
+        let mut observed = Vec::new();
+        for (c, (_, action)) in spec.containers.iter().zip(&actions.containers) {
+            observed.push(self.carry_out(pod, id, sandbox, c, &views, *action).await);
         }
-        let obs = PodObservation {
-            pod_ip: sandbox.ip.clone(),
-            host_ip: self.ctx.host_ip.clone(),
-            start_time: self.start_time.clone(),
-            containers: observed,
-            init_containers: init_observed,
-        };
-        self.post_status(pod, &id, &obs).await?;
-        Ok(Flow::Continue)
+        Ok((init_observed, observed))
     }
 
     /// Every container of the pod waiting for `reason`.
@@ -344,53 +372,73 @@ impl Worker {
         Ok(list)
     }
 
+    /// The worker's sandbox as the runtime shows it now.
+    async fn current_sandbox(&self) -> Result<CurrentSandbox> {
+        let Some(sb) = &self.sandbox else {
+            return Ok(CurrentSandbox::None);
+        };
+        match self.cri().pod_sandbox_status(&sb.id).await {
+            Ok(s) => Ok(CurrentSandbox::Seen(SandboxSeen {
+                id: sb.id.clone(),
+                ready: s.state == proto::PodSandboxState::SandboxReady as i32,
+                attempt: s.metadata.map(|m| m.attempt).unwrap_or(0),
+            })),
+            Err(e) if e.is_not_found() => Ok(CurrentSandbox::Lost),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Keeps, adopts or creates the pod's sandbox, per [`sandbox_action`].
     async fn ensure_sandbox(&mut self, pod: &Pod, id: &PodRef) -> Result<Sandbox> {
-        let mut next_attempt = 0;
-        if let Some(sb) = self.sandbox.clone() {
-            let st = self.cri().pod_sandbox_status(&sb.id).await;
-            match st {
-                Ok(s) if s.state == proto::PodSandboxState::SandboxReady as i32 => return Ok(sb),
-                Ok(s) => {
-                    tracing::warn!(pod = %id, sandbox = %sb.id, "sandbox is not ready any more; recreating it");
-                    next_attempt = s.metadata.map(|m| m.attempt + 1).unwrap_or(1);
-                    self.cri().stop_pod_sandbox(&sb.id).await?;
-                }
-                Err(e) if e.is_not_found() => next_attempt = 1,
-                Err(e) => return Err(e.into()),
+        let current = self.current_sandbox().await?;
+        let listed: Vec<SandboxSeen> = match current {
+            // after a kubelet restart: the pod's sandboxes, to adopt a ready one
+            CurrentSandbox::None => self
+                .pod_sandboxes()
+                .await?
+                .iter()
+                .map(sandbox_seen)
+                .collect(),
+            _ => Vec::new(),
+        };
+        match sandbox_action(&current, &listed) {
+            SandboxAction::Keep => self.sandbox.clone().ok_or_else(|| Error::Pod {
+                pod: id.to_string(),
+                reason: "no sandbox to keep".into(),
+            }),
+            SandboxAction::Adopt {
+                id: sandbox_id,
+                attempt,
+            } => {
+                let config = self.sandbox_config(pod, id, attempt);
+                let ip = self.sandbox_ip(pod, &sandbox_id).await?;
+                tracing::info!(pod = %id, sandbox = %sandbox_id, "adopted running sandbox");
+                let sb = Sandbox {
+                    id: sandbox_id,
+                    config,
+                    ip,
+                };
+                self.sandbox = Some(sb.clone());
+                Ok(sb)
             }
-            self.sandbox = None;
-        } else {
-            // after a kubelet restart: adopt the pod's ready sandbox
-            for s in self.pod_sandboxes().await? {
-                let attempt = s.metadata.as_ref().map(|m| m.attempt).unwrap_or(0);
-                if s.state == proto::PodSandboxState::SandboxReady as i32 {
-                    let config = spec::sandbox_config(
-                        pod,
-                        id,
-                        attempt,
-                        &self.config().pod_log_dir,
-                        &self.config().cgroup_parent,
-                    );
-                    let ip = self.sandbox_ip(pod, &s.id).await?;
-                    let sb = Sandbox {
-                        id: s.id.clone(),
-                        config,
-                        ip,
-                    };
-                    tracing::info!(pod = %id, sandbox = %s.id, "adopted running sandbox");
-                    self.sandbox = Some(sb.clone());
-                    return Ok(sb);
+            SandboxAction::Create { kill, attempt } => {
+                if let Some(old) = kill {
+                    tracing::warn!(pod = %id, sandbox = %old, "sandbox is not ready any more; recreating it");
+                    self.cri().stop_pod_sandbox(&old).await?;
                 }
-                next_attempt = next_attempt.max(attempt + 1);
+                self.sandbox = None;
+                self.create_sandbox(pod, id, attempt).await
             }
         }
-        let config = spec::sandbox_config(
-            pod,
-            id,
-            next_attempt,
-            &self.config().pod_log_dir,
-            &self.config().cgroup_parent,
-        );
+    }
+
+    fn sandbox_config(&self, pod: &Pod, id: &PodRef, attempt: u32) -> proto::PodSandboxConfig {
+        let config = self.config();
+        spec::sandbox_config(pod, id, attempt, &config.pod_log_dir, &config.cgroup_parent)
+    }
+
+    async fn create_sandbox(&mut self, pod: &Pod, id: &PodRef, attempt: u32) -> Result<Sandbox> {
+        let config = self.sandbox_config(pod, id, attempt);
         let log_dir = std::path::PathBuf::from(&config.log_directory);
         std::fs::create_dir_all(&log_dir).map_err(|source| Error::Read {
             path: log_dir.clone(),
@@ -421,39 +469,25 @@ impl Worker {
         Ok(st.network.map(|n| n.ip).filter(|ip| !ip.is_empty()))
     }
 
-    async fn sync_container(
+    /// The runtime's view of `container`: its latest attempt and the one before. Removes
+    /// older attempts (the current and the previous one stay, for logs and lastState).
+    async fn observe_container(
         &self,
-        pod: &Pod,
         id: &PodRef,
-        sandbox: &Sandbox,
         container: &Container,
         existing: &[proto::Container],
-        policy: &str,
-    ) -> Result<ContainerObservation> {
+    ) -> Result<ContainerView> {
         let mut mine: Vec<&proto::Container> = existing
             .iter()
             .filter(|c| c.labels.get(LABEL_CONTAINER_NAME) == Some(&container.name))
             .collect();
         let attempt_of = |c: &proto::Container| c.metadata.as_ref().map(|m| m.attempt).unwrap_or(0);
         mine.sort_by_key(|c| std::cmp::Reverse((attempt_of(c), c.created_at)));
-        // keep the current and the previous attempt (for logs and lastState)
         for old in mine.iter().skip(2) {
             if let Err(e) = self.cri().remove_container(&old.id).await {
                 tracing::warn!(pod = %id, container = %old.id, error = %e, "removing old container failed");
             }
         }
-        let image = container.image.clone().unwrap_or_default();
-        let mut obs = ContainerObservation {
-            name: container.name.clone(),
-            image: image.clone(),
-            image_id: String::new(),
-            restart_count: 0,
-            observed: Observed::Waiting {
-                reason: "ContainerCreating".into(),
-                message: String::new(),
-            },
-            last_terminated: None,
-        };
         let previous = match mine.get(1) {
             Some(p) => match self.cri().container_status(&p.id).await {
                 Ok(s) => Some(terminated(&s)),
@@ -462,72 +496,105 @@ impl Worker {
             },
             None => None,
         };
-        obs.last_terminated = previous;
         let Some(latest) = mine.first() else {
-            obs.observed = self.start(pod, id, sandbox, container, 0).await;
-            return Ok(obs);
+            return Ok(ContainerView {
+                latest: None,
+                seen: None,
+                previous,
+            });
         };
         let st = self.cri().container_status(&latest.id).await?;
-        let attempt = attempt_of(latest);
-        obs.restart_count = attempt as i32;
-        obs.image_id = image_ref(&st);
-        obs.observed = match proto::ContainerState::try_from(st.state) {
-            Ok(proto::ContainerState::ContainerRunning) => Observed::Running {
+        let seen = container_seen(&st, attempt_of(latest));
+        Ok(ContainerView {
+            latest: Some(st),
+            seen: Some(seen),
+            previous,
+        })
+    }
+
+    /// Carries out `action` (`None`: waiting for the init containers) for `container`.
+    async fn carry_out(
+        &self,
+        pod: &Pod,
+        id: &PodRef,
+        sandbox: &Sandbox,
+        container: &Container,
+        views: &HashMap<String, ContainerView>,
+        action: Option<ContainerAction>,
+    ) -> ContainerObservation {
+        let view = views.get(&container.name);
+        let (Some(action), Some(view)) = (action, view) else {
+            return waiting_container(container, "PodInitializing", "");
+        };
+        let mut obs = ContainerObservation {
+            name: container.name.clone(),
+            image: container.image.clone().unwrap_or_default(),
+            image_id: view.latest.as_ref().map(image_ref).unwrap_or_default(),
+            restart_count: view.seen.map_or(0, |s| s.attempt as i32),
+            observed: Observed::Waiting {
+                reason: "ContainerCreating".into(),
+                message: String::new(),
+            },
+            last_terminated: view.previous.clone(),
+        };
+        obs.observed = match (action, view.latest.as_ref()) {
+            (ContainerAction::Start, _) | (_, None) => {
+                self.start(pod, id, sandbox, container, 0).await
+            }
+            (ContainerAction::Keep, Some(st)) => Observed::Running {
                 container_id: st.id.clone(),
                 started_at: st.started_at,
             },
-            Ok(proto::ContainerState::ContainerCreated) => {
-                // created by an earlier sync whose start failed: try again
-                match self.cri().start_container(&st.id).await {
-                    Ok(()) => Observed::Created {
-                        container_id: st.id.clone(),
-                    },
-                    Err(e) => Observed::Waiting {
-                        reason: "RunContainerError".into(),
-                        message: e.to_string(),
-                    },
-                }
+            (ContainerAction::RetryStart, Some(st)) => self.retry_start(st).await,
+            (ContainerAction::Leave, Some(st)) => Observed::Terminated(terminated(st)),
+            (ContainerAction::Restart { attempt }, Some(st)) => {
+                tracing::info!(pod = %id, container = %container.name, attempt, "restarting exited container");
+                obs.last_terminated = Some(terminated(st));
+                obs.restart_count = attempt as i32;
+                self.start(pod, id, sandbox, container, attempt).await
             }
-            _ => {
-                let last = terminated(&st);
-                if !status::should_restart(policy, st.exit_code) {
-                    Observed::Terminated(last)
-                } else {
-                    let delay = restart_delay(
-                        attempt + 1,
-                        self.config().restart_backoff,
-                        self.config().restart_backoff_max,
-                    );
-                    let due = st.finished_at.saturating_add(delay.as_nanos() as i64);
-                    if now_nanos() >= due {
-                        tracing::info!(pod = %id, container = %container.name, attempt = attempt + 1, "restarting exited container");
-                        obs.last_terminated = Some(last);
-                        obs.restart_count = (attempt + 1) as i32;
-                        self.start(pod, id, sandbox, container, attempt + 1).await
-                    } else {
-                        self.warn_once(
-                            pod,
-                            &container.name,
-                            "BackOff",
-                            &format!("Back-off restarting failed container {}", container.name),
-                        )
-                        .await;
-                        Observed::BackOff {
-                            message: format!(
-                                "back-off {}s restarting failed container={} pod={}_{}({})",
-                                delay.as_secs(),
-                                container.name,
-                                id.name,
-                                id.namespace,
-                                id.uid
-                            ),
-                            last,
-                        }
-                    }
-                }
+            (ContainerAction::BackOff { delay }, Some(st)) => {
+                self.back_off(pod, id, container, st, delay).await
             }
         };
-        Ok(obs)
+        obs
+    }
+
+    /// Starts a container created by an earlier sync whose start failed.
+    async fn retry_start(&self, st: &proto::ContainerStatus) -> Observed {
+        match self.cri().start_container(&st.id).await {
+            Ok(()) => Observed::Created {
+                container_id: st.id.clone(),
+            },
+            Err(e) => Observed::Waiting {
+                reason: "RunContainerError".into(),
+                message: e.to_string(),
+            },
+        }
+    }
+
+    /// A crashed container waiting out its back-off (a Warning event the first time).
+    async fn back_off(
+        &self,
+        pod: &Pod,
+        id: &PodRef,
+        container: &Container,
+        st: &proto::ContainerStatus,
+        delay: Duration,
+    ) -> Observed {
+        let name = &container.name;
+        let event = format!("Back-off restarting failed container {name}");
+        self.warn_once(pod, name, "BackOff", &event).await;
+        Observed::BackOff {
+            message: format!(
+                "back-off {}s restarting failed container={name} pod={}_{}({})",
+                delay.as_secs(),
+                id.name,
+                id.namespace,
+                id.uid
+            ),
+            last: terminated(st),
+        }
     }
 
     /// [`start_inner`](Self::start_inner) plus its events.
@@ -788,20 +855,4 @@ pub async fn sandboxes_by_uid(cri: &CriClient) -> Result<HashMap<String, Vec<pro
         }
     }
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn restart_delays_double_up_to_the_cap() {
-        let base = Duration::from_secs(10);
-        let max = Duration::from_secs(300);
-        let d: Vec<u64> = (1..=8)
-            .map(|a| restart_delay(a, base, max).as_secs())
-            .collect();
-        assert_eq!(d, [0, 10, 20, 40, 80, 160, 300, 300]);
-        assert_eq!(restart_delay(1000, base, max), max);
-    }
 }
