@@ -14,11 +14,11 @@ pub mod endpoints;
 pub mod error;
 pub mod expectations;
 pub mod garbagecollector;
-pub mod kinds;
 pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod replicaset;
+pub mod served_kinds;
 pub mod util;
 
 use futures::future::BoxFuture;

@@ -13,7 +13,7 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
 use crate::error::{api_code, is_not_found, Error, Result};
-use crate::kinds::{self, Kind};
+use crate::served_kinds::{self, Kind};
 
 /// The finalizer the namespace controller owns.
 pub const FINALIZER: &str = "kubernetes";
@@ -28,7 +28,7 @@ pub struct Context {
 pub async fn run(client: Client, concurrency: u16) -> Result<()> {
     let ctx = Arc::new(Context {
         client: client.clone(),
-        kinds: kinds::known()
+        kinds: served_kinds::known()
             .into_iter()
             .filter(|k| k.namespaced)
             .collect(),

@@ -18,13 +18,13 @@ use bpfk_common::api_error::{is_conflict, is_not_found};
 
 use crate::config::Config;
 use crate::cri::{proto, CriClient, CriError, LABEL_CONTAINER_NAME, LABEL_POD_UID};
+use crate::cri_config::{self, FieldValues, PodRef};
 use crate::error::{Error, Result};
 use crate::events;
 use crate::pod_actions::{
     compute_pod_actions, sandbox_action, BackOff, ContainerAction, ContainerSeen, CurrentSandbox,
     RuntimeState, SandboxAction, SandboxSeen,
 };
-use crate::spec::{self, FieldValues, PodRef};
 use crate::status::{self, ContainerObservation, Observed, PodObservation, Terminated};
 use bpfk_common::events::{EventType, Recorder};
 
@@ -434,7 +434,7 @@ impl Worker {
 
     fn sandbox_config(&self, pod: &Pod, id: &PodRef, attempt: u32) -> proto::PodSandboxConfig {
         let config = self.config();
-        spec::sandbox_config(pod, id, attempt, &config.pod_log_dir, &config.cgroup_parent)
+        cri_config::sandbox_config(pod, id, attempt, &config.pod_log_dir, &config.cgroup_parent)
     }
 
     async fn create_sandbox(&mut self, pod: &Pod, id: &PodRef, attempt: u32) -> Result<Sandbox> {
@@ -687,7 +687,7 @@ impl Worker {
             host_ip: self.ctx.host_ip.clone(),
             node_name: node.clone(),
         };
-        let env = match spec::env(pod, id, container, &values) {
+        let env = match cri_config::env(pod, id, container, &values) {
             Ok(env) => env,
             Err(message) => {
                 return Observed::Waiting {
@@ -696,7 +696,7 @@ impl Worker {
                 }
             }
         };
-        let (mounts, dirs) = match spec::mounts(pod, id, container, &self.config().root_dir) {
+        let (mounts, dirs) = match cri_config::mounts(pod, id, container, &self.config().root_dir) {
             Ok(m) => m,
             Err(message) => {
                 return Observed::Waiting {
@@ -722,7 +722,8 @@ impl Worker {
                 };
             }
         }
-        let config = spec::container_config(pod, id, container, attempt, &present.id, &env, mounts);
+        let config =
+            cri_config::container_config(pod, id, container, attempt, &present.id, &env, mounts);
         let log_dir = std::path::Path::new(&sandbox.config.log_directory).join(&container.name);
         if let Err(e) = std::fs::create_dir_all(&log_dir) {
             return Observed::Waiting {
@@ -786,7 +787,7 @@ impl Worker {
         }
         self.sandbox = None;
         // the pod's volumes (emptyDir contents) go with it
-        let dir = spec::pod_dir(&self.config().root_dir, &self.uid);
+        let dir = cri_config::pod_dir(&self.config().root_dir, &self.uid);
         if let Err(e) = std::fs::remove_dir_all(&dir) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 tracing::warn!(dir = %dir.display(), error = %e, "removing pod volumes failed");
