@@ -125,6 +125,14 @@ fn waiting_container(c: &Container, reason: &str, message: &str) -> ContainerObs
     }
 }
 
+/// A container not running for `reason`.
+fn waiting(reason: &str, message: impl Into<String>) -> Observed {
+    Observed::Waiting {
+        reason: reason.into(),
+        message: message.into(),
+    }
+}
+
 /// What the runtime shows of one container of the pod.
 struct ContainerView {
     /// Status of its latest attempt.
@@ -209,39 +217,12 @@ impl Worker {
             });
         };
         if pod.metadata.deletion_timestamp.is_some() {
-            let grace = pod
-                .metadata
-                .deletion_grace_period_seconds
-                .or_else(|| {
-                    pod.spec
-                        .as_ref()
-                        .and_then(|s| s.termination_grace_period_seconds)
-                })
-                .unwrap_or(30);
-            if self.sandbox.is_some() {
-                for c in pod.spec.iter().flat_map(|s| s.containers.iter()) {
-                    self.event(
-                        pod,
-                        EventType::Normal,
-                        "Killing",
-                        &format!("Stopping container {}", c.name),
-                    )
-                    .await;
-                }
-            }
-            self.teardown(grace, Some(&id)).await?;
+            self.kill_pod(pod, &id).await?;
             return Ok(Flow::Done);
         }
         let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
         if matches!(phase, Some("Succeeded") | Some("Failed")) {
-            if !self.sandbox_stopped {
-                // a finished pod keeps its containers (for logs) but frees its network
-                for sb in self.pod_sandboxes().await? {
-                    self.cri().stop_pod_sandbox(&sb.id).await?;
-                }
-                self.sandbox_stopped = true;
-                tracing::info!(pod = %id, "pod finished; sandbox stopped");
-            }
+            self.stop_finished_sandbox(&id).await?;
             return Ok(Flow::Continue);
         }
         if self.start_time.is_none() {
@@ -269,6 +250,38 @@ impl Worker {
         };
         self.post_status(pod, &id, &obs).await?;
         Ok(Flow::Continue)
+    }
+
+    /// A deleted pod: every container stopped within its grace period, then the deletion
+    /// confirmed.
+    async fn kill_pod(&mut self, pod: &Pod, id: &PodRef) -> Result<()> {
+        let spec = pod.spec.as_ref();
+        let grace = pod
+            .metadata
+            .deletion_grace_period_seconds
+            .or_else(|| spec.and_then(|s| s.termination_grace_period_seconds))
+            .unwrap_or(30);
+        if self.sandbox.is_some() {
+            for c in spec.iter().flat_map(|s| s.containers.iter()) {
+                let message = format!("Stopping container {}", c.name);
+                self.event(pod, EventType::Normal, "Killing", &message)
+                    .await;
+            }
+        }
+        self.teardown(grace, Some(id)).await
+    }
+
+    /// A finished pod keeps its containers (for logs) but frees its network.
+    async fn stop_finished_sandbox(&mut self, id: &PodRef) -> Result<()> {
+        if self.sandbox_stopped {
+            return Ok(());
+        }
+        for sb in self.pod_sandboxes().await? {
+            self.cri().stop_pod_sandbox(&sb.id).await?;
+        }
+        self.sandbox_stopped = true;
+        tracing::info!(pod = %id, "pod finished; sandbox stopped");
+        Ok(())
     }
 
     /// Observes the pod's containers, computes the [`PodActions`] and carries them out;
@@ -653,58 +666,86 @@ impl Worker {
         container: &Container,
         attempt: u32,
     ) -> Observed {
+        let started = self.create_and_start(pod, id, sandbox, container, attempt);
+        started.await.unwrap_or_else(|waiting| waiting)
+    }
+
+    /// `Err` is the Waiting state of a container that could not be started.
+    async fn create_and_start(
+        &self,
+        pod: &Pod,
+        id: &PodRef,
+        sandbox: &Sandbox,
+        container: &Container,
+        attempt: u32,
+    ) -> Result<Observed, Observed> {
+        let image_id = self.present_image(container).await?;
+        let (env, mounts) = self.container_inputs(pod, id, sandbox, container)?;
+        let config =
+            cri_config::container_config(pod, id, container, attempt, &image_id, &env, mounts);
+        let log_dir = std::path::Path::new(&sandbox.config.log_directory).join(&container.name);
+        std::fs::create_dir_all(&log_dir).map_err(|e| {
+            let message = format!("creating log directory {}: {e}", log_dir.display());
+            waiting("CreateContainerError", message)
+        })?;
+        let cid = self
+            .cri()
+            .create_container(&sandbox.id, config, sandbox.config.clone())
+            .await
+            .map_err(|e| waiting("CreateContainerError", e.to_string()))?;
+        self.cri()
+            .start_container(&cid)
+            .await
+            .map_err(|e| waiting("RunContainerError", e.to_string()))?;
+        tracing::info!(pod = %id, container = %container.name, id = %cid, attempt, "container started");
+        Ok(Observed::Created { container_id: cid })
+    }
+
+    /// The id of the container's image, which must be present on the node (bpfk's kubelet
+    /// does not pull).
+    async fn present_image(&self, container: &Container) -> Result<String, Observed> {
         let image = container.image.clone().unwrap_or_default();
         let node = &self.config().node_name;
-        let present = match self.cri().image_status(&image).await {
-            Ok(p) => p,
-            Err(e) => {
-                return Observed::Waiting {
-                    reason: "ImageInspectError".into(),
-                    message: format!("checking image {image:?}: {e}"),
-                }
-            }
-        };
-        let Some(present) = present else {
-            let never = container.image_pull_policy.as_deref() == Some("Never");
-            return if never {
-                Observed::Waiting {
-                    reason: "ErrImageNeverPull".into(),
-                    message: format!(
-                        "Container image {image:?} is not present on node {node} with pull policy of Never"
-                    ),
-                }
-            } else {
-                Observed::Waiting {
-                    reason: "ImagePullBackOff".into(),
-                    message: format!(
-                        "Back-off pulling image {image:?}: it is not present on node {node} and bpfk's kubelet does not pull images (import it into containerd namespace k8s.io)"
-                    ),
-                }
-            };
-        };
+        let present = self.cri().image_status(&image).await.map_err(|e| {
+            waiting(
+                "ImageInspectError",
+                format!("checking image {image:?}: {e}"),
+            )
+        })?;
+        if let Some(present) = present {
+            return Ok(present.id);
+        }
+        Err(if container.image_pull_policy.as_deref() == Some("Never") {
+            waiting(
+                "ErrImageNeverPull",
+                format!("Container image {image:?} is not present on node {node} with pull policy of Never"),
+            )
+        } else {
+            waiting(
+                "ImagePullBackOff",
+                format!("Back-off pulling image {image:?}: it is not present on node {node} and bpfk's kubelet does not pull images (import it into containerd namespace k8s.io)"),
+            )
+        })
+    }
+
+    /// The container's environment and mounts (creating its hostPath and emptyDir
+    /// directories).
+    fn container_inputs(
+        &self,
+        pod: &Pod,
+        id: &PodRef,
+        sandbox: &Sandbox,
+        container: &Container,
+    ) -> Result<(Vec<(String, String)>, Vec<proto::Mount>), Observed> {
+        let config_error = |message: String| waiting("CreateContainerConfigError", message);
         let values = FieldValues {
             pod_ip: sandbox.ip.clone(),
             host_ip: self.ctx.host_ip.clone(),
-            node_name: node.clone(),
+            node_name: self.config().node_name.clone(),
         };
-        let env = match cri_config::env(pod, id, container, &values) {
-            Ok(env) => env,
-            Err(message) => {
-                return Observed::Waiting {
-                    reason: "CreateContainerConfigError".into(),
-                    message,
-                }
-            }
-        };
-        let (mounts, dirs) = match cri_config::mounts(pod, id, container, &self.config().root_dir) {
-            Ok(m) => m,
-            Err(message) => {
-                return Observed::Waiting {
-                    reason: "CreateContainerConfigError".into(),
-                    message,
-                }
-            }
-        };
+        let env = cri_config::env(pod, id, container, &values).map_err(config_error)?;
+        let (mounts, dirs) = cri_config::mounts(pod, id, container, &self.config().root_dir)
+            .map_err(config_error)?;
         for dir in dirs {
             let result = if dir.create {
                 std::fs::create_dir_all(&dir.path)
@@ -715,45 +756,11 @@ impl Worker {
                     "hostPath type Directory: not a directory",
                 ))
             };
-            if let Err(e) = result {
-                return Observed::Waiting {
-                    reason: "CreateContainerConfigError".into(),
-                    message: format!("volume directory {}: {e}", dir.path.display()),
-                };
-            }
+            result.map_err(|e| {
+                config_error(format!("volume directory {}: {e}", dir.path.display()))
+            })?;
         }
-        let config =
-            cri_config::container_config(pod, id, container, attempt, &present.id, &env, mounts);
-        let log_dir = std::path::Path::new(&sandbox.config.log_directory).join(&container.name);
-        if let Err(e) = std::fs::create_dir_all(&log_dir) {
-            return Observed::Waiting {
-                reason: "CreateContainerError".into(),
-                message: format!("creating log directory {}: {e}", log_dir.display()),
-            };
-        }
-        let cid = match self
-            .cri()
-            .create_container(&sandbox.id, config, sandbox.config.clone())
-            .await
-        {
-            Ok(cid) => cid,
-            Err(e) => {
-                return Observed::Waiting {
-                    reason: "CreateContainerError".into(),
-                    message: e.to_string(),
-                }
-            }
-        };
-        match self.cri().start_container(&cid).await {
-            Ok(()) => {
-                tracing::info!(pod = %id, container = %container.name, id = %cid, attempt, "container started");
-                Observed::Created { container_id: cid }
-            }
-            Err(e) => Observed::Waiting {
-                reason: "RunContainerError".into(),
-                message: e.to_string(),
-            },
-        }
+        Ok((env, mounts))
     }
 
     /// Stop every container of the pod (SIGTERM, SIGKILL after `grace` seconds), stop and

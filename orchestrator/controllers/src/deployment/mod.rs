@@ -138,34 +138,34 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action> {
     if let Some(rs) = new_rs.as_mut() {
         s.ensure_newest_revision(rs, max_old_revision).await?;
     }
-    let progress = if spec.paused == Some(true) {
-        Progress::default()
-    } else {
-        let r = Rollout {
-            new_rs: &mut new_rs,
-            old: &mut old,
-            hash: &hash,
-            next_revision: max_old_revision + 1,
-        };
-        match is_recreate(spec) {
-            true => strategy::recreate(&s, r).await?,
-            false => strategy::rolling(&s, r, max_surge, max_unavailable).await?,
-        }
+    let rollout = Rollout {
+        new_rs: &mut new_rs,
+        old: &mut old,
+        hash: &hash,
+        next_revision: max_old_revision + 1,
     };
-    s.sync_revision_annotation(new_rs.as_ref()).await?;
-    let complete = rollout_complete(new_rs.as_ref(), &old, spec.replicas.unwrap_or(1));
+    let progress = strategy::roll_out(&s, rollout, max_surge, max_unavailable).await?;
+    finish(&s, new_rs.as_ref(), &old, max_unavailable, progress).await
+}
+
+/// After the rollout step: the revision annotation, history pruning once complete, status,
+/// and when to sync again.
+async fn finish(
+    s: &Sync<'_>,
+    new_rs: Option<&ReplicaSet>,
+    old: &[ReplicaSet],
+    max_unavailable: i32,
+    progress: Progress,
+) -> Result<Action> {
+    s.sync_revision_annotation(new_rs).await?;
+    let complete = rollout_complete(new_rs, old, s.spec.replicas.unwrap_or(1));
     if complete && !progress.changed {
-        s.cleanup_history(&old).await?;
+        s.cleanup_history(old).await?;
     }
-    let status = calculate_status(
-        &d,
-        new_rs.as_ref(),
-        &old,
-        max_unavailable,
-        complete,
-        Timestamp::now(),
-    );
-    update_status(&Api::namespaced(ctx.client.clone(), &s.ns), &d, &status).await?;
+    let now = Timestamp::now();
+    let status = calculate_status(s.d, new_rs, old, max_unavailable, complete, now);
+    let api = Api::namespaced(s.ctx.client.clone(), &s.ns);
+    update_status(&api, s.d, &status).await?;
     Ok(match progress.waiting {
         true => Action::requeue(Duration::from_millis(500)),
         false => Action::requeue(Duration::from_secs(300)),
@@ -226,7 +226,7 @@ fn split_new_and_old(
     (new_rs, owned)
 }
 
-fn is_recreate(spec: &DeploymentSpec) -> bool {
+pub(super) fn is_recreate(spec: &DeploymentSpec) -> bool {
     spec.strategy.as_ref().and_then(|s| s.type_.as_deref()) == Some("Recreate")
 }
 

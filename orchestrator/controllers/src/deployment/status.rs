@@ -50,54 +50,31 @@ fn conditions(
     now: &Timestamp,
 ) -> Vec<DeploymentCondition> {
     let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-    let old_conds = d
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.clone())
-        .unwrap_or_default();
-    let find = |t: &str| old_conds.iter().find(|c| c.type_ == t);
-    let available_cond = if available >= replicas - max_unavailable {
-        let msg = "Deployment has minimum availability.";
-        condition(
-            find("Available"),
-            "Available",
-            "True",
-            "MinimumReplicasAvailable",
-            msg.into(),
-            now,
-        )
+    let old_conds = d.status.as_ref().and_then(|s| s.conditions.as_deref());
+    let old = |t: &str| old_conds.unwrap_or_default().iter().find(|c| c.type_ == t);
+    let (status, reason, message) = if available >= replicas - max_unavailable {
+        ("True", "MinimumReplicasAvailable", "has")
     } else {
-        let msg = "Deployment does not have minimum availability.";
-        condition(
-            find("Available"),
-            "Available",
-            "False",
-            "MinimumReplicasUnavailable",
-            msg.into(),
-            now,
-        )
+        ("False", "MinimumReplicasUnavailable", "does not have")
     };
+    let message = format!("Deployment {message} minimum availability.");
+    let available = condition(old("Available"), "Available", status, reason, message, now);
     let new_name = new_rs.map(|rs| rs.name_any()).unwrap_or_default();
     let (reason, message) = if complete {
-        (
-            "NewReplicaSetAvailable",
-            format!("ReplicaSet \"{new_name}\" has successfully progressed."),
-        )
+        ("NewReplicaSetAvailable", "has successfully progressed")
     } else {
-        (
-            "ReplicaSetUpdated",
-            format!("ReplicaSet \"{new_name}\" is progressing."),
-        )
+        ("ReplicaSetUpdated", "is progressing")
     };
+    let message = format!("ReplicaSet \"{new_name}\" {message}.");
     let progressing = condition(
-        find("Progressing"),
+        old("Progressing"),
         "Progressing",
         "True",
         reason,
         message,
         now,
     );
-    vec![available_cond, progressing]
+    vec![available, progressing]
 }
 
 /// The status of `d` with ReplicaSets `new_rs` and `old` at `now`.

@@ -6,7 +6,7 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 
 use super::rollout::{new_rs_replicas, scale_down_old, RsCounts};
 use super::sync::Sync;
-use super::{rs_replicas, rs_status, rs_synced};
+use super::{is_recreate, rs_replicas, rs_status, rs_synced};
 use crate::error::Result;
 
 /// What a strategy step did.
@@ -24,6 +24,22 @@ pub(super) struct Rollout<'r> {
     pub old: &'r mut [ReplicaSet],
     pub hash: &'r str,
     pub next_revision: i64,
+}
+
+/// Rolls out by the Deployment's strategy; nothing while it is paused.
+pub(super) async fn roll_out(
+    s: &Sync<'_>,
+    r: Rollout<'_>,
+    max_surge: i32,
+    max_unavailable: i32,
+) -> Result<Progress> {
+    if s.spec.paused == Some(true) {
+        Ok(Progress::default())
+    } else if is_recreate(s.spec) {
+        recreate(s, r).await
+    } else {
+        rolling(s, r, max_surge, max_unavailable).await
+    }
 }
 
 /// Recreate: every old ReplicaSet to zero, then (once their pods are gone) the new one up.
