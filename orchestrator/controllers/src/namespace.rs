@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams, PropagationPolicy};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
@@ -14,6 +13,7 @@ use kube::{Client, ResourceExt};
 
 use crate::error::{api_code, is_not_found, Error, Result};
 use crate::served_kinds::{self, Kind};
+use crate::util::run_until_stopped;
 
 /// The finalizer the namespace controller owns.
 pub const FINALIZER: &str = "kubernetes";
@@ -33,16 +33,10 @@ pub async fn run(client: Client, concurrency: u16) -> Result<()> {
             .filter(|k| k.namespaced)
             .collect(),
     });
-    Controller::new(Api::<Namespace>::all(client), watcher::Config::default())
+    let results = Controller::new(Api::<Namespace>::all(client), watcher::Config::default())
         .with_config(ControllerConfig::default().concurrency(concurrency))
-        .run(reconcile, error_policy, ctx)
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "namespace reconcile failed");
-            }
-        })
-        .await;
-    Err(Error::Stopped("namespace", "watch ended".into()))
+        .run(reconcile, error_policy, ctx);
+    run_until_stopped("namespace", results).await
 }
 
 fn error_policy(ns: Arc<Namespace>, e: &Error, _ctx: Arc<Context>) -> Action {

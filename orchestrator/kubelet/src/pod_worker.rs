@@ -125,6 +125,9 @@ fn waiting_container(c: &Container, reason: &str, message: &str) -> ContainerObs
     }
 }
 
+/// A container's environment (name, value) and mounts.
+type ContainerInputs = (Vec<(String, String)>, Vec<proto::Mount>);
+
 /// A container not running for `reason`.
 fn waiting(reason: &str, message: impl Into<String>) -> Observed {
     Observed::Waiting {
@@ -423,16 +426,9 @@ impl Worker {
                 id: sandbox_id,
                 attempt,
             } => {
-                let config = self.sandbox_config(pod, id, attempt);
-                let ip = self.sandbox_ip(pod, &sandbox_id).await?;
                 tracing::info!(pod = %id, sandbox = %sandbox_id, "adopted running sandbox");
-                let sb = Sandbox {
-                    id: sandbox_id,
-                    config,
-                    ip,
-                };
-                self.sandbox = Some(sb.clone());
-                Ok(sb)
+                let config = self.sandbox_config(pod, id, attempt);
+                self.run_in(pod, sandbox_id, config).await
             }
             SandboxAction::Create { kill, attempt } => {
                 if let Some(old) = kill {
@@ -458,8 +454,19 @@ impl Worker {
             source,
         })?;
         let sandbox_id = self.cri().run_pod_sandbox(config.clone()).await?;
+        tracing::info!(pod = %id, sandbox = %sandbox_id, "sandbox running");
+        self.run_in(pod, sandbox_id, config).await
+    }
+
+    /// Makes `sandbox_id` the worker's sandbox.
+    async fn run_in(
+        &mut self,
+        pod: &Pod,
+        sandbox_id: String,
+        config: proto::PodSandboxConfig,
+    ) -> Result<Sandbox> {
         let ip = self.sandbox_ip(pod, &sandbox_id).await?;
-        tracing::info!(pod = %id, sandbox = %sandbox_id, ip = ?ip, "sandbox running");
+        tracing::debug!(sandbox = %sandbox_id, ip = ?ip, "pod sandbox in use");
         let sb = Sandbox {
             id: sandbox_id,
             config,
@@ -610,7 +617,7 @@ impl Worker {
         }
     }
 
-    /// [`start_inner`](Self::start_inner) plus its events.
+    /// [`create_and_start`](Self::create_and_start) plus its events.
     async fn start(
         &self,
         pod: &Pod,
@@ -619,7 +626,8 @@ impl Worker {
         container: &Container,
         attempt: u32,
     ) -> Observed {
-        let observed = self.start_inner(pod, id, sandbox, container, attempt).await;
+        let started = self.create_and_start(pod, id, sandbox, container, attempt);
+        let observed = started.await.unwrap_or_else(|waiting| waiting);
         let name = &container.name;
         match &observed {
             Observed::Created { .. } => {
@@ -657,20 +665,8 @@ impl Worker {
         observed
     }
 
-    /// Image check, create and start. Returns what to report.
-    async fn start_inner(
-        &self,
-        pod: &Pod,
-        id: &PodRef,
-        sandbox: &Sandbox,
-        container: &Container,
-        attempt: u32,
-    ) -> Observed {
-        let started = self.create_and_start(pod, id, sandbox, container, attempt);
-        started.await.unwrap_or_else(|waiting| waiting)
-    }
-
-    /// `Err` is the Waiting state of a container that could not be started.
+    /// Image check, create and start; `Err` is the Waiting state of a container that could
+    /// not be started.
     async fn create_and_start(
         &self,
         pod: &Pod,
@@ -736,7 +732,7 @@ impl Worker {
         id: &PodRef,
         sandbox: &Sandbox,
         container: &Container,
-    ) -> Result<(Vec<(String, String)>, Vec<proto::Mount>), Observed> {
+    ) -> Result<ContainerInputs, Observed> {
         let config_error = |message: String| waiting("CreateContainerConfigError", message);
         let values = FieldValues {
             pod_ip: sandbox.ip.clone(),

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bpfk_apimachinery::selectors::Selector;
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, ReplicaSet};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
@@ -25,7 +24,7 @@ use kube::{Client, ResourceExt};
 
 use crate::claim::{adopt_patch, decide, patch_owners, Claim};
 use crate::error::{Error, Result};
-use crate::util::{key, labels, owner_ref, selector};
+use crate::util::{key, labels, owner_ref, run_until_stopped, selector};
 use hash::{equal_ignoring_hash, pod_template_hash};
 use rollout::resolve_fenceposts;
 use status::{calculate_status, update_status};
@@ -63,17 +62,11 @@ pub async fn run(client: Client, concurrency: u16) -> Result<()> {
         client,
         replicasets: rs_store,
     });
-    Controller::for_stream(deployments, d_store)
+    let results = Controller::for_stream(deployments, d_store)
         .owns_stream(replicasets)
         .with_config(ControllerConfig::default().concurrency(concurrency))
-        .run(reconcile, error_policy, ctx)
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "deployment reconcile failed");
-            }
-        })
-        .await;
-    Err(Error::Stopped("deployment", "watch ended".into()))
+        .run(reconcile, error_policy, ctx);
+    run_until_stopped("deployment", results).await
 }
 
 fn error_policy(d: Arc<Deployment>, e: &Error, _ctx: Arc<Context>) -> Action {
@@ -143,8 +136,10 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action> {
         old: &mut old,
         hash: &hash,
         next_revision: max_old_revision + 1,
+        max_surge,
+        max_unavailable,
     };
-    let progress = strategy::roll_out(&s, rollout, max_surge, max_unavailable).await?;
+    let progress = strategy::roll_out(&s, rollout).await?;
     finish(&s, new_rs.as_ref(), &old, max_unavailable, progress).await
 }
 

@@ -24,21 +24,20 @@ pub(super) struct Rollout<'r> {
     pub old: &'r mut [ReplicaSet],
     pub hash: &'r str,
     pub next_revision: i64,
+    /// Pods over `spec.replicas` a rolling update may run.
+    pub max_surge: i32,
+    /// Pods under `spec.replicas` a rolling update may leave unavailable.
+    pub max_unavailable: i32,
 }
 
 /// Rolls out by the Deployment's strategy; nothing while it is paused.
-pub(super) async fn roll_out(
-    s: &Sync<'_>,
-    r: Rollout<'_>,
-    max_surge: i32,
-    max_unavailable: i32,
-) -> Result<Progress> {
+pub(super) async fn roll_out(s: &Sync<'_>, r: Rollout<'_>) -> Result<Progress> {
     if s.spec.paused == Some(true) {
         Ok(Progress::default())
     } else if is_recreate(s.spec) {
         recreate(s, r).await
     } else {
-        rolling(s, r, max_surge, max_unavailable).await
+        rolling(s, r).await
     }
 }
 
@@ -85,12 +84,8 @@ pub(super) async fn recreate(s: &Sync<'_>, r: Rollout<'_>) -> Result<Progress> {
 
 /// RollingUpdate: the new ReplicaSet up within `max_surge`, then (when nothing changed and
 /// every ReplicaSet's status is current) old ones down within `max_unavailable`.
-pub(super) async fn rolling(
-    s: &Sync<'_>,
-    r: Rollout<'_>,
-    max_surge: i32,
-    max_unavailable: i32,
-) -> Result<Progress> {
+pub(super) async fn rolling(s: &Sync<'_>, r: Rollout<'_>) -> Result<Progress> {
+    let (max_surge, max_unavailable) = (r.max_surge, r.max_unavailable);
     let replicas = s.spec.replicas.unwrap_or(1);
     let total: i32 =
         r.old.iter().map(rs_replicas).sum::<i32>() + r.new_rs.as_ref().map_or(0, rs_replicas);

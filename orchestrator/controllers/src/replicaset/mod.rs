@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
@@ -23,7 +23,7 @@ use kube::{Client, ResourceExt};
 
 use crate::error::{Error, Result};
 use crate::expectations::Expectations;
-use crate::util::{controller_ref, key, labels, selector};
+use crate::util::{controller_ref, key, labels, run_until_stopped, selector};
 use claim::claim_pods;
 use manage::{active_pods, manage_replicas};
 use status::{calculate_status, next_sync, update_status};
@@ -57,19 +57,13 @@ pub async fn run(
     });
     let controller = Controller::for_stream(replicasets, rs_store);
     let rs_cache = controller.store();
-    controller
+    let results = controller
         .watches_shared_stream(pod_changes, move |pod: Arc<Pod>| {
             pod_to_replicasets(&rs_cache, &pod)
         })
         .with_config(ControllerConfig::default().concurrency(concurrency))
-        .run(reconcile, error_policy, ctx)
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "replicaset reconcile failed");
-            }
-        })
-        .await;
-    Err(Error::Stopped("replicaset", "watch ended".into()))
+        .run(reconcile, error_policy, ctx);
+    run_until_stopped("replicaset", results).await
 }
 
 /// The ReplicaSets a pod event concerns: its controller, or (for an orphan) every ReplicaSet
