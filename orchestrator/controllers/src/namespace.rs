@@ -51,28 +51,7 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action> {
     let name = ns.name_any();
     let mut remaining = 0usize;
     for kind in &ctx.kinds {
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(ctx.client.clone(), &name, &kind.resource);
-        let list = match api.list(&ListParams::default()).await {
-            Ok(l) => l,
-            Err(e) if matches!(api_code(&e), Some(404 | 405)) => continue,
-            Err(e) => return Err(e.into()),
-        };
-        for obj in list.items {
-            remaining += 1;
-            if obj.metadata.deletion_timestamp.is_some() {
-                continue;
-            }
-            let dp = DeleteParams {
-                propagation_policy: Some(PropagationPolicy::Background),
-                ..Default::default()
-            };
-            match api.delete(&obj.name_any(), &dp).await {
-                Ok(_) => {}
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+        remaining += delete_all_of_kind(&ctx.client, &name, kind).await?;
     }
     if remaining > 0 {
         tracing::info!(namespace = %name, remaining, "emptying terminating namespace");
@@ -91,21 +70,52 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action> {
         .spec
         .get_or_insert_with(Default::default)
         .finalizers = Some(finalizers.into_iter().filter(|f| f != FINALIZER).collect());
-    let api: Api<Namespace> = Api::all(ctx.client.clone());
     tracing::info!(namespace = %name, "namespace empty: finalizing");
-    match api
-        .replace_subresource("finalize", &name, &PostParams::default(), &finalized)
+    finalize(&Api::all(ctx.client.clone()), &name, &finalized).await?;
+    Ok(Action::await_change())
+}
+
+/// Deletes (in the background) every object of `kind` in namespace `ns` not being deleted
+/// yet; returns how many objects are still there.
+async fn delete_all_of_kind(client: &Client, ns: &str, kind: &Kind) -> Result<usize> {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &kind.resource);
+    let list = match api.list(&ListParams::default()).await {
+        Ok(l) => l,
+        Err(e) if matches!(api_code(&e), Some(404 | 405)) => return Ok(0),
+        Err(e) => return Err(e.into()),
+    };
+    let dp = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Background),
+        ..Default::default()
+    };
+    for obj in list
+        .items
+        .iter()
+        .filter(|o| o.metadata.deletion_timestamp.is_none())
+    {
+        match api.delete(&obj.name_any(), &dp).await {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(list.items.len())
+}
+
+/// Writes the namespace without our finalizer through `namespaces/NAME/finalize` (or, without
+/// that subresource, a plain update); a namespace already gone is fine.
+async fn finalize(api: &Api<Namespace>, name: &str, finalized: &Namespace) -> Result<()> {
+    let pp = PostParams::default();
+    let result = match api
+        .replace_subresource("finalize", name, &pp, finalized)
         .await
     {
-        Ok(_) => Ok(Action::await_change()),
-        Err(e) if is_not_found(&e) => {
-            // No finalize subresource (or the namespace is gone): fall back to a plain update.
-            match api.replace(&name, &PostParams::default(), &finalized).await {
-                Ok(_) => Ok(Action::await_change()),
-                Err(e) if is_not_found(&e) => Ok(Action::await_change()),
-                Err(e) => Err(e.into()),
-            }
-        }
+        Err(e) if is_not_found(&e) => api.replace(name, &pp, finalized).await,
+        other => other,
+    };
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
         Err(e) => Err(e.into()),
     }
 }

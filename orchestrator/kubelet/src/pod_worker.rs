@@ -797,21 +797,27 @@ impl Worker {
             }
         }
         tracing::info!(uid = %self.uid, "pod containers stopped and sandbox removed");
-        if let Some(id) = confirm {
-            let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &id.namespace);
-            let params = DeleteParams {
-                grace_period_seconds: Some(0),
-                preconditions: Some(Preconditions {
-                    uid: Some(id.uid.clone()),
-                    resource_version: None,
-                }),
-                ..Default::default()
-            };
-            match api.delete(&id.name, &params).await {
-                Ok(_) => tracing::info!(pod = %id, "pod deletion confirmed"),
-                Err(e) if is_not_found(&e) || is_conflict(&e) => {}
-                Err(e) => return Err(e.into()),
-            }
+        match confirm {
+            Some(id) => self.confirm_deletion(id).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Deletes the Pod object with grace period 0 (its containers are gone).
+    async fn confirm_deletion(&self, id: &PodRef) -> Result<()> {
+        let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &id.namespace);
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: Some(id.uid.clone()),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match api.delete(&id.name, &params).await {
+            Ok(_) => tracing::info!(pod = %id, "pod deletion confirmed"),
+            Err(e) if is_not_found(&e) || is_conflict(&e) => {}
+            Err(e) => return Err(e.into()),
         }
         Ok(())
     }
