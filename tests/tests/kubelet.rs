@@ -431,7 +431,7 @@ async fn kubelet_runs_pods_on_real_containerd() {
     log_server.abort();
     // its emptyDir is a node directory the container writes into
     let scratch =
-        bpfk_kubelet::spec::empty_dir_path(&node.containerd.kubelet_dir(), &uid, "scratch");
+        bpfk_kubelet::cri_config::empty_dir_path(&node.containerd.kubelet_dir(), &uid, "scratch");
     let kept = wait_for("hello's file in its emptyDir", || async {
         std::fs::read_to_string(scratch.join("f")).map_err(|e| e.to_string())
     })
@@ -717,9 +717,9 @@ async fn containerd_harness_cleans_up_running_pods() {
             "command": ["sleep", "3600"]}]}
     }))
     .expect("pod");
-    let id = bpfk_kubelet::spec::PodRef::of(&pod).expect("pod ref");
+    let id = bpfk_kubelet::cri_config::PodRef::of(&pod).expect("pod ref");
     let config = node.kubelet_config();
-    let sandbox_config = bpfk_kubelet::spec::sandbox_config(
+    let sandbox_config = bpfk_kubelet::cri_config::sandbox_config(
         &pod,
         &id,
         0,
@@ -743,7 +743,7 @@ async fn containerd_harness_cleans_up_running_pods() {
     let cid = cri
         .create_container(
             &sandbox,
-            bpfk_kubelet::spec::container_config(
+            bpfk_kubelet::cri_config::container_config(
                 &pod,
                 &id,
                 container,

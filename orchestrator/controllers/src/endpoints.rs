@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use k8s_openapi::api::core::v1::{
     EndpointAddress, EndpointPort, EndpointSubset, Endpoints, ObjectReference, Pod, Service,
     ServicePort,
@@ -22,7 +22,7 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, ResourceExt};
 
 use crate::error::{is_conflict, is_not_found, Error, Result};
-use crate::util::{controlled_by, is_pod_ready, key, owner_ref, safe_encode};
+use crate::util::{controlled_by, is_pod_ready, key, owner_ref, run_until_stopped, safe_encode};
 
 /// Label naming the Service of an EndpointSlice.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -80,16 +80,10 @@ pub async fn run(
     if endpoints {
         controller = controller.owns(Api::<Endpoints>::all(client), wc);
     }
-    controller
+    let results = controller
         .with_config(ControllerConfig::default().concurrency(concurrency))
-        .run(reconcile, error_policy, ctx)
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "endpoints reconcile failed");
-            }
-        })
-        .await;
-    Err(Error::Stopped("endpoint", "watch ended".into()))
+        .run(reconcile, error_policy, ctx);
+    run_until_stopped("endpoint", results).await
 }
 
 /// A pod change may concern every Service of its namespace (it may have started or stopped

@@ -35,20 +35,4 @@ pub enum Error {
 /// Result with the controllers' [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// HTTP status code of an API error.
-pub fn api_code(e: &kube::Error) -> Option<u16> {
-    match e {
-        kube::Error::Api(s) => Some(s.code),
-        _ => None,
-    }
-}
-
-/// Whether the API answered 404.
-pub fn is_not_found(e: &kube::Error) -> bool {
-    api_code(e) == Some(404)
-}
-
-/// Whether the API answered 409 (AlreadyExists or Conflict).
-pub fn is_conflict(e: &kube::Error) -> bool {
-    api_code(e) == Some(409)
-}
+pub use bpfk_common::api_error::{api_code, is_conflict, is_not_found};

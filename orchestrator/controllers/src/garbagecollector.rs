@@ -23,7 +23,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, Mutex};
 
 use crate::error::{is_conflict, is_not_found, Error, Result};
-use crate::kinds::{self, Kind};
+use crate::served_kinds::{self, Kind};
 
 const FOREGROUND: &str = "foregroundDeletion";
 const ORPHAN: &str = "orphan";
@@ -179,7 +179,7 @@ impl Collector {
         if self.graph.lock().await.objects.contains_key(&owner.uid) {
             return Ok(true);
         }
-        let Some(kind) = kinds::find(&self.kinds, &owner.api_version, &owner.kind) else {
+        let Some(kind) = served_kinds::find(&self.kinds, &owner.api_version, &owner.kind) else {
             // a kind we cannot look up: never delete on its account
             return Ok(true);
         };
@@ -335,7 +335,7 @@ impl Collector {
 pub async fn run(client: Client) -> Result<()> {
     let collector = Arc::new(Collector {
         client: client.clone(),
-        kinds: kinds::known(),
+        kinds: served_kinds::known(),
         graph: Mutex::new(Graph::default()),
     });
     let streams = collector.kinds.iter().enumerate().map(|(i, k)| {

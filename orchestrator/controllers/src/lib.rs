@@ -7,18 +7,18 @@
 //! eviction), [`garbagecollector`] (ownerReferences) and [`namespace`] (emptying terminating
 //! namespaces). Each can be switched off with `--controllers`.
 
+pub mod claim;
 pub mod config;
 pub mod deployment;
 pub mod endpoints;
 pub mod error;
 pub mod expectations;
 pub mod garbagecollector;
-pub mod informer;
-pub mod kinds;
 pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod replicaset;
+pub mod served_kinds;
 pub mod util;
 
 use futures::future::BoxFuture;
@@ -26,6 +26,8 @@ use futures::FutureExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, Client};
 use tokio::task::JoinSet;
+
+pub use bpfk_common::informer;
 
 pub use config::ControllersConfig;
 pub use error::{Error, Result};

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams, PropagationPolicy};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
@@ -13,7 +12,8 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
 use crate::error::{api_code, is_not_found, Error, Result};
-use crate::kinds::{self, Kind};
+use crate::served_kinds::{self, Kind};
+use crate::util::run_until_stopped;
 
 /// The finalizer the namespace controller owns.
 pub const FINALIZER: &str = "kubernetes";
@@ -28,21 +28,15 @@ pub struct Context {
 pub async fn run(client: Client, concurrency: u16) -> Result<()> {
     let ctx = Arc::new(Context {
         client: client.clone(),
-        kinds: kinds::known()
+        kinds: served_kinds::known()
             .into_iter()
             .filter(|k| k.namespaced)
             .collect(),
     });
-    Controller::new(Api::<Namespace>::all(client), watcher::Config::default())
+    let results = Controller::new(Api::<Namespace>::all(client), watcher::Config::default())
         .with_config(ControllerConfig::default().concurrency(concurrency))
-        .run(reconcile, error_policy, ctx)
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "namespace reconcile failed");
-            }
-        })
-        .await;
-    Err(Error::Stopped("namespace", "watch ended".into()))
+        .run(reconcile, error_policy, ctx);
+    run_until_stopped("namespace", results).await
 }
 
 fn error_policy(ns: Arc<Namespace>, e: &Error, _ctx: Arc<Context>) -> Action {
@@ -57,28 +51,7 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action> {
     let name = ns.name_any();
     let mut remaining = 0usize;
     for kind in &ctx.kinds {
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(ctx.client.clone(), &name, &kind.resource);
-        let list = match api.list(&ListParams::default()).await {
-            Ok(l) => l,
-            Err(e) if matches!(api_code(&e), Some(404 | 405)) => continue,
-            Err(e) => return Err(e.into()),
-        };
-        for obj in list.items {
-            remaining += 1;
-            if obj.metadata.deletion_timestamp.is_some() {
-                continue;
-            }
-            let dp = DeleteParams {
-                propagation_policy: Some(PropagationPolicy::Background),
-                ..Default::default()
-            };
-            match api.delete(&obj.name_any(), &dp).await {
-                Ok(_) => {}
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+        remaining += delete_all_of_kind(&ctx.client, &name, kind).await?;
     }
     if remaining > 0 {
         tracing::info!(namespace = %name, remaining, "emptying terminating namespace");
@@ -97,21 +70,52 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action> {
         .spec
         .get_or_insert_with(Default::default)
         .finalizers = Some(finalizers.into_iter().filter(|f| f != FINALIZER).collect());
-    let api: Api<Namespace> = Api::all(ctx.client.clone());
     tracing::info!(namespace = %name, "namespace empty: finalizing");
-    match api
-        .replace_subresource("finalize", &name, &PostParams::default(), &finalized)
+    finalize(&Api::all(ctx.client.clone()), &name, &finalized).await?;
+    Ok(Action::await_change())
+}
+
+/// Deletes (in the background) every object of `kind` in namespace `ns` not being deleted
+/// yet; returns how many objects are still there.
+async fn delete_all_of_kind(client: &Client, ns: &str, kind: &Kind) -> Result<usize> {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &kind.resource);
+    let list = match api.list(&ListParams::default()).await {
+        Ok(l) => l,
+        Err(e) if matches!(api_code(&e), Some(404 | 405)) => return Ok(0),
+        Err(e) => return Err(e.into()),
+    };
+    let dp = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Background),
+        ..Default::default()
+    };
+    for obj in list
+        .items
+        .iter()
+        .filter(|o| o.metadata.deletion_timestamp.is_none())
+    {
+        match api.delete(&obj.name_any(), &dp).await {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(list.items.len())
+}
+
+/// Writes the namespace without our finalizer through `namespaces/NAME/finalize` (or, without
+/// that subresource, a plain update); a namespace already gone is fine.
+async fn finalize(api: &Api<Namespace>, name: &str, finalized: &Namespace) -> Result<()> {
+    let pp = PostParams::default();
+    let result = match api
+        .replace_subresource("finalize", name, &pp, finalized)
         .await
     {
-        Ok(_) => Ok(Action::await_change()),
-        Err(e) if is_not_found(&e) => {
-            // No finalize subresource (or the namespace is gone): fall back to a plain update.
-            match api.replace(&name, &PostParams::default(), &finalized).await {
-                Ok(_) => Ok(Action::await_change()),
-                Err(e) if is_not_found(&e) => Ok(Action::await_change()),
-                Err(e) => Err(e.into()),
-            }
-        }
+        Err(e) if is_not_found(&e) => api.replace(name, &pp, finalized).await,
+        other => other,
+    };
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
         Err(e) => Err(e.into()),
     }
 }

@@ -8,7 +8,6 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
@@ -19,6 +18,7 @@ use serde_json::json;
 use tokio::sync::Mutex;
 
 use crate::error::{is_not_found, Error, Result};
+use crate::util::run_until_stopped;
 
 /// Splits an IPv4 cluster CIDR into equal node ranges.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,16 +123,10 @@ pub async fn run(
         cidrs,
         in_flight: Mutex::new(HashMap::new()),
     });
-    controller
+    let results = controller
         .with_config(ControllerConfig::default().concurrency(concurrency))
-        .run(reconcile, error_policy, ctx)
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "nodeipam reconcile failed");
-            }
-        })
-        .await;
-    Err(Error::Stopped("nodeipam", "watch ended".into()))
+        .run(reconcile, error_policy, ctx);
+    run_until_stopped("nodeipam", results).await
 }
 
 fn error_policy(node: Arc<Node>, e: &Error, _ctx: Arc<Context>) -> Action {

@@ -83,6 +83,11 @@ fn ready_condition(pod: &Pod) -> Option<(bool, Option<Timestamp>)> {
         })
 }
 
+/// When the pod's Ready condition last changed, if it has one with a time.
+pub fn ready_since(pod: &Pod) -> Option<Timestamp> {
+    ready_condition(pod).and_then(|(_, since)| since)
+}
+
 /// Whether the pod's Ready condition is True.
 pub fn is_pod_ready(pod: &Pod) -> bool {
     ready_condition(pod).is_some_and(|(r, _)| r)
@@ -111,6 +116,23 @@ pub fn pod_availability(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> (b
         }
         _ => (false, None),
     }
+}
+
+/// Drains a controller's results until its watches end (each failed sync was already handled
+/// by its error policy; here it is logged at debug level), then reports it stopped.
+pub async fn run_until_stopped<T, E: std::fmt::Display>(
+    name: &'static str,
+    results: impl futures::Stream<Item = std::result::Result<T, E>>,
+) -> Result<()> {
+    use futures::StreamExt;
+    results
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "{name} reconcile failed");
+            }
+        })
+        .await;
+    Err(Error::Stopped(name, "watch ended".into()))
 }
 
 /// Characters Kubernetes uses for generated name suffixes (no vowels, no confusable digits).

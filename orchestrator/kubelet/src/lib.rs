@@ -4,21 +4,23 @@
 //! Modules: [`cri`] (tonic client of the `runtime.v1` subset in `proto/`), [`oci`] (local
 //! stand-in images from busybox-static, imported with ctr), [`cni`] (bridge + host-local
 //! configuration for the node's podCIDR), [`node`] (registration, status, Lease),
-//! [`pods`] (watch → one [`pod_worker`] per pod), [`spec`] (Pod → CRI configs),
+//! [`pods`] (watch → one [`pod_worker`] per pod, which decides with [`pod_actions`] and acts
+//! through CRI), [`cri_config`] (Pod → CRI sandbox and container configs),
 //! [`status`] (CRI state → PodStatus), [`logs`] (CRI log files) and [`log_server`] (the
 //! `/containerLogs/...` endpoint for pods/log), [`events`] (pod events).
 
 pub mod cni;
 pub mod config;
 pub mod cri;
+pub mod cri_config;
 pub mod error;
 pub mod events;
 pub mod log_server;
 pub mod logs;
 pub mod node;
+pub mod pod_actions;
 pub mod pod_worker;
 pub mod pods;
-pub mod spec;
 pub mod status;
 
 use std::sync::Arc;

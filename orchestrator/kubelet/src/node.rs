@@ -17,6 +17,8 @@ use kube::Client;
 use serde_json::json;
 
 use crate::config::{Capacity, Config};
+use bpfk_common::api_error::is_conflict;
+
 use crate::cri::CriClient;
 use crate::error::{Error, Result};
 
@@ -24,10 +26,6 @@ use crate::error::{Error, Result};
 pub const LEASE_NAMESPACE: &str = "kube-node-lease";
 /// Version the kubelet reports.
 pub const KUBELET_VERSION: &str = concat!("v1.33.0-bpfk-", env!("CARGO_PKG_VERSION"));
-
-fn is_status(e: &kube::Error, code: u16) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == code)
-}
 
 /// Capacity of this machine: CPUs, MemTotal and 110 pods.
 pub fn machine_capacity() -> Capacity {
@@ -209,7 +207,7 @@ pub async fn register(client: &Client, config: &Config, cri: &CriClient) -> Resu
     };
     match api.create(&PostParams::default(), &node).await {
         Ok(_) => tracing::info!(node = %config.node_name, "registered node"),
-        Err(e) if is_status(&e, 409) => {
+        Err(e) if is_conflict(&e) => {
             tracing::info!(node = %config.node_name, "node already registered")
         }
         Err(e) => return Err(e.into()),

@@ -14,12 +14,19 @@ use kube::Client;
 use serde_json::json;
 use tokio::sync::watch;
 
+use bpfk_common::api_error::{is_conflict, is_not_found};
+
 use crate::config::Config;
 use crate::cri::{proto, CriClient, CriError, LABEL_CONTAINER_NAME, LABEL_POD_UID};
+use crate::cri_config::{self, FieldValues, PodRef};
 use crate::error::{Error, Result};
-use crate::events::{self, Kind};
-use crate::spec::{self, FieldValues, PodRef};
+use crate::events;
+use crate::pod_actions::{
+    compute_pod_actions, sandbox_action, BackOff, ContainerAction, ContainerSeen, CurrentSandbox,
+    RuntimeState, SandboxAction, SandboxSeen,
+};
 use crate::status::{self, ContainerObservation, Observed, PodObservation, Terminated};
+use bpfk_common::events::{EventType, Recorder};
 
 /// Shared by all workers.
 pub struct Ctx {
@@ -50,6 +57,7 @@ struct Sandbox {
 struct Worker {
     ctx: Arc<Ctx>,
     uid: String,
+    recorder: Recorder,
     /// (container, reason) warnings already recorded as events, so a waiting container
     /// does not add one every sync.
     warned: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
@@ -63,9 +71,11 @@ struct Worker {
 /// the kubelet stops). `rx` carries the latest Pod, or None once it vanished from the API.
 pub async fn run(ctx: Arc<Ctx>, uid: String, mut rx: watch::Receiver<Option<Arc<Pod>>>) {
     let period = ctx.config.pod_sync_period;
+    let recorder = events::recorder(ctx.client.clone(), &ctx.config.node_name);
     let mut worker = Worker {
         ctx,
         uid,
+        recorder,
         warned: Default::default(),
         sandbox: None,
         start_time: None,
@@ -115,21 +125,47 @@ fn waiting_container(c: &Container, reason: &str, message: &str) -> ContainerObs
     }
 }
 
-fn restart_policy(pod: &Pod) -> String {
-    pod.spec
-        .as_ref()
-        .and_then(|s| s.restart_policy.clone())
-        .unwrap_or_else(|| "Always".into())
+/// A container's environment (name, value) and mounts.
+type ContainerInputs = (Vec<(String, String)>, Vec<proto::Mount>);
+
+/// A container not running for `reason`.
+fn waiting(reason: &str, message: impl Into<String>) -> Observed {
+    Observed::Waiting {
+        reason: reason.into(),
+        message: message.into(),
+    }
 }
 
-/// Back-off before starting attempt `next_attempt` of a crashed container (the first
-/// restart is immediate, then `base` doubling up to `max`).
-pub fn restart_delay(next_attempt: u32, base: Duration, max: Duration) -> Duration {
-    if next_attempt <= 1 {
-        return Duration::ZERO;
+/// What the runtime shows of one container of the pod.
+struct ContainerView {
+    /// Status of its latest attempt.
+    latest: Option<proto::ContainerStatus>,
+    /// The latest attempt, as [`compute_pod_actions`] takes it.
+    seen: Option<ContainerSeen>,
+    /// How the attempt before ended.
+    previous: Option<Terminated>,
+}
+
+fn container_seen(st: &proto::ContainerStatus, attempt: u32) -> ContainerSeen {
+    let state = match proto::ContainerState::try_from(st.state) {
+        Ok(proto::ContainerState::ContainerRunning) => RuntimeState::Running,
+        Ok(proto::ContainerState::ContainerCreated) => RuntimeState::Created,
+        _ => RuntimeState::Exited,
+    };
+    ContainerSeen {
+        state,
+        attempt,
+        exit_code: st.exit_code,
+        finished_at: st.finished_at,
     }
-    let factor = 1u32 << (next_attempt - 2).min(16);
-    base.saturating_mul(factor).min(max)
+}
+
+fn sandbox_seen(s: &proto::PodSandbox) -> SandboxSeen {
+    SandboxSeen {
+        id: s.id.clone(),
+        ready: s.state == proto::PodSandboxState::SandboxReady as i32,
+        attempt: s.metadata.as_ref().map(|m| m.attempt).unwrap_or(0),
+    }
 }
 
 fn terminated(s: &proto::ContainerStatus) -> Terminated {
@@ -152,16 +188,8 @@ fn image_ref(s: &proto::ContainerStatus) -> String {
 }
 
 impl Worker {
-    async fn event(&self, pod: &Pod, kind: Kind, reason: &str, message: &str) {
-        events::record(
-            &self.ctx.client,
-            pod,
-            &self.config().node_name,
-            kind,
-            reason,
-            message,
-        )
-        .await;
+    async fn event(&self, pod: &Pod, type_: EventType, reason: &str, message: &str) {
+        events::record(&self.recorder, pod, type_, reason, message).await;
     }
 
     /// A Warning event once per (container, reason) until the container starts.
@@ -172,7 +200,7 @@ impl Worker {
             .map(|mut w| w.insert((container.to_string(), reason.to_string())))
             .unwrap_or(false);
         if first {
-            self.event(pod, Kind::Warning, reason, message).await;
+            self.event(pod, EventType::Warning, reason, message).await;
         }
     }
 
@@ -192,39 +220,12 @@ impl Worker {
             });
         };
         if pod.metadata.deletion_timestamp.is_some() {
-            let grace = pod
-                .metadata
-                .deletion_grace_period_seconds
-                .or_else(|| {
-                    pod.spec
-                        .as_ref()
-                        .and_then(|s| s.termination_grace_period_seconds)
-                })
-                .unwrap_or(30);
-            if self.sandbox.is_some() {
-                for c in pod.spec.iter().flat_map(|s| s.containers.iter()) {
-                    self.event(
-                        pod,
-                        Kind::Normal,
-                        "Killing",
-                        &format!("Stopping container {}", c.name),
-                    )
-                    .await;
-                }
-            }
-            self.teardown(grace, Some(&id)).await?;
+            self.kill_pod(pod, &id).await?;
             return Ok(Flow::Done);
         }
         let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
         if matches!(phase, Some("Succeeded") | Some("Failed")) {
-            if !self.sandbox_stopped {
-                // a finished pod keeps its containers (for logs) but frees its network
-                for sb in self.pod_sandboxes().await? {
-                    self.cri().stop_pod_sandbox(&sb.id).await?;
-                }
-                self.sandbox_stopped = true;
-                tracing::info!(pod = %id, "pod finished; sandbox stopped");
-            }
+            self.stop_finished_sandbox(&id).await?;
             return Ok(Flow::Continue);
         }
         if self.start_time.is_none() {
@@ -234,7 +235,6 @@ impl Worker {
                 .and_then(|s| s.start_time.clone())
                 .or_else(|| Some(Time(Timestamp::now())));
         }
-        let spec = pod.spec.clone().unwrap_or_default();
         let sandbox = match self.ensure_sandbox(pod, &id).await {
             Ok(sb) => sb,
             Err(e) => {
@@ -243,7 +243,59 @@ impl Worker {
                 return Err(e);
             }
         };
-        let mut observed = Vec::new();
+        let (init_containers, containers) = self.sync_containers(pod, &id, &sandbox).await?;
+        let obs = PodObservation {
+            pod_ip: sandbox.ip.clone(),
+            host_ip: self.ctx.host_ip.clone(),
+            start_time: self.start_time.clone(),
+            containers,
+            init_containers,
+        };
+        self.post_status(pod, &id, &obs).await?;
+        Ok(Flow::Continue)
+    }
+
+    /// A deleted pod: every container stopped within its grace period, then the deletion
+    /// confirmed.
+    async fn kill_pod(&mut self, pod: &Pod, id: &PodRef) -> Result<()> {
+        let spec = pod.spec.as_ref();
+        let grace = pod
+            .metadata
+            .deletion_grace_period_seconds
+            .or_else(|| spec.and_then(|s| s.termination_grace_period_seconds))
+            .unwrap_or(30);
+        if self.sandbox.is_some() {
+            for c in spec.iter().flat_map(|s| s.containers.iter()) {
+                let message = format!("Stopping container {}", c.name);
+                self.event(pod, EventType::Normal, "Killing", &message)
+                    .await;
+            }
+        }
+        self.teardown(grace, Some(id)).await
+    }
+
+    /// A finished pod keeps its containers (for logs) but frees its network.
+    async fn stop_finished_sandbox(&mut self, id: &PodRef) -> Result<()> {
+        if self.sandbox_stopped {
+            return Ok(());
+        }
+        for sb in self.pod_sandboxes().await? {
+            self.cri().stop_pod_sandbox(&sb.id).await?;
+        }
+        self.sandbox_stopped = true;
+        tracing::info!(pod = %id, "pod finished; sandbox stopped");
+        Ok(())
+    }
+
+    /// Observes the pod's containers, computes the [`PodActions`] and carries them out;
+    /// returns what to report of the init containers and the containers.
+    async fn sync_containers(
+        &self,
+        pod: &Pod,
+        id: &PodRef,
+        sandbox: &Sandbox,
+    ) -> Result<(Vec<ContainerObservation>, Vec<ContainerObservation>)> {
+        let spec = pod.spec.clone().unwrap_or_default();
         let existing = self
             .cri()
             .list_containers(Some(proto::ContainerFilter {
@@ -251,44 +303,34 @@ impl Worker {
                 ..Default::default()
             }))
             .await?;
-        let policy = restart_policy(pod);
-        // init containers run one after the other, each to success; "Always" restarts them
-        // only on failure
-        let init_policy = if policy == "Always" {
-            "OnFailure"
-        } else {
-            policy.as_str()
+        let mut views = HashMap::new();
+        for c in spec
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(&spec.containers)
+        {
+            views.insert(
+                c.name.clone(),
+                self.observe_container(id, c, &existing).await?,
+            );
+        }
+        let backoff = BackOff {
+            base: self.config().restart_backoff,
+            max: self.config().restart_backoff_max,
         };
+        let seen = |name: &str| views.get(name).and_then(|v| v.seen.as_ref());
+        let actions = compute_pod_actions(&spec, seen, backoff, now_nanos());
+        let init_specs = spec.init_containers.iter().flatten();
         let mut init_observed = Vec::new();
-        let mut initialized = true;
-        for container in spec.init_containers.iter().flatten() {
-            if !initialized {
-                init_observed.push(waiting_container(container, "PodInitializing", ""));
-                continue;
-            }
-            let o = self
-                .sync_container(pod, &id, &sandbox, container, &existing, init_policy)
-                .await?;
-            initialized = status::init_done(&o);
-            init_observed.push(o);
+        for (c, (_, action)) in init_specs.zip(&actions.init_containers) {
+            init_observed.push(self.carry_out(pod, id, sandbox, c, &views, *action).await);
         }
-        for container in &spec.containers {
-            observed.push(if initialized {
-                self.sync_container(pod, &id, &sandbox, container, &existing, &policy)
-                    .await?
-            } else {
-                waiting_container(container, "PodInitializing", "")
-            });
+        let mut observed = Vec::new();
+        for (c, (_, action)) in spec.containers.iter().zip(&actions.containers) {
+            observed.push(self.carry_out(pod, id, sandbox, c, &views, *action).await);
         }
-        let obs = PodObservation {
-            pod_ip: sandbox.ip.clone(),
-            host_ip: self.ctx.host_ip.clone(),
-            start_time: self.start_time.clone(),
-            containers: observed,
-            init_containers: init_observed,
-        };
-        self.post_status(pod, &id, &obs).await?;
-        Ok(Flow::Continue)
+        Ok((init_observed, observed))
     }
 
     /// Every container of the pod waiting for `reason`.
@@ -346,61 +388,85 @@ impl Worker {
         Ok(list)
     }
 
+    /// The worker's sandbox as the runtime shows it now.
+    async fn current_sandbox(&self) -> Result<CurrentSandbox> {
+        let Some(sb) = &self.sandbox else {
+            return Ok(CurrentSandbox::None);
+        };
+        match self.cri().pod_sandbox_status(&sb.id).await {
+            Ok(s) => Ok(CurrentSandbox::Seen(SandboxSeen {
+                id: sb.id.clone(),
+                ready: s.state == proto::PodSandboxState::SandboxReady as i32,
+                attempt: s.metadata.map(|m| m.attempt).unwrap_or(0),
+            })),
+            Err(e) if e.is_not_found() => Ok(CurrentSandbox::Lost),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Keeps, adopts or creates the pod's sandbox, per [`sandbox_action`].
     async fn ensure_sandbox(&mut self, pod: &Pod, id: &PodRef) -> Result<Sandbox> {
-        let mut next_attempt = 0;
-        if let Some(sb) = self.sandbox.clone() {
-            let st = self.cri().pod_sandbox_status(&sb.id).await;
-            match st {
-                Ok(s) if s.state == proto::PodSandboxState::SandboxReady as i32 => return Ok(sb),
-                Ok(s) => {
-                    tracing::warn!(pod = %id, sandbox = %sb.id, "sandbox is not ready any more; recreating it");
-                    next_attempt = s.metadata.map(|m| m.attempt + 1).unwrap_or(1);
-                    self.cri().stop_pod_sandbox(&sb.id).await?;
-                }
-                Err(e) if e.is_not_found() => next_attempt = 1,
-                Err(e) => return Err(e.into()),
+        let current = self.current_sandbox().await?;
+        let listed: Vec<SandboxSeen> = match current {
+            // after a kubelet restart: the pod's sandboxes, to adopt a ready one
+            CurrentSandbox::None => self
+                .pod_sandboxes()
+                .await?
+                .iter()
+                .map(sandbox_seen)
+                .collect(),
+            _ => Vec::new(),
+        };
+        match sandbox_action(&current, &listed) {
+            SandboxAction::Keep => self.sandbox.clone().ok_or_else(|| Error::Pod {
+                pod: id.to_string(),
+                reason: "no sandbox to keep".into(),
+            }),
+            SandboxAction::Adopt {
+                id: sandbox_id,
+                attempt,
+            } => {
+                tracing::info!(pod = %id, sandbox = %sandbox_id, "adopted running sandbox");
+                let config = self.sandbox_config(pod, id, attempt);
+                self.run_in(pod, sandbox_id, config).await
             }
-            self.sandbox = None;
-        } else {
-            // after a kubelet restart: adopt the pod's ready sandbox
-            for s in self.pod_sandboxes().await? {
-                let attempt = s.metadata.as_ref().map(|m| m.attempt).unwrap_or(0);
-                if s.state == proto::PodSandboxState::SandboxReady as i32 {
-                    let config = spec::sandbox_config(
-                        pod,
-                        id,
-                        attempt,
-                        &self.config().pod_log_dir,
-                        &self.config().cgroup_parent,
-                    );
-                    let ip = self.sandbox_ip(pod, &s.id).await?;
-                    let sb = Sandbox {
-                        id: s.id.clone(),
-                        config,
-                        ip,
-                    };
-                    tracing::info!(pod = %id, sandbox = %s.id, "adopted running sandbox");
-                    self.sandbox = Some(sb.clone());
-                    return Ok(sb);
+            SandboxAction::Create { kill, attempt } => {
+                if let Some(old) = kill {
+                    tracing::warn!(pod = %id, sandbox = %old, "sandbox is not ready any more; recreating it");
+                    self.cri().stop_pod_sandbox(&old).await?;
                 }
-                next_attempt = next_attempt.max(attempt + 1);
+                self.sandbox = None;
+                self.create_sandbox(pod, id, attempt).await
             }
         }
-        let config = spec::sandbox_config(
-            pod,
-            id,
-            next_attempt,
-            &self.config().pod_log_dir,
-            &self.config().cgroup_parent,
-        );
+    }
+
+    fn sandbox_config(&self, pod: &Pod, id: &PodRef, attempt: u32) -> proto::PodSandboxConfig {
+        let config = self.config();
+        cri_config::sandbox_config(pod, id, attempt, &config.pod_log_dir, &config.cgroup_parent)
+    }
+
+    async fn create_sandbox(&mut self, pod: &Pod, id: &PodRef, attempt: u32) -> Result<Sandbox> {
+        let config = self.sandbox_config(pod, id, attempt);
         let log_dir = std::path::PathBuf::from(&config.log_directory);
         std::fs::create_dir_all(&log_dir).map_err(|source| Error::Read {
             path: log_dir.clone(),
             source,
         })?;
         let sandbox_id = self.cri().run_pod_sandbox(config.clone()).await?;
+        tracing::info!(pod = %id, sandbox = %sandbox_id, "sandbox running");
+        self.run_in(pod, sandbox_id, config).await
+    }
+
+    /// Makes `sandbox_id` the worker's sandbox.
+    async fn run_in(
+        &mut self,
+        pod: &Pod,
+        sandbox_id: String,
+        config: proto::PodSandboxConfig,
+    ) -> Result<Sandbox> {
         let ip = self.sandbox_ip(pod, &sandbox_id).await?;
-        tracing::info!(pod = %id, sandbox = %sandbox_id, ip = ?ip, "sandbox running");
+        tracing::debug!(sandbox = %sandbox_id, ip = ?ip, "pod sandbox in use");
         let sb = Sandbox {
             id: sandbox_id,
             config,
@@ -423,39 +489,25 @@ impl Worker {
         Ok(st.network.map(|n| n.ip).filter(|ip| !ip.is_empty()))
     }
 
-    async fn sync_container(
+    /// The runtime's view of `container`: its latest attempt and the one before. Removes
+    /// older attempts (the current and the previous one stay, for logs and lastState).
+    async fn observe_container(
         &self,
-        pod: &Pod,
         id: &PodRef,
-        sandbox: &Sandbox,
         container: &Container,
         existing: &[proto::Container],
-        policy: &str,
-    ) -> Result<ContainerObservation> {
+    ) -> Result<ContainerView> {
         let mut mine: Vec<&proto::Container> = existing
             .iter()
             .filter(|c| c.labels.get(LABEL_CONTAINER_NAME) == Some(&container.name))
             .collect();
         let attempt_of = |c: &proto::Container| c.metadata.as_ref().map(|m| m.attempt).unwrap_or(0);
         mine.sort_by_key(|c| std::cmp::Reverse((attempt_of(c), c.created_at)));
-        // keep the current and the previous attempt (for logs and lastState)
         for old in mine.iter().skip(2) {
             if let Err(e) = self.cri().remove_container(&old.id).await {
                 tracing::warn!(pod = %id, container = %old.id, error = %e, "removing old container failed");
             }
         }
-        let image = container.image.clone().unwrap_or_default();
-        let mut obs = ContainerObservation {
-            name: container.name.clone(),
-            image: image.clone(),
-            image_id: String::new(),
-            restart_count: 0,
-            observed: Observed::Waiting {
-                reason: "ContainerCreating".into(),
-                message: String::new(),
-            },
-            last_terminated: None,
-        };
         let previous = match mine.get(1) {
             Some(p) => match self.cri().container_status(&p.id).await {
                 Ok(s) => Some(terminated(&s)),
@@ -464,75 +516,108 @@ impl Worker {
             },
             None => None,
         };
-        obs.last_terminated = previous;
         let Some(latest) = mine.first() else {
-            obs.observed = self.start(pod, id, sandbox, container, 0).await;
-            return Ok(obs);
+            return Ok(ContainerView {
+                latest: None,
+                seen: None,
+                previous,
+            });
         };
         let st = self.cri().container_status(&latest.id).await?;
-        let attempt = attempt_of(latest);
-        obs.restart_count = attempt as i32;
-        obs.image_id = image_ref(&st);
-        obs.observed = match proto::ContainerState::try_from(st.state) {
-            Ok(proto::ContainerState::ContainerRunning) => Observed::Running {
+        let seen = container_seen(&st, attempt_of(latest));
+        Ok(ContainerView {
+            latest: Some(st),
+            seen: Some(seen),
+            previous,
+        })
+    }
+
+    /// Carries out `action` (`None`: waiting for the init containers) for `container`.
+    async fn carry_out(
+        &self,
+        pod: &Pod,
+        id: &PodRef,
+        sandbox: &Sandbox,
+        container: &Container,
+        views: &HashMap<String, ContainerView>,
+        action: Option<ContainerAction>,
+    ) -> ContainerObservation {
+        let view = views.get(&container.name);
+        let (Some(action), Some(view)) = (action, view) else {
+            return waiting_container(container, "PodInitializing", "");
+        };
+        let mut obs = ContainerObservation {
+            name: container.name.clone(),
+            image: container.image.clone().unwrap_or_default(),
+            image_id: view.latest.as_ref().map(image_ref).unwrap_or_default(),
+            restart_count: view.seen.map_or(0, |s| s.attempt as i32),
+            observed: Observed::Waiting {
+                reason: "ContainerCreating".into(),
+                message: String::new(),
+            },
+            last_terminated: view.previous.clone(),
+        };
+        obs.observed = match (action, view.latest.as_ref()) {
+            (ContainerAction::Start, _) | (_, None) => {
+                self.start(pod, id, sandbox, container, 0).await
+            }
+            (ContainerAction::Keep, Some(st)) => Observed::Running {
                 container_id: st.id.clone(),
                 started_at: st.started_at,
             },
-            Ok(proto::ContainerState::ContainerCreated) => {
-                // created by an earlier sync whose start failed: try again
-                match self.cri().start_container(&st.id).await {
-                    Ok(()) => Observed::Created {
-                        container_id: st.id.clone(),
-                    },
-                    Err(e) => Observed::Waiting {
-                        reason: "RunContainerError".into(),
-                        message: e.to_string(),
-                    },
-                }
+            (ContainerAction::RetryStart, Some(st)) => self.retry_start(st).await,
+            (ContainerAction::Leave, Some(st)) => Observed::Terminated(terminated(st)),
+            (ContainerAction::Restart { attempt }, Some(st)) => {
+                tracing::info!(pod = %id, container = %container.name, attempt, "restarting exited container");
+                obs.last_terminated = Some(terminated(st));
+                obs.restart_count = attempt as i32;
+                self.start(pod, id, sandbox, container, attempt).await
             }
-            _ => {
-                let last = terminated(&st);
-                if !status::should_restart(policy, st.exit_code) {
-                    Observed::Terminated(last)
-                } else {
-                    let delay = restart_delay(
-                        attempt + 1,
-                        self.config().restart_backoff,
-                        self.config().restart_backoff_max,
-                    );
-                    let due = st.finished_at.saturating_add(delay.as_nanos() as i64);
-                    if now_nanos() >= due {
-                        tracing::info!(pod = %id, container = %container.name, attempt = attempt + 1, "restarting exited container");
-                        obs.last_terminated = Some(last);
-                        obs.restart_count = (attempt + 1) as i32;
-                        self.start(pod, id, sandbox, container, attempt + 1).await
-                    } else {
-                        self.warn_once(
-                            pod,
-                            &container.name,
-                            "BackOff",
-                            &format!("Back-off restarting failed container {}", container.name),
-                        )
-                        .await;
-                        Observed::BackOff {
-                            message: format!(
-                                "back-off {}s restarting failed container={} pod={}_{}({})",
-                                delay.as_secs(),
-                                container.name,
-                                id.name,
-                                id.namespace,
-                                id.uid
-                            ),
-                            last,
-                        }
-                    }
-                }
+            (ContainerAction::BackOff { delay }, Some(st)) => {
+                self.back_off(pod, id, container, st, delay).await
             }
         };
-        Ok(obs)
+        obs
     }
 
-    /// [`start_inner`](Self::start_inner) plus its events.
+    /// Starts a container created by an earlier sync whose start failed.
+    async fn retry_start(&self, st: &proto::ContainerStatus) -> Observed {
+        match self.cri().start_container(&st.id).await {
+            Ok(()) => Observed::Created {
+                container_id: st.id.clone(),
+            },
+            Err(e) => Observed::Waiting {
+                reason: "RunContainerError".into(),
+                message: e.to_string(),
+            },
+        }
+    }
+
+    /// A crashed container waiting out its back-off (a Warning event the first time).
+    async fn back_off(
+        &self,
+        pod: &Pod,
+        id: &PodRef,
+        container: &Container,
+        st: &proto::ContainerStatus,
+        delay: Duration,
+    ) -> Observed {
+        let name = &container.name;
+        let event = format!("Back-off restarting failed container {name}");
+        self.warn_once(pod, name, "BackOff", &event).await;
+        Observed::BackOff {
+            message: format!(
+                "back-off {}s restarting failed container={name} pod={}_{}({})",
+                delay.as_secs(),
+                id.name,
+                id.namespace,
+                id.uid
+            ),
+            last: terminated(st),
+        }
+    }
+
+    /// [`create_and_start`](Self::create_and_start) plus its events.
     async fn start(
         &self,
         pod: &Pod,
@@ -541,7 +626,8 @@ impl Worker {
         container: &Container,
         attempt: u32,
     ) -> Observed {
-        let observed = self.start_inner(pod, id, sandbox, container, attempt).await;
+        let started = self.create_and_start(pod, id, sandbox, container, attempt);
+        let observed = started.await.unwrap_or_else(|waiting| waiting);
         let name = &container.name;
         match &observed {
             Observed::Created { .. } => {
@@ -551,21 +637,21 @@ impl Worker {
                 let image = container.image.as_deref().unwrap_or_default();
                 self.event(
                     pod,
-                    Kind::Normal,
+                    EventType::Normal,
                     "Pulled",
                     &format!("Container image {image:?} already present on machine"),
                 )
                 .await;
                 self.event(
                     pod,
-                    Kind::Normal,
+                    EventType::Normal,
                     "Created",
                     &format!("Created container {name}"),
                 )
                 .await;
                 self.event(
                     pod,
-                    Kind::Normal,
+                    EventType::Normal,
                     "Started",
                     &format!("Started container {name}"),
                 )
@@ -579,67 +665,83 @@ impl Worker {
         observed
     }
 
-    /// Image check, create and start. Returns what to report.
-    async fn start_inner(
+    /// Image check, create and start; `Err` is the Waiting state of a container that could
+    /// not be started.
+    async fn create_and_start(
         &self,
         pod: &Pod,
         id: &PodRef,
         sandbox: &Sandbox,
         container: &Container,
         attempt: u32,
-    ) -> Observed {
+    ) -> Result<Observed, Observed> {
+        let image_id = self.present_image(container).await?;
+        let (env, mounts) = self.container_inputs(pod, id, sandbox, container)?;
+        let config =
+            cri_config::container_config(pod, id, container, attempt, &image_id, &env, mounts);
+        let log_dir = std::path::Path::new(&sandbox.config.log_directory).join(&container.name);
+        std::fs::create_dir_all(&log_dir).map_err(|e| {
+            let message = format!("creating log directory {}: {e}", log_dir.display());
+            waiting("CreateContainerError", message)
+        })?;
+        let cid = self
+            .cri()
+            .create_container(&sandbox.id, config, sandbox.config.clone())
+            .await
+            .map_err(|e| waiting("CreateContainerError", e.to_string()))?;
+        self.cri()
+            .start_container(&cid)
+            .await
+            .map_err(|e| waiting("RunContainerError", e.to_string()))?;
+        tracing::info!(pod = %id, container = %container.name, id = %cid, attempt, "container started");
+        Ok(Observed::Created { container_id: cid })
+    }
+
+    /// The id of the container's image, which must be present on the node (bpfk's kubelet
+    /// does not pull).
+    async fn present_image(&self, container: &Container) -> Result<String, Observed> {
         let image = container.image.clone().unwrap_or_default();
         let node = &self.config().node_name;
-        let present = match self.cri().image_status(&image).await {
-            Ok(p) => p,
-            Err(e) => {
-                return Observed::Waiting {
-                    reason: "ImageInspectError".into(),
-                    message: format!("checking image {image:?}: {e}"),
-                }
-            }
-        };
-        let Some(present) = present else {
-            let never = container.image_pull_policy.as_deref() == Some("Never");
-            return if never {
-                Observed::Waiting {
-                    reason: "ErrImageNeverPull".into(),
-                    message: format!(
-                        "Container image {image:?} is not present on node {node} with pull policy of Never"
-                    ),
-                }
-            } else {
-                Observed::Waiting {
-                    reason: "ImagePullBackOff".into(),
-                    message: format!(
-                        "Back-off pulling image {image:?}: it is not present on node {node} and bpfk's kubelet does not pull images (import it into containerd namespace k8s.io)"
-                    ),
-                }
-            };
-        };
+        let present = self.cri().image_status(&image).await.map_err(|e| {
+            waiting(
+                "ImageInspectError",
+                format!("checking image {image:?}: {e}"),
+            )
+        })?;
+        if let Some(present) = present {
+            return Ok(present.id);
+        }
+        Err(if container.image_pull_policy.as_deref() == Some("Never") {
+            waiting(
+                "ErrImageNeverPull",
+                format!("Container image {image:?} is not present on node {node} with pull policy of Never"),
+            )
+        } else {
+            waiting(
+                "ImagePullBackOff",
+                format!("Back-off pulling image {image:?}: it is not present on node {node} and bpfk's kubelet does not pull images (import it into containerd namespace k8s.io)"),
+            )
+        })
+    }
+
+    /// The container's environment and mounts (creating its hostPath and emptyDir
+    /// directories).
+    fn container_inputs(
+        &self,
+        pod: &Pod,
+        id: &PodRef,
+        sandbox: &Sandbox,
+        container: &Container,
+    ) -> Result<ContainerInputs, Observed> {
+        let config_error = |message: String| waiting("CreateContainerConfigError", message);
         let values = FieldValues {
             pod_ip: sandbox.ip.clone(),
             host_ip: self.ctx.host_ip.clone(),
-            node_name: node.clone(),
+            node_name: self.config().node_name.clone(),
         };
-        let env = match spec::env(pod, id, container, &values) {
-            Ok(env) => env,
-            Err(message) => {
-                return Observed::Waiting {
-                    reason: "CreateContainerConfigError".into(),
-                    message,
-                }
-            }
-        };
-        let (mounts, dirs) = match spec::mounts(pod, id, container, &self.config().root_dir) {
-            Ok(m) => m,
-            Err(message) => {
-                return Observed::Waiting {
-                    reason: "CreateContainerConfigError".into(),
-                    message,
-                }
-            }
-        };
+        let env = cri_config::env(pod, id, container, &values).map_err(config_error)?;
+        let (mounts, dirs) = cri_config::mounts(pod, id, container, &self.config().root_dir)
+            .map_err(config_error)?;
         for dir in dirs {
             let result = if dir.create {
                 std::fs::create_dir_all(&dir.path)
@@ -650,44 +752,11 @@ impl Worker {
                     "hostPath type Directory: not a directory",
                 ))
             };
-            if let Err(e) = result {
-                return Observed::Waiting {
-                    reason: "CreateContainerConfigError".into(),
-                    message: format!("volume directory {}: {e}", dir.path.display()),
-                };
-            }
+            result.map_err(|e| {
+                config_error(format!("volume directory {}: {e}", dir.path.display()))
+            })?;
         }
-        let config = spec::container_config(pod, id, container, attempt, &present.id, &env, mounts);
-        let log_dir = std::path::Path::new(&sandbox.config.log_directory).join(&container.name);
-        if let Err(e) = std::fs::create_dir_all(&log_dir) {
-            return Observed::Waiting {
-                reason: "CreateContainerError".into(),
-                message: format!("creating log directory {}: {e}", log_dir.display()),
-            };
-        }
-        let cid = match self
-            .cri()
-            .create_container(&sandbox.id, config, sandbox.config.clone())
-            .await
-        {
-            Ok(cid) => cid,
-            Err(e) => {
-                return Observed::Waiting {
-                    reason: "CreateContainerError".into(),
-                    message: e.to_string(),
-                }
-            }
-        };
-        match self.cri().start_container(&cid).await {
-            Ok(()) => {
-                tracing::info!(pod = %id, container = %container.name, id = %cid, attempt, "container started");
-                Observed::Created { container_id: cid }
-            }
-            Err(e) => Observed::Waiting {
-                reason: "RunContainerError".into(),
-                message: e.to_string(),
-            },
-        }
+        Ok((env, mounts))
     }
 
     /// Stop every container of the pod (SIGTERM, SIGKILL after `grace` seconds), stop and
@@ -721,28 +790,34 @@ impl Worker {
         }
         self.sandbox = None;
         // the pod's volumes (emptyDir contents) go with it
-        let dir = spec::pod_dir(&self.config().root_dir, &self.uid);
+        let dir = cri_config::pod_dir(&self.config().root_dir, &self.uid);
         if let Err(e) = std::fs::remove_dir_all(&dir) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 tracing::warn!(dir = %dir.display(), error = %e, "removing pod volumes failed");
             }
         }
         tracing::info!(uid = %self.uid, "pod containers stopped and sandbox removed");
-        if let Some(id) = confirm {
-            let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &id.namespace);
-            let params = DeleteParams {
-                grace_period_seconds: Some(0),
-                preconditions: Some(Preconditions {
-                    uid: Some(id.uid.clone()),
-                    resource_version: None,
-                }),
-                ..Default::default()
-            };
-            match api.delete(&id.name, &params).await {
-                Ok(_) => tracing::info!(pod = %id, "pod deletion confirmed"),
-                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
-                Err(e) => return Err(e.into()),
-            }
+        match confirm {
+            Some(id) => self.confirm_deletion(id).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Deletes the Pod object with grace period 0 (its containers are gone).
+    async fn confirm_deletion(&self, id: &PodRef) -> Result<()> {
+        let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &id.namespace);
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: Some(id.uid.clone()),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match api.delete(&id.name, &params).await {
+            Ok(_) => tracing::info!(pod = %id, "pod deletion confirmed"),
+            Err(e) if is_not_found(&e) || is_conflict(&e) => {}
+            Err(e) => return Err(e.into()),
         }
         Ok(())
     }
@@ -790,20 +865,4 @@ pub async fn sandboxes_by_uid(cri: &CriClient) -> Result<HashMap<String, Vec<pro
         }
     }
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn restart_delays_double_up_to_the_cap() {
-        let base = Duration::from_secs(10);
-        let max = Duration::from_secs(300);
-        let d: Vec<u64> = (1..=8)
-            .map(|a| restart_delay(a, base, max).as_secs())
-            .collect();
-        assert_eq!(d, [0, 10, 20, 40, 80, 160, 300, 300]);
-        assert_eq!(restart_delay(1000, base, max), max);
-    }
 }

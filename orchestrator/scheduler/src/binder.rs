@@ -1,6 +1,7 @@
 //! Writes decisions to the API server: bindings, the `PodScheduled=False` condition and
 //! `FailedScheduling` events.
 
+use bpfk_common::api_error::api_code;
 use k8s_openapi::api::core::v1::{Binding, Event, EventSource, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -16,13 +17,6 @@ pub enum BindResult {
     Gone,
     /// Transient failure: retry later.
     Failed(kube::Error),
-}
-
-fn api_code(e: &kube::Error) -> Option<u16> {
-    match e {
-        kube::Error::Api(s) => Some(s.code),
-        _ => None,
-    }
 }
 
 /// POSTs a `Binding` to `pods/NAME/binding`.

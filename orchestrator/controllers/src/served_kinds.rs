@@ -1,4 +1,5 @@
-//! The kinds the garbage collector and the namespace controller know.
+//! The kinds the API server serves, as the garbage collector (owners by kind) and the
+//! namespace controller (what to empty, in order) look them up.
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
