@@ -1,0 +1,364 @@
+//! The pod spec (`core/v1 PodSpec`), shared by Pods and the pod templates of workloads:
+//! its defaults, validation and strategic-merge keys.
+
+use crate::kinds::prelude::*;
+
+const POD_SPEC_LISTS: &[(&str, ListStrategy)] = &[
+    ("containers", ListStrategy::MergeByKey("name")),
+    ("initContainers", ListStrategy::MergeByKey("name")),
+    ("ephemeralContainers", ListStrategy::MergeByKey("name")),
+    ("volumes", ListStrategy::MergeByKey("name")),
+    ("imagePullSecrets", ListStrategy::MergeByKey("name")),
+    ("hostAliases", ListStrategy::MergeByKey("ip")),
+    (
+        "topologySpreadConstraints",
+        ListStrategy::MergeByKey("topologyKey"),
+    ),
+    ("resourceClaims", ListStrategy::MergeByKey("name")),
+    ("schedulingGates", ListStrategy::MergeByKey("name")),
+];
+
+const CONTAINER_LISTS: &[(&str, ListStrategy)] = &[
+    ("ports", ListStrategy::MergeByKey("containerPort")),
+    ("env", ListStrategy::MergeByKey("name")),
+    ("volumeMounts", ListStrategy::MergeByKey("mountPath")),
+    ("volumeDevices", ListStrategy::MergeByKey("devicePath")),
+];
+
+/// The strategic-merge strategy of a list at `rest`, a path inside a pod spec
+/// (`containers`, `containers.ports`).
+pub(crate) fn pod_spec_list_strategy(rest: &str) -> ListStrategy {
+    let lookup = |table: &[(&str, ListStrategy)], field: &str| {
+        table
+            .iter()
+            .find(|(name, _)| *name == field)
+            .map(|(_, s)| *s)
+            .unwrap_or(ListStrategy::Replace)
+    };
+    match rest.split('.').collect::<Vec<_>>().as_slice() {
+        [field] => lookup(POD_SPEC_LISTS, field),
+        ["containers" | "initContainers" | "ephemeralContainers", field] => {
+            lookup(CONTAINER_LISTS, field)
+        }
+        _ => ListStrategy::Replace,
+    }
+}
+
+/// The QoS class of a pod spec, as Kubernetes computes it from cpu and memory requests and
+/// limits: `Guaranteed` (every container has equal requests and limits for both),
+/// `BestEffort` (none has any), else `Burstable`.
+pub fn pod_qos_class(spec: &Map<String, Value>) -> &'static str {
+    let containers: Vec<&Value> = ["initContainers", "containers"]
+        .iter()
+        .filter_map(|k| spec.get(*k).and_then(Value::as_array))
+        .flatten()
+        .collect();
+    let amount = |c: &Value, kind: &str, res: &str| {
+        c.pointer(&format!("/resources/{kind}/{res}"))
+            .and_then(crate::quantity::parse_value)
+            .filter(|q| *q > 0.0)
+    };
+    let mut any = false;
+    let mut guaranteed = true;
+    for c in &containers {
+        for res in ["cpu", "memory"] {
+            let limit = amount(c, "limits", res);
+            // a missing request defaults to the limit
+            let request = amount(c, "requests", res).or(limit);
+            any |= limit.is_some() || request.is_some();
+            if limit.is_none() || request != limit {
+                guaranteed = false;
+            }
+        }
+    }
+    if !any {
+        "BestEffort"
+    } else if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
+/// Defaults of a pod spec (also used for the templates of Deployments and ReplicaSets).
+pub fn default_pod_spec(spec: &mut Map<String, Value>) {
+    set_default(spec, "restartPolicy", json!("Always"));
+    set_default(spec, "dnsPolicy", json!("ClusterFirst"));
+    set_default(spec, "schedulerName", json!("default-scheduler"));
+    set_default(spec, "terminationGracePeriodSeconds", json!(30));
+    set_default(spec, "securityContext", json!({}));
+    set_default(spec, "enableServiceLinks", json!(true));
+    for list in ["initContainers", "containers"] {
+        each_item(spec, list, default_container);
+    }
+}
+
+pub(crate) fn default_container(c: &mut Map<String, Value>) {
+    let policy = match c.get("image").and_then(Value::as_str) {
+        Some(image) if image_tag(image).is_some_and(|t| t != "latest") => "IfNotPresent",
+        // Kubernetes: a digest pins the image, so it is not pulled every time.
+        Some(image) if image.contains('@') => "IfNotPresent",
+        _ => "Always",
+    };
+    set_default(c, "imagePullPolicy", json!(policy));
+    set_default(c, "terminationMessagePath", json!("/dev/termination-log"));
+    set_default(c, "terminationMessagePolicy", json!("File"));
+    set_default(c, "resources", json!({}));
+    each_item(c, "ports", |p| set_default(p, "protocol", json!("TCP")));
+}
+
+/// The tag of an image reference (`nginx:1.14.2` → `1.14.2`, `localhost:5000/nginx` → none).
+pub(crate) fn image_tag(image: &str) -> Option<&str> {
+    let without_digest = image.split('@').next().unwrap_or(image);
+    let last = without_digest.rsplit('/').next().unwrap_or(without_digest);
+    last.split_once(':').map(|(_, tag)| tag)
+}
+
+/// Validates a pod spec at `path` (`spec` for a Pod, `spec.template.spec` for templates).
+pub fn validate_pod_spec(spec: &Value, path: &Path, errs: &mut Vec<FieldError>) {
+    if !spec.is_object() {
+        errs.push(FieldError::required(path, ""));
+        return;
+    }
+    let volumes = validate_volumes(spec, &path.child("volumes"), errs);
+    let containers = arr(spec, "containers");
+    if containers.is_empty() {
+        errs.push(FieldError::required(&path.child("containers"), ""));
+    }
+    let mut seen_names = BTreeSet::new();
+    for list in ["initContainers", "containers"] {
+        for (i, c) in arr(spec, list).iter().enumerate() {
+            validate_container(
+                c,
+                &path.child(list).index(i),
+                &volumes,
+                &mut seen_names,
+                errs,
+            );
+        }
+    }
+    check_enum(
+        errs,
+        path,
+        spec,
+        "restartPolicy",
+        &["Always", "OnFailure", "Never"],
+    );
+    check_enum(
+        errs,
+        path,
+        spec,
+        "dnsPolicy",
+        &["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"],
+    );
+    if let Some(n) = int(spec, "terminationGracePeriodSeconds").filter(|n| *n < 0) {
+        errs.push(FieldError::invalid(
+            &path.child("terminationGracePeriodSeconds"),
+            n.into(),
+            "must be greater than or equal to 0",
+        ));
+    }
+    if let Some(n) = int(spec, "activeDeadlineSeconds").filter(|n| *n <= 0) {
+        errs.push(FieldError::invalid(
+            &path.child("activeDeadlineSeconds"),
+            n.into(),
+            "must be between 1 and 2147483647, inclusive",
+        ));
+    }
+    if let Some(node) = s(spec, "nodeName").filter(|n| !n.is_empty()) {
+        push_msgs(
+            errs,
+            &path.child("nodeName"),
+            node,
+            names::dns1123_subdomain(node),
+        );
+    }
+    validate_labels(spec.get("nodeSelector"), &path.child("nodeSelector"), errs);
+    for (i, t) in arr(spec, "tolerations").iter().enumerate() {
+        let tp = path.child("tolerations").index(i);
+        check_enum(errs, &tp, t, "operator", &["Equal", "Exists"]);
+        check_enum(
+            errs,
+            &tp,
+            t,
+            "effect",
+            &["NoExecute", "NoSchedule", "PreferNoSchedule"],
+        );
+        if s(t, "operator") == Some("Exists") && s(t, "value").is_some_and(|v| !v.is_empty()) {
+            errs.push(FieldError::invalid(
+                &tp.child("operator"),
+                Value::String("Exists".into()),
+                "value must be empty when `operator` is 'Exists'",
+            ));
+        }
+    }
+}
+
+pub(crate) fn validate_volumes(spec: &Value, path: &Path, errs: &mut Errors) -> BTreeSet<String> {
+    let mut names_seen = BTreeSet::new();
+    for (i, v) in arr(spec, "volumes").iter().enumerate() {
+        let name_path = path.index(i).child("name");
+        match s(v, "name").filter(|n| !n.is_empty()) {
+            None => errs.push(FieldError::required(&name_path, "")),
+            Some(n) => {
+                push_msgs(errs, &name_path, n, names::dns1123_label(n));
+                if !names_seen.insert(n.to_string()) {
+                    errs.push(FieldError::duplicate(&name_path, Value::String(n.into())));
+                }
+            }
+        }
+    }
+    names_seen
+}
+
+pub(crate) fn validate_container(
+    c: &Value,
+    path: &Path,
+    volumes: &BTreeSet<String>,
+    seen_names: &mut BTreeSet<String>,
+    errs: &mut Errors,
+) {
+    match s(c, "name").filter(|n| !n.is_empty()) {
+        None => errs.push(FieldError::required(&path.child("name"), "")),
+        Some(name) => {
+            push_msgs(errs, &path.child("name"), name, names::dns1123_label(name));
+            if !seen_names.insert(name.to_string()) {
+                errs.push(FieldError::duplicate(
+                    &path.child("name"),
+                    Value::String(name.into()),
+                ));
+            }
+        }
+    }
+    match s(c, "image") {
+        None | Some("") => errs.push(FieldError::required(&path.child("image"), "")),
+        Some(image) if image.trim() != image => errs.push(FieldError::invalid(
+            &path.child("image"),
+            Value::String(image.into()),
+            "must not have leading or trailing whitespace",
+        )),
+        Some(_) => {}
+    }
+    check_enum(
+        errs,
+        path,
+        c,
+        "imagePullPolicy",
+        &["Always", "IfNotPresent", "Never"],
+    );
+    check_enum(
+        errs,
+        path,
+        c,
+        "terminationMessagePolicy",
+        &["File", "FallbackToLogsOnError"],
+    );
+    let mut port_names = BTreeSet::new();
+    for (i, p) in arr(c, "ports").iter().enumerate() {
+        let pp = path.child("ports").index(i);
+        validate_port_number(errs, &pp, p, "containerPort", true);
+        if int(p, "hostPort") != Some(0) {
+            validate_port_number(errs, &pp, p, "hostPort", false);
+        }
+        check_enum(errs, &pp, p, "protocol", PROTOCOLS);
+        if let Some(name) = s(p, "name").filter(|n| !n.is_empty()) {
+            push_msgs(errs, &pp.child("name"), name, names::iana_svc_name(name));
+            if !port_names.insert(name.to_string()) {
+                errs.push(FieldError::duplicate(
+                    &pp.child("name"),
+                    Value::String(name.into()),
+                ));
+            }
+        }
+    }
+    for (i, e) in arr(c, "env").iter().enumerate() {
+        let ep = path.child("env").index(i).child("name");
+        match s(e, "name").filter(|n| !n.is_empty()) {
+            None => errs.push(FieldError::required(&ep, "")),
+            Some(n) if n.contains('=') || !n.bytes().all(|b| (32..127).contains(&b)) => {
+                errs.push(FieldError::invalid(
+                    &ep,
+                    Value::String(n.into()),
+                    "a valid environment variable name must consist only of printable ASCII characters other than '='",
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    for (i, m) in arr(c, "volumeMounts").iter().enumerate() {
+        let mp = path.child("volumeMounts").index(i);
+        match s(m, "name").filter(|n| !n.is_empty()) {
+            None => errs.push(FieldError::required(&mp.child("name"), "")),
+            Some(n) if !volumes.contains(n) => errs.push(FieldError::not_found(
+                &mp.child("name"),
+                Value::String(n.into()),
+            )),
+            Some(_) => {}
+        }
+        if s(m, "mountPath").is_none_or(str::is_empty) {
+            errs.push(FieldError::required(&mp.child("mountPath"), ""));
+        }
+    }
+    validate_resources(
+        c.get("resources").unwrap_or(&Value::Null),
+        &path.child("resources"),
+        errs,
+    );
+}
+
+pub(crate) fn validate_resources(r: &Value, path: &Path, errs: &mut Errors) {
+    let mut parsed: BTreeMap<(&str, String), f64> = BTreeMap::new();
+    for kind in ["limits", "requests"] {
+        let Some(map) = r.get(kind).and_then(Value::as_object) else {
+            continue;
+        };
+        for (name, q) in map {
+            let qp = path.child(kind).key(name);
+            match quantity::parse_value(q) {
+                None => errs.push(FieldError::invalid(
+                    &qp,
+                    q.clone(),
+                    quantity::QUANTITY_REGEX_MSG,
+                )),
+                Some(v) if v < 0.0 => errs.push(FieldError::invalid(
+                    &qp,
+                    q.clone(),
+                    "must be greater than or equal to 0",
+                )),
+                Some(v) => {
+                    parsed.insert((kind, name.clone()), v);
+                }
+            }
+        }
+    }
+    for ((kind, name), req) in &parsed {
+        if *kind != "requests" {
+            continue;
+        }
+        if let Some(limit) = parsed.get(&("limits", name.clone())) {
+            if req > limit {
+                let raw = r
+                    .pointer(&format!("/limits/{name}"))
+                    .map(go_plain)
+                    .unwrap_or_default();
+                let req_raw = r
+                    .pointer(&format!("/requests/{name}"))
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                errs.push(FieldError::invalid(
+                    &path.child("requests").key(name),
+                    Value::String(go_plain(&req_raw)),
+                    format!("must be less than or equal to {name} limit of {raw}"),
+                ));
+            }
+        }
+    }
+}
+
+/// A quantity rendered without quotes (`1`, `500m`).
+pub(crate) fn go_plain(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
