@@ -5,7 +5,7 @@
 //! `kubectl apply` relies on to report `unchanged`). Values the server allocates (a Service's
 //! `clusterIP`, uid, timestamps) are not defaults and are left to the caller.
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use crate::registry::ResourceInfo;
 
@@ -68,6 +68,7 @@ pub(crate) fn map_child<'a>(
 mod tests {
     use super::*;
     use crate::registry::by_kind;
+    use serde_json::json;
 
     fn defaulted(kind: &str, mut obj: Value) -> Value {
         let res = by_kind(kind).unwrap();

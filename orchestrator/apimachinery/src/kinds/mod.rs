@@ -22,9 +22,9 @@ pub(crate) mod prelude;
 /// What the API server allocates for objects of a kind (done by the server, which holds the
 /// allocation keys; the strategy only names the need).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Allocation {
+pub enum Allocates {
     /// Nothing.
-    None,
+    Nothing,
     /// A Service's ClusterIP and NodePorts.
     ServiceAddresses,
 }
@@ -128,8 +128,8 @@ pub trait KindStrategy: Sync {
     }
 
     /// What the server allocates for objects of this kind.
-    fn allocation(&self) -> Allocation {
-        Allocation::None
+    fn allocation(&self) -> Allocates {
+        Allocates::Nothing
     }
 }
 

@@ -6,7 +6,7 @@ pub(crate) use chrono::{DateTime, Utc};
 pub(crate) use serde_json::{json, Map, Value};
 
 pub(crate) use crate::defaults::{child_object, each_item, map_child, set_default};
-pub(crate) use crate::kinds::{Allocation, KindStrategy, RowContext};
+pub(crate) use crate::kinds::{Allocates, KindStrategy, RowContext};
 pub(crate) use crate::names;
 pub(crate) use crate::patch::ListStrategy;
 pub(crate) use crate::quantity;

@@ -1,6 +1,6 @@
 //! `core/v1 Service`: its defaults, validation, columns, and what an update carries over
 //! from the stored object (ClusterIP, NodePorts). The API server's allocator claims the
-//! addresses ([`Allocation::ServiceAddresses`]).
+//! addresses ([`Allocates::ServiceAddresses`]).
 
 use crate::kinds::prelude::*;
 
@@ -89,8 +89,8 @@ impl KindStrategy for ServiceStrategy {
         }
     }
 
-    fn allocation(&self) -> Allocation {
-        Allocation::ServiceAddresses
+    fn allocation(&self) -> Allocates {
+        Allocates::ServiceAddresses
     }
 }
 
