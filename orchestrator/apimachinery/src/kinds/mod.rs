@@ -158,6 +158,7 @@ register! {
         service,
         endpoints,
         event,
+        config_map,
     }
     discovery [] {
         endpoint_slice,
