@@ -22,7 +22,6 @@ pub mod defaults;
 pub mod kinds;
 pub mod names;
 pub mod patch;
-pub mod quantity;
 pub mod registry;
 pub mod selectors;
 pub mod table;

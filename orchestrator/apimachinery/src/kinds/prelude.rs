@@ -9,7 +9,6 @@ pub(crate) use crate::defaults::{child_object, each_item, map_child, set_default
 pub(crate) use crate::kinds::{Allocates, KindStrategy, RowContext};
 pub(crate) use crate::names;
 pub(crate) use crate::patch::ListStrategy;
-pub(crate) use crate::quantity;
 pub(crate) use crate::registry::{
     status_of, ResourceInfo, Subresource, ALL_VERBS, CREATE_ONLY, NAMESPACE_FINALIZE,
     NAMESPACE_VERBS, SCALE,

@@ -1,6 +1,8 @@
 //! The pod spec (`core/v1 PodSpec`), shared by Pods and the pod templates of workloads:
 //! its defaults, validation and strategic-merge keys.
 
+use bpfk_common::quantity::{Quantity, QUANTITY_REGEX_MSG};
+
 use crate::kinds::prelude::*;
 
 const POD_SPEC_LISTS: &[(&str, ListStrategy)] = &[
@@ -55,8 +57,8 @@ pub fn pod_qos_class(spec: &Map<String, Value>) -> &'static str {
         .collect();
     let amount = |c: &Value, kind: &str, res: &str| {
         c.pointer(&format!("/resources/{kind}/{res}"))
-            .and_then(crate::quantity::parse_value)
-            .filter(|q| *q > 0.0)
+            .and_then(quantity_of)
+            .filter(|q| q.milli() > 0)
     };
     let mut any = false;
     let mut guaranteed = true;
@@ -307,20 +309,16 @@ pub(crate) fn validate_container(
 }
 
 pub(crate) fn validate_resources(r: &Value, path: &Path, errs: &mut Errors) {
-    let mut parsed: BTreeMap<(&str, String), f64> = BTreeMap::new();
+    let mut parsed: BTreeMap<(&str, String), Quantity> = BTreeMap::new();
     for kind in ["limits", "requests"] {
         let Some(map) = r.get(kind).and_then(Value::as_object) else {
             continue;
         };
         for (name, q) in map {
             let qp = path.child(kind).key(name);
-            match quantity::parse_value(q) {
-                None => errs.push(FieldError::invalid(
-                    &qp,
-                    q.clone(),
-                    quantity::QUANTITY_REGEX_MSG,
-                )),
-                Some(v) if v < 0.0 => errs.push(FieldError::invalid(
+            match quantity_of(q) {
+                None => errs.push(FieldError::invalid(&qp, q.clone(), QUANTITY_REGEX_MSG)),
+                Some(v) if v.milli() < 0 => errs.push(FieldError::invalid(
                     &qp,
                     q.clone(),
                     "must be greater than or equal to 0",
@@ -360,5 +358,14 @@ pub(crate) fn go_plain(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         other => other.to_string(),
+    }
+}
+
+/// A JSON quantity: a string, or a number (YAML `cpu: 1`).
+fn quantity_of(v: &Value) -> Option<Quantity> {
+    match v {
+        Value::String(s) => Quantity::parse(s).ok(),
+        Value::Number(n) => Quantity::parse(&n.to_string()).ok(),
+        _ => None,
     }
 }

@@ -1,14 +1,70 @@
-//! Parsing of Kubernetes resource quantities (`100m`, `1.5Gi`, `2k`, `1e3`, ...).
+//! Kubernetes resource quantities (`100m`, `1.5Gi`, `2k`, `1e3`, ...), one type for the API
+//! server's validation, the scheduler's accounting and the kubelet's cgroup limits.
 //!
-//! Values are returned in milli-units, rounded up, as `i64`: CPU `250m` is 250, memory `1Ki`
-//! is 1_024_000. Use [`milli_to_units`] to get whole bytes (rounded up).
+//! A [`Quantity`] holds exact milli-units (rounded up) as `i64`: CPU `250m` is 250, memory
+//! `1Ki` is 1_024_000. [`Quantity::units`] gives whole bytes or pods (rounded up).
 
-use crate::error::{Error, Result};
+/// The regex Kubernetes names when a quantity does not parse.
+pub const QUANTITY_REGEX_MSG: &str =
+    "must match the regex ^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$";
 
-fn invalid(value: &str, reason: &'static str) -> Error {
-    Error::InvalidQuantity {
+/// A quantity that does not parse, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid quantity {value:?}: {reason}")]
+pub struct QuantityError {
+    /// The text given.
+    pub value: String,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
+type Result<T> = std::result::Result<T, QuantityError>;
+
+fn invalid(value: &str, reason: &'static str) -> QuantityError {
+    QuantityError {
         value: value.to_string(),
         reason,
+    }
+}
+
+/// A resource quantity in exact milli-units.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Quantity {
+    milli: i64,
+}
+
+impl Quantity {
+    /// Parses `100m`, `1.5Gi`, `2e3`, ...; sub-milli values round up to the next milli-unit.
+    pub fn parse(value: &str) -> Result<Quantity> {
+        parse_milli(value).map(Quantity::from_milli)
+    }
+
+    /// The quantity of `milli` milli-units.
+    pub const fn from_milli(milli: i64) -> Quantity {
+        Quantity { milli }
+    }
+
+    /// The value in milli-units (`250m` is 250).
+    pub const fn milli(self) -> i64 {
+        self.milli
+    }
+
+    /// The value in whole units, rounded up (bytes, pods).
+    pub const fn units(self) -> i64 {
+        milli_to_units(self.milli)
+    }
+
+    /// The value in units as a float (cores for CPU, `100m` is 0.1).
+    pub fn as_f64(self) -> f64 {
+        self.milli as f64 / 1000.0
+    }
+}
+
+impl std::str::FromStr for Quantity {
+    type Err = QuantityError;
+
+    fn from_str(s: &str) -> Result<Quantity> {
+        Quantity::parse(s)
     }
 }
 
@@ -121,7 +177,7 @@ fn ceil_div(num: i128, den: i128) -> i128 {
 }
 
 /// Converts milli-units to whole units, rounding up (bytes, pod counts).
-pub fn milli_to_units(milli: i64) -> i64 {
+pub const fn milli_to_units(milli: i64) -> i64 {
     if milli >= 0 {
         (milli + 999) / 1000
     } else {
@@ -178,6 +234,40 @@ mod tests {
             ".",
         ] {
             assert!(parse_milli(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    fn units(s: &str) -> Option<f64> {
+        Quantity::parse(s).ok().map(Quantity::as_f64)
+    }
+
+    #[test]
+    fn orders_by_value() {
+        let q = |s| Quantity::parse(s).unwrap();
+        assert!(q("100m") < q("1"));
+        assert_eq!(q("1Ki").units(), 1024);
+        assert_eq!("1500m".parse::<Quantity>().map(Quantity::milli), Ok(1500));
+        let err = Quantity::parse("1x").unwrap_err();
+        assert_eq!(err.to_string(), "invalid quantity \"1x\": unknown suffix");
+    }
+
+    #[test]
+    fn parses_suffixes_as_units() {
+        assert_eq!(units("100m"), Some(0.1));
+        assert_eq!(units("1"), Some(1.0));
+        assert_eq!(units("1.5"), Some(1.5));
+        assert_eq!(units("1Ki"), Some(1024.0));
+        assert_eq!(units("128Mi"), Some(128.0 * 1024.0 * 1024.0));
+        assert_eq!(units("1G"), Some(1e9));
+        assert_eq!(units("2e3"), Some(2000.0));
+        assert_eq!(units("+1"), Some(1.0));
+        assert_eq!(units("-1"), Some(-1.0));
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_quantity() {
+        for bad in ["", "abc", "1x", "1.2.3", "m", "1Kii", "--1", "1e", "."] {
+            assert!(Quantity::parse(bad).is_err(), "{bad}");
         }
     }
 }
