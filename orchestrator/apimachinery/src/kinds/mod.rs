@@ -18,6 +18,8 @@ use crate::unknown_fields::FieldReport;
 use crate::validation::FieldError;
 
 pub(crate) mod prelude;
+#[cfg(test)]
+pub(crate) mod test_support;
 
 /// What the API server allocates for objects of a kind (done by the server, which holds the
 /// allocation keys; the strategy only names the need).

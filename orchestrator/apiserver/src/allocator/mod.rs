@@ -21,16 +21,16 @@ use crate::state::AppState;
 
 pub use repair::{repair_allocations, RepairReport};
 
-pub(crate) const IP_KEYS: &str = "/registry/ranges/serviceips/";
-pub(crate) const PORT_KEYS: &str = "/registry/ranges/servicenodeports/";
+const IP_KEYS: &str = "/registry/ranges/serviceips/";
+const PORT_KEYS: &str = "/registry/ranges/servicenodeports/";
 
 /// What a create claimed, to give back if the create fails.
 #[derive(Default)]
 pub struct Allocation {
-    pub(crate) keys: Vec<String>,
+    keys: Vec<String>,
 }
 
-pub(crate) fn owner_of(obj: &Value) -> Vec<u8> {
+fn owner_of(obj: &Value) -> Vec<u8> {
     format!(
         "{}/{}",
         object::namespace(obj).unwrap_or_default(),
@@ -39,7 +39,7 @@ pub(crate) fn owner_of(obj: &Value) -> Vec<u8> {
     .into_bytes()
 }
 
-pub(crate) fn invalid_service(obj: &Value, field: &str, message: String) -> ApiError {
+fn invalid_service(obj: &Value, field: &str, message: String) -> ApiError {
     ApiError::Invalid {
         group: String::new(),
         kind: "Service".into(),
@@ -53,7 +53,7 @@ pub(crate) fn invalid_service(obj: &Value, field: &str, message: String) -> ApiE
 }
 
 /// Claim one key; false when someone holds it.
-pub(crate) async fn claim(state: &AppState, key: &str, owner: Vec<u8>) -> Result<bool> {
+async fn claim(state: &AppState, key: &str, owner: Vec<u8>) -> Result<bool> {
     match state.store.create(key, owner).await {
         Ok(_) => Ok(true),
         Err(bpfk_store::StoreError::AlreadyExists(_)) => Ok(false),
@@ -63,22 +63,7 @@ pub(crate) async fn claim(state: &AppState, key: &str, owner: Vec<u8>) -> Result
 
 /// Claim what a new object needs (a Service's ClusterIP and NodePorts).
 pub async fn allocate(state: &AppState, res: &ResourceInfo, obj: &mut Value) -> Result<Allocation> {
-    let mut alloc = Allocation::default();
-    if res.strategy.allocation() != Allocates::ServiceAddresses {
-        return Ok(alloc);
-    }
-    let result = async {
-        cluster_ip::allocate(state, obj, &mut alloc, None).await?;
-        node_port::allocate(state, obj, &mut alloc, None).await
-    }
-    .await;
-    match result {
-        Ok(()) => Ok(alloc),
-        Err(e) => {
-            alloc.release(state).await;
-            Err(e)
-        }
-    }
+    claim_addresses(state, res, obj, None).await
 }
 
 /// Claim what a Service update needs that the old object did not hold (a ClusterIP when the
@@ -90,13 +75,24 @@ pub async fn allocate_on_update(
     old: &Value,
     obj: &mut Value,
 ) -> Result<Allocation> {
+    claim_addresses(state, res, obj, Some(old)).await
+}
+
+/// Claims the ClusterIP and NodePorts `obj` needs and `old` (its stored version) did not
+/// hold; on failure nothing stays claimed.
+async fn claim_addresses(
+    state: &AppState,
+    res: &ResourceInfo,
+    obj: &mut Value,
+    old: Option<&Value>,
+) -> Result<Allocation> {
     let mut alloc = Allocation::default();
     if res.strategy.allocation() != Allocates::ServiceAddresses {
         return Ok(alloc);
     }
     let result = async {
-        cluster_ip::allocate(state, obj, &mut alloc, Some(old)).await?;
-        node_port::allocate(state, obj, &mut alloc, Some(old)).await
+        cluster_ip::allocate(state, obj, &mut alloc, old).await?;
+        node_port::allocate(state, obj, &mut alloc, old).await
     }
     .await;
     match result {
@@ -137,7 +133,7 @@ pub async fn after_delete(state: &AppState, res: &ResourceInfo, obj: &Value) {
 }
 
 /// The allocation keys a stored Service holds.
-pub(crate) fn allocation_keys(svc: &Value) -> Vec<String> {
+fn allocation_keys(svc: &Value) -> Vec<String> {
     let mut keys = Vec::new();
     if let Ok(ip) = cluster_ip(svc).parse::<Ipv4Addr>() {
         keys.push(format!("{IP_KEYS}{ip}"));

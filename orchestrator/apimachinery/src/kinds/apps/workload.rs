@@ -203,3 +203,111 @@ pub(crate) fn template_containers(spec: &Value) -> (String, String) {
     let images: Vec<&str> = containers.iter().map(|c| str_at(c, "/image")).collect();
     (names.join(","), images.join(","))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::kinds::test_support::*;
+    use serde_json::json;
+
+    #[test]
+    fn deployment_selector_mismatch() {
+        let mut d = nginx_deployment();
+        d["spec"]["template"]["metadata"]["labels"] = json!({"app": "web"});
+        assert_eq!(
+            check("Deployment", d),
+            ["spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"web\"}: `selector` does not match template `labels`"]
+        );
+        let mut d = nginx_deployment();
+        d["spec"].as_object_mut().unwrap().remove("selector");
+        assert_eq!(check("Deployment", d), ["spec.selector: Required value"]);
+        let mut d = nginx_deployment();
+        d["spec"]["selector"] = json!({});
+        assert_eq!(
+            fields("Deployment", d),
+            [("spec.selector".to_string(), "FieldValueInvalid")]
+        );
+        let mut d = nginx_deployment();
+        d["spec"]["selector"] =
+            json!({"matchExpressions": [{"key": "app", "operator": "Is", "values": ["nginx"]}]});
+        assert_eq!(
+            fields("Deployment", d),
+            [(
+                "spec.selector.matchExpressions[0].operator".to_string(),
+                "FieldValueInvalid"
+            )]
+        );
+    }
+
+    #[test]
+    fn deployment_spec_rules() {
+        let mut d = nginx_deployment();
+        d["spec"]["replicas"] = json!(-1);
+        d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("");
+        d["spec"]["template"]["spec"]["restartPolicy"] = json!("Never");
+        d["spec"]["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "0%"}});
+        assert_eq!(
+            check("Deployment", d),
+            [
+                "spec.replicas: Invalid value: -1: must be greater than or equal to 0",
+                "spec.template.spec.containers[0].image: Required value",
+                "spec.template.spec.restartPolicy: Unsupported value: \"Never\": supported values: \"Always\"",
+                "spec.strategy.rollingUpdate.maxUnavailable: Invalid value: 0: may not be 0 when `maxSurge` is 0",
+            ]
+        );
+        let mut d = nginx_deployment();
+        d["spec"]["strategy"] =
+            json!({"type": "Blue", "rollingUpdate": {"maxUnavailable": "x%", "maxSurge": -1}});
+        assert_eq!(
+            fields("Deployment", d),
+            [
+                ("spec.strategy.type".to_string(), "FieldValueNotSupported"),
+                (
+                    "spec.strategy.rollingUpdate.maxUnavailable".to_string(),
+                    "FieldValueInvalid"
+                ),
+                (
+                    "spec.strategy.rollingUpdate.maxSurge".to_string(),
+                    "FieldValueInvalid"
+                ),
+            ]
+        );
+        let mut d = nginx_deployment();
+        d["spec"]["strategy"] = json!({"type": "Recreate", "rollingUpdate": {"maxSurge": 1}});
+        assert_eq!(
+            fields("Deployment", d),
+            [(
+                "spec.strategy.rollingUpdate".to_string(),
+                "FieldValueForbidden"
+            )]
+        );
+        let mut d = nginx_deployment();
+        d["spec"]["strategy"] = json!({"rollingUpdate": {"maxUnavailable": "150%"}});
+        assert_eq!(
+            check("Deployment", d),
+            ["spec.strategy.rollingUpdate.maxUnavailable: Invalid value: \"150%\": must not be greater than 100%"]
+        );
+        let mut d = nginx_deployment();
+        d["spec"]["minReadySeconds"] = json!(700);
+        assert_eq!(
+            fields("Deployment", d),
+            [(
+                "spec.progressDeadlineSeconds".to_string(),
+                "FieldValueInvalid"
+            )]
+        );
+    }
+
+    #[test]
+    fn replica_set_rules() {
+        let mut rs = nginx_deployment();
+        rs["kind"] = json!("ReplicaSet");
+        rs["spec"]["template"]["metadata"]["labels"] = json!({});
+        assert_eq!(
+            fields("ReplicaSet", rs),
+            [(
+                "spec.template.metadata.labels".to_string(),
+                "FieldValueInvalid"
+            )]
+        );
+    }
+}

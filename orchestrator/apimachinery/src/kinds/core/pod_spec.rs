@@ -369,3 +369,109 @@ fn quantity_of(v: &Value) -> Option<Quantity> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::kinds::test_support::*;
+    use serde_json::json;
+
+    #[test]
+    fn pod_containers() {
+        assert_eq!(
+            check("Pod", pod(json!({"containers": []}))),
+            ["spec.containers: Required value"]
+        );
+        assert_eq!(
+            check("Pod", pod(json!({}))),
+            ["spec.containers: Required value"]
+        );
+        assert_eq!(
+            fields(
+                "Pod",
+                pod(json!({"containers": [
+                    {"image": "x"},
+                    {"name": "Bad", "image": "x"},
+                    {"name": "a", "image": ""},
+                    {"name": "a", "image": "x"}
+                ]}))
+            ),
+            [
+                ("spec.containers[0].name".to_string(), "FieldValueRequired"),
+                ("spec.containers[1].name".to_string(), "FieldValueInvalid"),
+                ("spec.containers[2].image".to_string(), "FieldValueRequired"),
+                ("spec.containers[3].name".to_string(), "FieldValueDuplicate"),
+            ]
+        );
+        assert_eq!(
+            check("Pod", pod(json!({"containers": [{"name": "nginx"}]}))),
+            ["spec.containers[0].image: Required value"]
+        );
+        // init container names share the namespace of container names
+        assert_eq!(
+            fields(
+                "Pod",
+                pod(json!({"initContainers": [{"name": "a", "image": "x"}],
+                                     "containers": [{"name": "a", "image": "x"}]}))
+            ),
+            [("spec.containers[0].name".to_string(), "FieldValueDuplicate")]
+        );
+    }
+
+    #[test]
+    fn pod_ports_and_policies() {
+        let errs = check(
+            "Pod",
+            pod(json!({"restartPolicy": "Sometimes", "containers": [{
+            "name": "a", "image": "x", "imagePullPolicy": "Maybe",
+            "ports": [{"containerPort": 70000}, {"containerPort": 80, "hostPort": 0},
+                      {"containerPort": 81, "hostPort": -1, "protocol": "tcp"},
+                      {"containerPort": 0}, {"name": "http", "containerPort": 82},
+                      {"name": "http", "containerPort": 83}]}]})),
+        );
+        assert_eq!(
+            errs,
+            [
+                "spec.containers[0].imagePullPolicy: Unsupported value: \"Maybe\": supported values: \"Always\", \"IfNotPresent\", \"Never\"",
+                "spec.containers[0].ports[0].containerPort: Invalid value: 70000: must be between 1 and 65535, inclusive",
+                "spec.containers[0].ports[2].hostPort: Invalid value: -1: must be between 1 and 65535, inclusive",
+                "spec.containers[0].ports[2].protocol: Unsupported value: \"tcp\": supported values: \"SCTP\", \"TCP\", \"UDP\"",
+                "spec.containers[0].ports[3].containerPort: Invalid value: 0: must be between 1 and 65535, inclusive",
+                "spec.containers[0].ports[5].name: Duplicate value: \"http\"",
+                "spec.restartPolicy: Unsupported value: \"Sometimes\": supported values: \"Always\", \"OnFailure\", \"Never\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn pod_resources_env_volumes() {
+        let errs = check(
+            "Pod",
+            pod(
+                json!({"volumes": [{"name": "data", "emptyDir": {}}, {"name": "data"}],
+            "containers": [{"name": "a", "image": "x",
+            "env": [{"name": ""}, {"name": "A=B"}, {"name": "OK", "value": "1"}],
+            "volumeMounts": [{"name": "data", "mountPath": "/d"}, {"name": "nope", "mountPath": ""}],
+            "resources": {"limits": {"cpu": "500m", "memory": "1Gi"},
+                          "requests": {"cpu": "1", "memory": "bogus"}}}]}),
+            ),
+        );
+        assert_eq!(
+            errs,
+            [
+                "spec.volumes[1].name: Duplicate value: \"data\"",
+                "spec.containers[0].env[0].name: Required value",
+                "spec.containers[0].env[1].name: Invalid value: \"A=B\": a valid environment variable name must consist only of printable ASCII characters other than '='",
+                "spec.containers[0].volumeMounts[1].name: Not found: \"nope\"",
+                "spec.containers[0].volumeMounts[1].mountPath: Required value",
+                "spec.containers[0].resources.requests[memory]: Invalid value: \"bogus\": must match the regex ^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$",
+                "spec.containers[0].resources.requests[cpu]: Invalid value: \"1\": must be less than or equal to cpu limit of 500m",
+            ]
+        );
+        assert!(check(
+            "Pod",
+            pod(json!({"containers": [{"name": "a", "image": "x",
+            "resources": {"limits": {"cpu": 2}, "requests": {"cpu": "1500m"}}}]}))
+        )
+        .is_empty());
+    }
+}

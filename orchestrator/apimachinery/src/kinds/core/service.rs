@@ -446,3 +446,68 @@ fn keep_node_ports_by_name(old: &Value, new: &mut Value) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::kinds::test_support::*;
+    use serde_json::{json, Value};
+
+    #[test]
+    fn service_rules() {
+        let svc = |spec: Value| json!({"metadata": {"name": "web", "namespace": "default"}, "spec": spec});
+        assert_eq!(
+            check("Service", svc(json!({}))),
+            ["spec.ports: Required value"]
+        );
+        assert!(check("Service", svc(json!({"clusterIP": "None"}))).is_empty());
+        assert_eq!(
+            fields(
+                "Service",
+                svc(
+                    json!({"clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.11"], "ports": [{"port": 80}]})
+                )
+            ),
+            [("spec.clusterIPs[0]".to_string(), "FieldValueInvalid")]
+        );
+        assert!(check(
+            "Service",
+            svc(json!({"type": "ExternalName", "externalName": "db.example.com"}))
+        )
+        .is_empty());
+        assert_eq!(
+            fields("Service", svc(json!({"type": "ExternalName"}))),
+            [("spec.externalName".to_string(), "FieldValueRequired")]
+        );
+        assert_eq!(
+            check("Service", svc(json!({"type": "Magic", "sessionAffinity": "Sticky", "clusterIP": "10.96.0.300",
+                "ports": [{"port": 80}, {"name": "http", "port": 0, "protocol": "HTTP", "targetPort": 70000},
+                          {"name": "http", "port": 443, "targetPort": "Bad_Name"},
+                          {"name": "dns", "port": 443, "nodePort": 80}]}))),
+            [
+                "spec.type: Unsupported value: \"Magic\": supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\"",
+                "spec.sessionAffinity: Unsupported value: \"Sticky\": supported values: \"ClientIP\", \"None\"",
+                "spec.clusterIP: Invalid value: \"10.96.0.300\": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+                "spec.ports[0].name: Required value",
+                "spec.ports[1].port: Invalid value: 0: must be between 1 and 65535, inclusive",
+                "spec.ports[1].protocol: Unsupported value: \"HTTP\": supported values: \"SCTP\", \"TCP\", \"UDP\"",
+                "spec.ports[1].targetPort: Invalid value: 70000: must be between 1 and 65535, inclusive",
+                "spec.ports[2].name: Duplicate value: \"http\"",
+                "spec.ports[2].targetPort: Invalid value: \"Bad_Name\": must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)",
+                "spec.ports[3]: Duplicate value: {\"port\":443,\"protocol\":\"TCP\"}",
+                "spec.ports[3].nodePort: Invalid value: 80: provided port is not in the valid range. The range of valid ports is 30000-32767",
+            ]
+        );
+        assert_eq!(
+            fields(
+                "Service",
+                svc(json!({"ports": [{"port": 80, "nodePort": 30080}]}))
+            ),
+            [("spec.ports[0].nodePort".to_string(), "FieldValueForbidden")]
+        );
+        assert!(check(
+            "Service",
+            svc(json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 30080}]}))
+        )
+        .is_empty());
+    }
+}
