@@ -74,6 +74,15 @@ async fn config_map_crud_selectors_and_watch() {
     assert_eq!(status(bad_field).code, 400);
 
     let mut changes = watcher(cms.clone(), watcher::Config::default().labels("app=web")).boxed();
+    // the watcher lists first: wait for its initial list, then change the object
+    let listed = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(event) = changes.try_next().await.unwrap() {
+            if let watcher::Event::InitDone = event {
+                return;
+            }
+        }
+    });
+    assert!(listed.await.is_ok(), "the watcher listed");
     let mut game = cms.get("game").await.unwrap();
     game.data = Some([("lives".to_string(), "5".to_string())].into());
     cms.replace("game", &pp, &game).await.unwrap();

@@ -144,15 +144,6 @@ pub(crate) const fn status_of(kind: &'static str) -> Subresource {
     Subresource { kind, ..STATUS }
 }
 
-/// `namespaces/finalize`: the namespace controller's way to drop `spec.finalizers`.
-pub(crate) const NAMESPACE_FINALIZE: Subresource = Subresource {
-    name: "finalize",
-    group: None,
-    version: None,
-    kind: "Namespace",
-    verbs: &["update"],
-};
-
 pub(crate) const SCALE: Subresource = Subresource {
     name: "scale",
     group: Some("autoscaling"),

@@ -10,8 +10,7 @@ pub(crate) use crate::kinds::{Allocates, KindStrategy, RowContext};
 pub(crate) use crate::names;
 pub(crate) use crate::patch::ListStrategy;
 pub(crate) use crate::registry::{
-    status_of, ResourceInfo, Subresource, ALL_VERBS, CREATE_ONLY, NAMESPACE_FINALIZE,
-    NAMESPACE_VERBS, SCALE,
+    status_of, ResourceInfo, Subresource, ALL_VERBS, CREATE_ONLY, NAMESPACE_VERBS, SCALE,
 };
 pub(crate) use crate::table::{
     age_of, col, first_three, format_label_selector, format_labels, human_duration, int_at,

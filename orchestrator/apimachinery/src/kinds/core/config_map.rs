@@ -199,6 +199,18 @@ mod tests {
     }
 
     #[test]
+    fn served_in_core_v1_as_cm() {
+        assert_eq!(crate::registry::resolve("cm").map(|r| r.plural), Some("configmaps"));
+        let list = crate::registry::api_resource_list("", "v1").expect("core/v1");
+        let entry = list.resources.iter().find(|r| r.name == "configmaps");
+        let entry = entry.expect("configmaps in discovery");
+        assert_eq!(entry.kind, "ConfigMap");
+        assert!(entry.namespaced);
+        assert_eq!(entry.short_names.as_deref(), Some(&["cm".to_string()][..]));
+        assert!(entry.verbs.iter().any(|v| v == "watch"));
+    }
+
+    #[test]
     fn table_counts_keys_of_both_maps() {
         let strategy = ConfigMapStrategy;
         let names: Vec<_> = strategy.table_columns().iter().map(|c| c.name).collect();

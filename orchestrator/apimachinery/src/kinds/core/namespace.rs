@@ -2,6 +2,15 @@
 
 use crate::kinds::prelude::*;
 
+/// `namespaces/finalize`: the namespace controller's way to drop `spec.finalizers`.
+const NAMESPACE_FINALIZE: Subresource = Subresource {
+    name: "finalize",
+    group: None,
+    version: None,
+    kind: "Namespace",
+    verbs: &["update"],
+};
+
 /// The served resource.
 pub const RESOURCE: ResourceInfo = ResourceInfo {
     group: "",
