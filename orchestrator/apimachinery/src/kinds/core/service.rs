@@ -218,87 +218,115 @@ fn validate_service_spec(spec: &Value, path: &Path, errs: &mut Errors) {
     if ports.is_empty() && ty != "ExternalName" && !headless {
         errs.push(FieldError::required(&path.child("ports"), ""));
     }
-    let mut port_names = BTreeSet::new();
-    let mut port_protos = BTreeSet::new();
+    let mut seen = SeenPorts::default();
     for (i, p) in ports.iter().enumerate() {
         let pp = path.child("ports").index(i);
-        match s(p, "name").filter(|n| !n.is_empty()) {
-            None if ports.len() > 1 => errs.push(FieldError::required(&pp.child("name"), "")),
-            None => {}
-            Some(name) => {
-                push_msgs(errs, &pp.child("name"), name, names::dns1123_label(name));
-                if !port_names.insert(name.to_string()) {
-                    errs.push(FieldError::duplicate(
-                        &pp.child("name"),
-                        Value::String(name.into()),
-                    ));
-                }
-            }
-        }
-        match p.get("port") {
-            Some(v) if v.is_i64() => validate_port_number(errs, &pp, p, "port", true),
-            Some(v) if !v.is_null() => errs.push(FieldError::invalid(
-                &pp.child("port"),
-                v.clone(),
-                "must be an integer",
-            )),
-            _ => errs.push(FieldError::invalid(
-                &pp.child("port"),
-                0.into(),
-                "must be between 1 and 65535, inclusive",
-            )),
-        }
-        check_enum(errs, &pp, p, "protocol", PROTOCOLS);
-        let key = (
-            int(p, "port").unwrap_or(0),
-            s(p, "protocol").unwrap_or("TCP").to_string(),
-        );
-        if !port_protos.insert(key.clone()) {
-            errs.push(FieldError::duplicate(
-                &pp,
-                serde_json::json!({"port": key.0, "protocol": key.1}),
-            ));
-        }
-        match p.get("targetPort").filter(|v| !v.is_null()) {
-            Some(Value::Number(n)) => {
-                for m in names::port_number(n.as_i64().unwrap_or(0)) {
-                    errs.push(FieldError::invalid(
-                        &pp.child("targetPort"),
-                        Value::Number(n.clone()),
-                        m,
-                    ));
-                }
-            }
-            Some(Value::String(name)) => push_msgs(
-                errs,
-                &pp.child("targetPort"),
-                name,
-                names::iana_svc_name(name),
-            ),
-            Some(other) => errs.push(FieldError::invalid(
-                &pp.child("targetPort"),
-                other.clone(),
-                "must be an integer or a string",
-            )),
-            None => {}
-        }
-        if let Some(np) = int(p, "nodePort").filter(|n| *n != 0) {
-            let np_path = pp.child("nodePort");
-            if ty == "ClusterIP" || ty == "ExternalName" {
-                errs.push(FieldError::forbidden(
-                    &np_path,
-                    format!("may not be used when `type` is '{ty}'"),
-                ));
-            } else if !(30000..=32767).contains(&np) {
-                errs.push(FieldError::invalid(
-                    &np_path,
-                    np.into(),
-                    "provided port is not in the valid range. The range of valid ports is 30000-32767",
+        validate_port_name(p, &pp, ports.len() > 1, &mut seen, errs);
+        validate_port(p, &pp, &mut seen, errs);
+        validate_target_port(p, &pp, errs);
+        validate_node_port(p, &pp, ty, errs);
+    }
+    validate_labels(spec.get("selector"), &path.child("selector"), errs);
+}
+
+/// The names and (port, protocol) pairs of a Service's ports so far (each must be unique).
+#[derive(Default)]
+struct SeenPorts {
+    names: BTreeSet<String>,
+    ports: BTreeSet<(i64, String)>,
+}
+
+/// `name` of a Service port: required when there are several, a unique DNS-1123 label.
+fn validate_port_name(p: &Value, pp: &Path, several: bool, seen: &mut SeenPorts, errs: &mut Errors) {
+    match s(p, "name").filter(|n| !n.is_empty()) {
+        None if several => errs.push(FieldError::required(&pp.child("name"), "")),
+        None => {}
+        Some(name) => {
+            push_msgs(errs, &pp.child("name"), name, names::dns1123_label(name));
+            if !seen.names.insert(name.to_string()) {
+                errs.push(FieldError::duplicate(
+                    &pp.child("name"),
+                    Value::String(name.into()),
                 ));
             }
         }
     }
-    validate_labels(spec.get("selector"), &path.child("selector"), errs);
+}
+
+/// `port` and `protocol` of a Service port: a valid port number, a known protocol, the pair
+/// unique.
+fn validate_port(p: &Value, pp: &Path, seen: &mut SeenPorts, errs: &mut Errors) {
+    match p.get("port") {
+        Some(v) if v.is_i64() => validate_port_number(errs, pp, p, "port", true),
+        Some(v) if !v.is_null() => errs.push(FieldError::invalid(
+            &pp.child("port"),
+            v.clone(),
+            "must be an integer",
+        )),
+        _ => errs.push(FieldError::invalid(
+            &pp.child("port"),
+            0.into(),
+            "must be between 1 and 65535, inclusive",
+        )),
+    }
+    check_enum(errs, pp, p, "protocol", PROTOCOLS);
+    let key = (
+        int(p, "port").unwrap_or(0),
+        s(p, "protocol").unwrap_or("TCP").to_string(),
+    );
+    if !seen.ports.insert(key.clone()) {
+        errs.push(FieldError::duplicate(
+            pp,
+            serde_json::json!({"port": key.0, "protocol": key.1}),
+        ));
+    }
+}
+
+/// `targetPort`: a port number or an IANA service name.
+fn validate_target_port(p: &Value, pp: &Path, errs: &mut Errors) {
+    match p.get("targetPort").filter(|v| !v.is_null()) {
+        Some(Value::Number(n)) => {
+            for m in names::port_number(n.as_i64().unwrap_or(0)) {
+                errs.push(FieldError::invalid(
+                    &pp.child("targetPort"),
+                    Value::Number(n.clone()),
+                    m,
+                ));
+            }
+        }
+        Some(Value::String(name)) => push_msgs(
+            errs,
+            &pp.child("targetPort"),
+            name,
+            names::iana_svc_name(name),
+        ),
+        Some(other) => errs.push(FieldError::invalid(
+            &pp.child("targetPort"),
+            other.clone(),
+            "must be an integer or a string",
+        )),
+        None => {}
+    }
+}
+
+/// `nodePort`: only for NodePort/LoadBalancer Services, in 30000-32767.
+fn validate_node_port(p: &Value, pp: &Path, ty: &str, errs: &mut Errors) {
+    let Some(np) = int(p, "nodePort").filter(|n| *n != 0) else {
+        return;
+    };
+    let np_path = pp.child("nodePort");
+    if ty == "ClusterIP" || ty == "ExternalName" {
+        errs.push(FieldError::forbidden(
+            &np_path,
+            format!("may not be used when `type` is '{ty}'"),
+        ));
+    } else if !(30000..=32767).contains(&np) {
+        errs.push(FieldError::invalid(
+            &np_path,
+            np.into(),
+            "provided port is not in the valid range. The range of valid ports is 30000-32767",
+        ));
+    }
 }
 
 fn service_cells(svc: &Value, name: Value, age: Value) -> Vec<Value> {
