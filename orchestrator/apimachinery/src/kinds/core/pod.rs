@@ -195,152 +195,183 @@ fn validate_pod_spec_update(new: &Value, old: &Value, errs: &mut Errors) {
 fn pod_cells(pod: &Value, name: Value, age: Value, now: DateTime<Utc>) -> Vec<Value> {
     let spec = pod.get("spec").unwrap_or(&Value::Null);
     let status = pod.get("status").unwrap_or(&Value::Null);
-    let total = list_at(spec, "/containers").len();
-    let mut ready = 0;
-    let mut restarts = 0;
-    let mut last_restart: Option<DateTime<Utc>> = None;
-    let mut note_restart = |c: &Value| {
-        if let Some(t) = parse_time(c.pointer("/lastState/terminated/finishedAt")) {
-            if last_restart.is_none_or(|l| t > l) {
-                last_restart = Some(t);
-            }
-        }
-    };
-    let phase = str_at(status, "/phase");
-    let mut reason = if str_at(status, "/reason").is_empty() {
-        phase.to_string()
-    } else {
-        str_at(status, "/reason").to_string()
-    };
-    if list_at(status, "/conditions")
-        .iter()
-        .any(|c| str_at(c, "/type") == "PodScheduled" && str_at(c, "/reason") == "SchedulingGated")
-    {
-        reason = "SchedulingGated".into();
-    }
-    let init_specs = list_at(spec, "/initContainers");
-    let mut initializing = false;
-    let mut sidecar_restarts = 0;
-    for (i, c) in list_at(status, "/initContainerStatuses").iter().enumerate() {
-        let count = int_at(c, "/restartCount").unwrap_or(0);
-        restarts += count;
-        note_restart(c);
-        let sidecar = init_specs.iter().any(|s| {
-            str_at(s, "/name") == str_at(c, "/name") && str_at(s, "/restartPolicy") == "Always"
-        });
-        if sidecar {
-            sidecar_restarts += count;
-        }
-        let terminated = c.pointer("/state/terminated");
-        let waiting_reason = str_at(c, "/state/waiting/reason");
-        if terminated.is_some() && int_at(c, "/state/terminated/exitCode") == Some(0) {
-            continue;
-        }
-        if sidecar && c.get("started") == Some(&Value::Bool(true)) {
-            continue;
-        }
-        initializing = true;
-        reason = if terminated.is_some() {
-            let r = str_at(c, "/state/terminated/reason");
-            if !r.is_empty() {
-                format!("Init:{r}")
-            } else if let Some(sig) = int_at(c, "/state/terminated/signal").filter(|s| *s != 0) {
-                format!("Init:Signal:{sig}")
-            } else {
-                format!(
-                    "Init:ExitCode:{}",
-                    int_at(c, "/state/terminated/exitCode").unwrap_or(0)
-                )
-            }
-        } else if !waiting_reason.is_empty() && waiting_reason != "PodInitializing" {
-            format!("Init:{waiting_reason}")
-        } else {
-            format!("Init:{i}/{}", init_specs.len())
-        };
-        break;
-    }
-    let initialized = list_at(status, "/conditions")
-        .iter()
-        .any(|c| str_at(c, "/type") == "Initialized" && str_at(c, "/status") == "True");
-    if !initializing || initialized {
-        restarts = sidecar_restarts;
-        let mut has_running = false;
-        for c in list_at(status, "/containerStatuses").iter().rev() {
-            restarts += int_at(c, "/restartCount").unwrap_or(0);
-            note_restart(c);
-            let waiting = str_at(c, "/state/waiting/reason");
-            let terminated = c.pointer("/state/terminated");
-            let term_reason = str_at(c, "/state/terminated/reason");
-            if !waiting.is_empty() {
-                reason = waiting.to_string();
-            } else if terminated.is_some() && !term_reason.is_empty() {
-                reason = term_reason.to_string();
-            } else if terminated.is_some() {
-                reason = match int_at(c, "/state/terminated/signal").filter(|s| *s != 0) {
-                    Some(sig) => format!("Signal:{sig}"),
-                    None => format!(
-                        "ExitCode:{}",
-                        int_at(c, "/state/terminated/exitCode").unwrap_or(0)
-                    ),
-                };
-            } else if c.get("ready") == Some(&Value::Bool(true))
-                && c.pointer("/state/running").is_some()
-            {
-                has_running = true;
-                ready += 1;
-            }
-        }
-        if reason == "Completed" && has_running {
-            let pod_ready = list_at(status, "/conditions")
-                .iter()
-                .any(|c| str_at(c, "/type") == "Ready" && str_at(c, "/status") == "True");
-            reason = if pod_ready { "Running" } else { "NotReady" }.into();
-        }
+    let mut row = PodProgress::new(status);
+    let (initializing, sidecar_restarts) = row.scan_init_containers(spec, status);
+    if !initializing || has_true_condition(status, "Initialized") {
+        row.restarts = sidecar_restarts;
+        row.scan_containers(status);
     }
     if pod
         .pointer("/metadata/deletionTimestamp")
         .is_some_and(|v| !v.is_null())
     {
+        let phase = str_at(status, "/phase");
         if str_at(status, "/reason") == "NodeLost" {
-            reason = "Unknown".into();
+            row.reason = "Unknown".into();
         } else if phase != "Succeeded" && phase != "Failed" {
-            reason = "Terminating".into();
+            row.reason = "Terminating".into();
         }
     }
-    let restarts_str = match last_restart {
-        Some(t) if restarts != 0 => {
-            format!(
-                "{restarts} ({} ago)",
-                human_duration(now.signed_duration_since(t))
-            )
-        }
-        _ => restarts.to_string(),
-    };
-    let gates = list_at(spec, "/readinessGates");
-    let gates_str = if gates.is_empty() {
-        "<none>".to_string()
-    } else {
-        let conditions = list_at(status, "/conditions");
-        let true_count = gates
-            .iter()
-            .filter(|g| {
-                conditions.iter().any(|c| {
-                    str_at(c, "/type") == str_at(g, "/conditionType")
-                        && str_at(c, "/status") == "True"
-                })
-            })
-            .count();
-        format!("{true_count}/{}", gates.len())
-    };
+    let total = list_at(spec, "/containers").len();
     vec![
         name,
-        json!(format!("{ready}/{total}")),
-        json!(reason),
-        json!(restarts_str),
+        json!(format!("{}/{total}", row.ready)),
+        json!(row.reason),
+        json!(row.restarts_text(now)),
         age,
         json!(or_none(str_at(status, "/podIP"))),
         json!(or_none(str_at(spec, "/nodeName"))),
         json!(or_none(str_at(status, "/nominatedNodeName"))),
-        json!(gates_str),
+        json!(readiness_gates(spec, status)),
     ]
+}
+
+/// What kubectl's pod printer derives the READY, STATUS and RESTARTS cells from.
+struct PodProgress {
+    ready: usize,
+    restarts: i64,
+    last_restart: Option<DateTime<Utc>>,
+    reason: String,
+}
+
+impl PodProgress {
+    /// Starts from `status.reason`, else the phase; a scheduling gate wins.
+    fn new(status: &Value) -> PodProgress {
+        let mut reason = match str_at(status, "/reason") {
+            "" => str_at(status, "/phase").to_string(),
+            r => r.to_string(),
+        };
+        let gated = list_at(status, "/conditions").iter().any(|c| {
+            str_at(c, "/type") == "PodScheduled" && str_at(c, "/reason") == "SchedulingGated"
+        });
+        if gated {
+            reason = "SchedulingGated".into();
+        }
+        PodProgress {
+            ready: 0,
+            restarts: 0,
+            last_restart: None,
+            reason,
+        }
+    }
+
+    fn note_restart(&mut self, c: &Value) {
+        if let Some(t) = parse_time(c.pointer("/lastState/terminated/finishedAt")) {
+            if self.last_restart.is_none_or(|l| t > l) {
+                self.last_restart = Some(t);
+            }
+        }
+    }
+
+    /// Counts init container restarts and sets `Init:...` while one has not finished.
+    /// Returns whether the pod is still initializing, and the restarts of sidecars.
+    fn scan_init_containers(&mut self, spec: &Value, status: &Value) -> (bool, i64) {
+        let init_specs = list_at(spec, "/initContainers");
+        let mut sidecar_restarts = 0;
+        for (i, c) in list_at(status, "/initContainerStatuses").iter().enumerate() {
+            let count = int_at(c, "/restartCount").unwrap_or(0);
+            self.restarts += count;
+            self.note_restart(c);
+            let sidecar = init_specs.iter().any(|s| {
+                str_at(s, "/name") == str_at(c, "/name") && str_at(s, "/restartPolicy") == "Always"
+            });
+            if sidecar {
+                sidecar_restarts += count;
+            }
+            let succeeded = c.pointer("/state/terminated").is_some()
+                && int_at(c, "/state/terminated/exitCode") == Some(0);
+            if succeeded || (sidecar && c.get("started") == Some(&Value::Bool(true))) {
+                continue;
+            }
+            self.reason = init_reason(c, i, init_specs.len());
+            return (true, sidecar_restarts);
+        }
+        (false, sidecar_restarts)
+    }
+
+    /// Counts ready containers and restarts; the last container (in spec order, the first
+    /// seen) waiting or terminated gives the reason.
+    fn scan_containers(&mut self, status: &Value) {
+        let mut has_running = false;
+        for c in list_at(status, "/containerStatuses").iter().rev() {
+            self.restarts += int_at(c, "/restartCount").unwrap_or(0);
+            self.note_restart(c);
+            let waiting = str_at(c, "/state/waiting/reason");
+            let terminated = c.pointer("/state/terminated").is_some();
+            let term_reason = str_at(c, "/state/terminated/reason");
+            if !waiting.is_empty() {
+                self.reason = waiting.to_string();
+            } else if terminated && !term_reason.is_empty() {
+                self.reason = term_reason.to_string();
+            } else if terminated {
+                self.reason = match int_at(c, "/state/terminated/signal").filter(|s| *s != 0) {
+                    Some(sig) => format!("Signal:{sig}"),
+                    None => format!("ExitCode:{}", exit_code(c)),
+                };
+            } else if c.get("ready") == Some(&Value::Bool(true))
+                && c.pointer("/state/running").is_some()
+            {
+                has_running = true;
+                self.ready += 1;
+            }
+        }
+        if self.reason == "Completed" && has_running {
+            let ready = has_true_condition(status, "Ready");
+            self.reason = if ready { "Running" } else { "NotReady" }.into();
+        }
+    }
+
+    /// `3 (5m ago)`, or the bare count without restarts.
+    fn restarts_text(&self, now: DateTime<Utc>) -> String {
+        match self.last_restart {
+            Some(t) if self.restarts != 0 => format!(
+                "{} ({} ago)",
+                self.restarts,
+                human_duration(now.signed_duration_since(t))
+            ),
+            _ => self.restarts.to_string(),
+        }
+    }
+}
+
+fn exit_code(c: &Value) -> i64 {
+    int_at(c, "/state/terminated/exitCode").unwrap_or(0)
+}
+
+/// STATUS of a pod whose init container `c` (the `i`-th of `count`) has not finished.
+fn init_reason(c: &Value, i: usize, count: usize) -> String {
+    let waiting_reason = str_at(c, "/state/waiting/reason");
+    if c.pointer("/state/terminated").is_some() {
+        let r = str_at(c, "/state/terminated/reason");
+        if !r.is_empty() {
+            format!("Init:{r}")
+        } else if let Some(sig) = int_at(c, "/state/terminated/signal").filter(|s| *s != 0) {
+            format!("Init:Signal:{sig}")
+        } else {
+            format!("Init:ExitCode:{}", exit_code(c))
+        }
+    } else if !waiting_reason.is_empty() && waiting_reason != "PodInitializing" {
+        format!("Init:{waiting_reason}")
+    } else {
+        format!("Init:{i}/{count}")
+    }
+}
+
+fn has_true_condition(status: &Value, kind: &str) -> bool {
+    list_at(status, "/conditions")
+        .iter()
+        .any(|c| str_at(c, "/type") == kind && str_at(c, "/status") == "True")
+}
+
+/// READINESS GATES: `<none>`, or how many of the gates' conditions are true.
+fn readiness_gates(spec: &Value, status: &Value) -> String {
+    let gates = list_at(spec, "/readinessGates");
+    if gates.is_empty() {
+        return "<none>".to_string();
+    }
+    let true_count = gates
+        .iter()
+        .filter(|g| has_true_condition(status, str_at(g, "/conditionType")))
+        .count();
+    format!("{true_count}/{}", gates.len())
 }
