@@ -66,58 +66,9 @@ pub(crate) fn validate_workload_spec(spec: &Value, path: &Path, deployment: bool
             ));
         }
     }
-    let sel_path = path.child("selector");
-    let selector = spec.get("selector").filter(|s| !s.is_null());
-    match selector {
-        None => errs.push(FieldError::required(&sel_path, "")),
-        Some(sel) => {
-            if is_empty_selector(sel) {
-                let what = if deployment {
-                    "deployment"
-                } else {
-                    "replicaset"
-                };
-                errs.push(FieldError::invalid(
-                    &sel_path,
-                    sel.clone(),
-                    format!("empty selector is invalid for {what}"),
-                ));
-            }
-            validate_label_selector(sel, &sel_path, errs);
-        }
-    }
-    let tpl_path = path.child("template");
-    let template = spec.get("template").unwrap_or(&Value::Null);
-    let tpl_labels = template.pointer("/metadata/labels");
-    validate_labels(
-        tpl_labels,
-        &tpl_path.child("metadata").child("labels"),
-        errs,
-    );
-    if let Some(sel) = selector.filter(|s| !is_empty_selector(s)) {
-        if let Ok(matcher) = crate::selectors::Selector::from_value(sel) {
-            let labels_value = tpl_labels.cloned().unwrap_or(Value::Object(Map::new()));
-            let empty = Map::new();
-            let labels = labels_value.as_object().unwrap_or(&empty);
-            if !matcher.matches(labels) {
-                errs.push(FieldError::invalid(
-                    &tpl_path.child("metadata").child("labels"),
-                    labels_value.clone(),
-                    "`selector` does not match template `labels`",
-                ));
-            }
-        }
-    }
-    let pod_spec_path = tpl_path.child("spec");
-    let pod_spec = template.get("spec").unwrap_or(&Value::Null);
-    validate_pod_spec(pod_spec, &pod_spec_path, errs);
-    if let Some(rp) = s(pod_spec, "restartPolicy").filter(|r| *r != "Always") {
-        errs.push(FieldError::not_supported(
-            &pod_spec_path.child("restartPolicy"),
-            Value::String(rp.into()),
-            &["Always"],
-        ));
-    }
+    let what = if deployment { "deployment" } else { "replicaset" };
+    validate_workload_selector(spec, path, what, errs);
+    validate_template(spec, path, errs);
     if deployment {
         validate_strategy(spec, path, errs);
         if let Some(pd) = int(spec, "progressDeadlineSeconds") {
@@ -130,6 +81,58 @@ pub(crate) fn validate_workload_spec(spec: &Value, path: &Path, deployment: bool
                 ));
             }
         }
+    }
+}
+
+/// `spec.selector`: required, not empty, a valid label selector.
+fn validate_workload_selector(spec: &Value, path: &Path, what: &str, errs: &mut Errors) {
+    let sel_path = path.child("selector");
+    match spec.get("selector").filter(|s| !s.is_null()) {
+        None => errs.push(FieldError::required(&sel_path, "")),
+        Some(sel) => {
+            if is_empty_selector(sel) {
+                errs.push(FieldError::invalid(
+                    &sel_path,
+                    sel.clone(),
+                    format!("empty selector is invalid for {what}"),
+                ));
+            }
+            validate_label_selector(sel, &sel_path, errs);
+        }
+    }
+}
+
+/// `spec.template`: labels the selector matches, a valid pod spec restarting `Always`.
+fn validate_template(spec: &Value, path: &Path, errs: &mut Errors) {
+    let tpl_path = path.child("template");
+    let labels_path = tpl_path.child("metadata").child("labels");
+    let template = spec.get("template").unwrap_or(&Value::Null);
+    let tpl_labels = template.pointer("/metadata/labels");
+    validate_labels(tpl_labels, &labels_path, errs);
+    let selector = spec
+        .get("selector")
+        .filter(|s| !s.is_null() && !is_empty_selector(s));
+    if let Some(Ok(matcher)) = selector.map(crate::selectors::Selector::from_value) {
+        let labels_value = tpl_labels.cloned().unwrap_or(Value::Object(Map::new()));
+        let empty = Map::new();
+        let labels = labels_value.as_object().unwrap_or(&empty);
+        if !matcher.matches(labels) {
+            errs.push(FieldError::invalid(
+                &labels_path,
+                labels_value.clone(),
+                "`selector` does not match template `labels`",
+            ));
+        }
+    }
+    let pod_spec_path = tpl_path.child("spec");
+    let pod_spec = template.get("spec").unwrap_or(&Value::Null);
+    validate_pod_spec(pod_spec, &pod_spec_path, errs);
+    if let Some(rp) = s(pod_spec, "restartPolicy").filter(|r| *r != "Always") {
+        errs.push(FieldError::not_supported(
+            &pod_spec_path.child("restartPolicy"),
+            Value::String(rp.into()),
+            &["Always"],
+        ));
     }
 }
 

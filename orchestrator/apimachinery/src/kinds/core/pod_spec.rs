@@ -255,6 +255,18 @@ pub(crate) fn validate_container(
         "terminationMessagePolicy",
         &["File", "FallbackToLogsOnError"],
     );
+    validate_container_ports(c, path, errs);
+    validate_env_names(c, path, errs);
+    validate_volume_mounts(c, path, volumes, errs);
+    validate_resources(
+        c.get("resources").unwrap_or(&Value::Null),
+        &path.child("resources"),
+        errs,
+    );
+}
+
+/// A container's `ports`: valid numbers, a known protocol, unique IANA service names.
+fn validate_container_ports(c: &Value, path: &Path, errs: &mut Errors) {
     let mut port_names = BTreeSet::new();
     for (i, p) in arr(c, "ports").iter().enumerate() {
         let pp = path.child("ports").index(i);
@@ -273,6 +285,10 @@ pub(crate) fn validate_container(
             }
         }
     }
+}
+
+/// A container's `env` names: present, printable ASCII without `=`.
+fn validate_env_names(c: &Value, path: &Path, errs: &mut Errors) {
     for (i, e) in arr(c, "env").iter().enumerate() {
         let ep = path.child("env").index(i).child("name");
         match s(e, "name").filter(|n| !n.is_empty()) {
@@ -287,6 +303,10 @@ pub(crate) fn validate_container(
             Some(_) => {}
         }
     }
+}
+
+/// A container's `volumeMounts`: of a volume the pod has, with a mount path.
+fn validate_volume_mounts(c: &Value, path: &Path, volumes: &BTreeSet<String>, errs: &mut Errors) {
     for (i, m) in arr(c, "volumeMounts").iter().enumerate() {
         let mp = path.child("volumeMounts").index(i);
         match s(m, "name").filter(|n| !n.is_empty()) {
@@ -301,11 +321,6 @@ pub(crate) fn validate_container(
             errs.push(FieldError::required(&mp.child("mountPath"), ""));
         }
     }
-    validate_resources(
-        c.get("resources").unwrap_or(&Value::Null),
-        &path.child("resources"),
-        errs,
-    );
 }
 
 pub(crate) fn validate_resources(r: &Value, path: &Path, errs: &mut Errors) {
