@@ -107,14 +107,23 @@ fn suffix_scale(value: &str, suffix: &str) -> Result<Scale> {
 
 /// Parses a quantity into milli-units, rounding up.
 pub fn parse_milli(value: &str) -> Result<i64> {
+    let (negative, number, suffix) = split_quantity(value)?;
+    let (mantissa, frac_len) = parse_mantissa(value, number)?;
+    let too_big = || invalid(value, "value too large");
+    let milli = to_milli(mantissa, frac_len, suffix_scale(value, suffix)?).ok_or_else(too_big)?;
+    let milli = if negative { -milli } else { milli };
+    i64::try_from(milli).map_err(|_| too_big())
+}
+
+/// Splits `-1.5Gi` into its sign, number and suffix: `(true, "1.5", "Gi")`.
+fn split_quantity(value: &str) -> Result<(bool, &str, &str)> {
     let s = value.trim();
     if s.is_empty() {
         return Err(invalid(value, "empty"));
     }
-    let (negative, s) = match s.as_bytes()[0] {
-        b'-' => (true, &s[1..]),
-        b'+' => (false, &s[1..]),
-        _ => (false, s),
+    let (negative, s) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
     };
     let num_end = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -123,15 +132,16 @@ pub fn parse_milli(value: &str) -> Result<i64> {
     if number.is_empty() || number == "." {
         return Err(invalid(value, "no digits"));
     }
-    let (int_part, frac_part) = match number.split_once('.') {
-        Some((i, f)) => {
-            if f.contains('.') {
-                return Err(invalid(value, "more than one decimal point"));
-            }
-            (i, f)
-        }
-        None => (number, ""),
-    };
+    Ok((negative, number, suffix))
+}
+
+/// The digits of `number` (`1.25`) as an integer and how many of them are decimals:
+/// `(125, 2)`.
+fn parse_mantissa(value: &str, number: &str) -> Result<(i128, i32)> {
+    let (int_part, frac_part) = number.split_once('.').unwrap_or((number, ""));
+    if frac_part.contains('.') {
+        return Err(invalid(value, "more than one decimal point"));
+    }
     let digits = format!("{int_part}{frac_part}");
     let digits = digits.trim_start_matches('0');
     if digits.len() > 30 {
@@ -142,34 +152,30 @@ pub fn parse_milli(value: &str) -> Result<i64> {
     } else {
         digits.parse().map_err(|_| invalid(value, "bad digits"))?
     };
-    let frac_len = frac_part.len() as i32;
-    let too_big = || invalid(value, "value too large");
-    // milli = mantissa * 10^-frac_len * scale * 1000
-    let milli: i128 = match suffix_scale(value, suffix)? {
+    Ok((mantissa, frac_part.len() as i32))
+}
+
+/// `mantissa * 10^-frac_len * scale * 1000`, rounded up; `None` when too large.
+fn to_milli(mantissa: i128, frac_len: i32, scale: Scale) -> Option<i128> {
+    match scale {
         Scale::Binary(shift) => {
-            let num = mantissa
-                .checked_mul(1i128 << shift)
-                .and_then(|v| v.checked_mul(1000))
-                .ok_or_else(too_big)?;
-            let den = 10i128.checked_pow(frac_len as u32).ok_or_else(too_big)?;
-            ceil_div(num, den)
+            let num = mantissa.checked_mul(1i128 << shift)?.checked_mul(1000)?;
+            let den = 10i128.checked_pow(frac_len as u32)?;
+            Some(ceil_div(num, den))
         }
         Scale::Decimal(exp) => {
             let p = exp + 3 - frac_len;
             if p >= 0 {
-                let mul = 10i128.checked_pow(p as u32).ok_or_else(too_big)?;
-                mantissa.checked_mul(mul).ok_or_else(too_big)?
+                mantissa.checked_mul(10i128.checked_pow(p as u32)?)
             } else {
                 match 10i128.checked_pow((-p) as u32) {
-                    Some(den) => ceil_div(mantissa, den),
+                    Some(den) => Some(ceil_div(mantissa, den)),
                     // smaller than any representable milli-unit but not zero
-                    None => i128::from(mantissa > 0),
+                    None => Some(i128::from(mantissa > 0)),
                 }
             }
         }
-    };
-    let milli = if negative { -milli } else { milli };
-    i64::try_from(milli).map_err(|_| too_big())
+    }
 }
 
 fn ceil_div(num: i128, den: i128) -> i128 {

@@ -153,6 +153,14 @@ pub fn validate_pod_spec(spec: &Value, path: &Path, errs: &mut Vec<FieldError>) 
         "dnsPolicy",
         &["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"],
     );
+    validate_pod_scalars(spec, path, errs);
+    validate_labels(spec.get("nodeSelector"), &path.child("nodeSelector"), errs);
+    validate_tolerations(spec, path, errs);
+}
+
+
+/// The grace period, active deadline and node name of a pod spec.
+fn validate_pod_scalars(spec: &Value, path: &Path, errs: &mut Errors) {
     if let Some(n) = int(spec, "terminationGracePeriodSeconds").filter(|n| *n < 0) {
         errs.push(FieldError::invalid(
             &path.child("terminationGracePeriodSeconds"),
@@ -175,7 +183,9 @@ pub fn validate_pod_spec(spec: &Value, path: &Path, errs: &mut Vec<FieldError>) 
             names::dns1123_subdomain(node),
         );
     }
-    validate_labels(spec.get("nodeSelector"), &path.child("nodeSelector"), errs);
+}
+/// `tolerations`: known operators and effects; `Exists` has no value.
+fn validate_tolerations(spec: &Value, path: &Path, errs: &mut Errors) {
     for (i, t) in arr(spec, "tolerations").iter().enumerate() {
         let tp = path.child("tolerations").index(i);
         check_enum(errs, &tp, t, "operator", &["Equal", "Exists"]);
