@@ -1,5 +1,7 @@
 //! Startup repair of the allocation keys.
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 
 use super::{allocation_keys, owner_of, IP_KEYS, PORT_KEYS};
@@ -24,28 +26,12 @@ pub struct RepairReport {
 pub async fn repair_allocations(state: &AppState) -> Result<RepairReport> {
     let _exclusive = state.allocations.write().await;
     let mut report = RepairReport::default();
-    let list_all = |prefix: &'static str| async move {
-        state
-            .store
-            .list(prefix, bpfk_store::ListOptions::default())
-            .await
-            .map(|r| r.items)
-            .map_err(ApiError::from)
-    };
-    let mut wanted: std::collections::BTreeMap<String, Vec<Vec<u8>>> = Default::default();
-    for kv in list_all("/registry/services/").await? {
-        let Ok(svc) = serde_json::from_slice::<Value>(&kv.value) else {
-            continue;
-        };
-        for key in allocation_keys(&svc) {
-            wanted.entry(key).or_default().push(owner_of(&svc));
-        }
-    }
-    let mut existing = std::collections::BTreeMap::new();
-    for kv in list_all(IP_KEYS)
+    let wanted = wanted_keys(state).await?;
+    let mut existing = BTreeMap::new();
+    for kv in list_all(state, IP_KEYS)
         .await?
         .into_iter()
-        .chain(list_all(PORT_KEYS).await?)
+        .chain(list_all(state, PORT_KEYS).await?)
     {
         existing.insert(kv.key.clone(), kv.mod_revision);
     }
@@ -55,26 +41,61 @@ pub async fn repair_allocations(state: &AppState) -> Result<RepairReport> {
             report.doubly_held.push(key.clone());
         }
         if !existing.contains_key(key) {
-            match state.store.create(key, owners[0].clone()).await {
-                Ok(_) | Err(bpfk_store::StoreError::AlreadyExists(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
-            tracing::warn!(%key, "restored an allocation a Service holds");
+            restore(state, key, owners).await?;
             report.restored.push(key.clone());
         }
     }
     for (key, rev) in existing {
-        if wanted.contains_key(&key) {
-            continue;
+        if !wanted.contains_key(&key) {
+            release(state, &key, rev).await?;
+            report.released.push(key);
         }
-        match state.store.delete(&key, Some(rev)).await {
-            Ok(_)
-            | Err(bpfk_store::StoreError::NotFound(_))
-            | Err(bpfk_store::StoreError::Conflict { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
-        tracing::warn!(%key, "released an allocation no Service holds");
-        report.released.push(key);
     }
     Ok(report)
+}
+
+async fn list_all(state: &AppState, prefix: &str) -> Result<Vec<bpfk_store::KeyValue>> {
+    state
+        .store
+        .list(prefix, bpfk_store::ListOptions::default())
+        .await
+        .map(|r| r.items)
+        .map_err(ApiError::from)
+}
+
+/// Every allocation key the stored Services hold, with the Services (`ns/name`) holding it.
+async fn wanted_keys(state: &AppState) -> Result<BTreeMap<String, Vec<Vec<u8>>>> {
+    let mut wanted: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+    for kv in list_all(state, "/registry/services/").await? {
+        let Ok(svc) = serde_json::from_slice::<Value>(&kv.value) else {
+            continue;
+        };
+        for key in allocation_keys(&svc) {
+            wanted.entry(key).or_default().push(owner_of(&svc));
+        }
+    }
+    Ok(wanted)
+}
+
+/// Recreate a key a Service holds, owned by the first of its holders.
+async fn restore(state: &AppState, key: &str, owners: &[Vec<u8>]) -> Result<()> {
+    let owner = owners.first().cloned().unwrap_or_default();
+    match state.store.create(key, owner).await {
+        Ok(_) | Err(bpfk_store::StoreError::AlreadyExists(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    tracing::warn!(%key, "restored an allocation a Service holds");
+    Ok(())
+}
+
+/// Delete a key no Service holds (unless it changed since it was listed).
+async fn release(state: &AppState, key: &str, rev: i64) -> Result<()> {
+    match state.store.delete(key, Some(rev)).await {
+        Ok(_)
+        | Err(bpfk_store::StoreError::NotFound(_))
+        | Err(bpfk_store::StoreError::Conflict { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    tracing::warn!(%key, "released an allocation no Service holds");
+    Ok(())
 }
