@@ -361,3 +361,45 @@ pub fn manifest(name: &str) -> PathBuf {
         .join("../tests/manifests")
         .join(name)
 }
+
+/// A long-running kubectl (`get -w`, `logs -f`) whose stdout lines are read on a thread.
+pub struct Streaming {
+    child: std::process::Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Streaming {
+    /// Start `kubectl <args>` against `c`; its stdout lines are collected as they come.
+    pub fn start(c: &Cluster, args: &[&str]) -> Streaming {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(c.server.kubeconfig())
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("cannot run kubectl");
+        let out = child.stdout.take().expect("stdout");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Streaming { child, lines }
+    }
+
+    /// The lines printed so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Streaming {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,7 +1,7 @@
 //! The real kubectl (v1.32) against bpfk-server: apply, get, describe, scale, delete of the
 //! design notes' manifests, and the errors a user sees.
 
-use bpfk_lab::server::{failure, manifest, success, Cluster};
+use bpfk_lab::server::{failure, manifest, success, Cluster, Streaming};
 
 fn path(name: &str) -> String {
     manifest(name).to_string_lossy().into_owned()
@@ -316,46 +316,6 @@ fn eventually(mut cond: impl FnMut() -> bool, what: &str) {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     panic!("timed out waiting for {what}");
-}
-
-/// Lines kubectl printed so far, read on a thread.
-struct Streaming {
-    child: std::process::Child,
-    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-}
-
-impl Streaming {
-    fn start(c: &Cluster, args: &[&str]) -> Streaming {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(c.server.kubeconfig())
-            .args(args)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("cannot run kubectl");
-        let out = child.stdout.take().expect("stdout");
-        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Streaming { child, lines }
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Streaming {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Names of the objects of `kinds` (kubectl `-o name`).

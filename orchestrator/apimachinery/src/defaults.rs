@@ -5,7 +5,7 @@
 //! `kubectl apply` relies on to report `unchanged`). Values the server allocates (a Service's
 //! `clusterIP`, uid, timestamps) are not defaults and are left to the caller.
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use crate::registry::ResourceInfo;
 
@@ -15,21 +15,15 @@ pub fn apply_defaults(res: &ResourceInfo, obj: &mut Value) {
     if !obj.is_object() {
         return;
     }
-    match (res.group, res.kind) {
-        ("", "Pod") => default_pod(obj),
-        ("", "Service") => default_service(obj),
-        ("", "Namespace") => default_namespace(obj),
-        ("", "Endpoints") => default_endpoints(obj),
-        ("discovery.k8s.io", "EndpointSlice") => default_endpoint_slice(obj),
-        ("apps", "Deployment") => default_deployment(obj),
-        ("apps", "ReplicaSet") => default_replica_set(obj),
-        _ => {}
-    }
+    res.strategy.default(obj);
 }
 
 /// Returns the object at `obj[key]`, creating an empty object there when it is missing or
 /// null. `None` when `obj` is not an object or `obj[key]` holds a non-object.
-fn child_object<'a>(obj: &'a mut Value, key: &str) -> Option<&'a mut Map<String, Value>> {
+pub(crate) fn child_object<'a>(
+    obj: &'a mut Value,
+    key: &str,
+) -> Option<&'a mut Map<String, Value>> {
     let map = obj.as_object_mut()?;
     let slot = map.entry(key).or_insert(Value::Null);
     if slot.is_null() {
@@ -39,7 +33,7 @@ fn child_object<'a>(obj: &'a mut Value, key: &str) -> Option<&'a mut Map<String,
 }
 
 /// Sets `map[key] = value` when the key is absent or null.
-fn set_default(map: &mut Map<String, Value>, key: &str, value: Value) {
+pub(crate) fn set_default(map: &mut Map<String, Value>, key: &str, value: Value) {
     let slot = map.entry(key).or_insert(Value::Null);
     if slot.is_null() {
         *slot = value;
@@ -47,7 +41,11 @@ fn set_default(map: &mut Map<String, Value>, key: &str, value: Value) {
 }
 
 /// Calls `f` on every object element of the array at `map[key]`.
-fn each_item(map: &mut Map<String, Value>, key: &str, mut f: impl FnMut(&mut Map<String, Value>)) {
+pub(crate) fn each_item(
+    map: &mut Map<String, Value>,
+    key: &str,
+    mut f: impl FnMut(&mut Map<String, Value>),
+) {
     if let Some(Value::Array(items)) = map.get_mut(key) {
         for item in items.iter_mut().filter_map(Value::as_object_mut) {
             f(item);
@@ -55,215 +53,10 @@ fn each_item(map: &mut Map<String, Value>, key: &str, mut f: impl FnMut(&mut Map
     }
 }
 
-fn default_pod(obj: &mut Value) {
-    let mut qos = "BestEffort";
-    if let Some(spec) = child_object(obj, "spec") {
-        default_pod_spec(spec);
-        // What Kubernetes' Priority admission sets for a pod without a priority class.
-        if spec.get("priorityClassName").is_none_or(Value::is_null) {
-            set_default(spec, "priority", json!(0));
-            set_default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
-        }
-        qos = pod_qos_class(spec);
-    }
-    if let Some(status) = child_object(obj, "status") {
-        set_default(status, "phase", json!("Pending"));
-        set_default(status, "qosClass", json!(qos));
-    }
-}
-
-/// The QoS class of a pod spec, as Kubernetes computes it from cpu and memory requests and
-/// limits: `Guaranteed` (every container has equal requests and limits for both),
-/// `BestEffort` (none has any), else `Burstable`.
-pub fn pod_qos_class(spec: &Map<String, Value>) -> &'static str {
-    let containers: Vec<&Value> = ["initContainers", "containers"]
-        .iter()
-        .filter_map(|k| spec.get(*k).and_then(Value::as_array))
-        .flatten()
-        .collect();
-    let amount = |c: &Value, kind: &str, res: &str| {
-        c.pointer(&format!("/resources/{kind}/{res}"))
-            .and_then(crate::quantity::parse_value)
-            .filter(|q| *q > 0.0)
-    };
-    let mut any = false;
-    let mut guaranteed = true;
-    for c in &containers {
-        for res in ["cpu", "memory"] {
-            let limit = amount(c, "limits", res);
-            // a missing request defaults to the limit
-            let request = amount(c, "requests", res).or(limit);
-            any |= limit.is_some() || request.is_some();
-            if limit.is_none() || request != limit {
-                guaranteed = false;
-            }
-        }
-    }
-    if !any {
-        "BestEffort"
-    } else if guaranteed {
-        "Guaranteed"
-    } else {
-        "Burstable"
-    }
-}
-
-/// Defaults of a pod spec (also used for the templates of Deployments and ReplicaSets).
-pub fn default_pod_spec(spec: &mut Map<String, Value>) {
-    set_default(spec, "restartPolicy", json!("Always"));
-    set_default(spec, "dnsPolicy", json!("ClusterFirst"));
-    set_default(spec, "schedulerName", json!("default-scheduler"));
-    set_default(spec, "terminationGracePeriodSeconds", json!(30));
-    set_default(spec, "securityContext", json!({}));
-    set_default(spec, "enableServiceLinks", json!(true));
-    for list in ["initContainers", "containers"] {
-        each_item(spec, list, default_container);
-    }
-}
-
-fn default_container(c: &mut Map<String, Value>) {
-    let policy = match c.get("image").and_then(Value::as_str) {
-        Some(image) if image_tag(image).is_some_and(|t| t != "latest") => "IfNotPresent",
-        // Kubernetes: a digest pins the image, so it is not pulled every time.
-        Some(image) if image.contains('@') => "IfNotPresent",
-        _ => "Always",
-    };
-    set_default(c, "imagePullPolicy", json!(policy));
-    set_default(c, "terminationMessagePath", json!("/dev/termination-log"));
-    set_default(c, "terminationMessagePolicy", json!("File"));
-    set_default(c, "resources", json!({}));
-    each_item(c, "ports", |p| set_default(p, "protocol", json!("TCP")));
-}
-
-/// The tag of an image reference (`nginx:1.14.2` → `1.14.2`, `localhost:5000/nginx` → none).
-fn image_tag(image: &str) -> Option<&str> {
-    let without_digest = image.split('@').next().unwrap_or(image);
-    let last = without_digest.rsplit('/').next().unwrap_or(without_digest);
-    last.split_once(':').map(|(_, tag)| tag)
-}
-
-fn default_service(obj: &mut Value) {
-    let Some(spec) = child_object(obj, "spec") else {
-        return;
-    };
-    set_default(spec, "type", json!("ClusterIP"));
-    set_default(spec, "sessionAffinity", json!("None"));
-    let ty = spec
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or("ClusterIP")
-        .to_string();
-    each_item(spec, "ports", |p| {
-        set_default(p, "protocol", json!("TCP"));
-        if let Some(port) = p.get("port").cloned() {
-            set_default(p, "targetPort", port);
-        }
-    });
-    // Kubernetes keeps clusterIPs[0] == clusterIP; the allocated address is mirrored here.
-    if let Some(ip) = spec
-        .get("clusterIP")
-        .and_then(Value::as_str)
-        .filter(|ip| !ip.is_empty())
-    {
-        let ip = ip.to_string();
-        set_default(spec, "clusterIPs", json!([ip]));
-    }
-    if ty != "ExternalName" {
-        set_default(spec, "ipFamilyPolicy", json!("SingleStack"));
-        set_default(spec, "ipFamilies", json!(["IPv4"]));
-        set_default(spec, "internalTrafficPolicy", json!("Cluster"));
-    }
-    if ty == "NodePort" || ty == "LoadBalancer" {
-        set_default(spec, "externalTrafficPolicy", json!("Cluster"));
-    }
-    if ty == "LoadBalancer" {
-        set_default(spec, "allocateLoadBalancerNodePorts", json!(true));
-    }
-    if let Some(status) = child_object(obj, "status") {
-        set_default(status, "loadBalancer", json!({}));
-    }
-}
-
-fn default_namespace(obj: &mut Value) {
-    let name = obj
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    if let (Some(name), Some(meta)) = (name, child_object(obj, "metadata")) {
-        let labels = meta.entry("labels").or_insert(Value::Null);
-        if labels.is_null() {
-            *labels = json!({});
-        }
-        if let Some(labels) = labels.as_object_mut() {
-            // Kubernetes always sets this label to the namespace's name.
-            labels.insert("kubernetes.io/metadata.name".to_string(), json!(name));
-        }
-    }
-    if let Some(spec) = child_object(obj, "spec") {
-        set_default(spec, "finalizers", json!(["kubernetes"]));
-    }
-    if let Some(status) = child_object(obj, "status") {
-        set_default(status, "phase", json!("Active"));
-    }
-}
-
-fn default_endpoints(obj: &mut Value) {
-    if let Some(Value::Array(subsets)) = obj.get_mut("subsets") {
-        for subset in subsets.iter_mut().filter_map(Value::as_object_mut) {
-            each_item(subset, "ports", |p| {
-                set_default(p, "protocol", json!("TCP"))
-            });
-        }
-    }
-}
-
-fn default_endpoint_slice(obj: &mut Value) {
-    if let Some(map) = obj.as_object_mut() {
-        each_item(map, "ports", |p| {
-            set_default(p, "protocol", json!("TCP"));
-            set_default(p, "name", json!(""));
-        });
-    }
-}
-
-fn default_template(spec: &mut Map<String, Value>) {
-    let template = spec.entry("template").or_insert(Value::Null);
-    if template.is_null() {
-        return;
-    }
-    if let Some(pod_spec) = child_object(template, "spec") {
-        default_pod_spec(pod_spec);
-    }
-}
-
-fn default_deployment(obj: &mut Value) {
-    let Some(spec) = child_object(obj, "spec") else {
-        return;
-    };
-    set_default(spec, "replicas", json!(1));
-    set_default(spec, "revisionHistoryLimit", json!(10));
-    set_default(spec, "progressDeadlineSeconds", json!(600));
-    if let Some(strategy) = map_child(spec, "strategy") {
-        set_default(strategy, "type", json!("RollingUpdate"));
-        if strategy.get("type") == Some(&json!("RollingUpdate")) {
-            if let Some(ru) = map_child(strategy, "rollingUpdate") {
-                set_default(ru, "maxUnavailable", json!("25%"));
-                set_default(ru, "maxSurge", json!("25%"));
-            }
-        }
-    }
-    default_template(spec);
-}
-
-fn default_replica_set(obj: &mut Value) {
-    let Some(spec) = child_object(obj, "spec") else {
-        return;
-    };
-    set_default(spec, "replicas", json!(1));
-    default_template(spec);
-}
-
-fn map_child<'a>(map: &'a mut Map<String, Value>, key: &str) -> Option<&'a mut Map<String, Value>> {
+pub(crate) fn map_child<'a>(
+    map: &'a mut Map<String, Value>,
+    key: &str,
+) -> Option<&'a mut Map<String, Value>> {
     let slot = map.entry(key).or_insert(Value::Null);
     if slot.is_null() {
         *slot = Value::Object(Map::new());
@@ -275,6 +68,7 @@ fn map_child<'a>(map: &'a mut Map<String, Value>, key: &str) -> Option<&'a mut M
 mod tests {
     use super::*;
     use crate::registry::by_kind;
+    use serde_json::json;
 
     fn defaulted(kind: &str, mut obj: Value) -> Value {
         let res = by_kind(kind).unwrap();

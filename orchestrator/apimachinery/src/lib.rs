@@ -5,6 +5,8 @@
 //! documents, unknown-field detection).
 //!
 //! Modules, one concern each:
+//! - [`kinds`]: every served kind, one file each (resource facts and strategy), registered
+//!   once.
 //! - [`registry`]: the served resources (group/version/kind/plural/scope/short names/...) and the
 //!   discovery documents built from them.
 //! - [`defaults`]: Kubernetes' defaulting (idempotent).
@@ -17,9 +19,9 @@
 #![warn(missing_docs)]
 
 pub mod defaults;
+pub mod kinds;
 pub mod names;
 pub mod patch;
-pub mod quantity;
 pub mod registry;
 pub mod selectors;
 pub mod table;

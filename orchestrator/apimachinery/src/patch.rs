@@ -78,28 +78,6 @@ pub enum ListStrategy {
     Replace,
 }
 
-const POD_SPEC_LISTS: &[(&str, ListStrategy)] = &[
-    ("containers", ListStrategy::MergeByKey("name")),
-    ("initContainers", ListStrategy::MergeByKey("name")),
-    ("ephemeralContainers", ListStrategy::MergeByKey("name")),
-    ("volumes", ListStrategy::MergeByKey("name")),
-    ("imagePullSecrets", ListStrategy::MergeByKey("name")),
-    ("hostAliases", ListStrategy::MergeByKey("ip")),
-    (
-        "topologySpreadConstraints",
-        ListStrategy::MergeByKey("topologyKey"),
-    ),
-    ("resourceClaims", ListStrategy::MergeByKey("name")),
-    ("schedulingGates", ListStrategy::MergeByKey("name")),
-];
-
-const CONTAINER_LISTS: &[(&str, ListStrategy)] = &[
-    ("ports", ListStrategy::MergeByKey("containerPort")),
-    ("env", ListStrategy::MergeByKey("name")),
-    ("volumeMounts", ListStrategy::MergeByKey("mountPath")),
-    ("volumeDevices", ListStrategy::MergeByKey("devicePath")),
-];
-
 const METADATA_LISTS: &[(&str, ListStrategy)] = &[
     ("ownerReferences", ListStrategy::MergeByKey("uid")),
     ("finalizers", ListStrategy::MergePrimitives),
@@ -108,42 +86,20 @@ const METADATA_LISTS: &[(&str, ListStrategy)] = &[
 /// The strategy of the list at `path` (field names joined by `.`, list indices left out,
 /// e.g. `spec.template.spec.containers.ports`) in objects of `res`.
 pub fn list_strategy(res: &ResourceInfo, path: &str) -> ListStrategy {
-    let lookup = |table: &[(&str, ListStrategy)], field: &str| {
-        table
-            .iter()
-            .find(|(name, _)| *name == field)
-            .map(|(_, s)| *s)
-            .unwrap_or(ListStrategy::Replace)
-    };
-    let pod_spec_prefix = if res.is("", "Pod") {
-        Some("spec.")
-    } else if res.has_pod_template() {
-        Some("spec.template.spec.")
-    } else {
-        None
-    };
-    if let Some(rest) = pod_spec_prefix.and_then(|p| path.strip_prefix(p)) {
-        return match rest.split('.').collect::<Vec<_>>().as_slice() {
-            [field] => lookup(POD_SPEC_LISTS, field),
-            ["containers" | "initContainers" | "ephemeralContainers", field] => {
-                lookup(CONTAINER_LISTS, field)
-            }
-            _ => ListStrategy::Replace,
-        };
+    if let Some(strategy) = res.strategy.list_strategy(path) {
+        return strategy;
     }
     if let Some(field) = path
         .strip_prefix("metadata.")
         .or_else(|| path.strip_prefix("spec.template.metadata."))
     {
-        return lookup(METADATA_LISTS, field);
+        return METADATA_LISTS
+            .iter()
+            .find(|(name, _)| *name == field)
+            .map_or(ListStrategy::Replace, |(_, s)| *s);
     }
-    match (res.group, res.kind, path) {
-        (_, _, "status.conditions") => ListStrategy::MergeByKey("type"),
-        ("", "Pod", "status.podIPs" | "status.hostIPs") => ListStrategy::MergeByKey("ip"),
-        ("", "Pod", "status.resourceClaimStatuses") => ListStrategy::MergeByKey("name"),
-        ("", "Node", "status.addresses") => ListStrategy::MergeByKey("type"),
-        ("", "Node", "spec.podCIDRs") => ListStrategy::MergePrimitives,
-        ("", "Service", "spec.ports") => ListStrategy::MergeByKey("port"),
+    match path {
+        "status.conditions" => ListStrategy::MergeByKey("type"),
         _ => ListStrategy::Replace,
     }
 }

@@ -10,8 +10,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     ServerAddressByClientCIDR,
 };
 
+use crate::kinds::{KindStrategy, RESOURCES};
+
 /// The verbs of an ordinary, fully-featured collection.
-const ALL_VERBS: &[&str] = &[
+pub(crate) const ALL_VERBS: &[&str] = &[
     "create",
     "delete",
     "deletecollection",
@@ -22,12 +24,12 @@ const ALL_VERBS: &[&str] = &[
     "watch",
 ];
 /// Namespaces have no `deletecollection` (as in Kubernetes).
-const NAMESPACE_VERBS: &[&str] = &[
+pub(crate) const NAMESPACE_VERBS: &[&str] = &[
     "create", "delete", "get", "list", "patch", "update", "watch",
 ];
 /// Verbs of a `status` or `scale` subresource.
 const GET_PATCH_UPDATE: &[&str] = &["get", "patch", "update"];
-const CREATE_ONLY: &[&str] = &["create"];
+pub(crate) const CREATE_ONLY: &[&str] = &["create"];
 
 /// A subresource such as `pods/status` or `deployments/scale`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,8 +46,10 @@ pub struct Subresource {
     pub verbs: &'static [&'static str],
 }
 
-/// Static description of one served resource (one group/version/kind).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Static description of one served resource (one group/version/kind), and the strategy the
+/// generic code asks for its kind-specific behaviour. Each is defined in its kind's file
+/// under [`crate::kinds`].
+#[derive(Clone)]
 pub struct ResourceInfo {
     /// API group; `""` for the core group.
     pub group: &'static str,
@@ -69,7 +73,29 @@ pub struct ResourceInfo {
     pub subresources: &'static [Subresource],
     /// Verbs on the main resource.
     pub verbs: &'static [&'static str],
+    /// Defaulting, validation, columns, ... of the kind.
+    pub strategy: &'static dyn KindStrategy,
 }
+
+impl std::fmt::Debug for ResourceInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResourceInfo")
+            .field("group", &self.group)
+            .field("version", &self.version)
+            .field("kind", &self.kind)
+            .field("plural", &self.plural)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Resources are the same when they serve the same group, version and plural.
+impl PartialEq for ResourceInfo {
+    fn eq(&self, other: &Self) -> bool {
+        (self.group, self.version, self.plural) == (other.group, other.version, other.plural)
+    }
+}
+
+impl Eq for ResourceInfo {}
 
 impl ResourceInfo {
     /// The `apiVersion` string of objects of this resource: `v1` or `apps/v1`.
@@ -100,11 +126,6 @@ impl ResourceInfo {
         self.verbs.contains(&verb)
     }
 
-    /// Whether this resource is one whose objects have a pod template at `spec.template`.
-    pub fn has_pod_template(&self) -> bool {
-        self.group == "apps" && matches!(self.kind, "Deployment" | "ReplicaSet")
-    }
-
     /// Whether this is `kind` in `group` (convenience for dispatching on the resource).
     pub fn is(&self, group: &str, kind: &str) -> bool {
         self.group == group && self.kind == kind
@@ -119,188 +140,17 @@ const STATUS: Subresource = Subresource {
     verbs: GET_PATCH_UPDATE,
 };
 
-const fn status_of(kind: &'static str) -> Subresource {
+pub(crate) const fn status_of(kind: &'static str) -> Subresource {
     Subresource { kind, ..STATUS }
 }
 
-/// `namespaces/finalize`: the namespace controller's way to drop `spec.finalizers`.
-const NAMESPACE_FINALIZE: Subresource = Subresource {
-    name: "finalize",
-    group: None,
-    version: None,
-    kind: "Namespace",
-    verbs: &["update"],
-};
-
-const SCALE: Subresource = Subresource {
+pub(crate) const SCALE: Subresource = Subresource {
     name: "scale",
     group: Some("autoscaling"),
     version: Some("v1"),
     kind: "Scale",
     verbs: GET_PATCH_UPDATE,
 };
-
-static RESOURCES: &[ResourceInfo] = &[
-    ResourceInfo {
-        group: "",
-        version: "v1",
-        kind: "Namespace",
-        plural: "namespaces",
-        singular: "namespace",
-        namespaced: false,
-        short_names: &["ns"],
-        categories: &[],
-        list_kind: "NamespaceList",
-        subresources: &[status_of("Namespace"), NAMESPACE_FINALIZE],
-        verbs: NAMESPACE_VERBS,
-    },
-    ResourceInfo {
-        group: "",
-        version: "v1",
-        kind: "Node",
-        plural: "nodes",
-        singular: "node",
-        namespaced: false,
-        short_names: &["no"],
-        categories: &[],
-        list_kind: "NodeList",
-        subresources: &[status_of("Node")],
-        verbs: ALL_VERBS,
-    },
-    ResourceInfo {
-        group: "",
-        version: "v1",
-        kind: "Pod",
-        plural: "pods",
-        singular: "pod",
-        namespaced: true,
-        short_names: &["po"],
-        categories: &["all"],
-        list_kind: "PodList",
-        subresources: &[
-            status_of("Pod"),
-            Subresource {
-                name: "binding",
-                group: None,
-                version: None,
-                kind: "Binding",
-                verbs: CREATE_ONLY,
-            },
-            Subresource {
-                name: "log",
-                group: None,
-                version: None,
-                kind: "Pod",
-                verbs: &["get"],
-            },
-        ],
-        verbs: ALL_VERBS,
-    },
-    ResourceInfo {
-        group: "",
-        version: "v1",
-        kind: "Binding",
-        plural: "bindings",
-        singular: "binding",
-        namespaced: true,
-        short_names: &[],
-        categories: &[],
-        list_kind: "BindingList",
-        subresources: &[],
-        verbs: CREATE_ONLY,
-    },
-    ResourceInfo {
-        group: "",
-        version: "v1",
-        kind: "Service",
-        plural: "services",
-        singular: "service",
-        namespaced: true,
-        short_names: &["svc"],
-        categories: &["all"],
-        list_kind: "ServiceList",
-        subresources: &[status_of("Service")],
-        verbs: ALL_VERBS,
-    },
-    ResourceInfo {
-        group: "",
-        version: "v1",
-        kind: "Endpoints",
-        plural: "endpoints",
-        singular: "endpoints",
-        namespaced: true,
-        short_names: &["ep"],
-        categories: &[],
-        list_kind: "EndpointsList",
-        subresources: &[],
-        verbs: ALL_VERBS,
-    },
-    ResourceInfo {
-        group: "",
-        version: "v1",
-        kind: "Event",
-        plural: "events",
-        singular: "event",
-        namespaced: true,
-        short_names: &["ev"],
-        categories: &[],
-        list_kind: "EventList",
-        subresources: &[],
-        verbs: ALL_VERBS,
-    },
-    ResourceInfo {
-        group: "discovery.k8s.io",
-        version: "v1",
-        kind: "EndpointSlice",
-        plural: "endpointslices",
-        singular: "endpointslice",
-        namespaced: true,
-        short_names: &[],
-        categories: &[],
-        list_kind: "EndpointSliceList",
-        subresources: &[],
-        verbs: ALL_VERBS,
-    },
-    ResourceInfo {
-        group: "coordination.k8s.io",
-        version: "v1",
-        kind: "Lease",
-        plural: "leases",
-        singular: "lease",
-        namespaced: true,
-        short_names: &[],
-        categories: &[],
-        list_kind: "LeaseList",
-        subresources: &[],
-        verbs: ALL_VERBS,
-    },
-    ResourceInfo {
-        group: "apps",
-        version: "v1",
-        kind: "Deployment",
-        plural: "deployments",
-        singular: "deployment",
-        namespaced: true,
-        short_names: &["deploy"],
-        categories: &["all"],
-        list_kind: "DeploymentList",
-        subresources: &[status_of("Deployment"), SCALE],
-        verbs: ALL_VERBS,
-    },
-    ResourceInfo {
-        group: "apps",
-        version: "v1",
-        kind: "ReplicaSet",
-        plural: "replicasets",
-        singular: "replicaset",
-        namespaced: true,
-        short_names: &["rs"],
-        categories: &["all"],
-        list_kind: "ReplicaSetList",
-        subresources: &[status_of("ReplicaSet"), SCALE],
-        verbs: ALL_VERBS,
-    },
-];
 
 /// Every served resource.
 pub fn resources() -> &'static [ResourceInfo] {

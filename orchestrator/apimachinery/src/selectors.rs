@@ -666,47 +666,18 @@ const META_FIELDS: &[&str] = &["metadata.name", "metadata.namespace"];
 
 /// The field selector fields `res` supports (`metadata.name` and `metadata.namespace` for all).
 pub fn supported_fields(res: &ResourceInfo) -> Vec<&'static str> {
-    let extra: &[&str] = match (res.group, res.kind) {
-        ("", "Pod") => &[
-            "spec.nodeName",
-            "spec.restartPolicy",
-            "spec.schedulerName",
-            "spec.serviceAccountName",
-            "spec.hostNetwork",
-            "status.phase",
-            "status.podIP",
-            "status.nominatedNodeName",
-        ],
-        ("", "Event") => &[
-            "involvedObject.kind",
-            "involvedObject.namespace",
-            "involvedObject.name",
-            "involvedObject.uid",
-            "involvedObject.apiVersion",
-            "involvedObject.resourceVersion",
-            "involvedObject.fieldPath",
-            "reason",
-            "reportingComponent",
-            "source",
-            "type",
-        ],
-        ("", "Node") => &["spec.unschedulable"],
-        ("", "Namespace") => &["status.phase"],
-        ("", "Service") => &["spec.clusterIP", "spec.type"],
-        ("apps", "ReplicaSet") => &["status.replicas"],
-        _ => &[],
-    };
-    META_FIELDS.iter().chain(extra).copied().collect()
+    META_FIELDS
+        .iter()
+        .chain(res.strategy.selectable_fields())
+        .copied()
+        .collect()
 }
 
 /// The string value of a field of `obj` as field selectors see it: a missing path is `""`
 /// (`false` for the boolean fields, `0` for `status.replicas`), booleans and numbers are
 /// printed, events' `source` is `source.component`.
 pub fn field_value(res: &ResourceInfo, obj: &Value, field: &str) -> String {
-    let path = match (res.kind, field) {
-        ("Event", "source") => "source.component",
-        _ => field,
-    };
+    let path = res.strategy.field_path(field);
     let mut cur = obj;
     for part in path.split('.') {
         match cur.get(part) {

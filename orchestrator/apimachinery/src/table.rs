@@ -7,6 +7,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
+use crate::kinds::RowContext;
 use crate::registry::ResourceInfo;
 
 /// What each row's `object` holds (`?includeObject=`).
@@ -45,7 +46,7 @@ pub struct Column {
     pub priority: u8,
 }
 
-const fn col(
+pub(crate) const fn col(
     name: &'static str,
     type_: &'static str,
     description: &'static str,
@@ -60,14 +61,14 @@ const fn col(
     }
 }
 
-const NAME: Column = Column {
+pub(crate) const NAME: Column = Column {
     name: "Name",
     type_: "string",
     format: "name",
     description: "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated.",
     priority: 0,
 };
-const AGE: Column = col(
+pub(crate) const AGE: Column = col(
     "Age",
     "string",
     "CreationTimestamp is a timestamp representing the server time when this object was created.",
@@ -76,95 +77,7 @@ const AGE: Column = col(
 
 /// The columns `res` is printed with.
 pub fn columns(res: &ResourceInfo) -> Vec<Column> {
-    match (res.group, res.kind) {
-        ("", "Pod") => vec![
-            NAME,
-            col("Ready", "string", "The aggregate readiness state of this pod for accepting traffic.", 0),
-            col("Status", "string", "The aggregate status of the containers in this pod.", 0),
-            col("Restarts", "string", "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted.", 0),
-            AGE,
-            col("IP", "string", "IP address allocated to the pod. Routable at least within the cluster.", 1),
-            col("Node", "string", "NodeName is a request to schedule this pod onto a specific node.", 1),
-            col("Nominated Node", "string", "nominatedNodeName is set only when this pod preempts other pods on the node.", 1),
-            col("Readiness Gates", "string", "If specified, all readiness gates will be evaluated for pod readiness.", 1),
-        ],
-        ("apps", "Deployment") => vec![
-            NAME,
-            col("Ready", "string", "Number of the pod with ready state", 0),
-            col("Up-to-date", "integer", "Total number of non-terminated pods targeted by this deployment that have the desired template spec.", 0),
-            col("Available", "integer", "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.", 0),
-            AGE,
-            col("Containers", "string", "Names of each container in the template.", 1),
-            col("Images", "string", "Images referenced by each container in the template.", 1),
-            col("Selector", "string", "Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment.", 1),
-        ],
-        ("apps", "ReplicaSet") => vec![
-            NAME,
-            col("Desired", "integer", "Replicas is the number of desired replicas.", 0),
-            col("Current", "integer", "Replicas is the most recently observed number of replicas.", 0),
-            col("Ready", "integer", "The number of ready replicas for this replica set.", 0),
-            AGE,
-            col("Containers", "string", "Names of each container in the template.", 1),
-            col("Images", "string", "Images referenced by each container in the template.", 1),
-            col("Selector", "string", "Selector is a label query over pods that should match the replica count.", 1),
-        ],
-        ("", "Service") => vec![
-            NAME,
-            col("Type", "string", "type determines how the Service is exposed.", 0),
-            col("Cluster-IP", "string", "clusterIP is the IP address of the service.", 0),
-            col("External-IP", "string", "List of IP addresses at which the service is available.", 0),
-            col("Port(s)", "string", "The list of ports that are exposed by this service.", 0),
-            AGE,
-            col("Selector", "string", "Route service traffic to pods with label keys and values matching this selector.", 1),
-        ],
-        ("", "Node") => vec![
-            NAME,
-            col("Status", "string", "The status of the node", 0),
-            col("Roles", "string", "The roles of the node", 0),
-            AGE,
-            col("Version", "string", "Kubelet Version reported by the node.", 0),
-            col("Internal-IP", "string", "List of addresses reachable to the node.", 1),
-            col("External-IP", "string", "List of addresses reachable to the node.", 1),
-            col("OS-Image", "string", "OS Image reported by the node from /etc/os-release (e.g. Debian GNU/Linux 7 (wheezy)).", 1),
-            col("Kernel-Version", "string", "Kernel Version reported by the node from 'uname -r' (e.g. 3.16.0-0.bpo.4-amd64).", 1),
-            col("Container-Runtime", "string", "ContainerRuntime Version reported by the node through runtime remote API (e.g. containerd://1.4.2).", 1),
-        ],
-        ("", "Namespace") => vec![
-            NAME,
-            col("Status", "string", "The status of the namespace", 0),
-            AGE,
-        ],
-        ("", "Endpoints") => vec![
-            NAME,
-            col("Endpoints", "string", "Endpoints of the service", 0),
-            AGE,
-        ],
-        ("discovery.k8s.io", "EndpointSlice") => vec![
-            NAME,
-            col("AddressType", "string", "The IP protocol for this slice", 0),
-            col("Ports", "string", "The ports of this slice", 0),
-            col("Endpoints", "string", "Endpoints in this slice", 0),
-            AGE,
-        ],
-        ("", "Event") => vec![
-            col("Last Seen", "string", "The time at which the most recent occurrence of this event was recorded.", 0),
-            col("Type", "string", "Type of this event (Normal, Warning), new types could be added in the future.", 0),
-            col("Reason", "string", "This should be a short, machine understandable string that gives the reason for the transition into the object's current status.", 0),
-            col("Object", "string", "The object that this event is about.", 0),
-            col("Subobject", "string", "The field of the object this event is about.", 1),
-            col("Source", "string", "The component reporting this event.", 1),
-            col("Message", "string", "A human-readable description of the status of this operation.", 0),
-            col("First Seen", "string", "The time at which the event was first recorded.", 1),
-            col("Count", "string", "The number of times this event has occurred.", 1),
-            Column { priority: 1, ..NAME },
-        ],
-        ("coordination.k8s.io", "Lease") => vec![
-            NAME,
-            col("Holder", "string", "The holder of the lease", 0),
-            AGE,
-        ],
-        _ => vec![NAME, AGE],
-    }
+    res.strategy.table_columns()
 }
 
 /// Builds the `Table` for `items` (objects of `res`) as of `now` (for the AGE columns).
@@ -219,78 +132,25 @@ pub fn to_table(
 pub fn cells(res: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let name = Value::String(str_at(obj, "/metadata/name").to_string());
     let age = Value::String(age_of(obj.pointer("/metadata/creationTimestamp"), now));
-    match (res.group, res.kind) {
-        ("", "Pod") => pod_cells(obj, name, age, now),
-        ("apps", "Deployment") => {
-            let spec = obj.get("spec").unwrap_or(&Value::Null);
-            let status = obj.get("status").unwrap_or(&Value::Null);
-            let desired = int_at(spec, "/replicas").unwrap_or(0);
-            let (containers, images) = template_containers(spec);
-            vec![
-                name,
-                json!(format!(
-                    "{}/{}",
-                    int_at(status, "/readyReplicas").unwrap_or(0),
-                    desired
-                )),
-                json!(int_at(status, "/updatedReplicas").unwrap_or(0)),
-                json!(int_at(status, "/availableReplicas").unwrap_or(0)),
-                age,
-                json!(containers),
-                json!(images),
-                json!(format_label_selector(spec.get("selector"))),
-            ]
-        }
-        ("apps", "ReplicaSet") => {
-            let spec = obj.get("spec").unwrap_or(&Value::Null);
-            let status = obj.get("status").unwrap_or(&Value::Null);
-            let (containers, images) = template_containers(spec);
-            vec![
-                name,
-                json!(int_at(spec, "/replicas").unwrap_or(0)),
-                json!(int_at(status, "/replicas").unwrap_or(0)),
-                json!(int_at(status, "/readyReplicas").unwrap_or(0)),
-                age,
-                json!(containers),
-                json!(images),
-                json!(format_label_selector(spec.get("selector"))),
-            ]
-        }
-        ("", "Service") => service_cells(obj, name, age),
-        ("", "Node") => node_cells(obj, name, age),
-        ("", "Namespace") => vec![name, json!(str_at(obj, "/status/phase")), age],
-        ("", "Endpoints") => vec![name, json!(format_endpoints(obj)), age],
-        ("discovery.k8s.io", "EndpointSlice") => vec![
-            name,
-            json!(str_at(obj, "/addressType")),
-            json!(format_slice_ports(obj)),
-            json!(format_slice_endpoints(obj)),
-            age,
-        ],
-        ("", "Event") => event_cells(obj, name, now),
-        ("coordination.k8s.io", "Lease") => {
-            vec![name, json!(str_at(obj, "/spec/holderIdentity")), age]
-        }
-        _ => vec![name, age],
-    }
+    res.strategy.table_cells(obj, RowContext { name, age, now })
 }
 
-fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
+pub(crate) fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
     v.pointer(pointer).and_then(Value::as_str).unwrap_or("")
 }
 
-fn int_at(v: &Value, pointer: &str) -> Option<i64> {
+pub(crate) fn int_at(v: &Value, pointer: &str) -> Option<i64> {
     v.pointer(pointer).and_then(Value::as_i64)
 }
 
-fn list_at<'a>(v: &'a Value, pointer: &str) -> &'a [Value] {
+pub(crate) fn list_at<'a>(v: &'a Value, pointer: &str) -> &'a [Value] {
     v.pointer(pointer)
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or(&[])
 }
 
-fn or_none(s: &str) -> String {
+pub(crate) fn or_none(s: &str) -> String {
     if s.is_empty() {
         "<none>".into()
     } else {
@@ -298,7 +158,7 @@ fn or_none(s: &str) -> String {
     }
 }
 
-fn parse_time(v: Option<&Value>) -> Option<DateTime<Utc>> {
+pub(crate) fn parse_time(v: Option<&Value>) -> Option<DateTime<Utc>> {
     let s = v?.as_str()?;
     DateTime::parse_from_rfc3339(s)
         .ok()
@@ -306,7 +166,7 @@ fn parse_time(v: Option<&Value>) -> Option<DateTime<Utc>> {
 }
 
 /// `translateTimestampSince`: the human duration since a timestamp, `<unknown>` without one.
-fn age_of(ts: Option<&Value>, now: DateTime<Utc>) -> String {
+pub(crate) fn age_of(ts: Option<&Value>, now: DateTime<Utc>) -> String {
     match parse_time(ts) {
         Some(t) => human_duration(now.signed_duration_since(t)),
         None => "<unknown>".into(),
@@ -371,13 +231,6 @@ pub fn human_duration(d: chrono::TimeDelta) -> String {
     format!("{}y", hours / 24 / 365)
 }
 
-fn template_containers(spec: &Value) -> (String, String) {
-    let containers = list_at(spec, "/template/spec/containers");
-    let names: Vec<&str> = containers.iter().map(|c| str_at(c, "/name")).collect();
-    let images: Vec<&str> = containers.iter().map(|c| str_at(c, "/image")).collect();
-    (names.join(","), images.join(","))
-}
-
 /// `metav1.FormatLabelSelector`: `app=nginx,tier in (a,b)`; `<none>` when empty or missing.
 pub fn format_label_selector(sel: Option<&Value>) -> String {
     let Some(sel) = sel.filter(|s| !s.is_null()) else {
@@ -411,7 +264,7 @@ pub fn format_label_selector(sel: Option<&Value>) -> String {
 }
 
 /// `labels.FormatLabels` of a plain map: `a=b,c=d` (sorted), `<none>` when empty.
-fn format_labels(m: Option<&Value>) -> String {
+pub(crate) fn format_labels(m: Option<&Value>) -> String {
     let parts: Vec<String> = m
         .and_then(Value::as_object)
         .map(|m| {
@@ -427,283 +280,8 @@ fn format_labels(m: Option<&Value>) -> String {
     }
 }
 
-fn pod_cells(pod: &Value, name: Value, age: Value, now: DateTime<Utc>) -> Vec<Value> {
-    let spec = pod.get("spec").unwrap_or(&Value::Null);
-    let status = pod.get("status").unwrap_or(&Value::Null);
-    let total = list_at(spec, "/containers").len();
-    let mut ready = 0;
-    let mut restarts = 0;
-    let mut last_restart: Option<DateTime<Utc>> = None;
-    let mut note_restart = |c: &Value| {
-        if let Some(t) = parse_time(c.pointer("/lastState/terminated/finishedAt")) {
-            if last_restart.is_none_or(|l| t > l) {
-                last_restart = Some(t);
-            }
-        }
-    };
-    let phase = str_at(status, "/phase");
-    let mut reason = if str_at(status, "/reason").is_empty() {
-        phase.to_string()
-    } else {
-        str_at(status, "/reason").to_string()
-    };
-    if list_at(status, "/conditions")
-        .iter()
-        .any(|c| str_at(c, "/type") == "PodScheduled" && str_at(c, "/reason") == "SchedulingGated")
-    {
-        reason = "SchedulingGated".into();
-    }
-    let init_specs = list_at(spec, "/initContainers");
-    let mut initializing = false;
-    let mut sidecar_restarts = 0;
-    for (i, c) in list_at(status, "/initContainerStatuses").iter().enumerate() {
-        let count = int_at(c, "/restartCount").unwrap_or(0);
-        restarts += count;
-        note_restart(c);
-        let sidecar = init_specs.iter().any(|s| {
-            str_at(s, "/name") == str_at(c, "/name") && str_at(s, "/restartPolicy") == "Always"
-        });
-        if sidecar {
-            sidecar_restarts += count;
-        }
-        let terminated = c.pointer("/state/terminated");
-        let waiting_reason = str_at(c, "/state/waiting/reason");
-        if terminated.is_some() && int_at(c, "/state/terminated/exitCode") == Some(0) {
-            continue;
-        }
-        if sidecar && c.get("started") == Some(&Value::Bool(true)) {
-            continue;
-        }
-        initializing = true;
-        reason = if terminated.is_some() {
-            let r = str_at(c, "/state/terminated/reason");
-            if !r.is_empty() {
-                format!("Init:{r}")
-            } else if let Some(sig) = int_at(c, "/state/terminated/signal").filter(|s| *s != 0) {
-                format!("Init:Signal:{sig}")
-            } else {
-                format!(
-                    "Init:ExitCode:{}",
-                    int_at(c, "/state/terminated/exitCode").unwrap_or(0)
-                )
-            }
-        } else if !waiting_reason.is_empty() && waiting_reason != "PodInitializing" {
-            format!("Init:{waiting_reason}")
-        } else {
-            format!("Init:{i}/{}", init_specs.len())
-        };
-        break;
-    }
-    let initialized = list_at(status, "/conditions")
-        .iter()
-        .any(|c| str_at(c, "/type") == "Initialized" && str_at(c, "/status") == "True");
-    if !initializing || initialized {
-        restarts = sidecar_restarts;
-        let mut has_running = false;
-        for c in list_at(status, "/containerStatuses").iter().rev() {
-            restarts += int_at(c, "/restartCount").unwrap_or(0);
-            note_restart(c);
-            let waiting = str_at(c, "/state/waiting/reason");
-            let terminated = c.pointer("/state/terminated");
-            let term_reason = str_at(c, "/state/terminated/reason");
-            if !waiting.is_empty() {
-                reason = waiting.to_string();
-            } else if terminated.is_some() && !term_reason.is_empty() {
-                reason = term_reason.to_string();
-            } else if terminated.is_some() {
-                reason = match int_at(c, "/state/terminated/signal").filter(|s| *s != 0) {
-                    Some(sig) => format!("Signal:{sig}"),
-                    None => format!(
-                        "ExitCode:{}",
-                        int_at(c, "/state/terminated/exitCode").unwrap_or(0)
-                    ),
-                };
-            } else if c.get("ready") == Some(&Value::Bool(true))
-                && c.pointer("/state/running").is_some()
-            {
-                has_running = true;
-                ready += 1;
-            }
-        }
-        if reason == "Completed" && has_running {
-            let pod_ready = list_at(status, "/conditions")
-                .iter()
-                .any(|c| str_at(c, "/type") == "Ready" && str_at(c, "/status") == "True");
-            reason = if pod_ready { "Running" } else { "NotReady" }.into();
-        }
-    }
-    if pod
-        .pointer("/metadata/deletionTimestamp")
-        .is_some_and(|v| !v.is_null())
-    {
-        if str_at(status, "/reason") == "NodeLost" {
-            reason = "Unknown".into();
-        } else if phase != "Succeeded" && phase != "Failed" {
-            reason = "Terminating".into();
-        }
-    }
-    let restarts_str = match last_restart {
-        Some(t) if restarts != 0 => {
-            format!(
-                "{restarts} ({} ago)",
-                human_duration(now.signed_duration_since(t))
-            )
-        }
-        _ => restarts.to_string(),
-    };
-    let gates = list_at(spec, "/readinessGates");
-    let gates_str = if gates.is_empty() {
-        "<none>".to_string()
-    } else {
-        let conditions = list_at(status, "/conditions");
-        let true_count = gates
-            .iter()
-            .filter(|g| {
-                conditions.iter().any(|c| {
-                    str_at(c, "/type") == str_at(g, "/conditionType")
-                        && str_at(c, "/status") == "True"
-                })
-            })
-            .count();
-        format!("{true_count}/{}", gates.len())
-    };
-    vec![
-        name,
-        json!(format!("{ready}/{total}")),
-        json!(reason),
-        json!(restarts_str),
-        age,
-        json!(or_none(str_at(status, "/podIP"))),
-        json!(or_none(str_at(spec, "/nodeName"))),
-        json!(or_none(str_at(status, "/nominatedNodeName"))),
-        json!(gates_str),
-    ]
-}
-
-fn service_cells(svc: &Value, name: Value, age: Value) -> Vec<Value> {
-    let spec = svc.get("spec").unwrap_or(&Value::Null);
-    let ty = match str_at(spec, "/type") {
-        "" => "ClusterIP",
-        t => t,
-    };
-    let external_ips: Vec<&str> = list_at(spec, "/externalIPs")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
-    let external = match ty {
-        "ClusterIP" | "NodePort" => or_none(&external_ips.join(",")),
-        "LoadBalancer" => {
-            let mut ips: Vec<String> = list_at(svc, "/status/loadBalancer/ingress")
-                .iter()
-                .map(|i| {
-                    let ip = str_at(i, "/ip");
-                    if ip.is_empty() {
-                        str_at(i, "/hostname").to_string()
-                    } else {
-                        ip.to_string()
-                    }
-                })
-                .filter(|s| !s.is_empty())
-                .collect();
-            ips.extend(external_ips.iter().map(|s| s.to_string()));
-            if ips.is_empty() {
-                "<pending>".into()
-            } else {
-                ips.join(",")
-            }
-        }
-        "ExternalName" => str_at(spec, "/externalName").to_string(),
-        _ => "<unknown>".into(),
-    };
-    let ports: Vec<String> = list_at(spec, "/ports")
-        .iter()
-        .map(|p| {
-            let port = int_at(p, "/port").unwrap_or(0);
-            let proto = match str_at(p, "/protocol") {
-                "" => "TCP",
-                p => p,
-            };
-            match int_at(p, "/nodePort").filter(|n| *n != 0) {
-                Some(np) => format!("{port}:{np}/{proto}"),
-                None => format!("{port}/{proto}"),
-            }
-        })
-        .collect();
-    vec![
-        name,
-        json!(ty),
-        json!(or_none(str_at(spec, "/clusterIP"))),
-        json!(external),
-        json!(or_none(&ports.join(","))),
-        age,
-        json!(format_labels(spec.get("selector"))),
-    ]
-}
-
-fn node_cells(node: &Value, name: Value, age: Value) -> Vec<Value> {
-    let mut status: Vec<String> = Vec::new();
-    if let Some(c) = list_at(node, "/status/conditions")
-        .iter()
-        .find(|c| str_at(c, "/type") == "Ready")
-    {
-        status.push(
-            if str_at(c, "/status") == "True" {
-                "Ready"
-            } else {
-                "NotReady"
-            }
-            .into(),
-        );
-    }
-    if status.is_empty() {
-        status.push("Unknown".into());
-    }
-    if node.pointer("/spec/unschedulable") == Some(&Value::Bool(true)) {
-        status.push("SchedulingDisabled".into());
-    }
-    let mut roles: Vec<String> = Vec::new();
-    if let Some(labels) = node.pointer("/metadata/labels").and_then(Value::as_object) {
-        for (k, v) in labels {
-            if let Some(role) = k.strip_prefix("node-role.kubernetes.io/") {
-                if !role.is_empty() {
-                    roles.push(role.to_string());
-                }
-            } else if k == "kubernetes.io/role" {
-                if let Some(v) = v.as_str().filter(|v| !v.is_empty()) {
-                    roles.push(v.to_string());
-                }
-            }
-        }
-    }
-    roles.sort();
-    roles.dedup();
-    let address = |ty: &str| {
-        list_at(node, "/status/addresses")
-            .iter()
-            .find(|a| str_at(a, "/type") == ty)
-            .map(|a| str_at(a, "/address").to_string())
-            .unwrap_or_else(|| "<none>".into())
-    };
-    let info = |key: &str| match str_at(node, &format!("/status/nodeInfo/{key}")) {
-        "" => "<unknown>".to_string(),
-        v => v.to_string(),
-    };
-    vec![
-        name,
-        json!(status.join(",")),
-        json!(or_none(&roles.join(","))),
-        age,
-        json!(str_at(node, "/status/nodeInfo/kubeletVersion")),
-        json!(address("InternalIP")),
-        json!(address("ExternalIP")),
-        json!(info("osImage")),
-        json!(info("kernelVersion")),
-        json!(info("containerRuntimeVersion")),
-    ]
-}
-
 /// Shows at most three entries then ` + N more...`, as kubectl does.
-fn first_three(items: Vec<String>, empty: &str) -> String {
+pub(crate) fn first_three(items: Vec<String>, empty: &str) -> String {
     if items.is_empty() {
         return empty.to_string();
     }
@@ -713,100 +291,6 @@ fn first_three(items: Vec<String>, empty: &str) -> String {
     } else {
         shown
     }
-}
-
-fn format_endpoints(ep: &Value) -> String {
-    let mut items = Vec::new();
-    for subset in list_at(ep, "/subsets") {
-        let ports = list_at(subset, "/ports");
-        let addrs = list_at(subset, "/addresses");
-        if ports.is_empty() {
-            items.extend(addrs.iter().map(|a| str_at(a, "/ip").to_string()));
-        }
-        for p in ports {
-            let port = int_at(p, "/port").unwrap_or(0);
-            items.extend(addrs.iter().map(|a| format!("{}:{port}", str_at(a, "/ip"))));
-        }
-    }
-    first_three(items, "<none>")
-}
-
-fn format_slice_ports(es: &Value) -> String {
-    let ports: Vec<String> = list_at(es, "/ports")
-        .iter()
-        .map(|p| match int_at(p, "/port") {
-            Some(n) => n.to_string(),
-            None => "<unset>".into(),
-        })
-        .collect();
-    if ports.is_empty() {
-        "<unset>".into()
-    } else {
-        ports.join(",")
-    }
-}
-
-fn format_slice_endpoints(es: &Value) -> String {
-    let addrs: Vec<String> = list_at(es, "/endpoints")
-        .iter()
-        .flat_map(|e| {
-            list_at(e, "/addresses")
-                .iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-        })
-        .collect();
-    first_three(addrs, "<unset>")
-}
-
-fn event_cells(ev: &Value, name: Value, now: DateTime<Utc>) -> Vec<Value> {
-    let first = if ev.get("firstTimestamp").is_some_and(|v| !v.is_null()) {
-        age_of(ev.get("firstTimestamp"), now)
-    } else {
-        age_of(ev.get("eventTime"), now)
-    };
-    let mut last = if ev.get("lastTimestamp").is_some_and(|v| !v.is_null()) {
-        age_of(ev.get("lastTimestamp"), now)
-    } else {
-        first.clone()
-    };
-    let mut count = int_at(ev, "/count").unwrap_or(0);
-    if ev.get("series").is_some_and(|v| !v.is_null()) {
-        last = age_of(ev.pointer("/series/lastObservedTime"), now);
-        count = int_at(ev, "/series/count").unwrap_or(0);
-    } else if count == 0 {
-        count = 1;
-    }
-    let kind = str_at(ev, "/involvedObject/kind").to_ascii_lowercase();
-    let obj_name = str_at(ev, "/involvedObject/name");
-    let target = if obj_name.is_empty() {
-        kind
-    } else {
-        format!("{kind}/{obj_name}")
-    };
-    let mut source = str_at(ev, "/source/component").to_string();
-    if source.is_empty() {
-        source = str_at(ev, "/reportingComponent").to_string();
-    }
-    let host = match str_at(ev, "/source/host") {
-        "" => str_at(ev, "/reportingInstance"),
-        h => h,
-    };
-    if !host.is_empty() {
-        source = format!("{source}, {host}");
-    }
-    vec![
-        json!(last),
-        json!(str_at(ev, "/type")),
-        json!(str_at(ev, "/reason")),
-        json!(target),
-        json!(str_at(ev, "/involvedObject/fieldPath")),
-        json!(source),
-        json!(str_at(ev, "/message").trim()),
-        json!(first),
-        json!(count),
-        name,
-    ]
 }
 
 #[cfg(test)]

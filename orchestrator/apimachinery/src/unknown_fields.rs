@@ -11,11 +11,6 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Binding, Endpoints, Event, Namespace, Node, Pod, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-
 use crate::registry::ResourceInfo;
 
 /// A value whose JSON type does not fit the field.
@@ -50,26 +45,14 @@ pub fn unknown_field_message(path: &str) -> String {
 
 /// Unknown fields and type errors of `obj` as an object of resource `res`.
 pub fn check_fields(res: &ResourceInfo, obj: &Value) -> FieldReport {
-    match (res.group, res.kind) {
-        ("", "Namespace") => check_as::<Namespace>(res, obj),
-        ("", "Node") => check_as::<Node>(res, obj),
-        ("", "Pod") => check_as::<Pod>(res, obj),
-        ("", "Binding") => check_as::<Binding>(res, obj),
-        ("", "Service") => check_as::<Service>(res, obj),
-        ("", "Endpoints") => check_as::<Endpoints>(res, obj),
-        ("", "Event") => check_as::<Event>(res, obj),
-        ("discovery.k8s.io", "EndpointSlice") => check_as::<EndpointSlice>(res, obj),
-        ("coordination.k8s.io", "Lease") => check_as::<Lease>(res, obj),
-        ("apps", "Deployment") => check_as::<Deployment>(res, obj),
-        ("apps", "ReplicaSet") => check_as::<ReplicaSet>(res, obj),
-        _ => FieldReport::default(),
-    }
+    res.strategy.check_fields(res, obj)
 }
 
 /// Most type errors are dropped one at a time; past this many the object is hopeless.
 const MAX_TYPE_ERRORS: usize = 64;
 
-fn check_as<T: DeserializeOwned + Serialize>(res: &ResourceInfo, obj: &Value) -> FieldReport {
+/// Unknown fields and type errors of `obj` decoded as the typed model `T` of `res`.
+pub fn check_as<T: DeserializeOwned + Serialize>(res: &ResourceInfo, obj: &Value) -> FieldReport {
     let mut report = FieldReport::default();
     let Some(input) = obj.as_object() else {
         report.type_errors.push(TypeError {

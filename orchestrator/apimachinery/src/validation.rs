@@ -9,13 +9,12 @@
 //! Objects are expected to have been defaulted ([`crate::defaults::apply_defaults`]) first, as
 //! Kubernetes validates defaulted objects.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde_json::{Map, Value};
 
 use crate::names;
-use crate::quantity;
+
 use crate::registry::ResourceInfo;
 
 /// The kind of a validation error (Kubernetes' `field.ErrorType`).
@@ -230,28 +229,28 @@ impl Path {
     }
 }
 
-type Errors = Vec<FieldError>;
+pub(crate) type Errors = Vec<FieldError>;
 
-fn s<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+pub(crate) fn s<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(Value::as_str)
 }
 
-fn arr<'a>(v: &'a Value, key: &str) -> &'a [Value] {
+pub(crate) fn arr<'a>(v: &'a Value, key: &str) -> &'a [Value] {
     v.get(key)
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or(&[])
 }
 
-fn int(v: &Value, key: &str) -> Option<i64> {
+pub(crate) fn int(v: &Value, key: &str) -> Option<i64> {
     v.get(key).and_then(Value::as_i64)
 }
 
-fn present(v: &Value, key: &str) -> bool {
+pub(crate) fn present(v: &Value, key: &str) -> bool {
     v.get(key).is_some_and(|x| !x.is_null())
 }
 
-fn check_enum(errs: &mut Errors, path: &Path, v: &Value, key: &str, supported: &[&str]) {
+pub(crate) fn check_enum(errs: &mut Errors, path: &Path, v: &Value, key: &str, supported: &[&str]) {
     if let Some(val) = v.get(key).filter(|x| !x.is_null()) {
         if !val.as_str().is_some_and(|x| supported.contains(&x)) {
             errs.push(FieldError::not_supported(
@@ -263,22 +262,13 @@ fn check_enum(errs: &mut Errors, path: &Path, v: &Value, key: &str, supported: &
     }
 }
 
-fn push_msgs(errs: &mut Errors, path: &Path, value: &str, msgs: Vec<String>) {
+pub(crate) fn push_msgs(errs: &mut Errors, path: &Path, value: &str, msgs: Vec<String>) {
     for m in msgs {
         errs.push(FieldError::invalid(
             path,
             Value::String(value.to_string()),
             m,
         ));
-    }
-}
-
-/// Which name rule a kind's `metadata.name` follows.
-fn name_rule(res: &ResourceInfo) -> fn(&str) -> Vec<String> {
-    match (res.group, res.kind) {
-        ("", "Service") => names::dns1035_label,
-        ("", "Namespace") => names::dns1123_label,
-        _ => names::dns1123_subdomain,
     }
 }
 
@@ -297,7 +287,7 @@ fn validate_metadata(res: &ResourceInfo, obj: &Value, errs: &mut Errors) {
             return;
         }
     };
-    let rule = name_rule(res);
+    let rule = res.strategy.name_rule();
     match s(meta, "name").filter(|n| !n.is_empty()) {
         Some(name) => push_msgs(errs, &path.child("name"), name, rule(name)),
         None => {
@@ -430,21 +420,7 @@ pub fn validate_create(res: &ResourceInfo, obj: &Value) -> Vec<FieldError> {
         return errs;
     }
     validate_metadata(res, obj, &mut errs);
-    let spec = obj.get("spec").unwrap_or(&Value::Null);
-    let spec_path = Path::new("spec");
-    match (res.group, res.kind) {
-        ("", "Pod") => validate_pod_spec(spec, &spec_path, &mut errs),
-        ("", "Service") => validate_service_spec(spec, &spec_path, &mut errs),
-        ("", "Node") => validate_node_spec(spec, &spec_path, &mut errs),
-        ("", "Endpoints") => validate_endpoints(obj, &mut errs),
-        ("", "Event") => validate_event(obj, &mut errs),
-        ("", "Binding") => validate_binding(obj, &mut errs),
-        ("discovery.k8s.io", "EndpointSlice") => validate_endpoint_slice(obj, &mut errs),
-        ("coordination.k8s.io", "Lease") => validate_lease_spec(spec, &spec_path, &mut errs),
-        ("apps", "Deployment") => validate_workload_spec(spec, &spec_path, true, &mut errs),
-        ("apps", "ReplicaSet") => validate_workload_spec(spec, &spec_path, false, &mut errs),
-        _ => {}
-    }
+    res.strategy.validate(obj, &mut errs);
     errs
 }
 
@@ -461,51 +437,7 @@ pub fn validate_create(res: &ResourceInfo, obj: &Value) -> Vec<FieldError> {
 pub fn validate_update(res: &ResourceInfo, new: &Value, old: &Value) -> Vec<FieldError> {
     let mut errs = validate_create(res, new);
     validate_metadata_update(new, old, &mut errs);
-    let spec = |o: &'_ Value| o.get("spec").cloned().unwrap_or(Value::Null);
-    let (nspec, ospec) = (spec(new), spec(old));
-    match (res.group, res.kind) {
-        ("apps", "Deployment") | ("apps", "ReplicaSet") => {
-            let (n, o) = (nspec.get("selector"), ospec.get("selector"));
-            if n != o {
-                errs.push(FieldError::invalid(
-                    &Path::new("spec.selector"),
-                    n.cloned().unwrap_or(Value::Null),
-                    "field is immutable",
-                ));
-            }
-        }
-        ("", "Service") => {
-            let old_ip = s(&ospec, "clusterIP").unwrap_or("");
-            let new_ip = s(&nspec, "clusterIP").unwrap_or("");
-            if !old_ip.is_empty() && !new_ip.is_empty() && old_ip != new_ip {
-                errs.push(FieldError::invalid(
-                    &Path::new("spec.clusterIP"),
-                    Value::String(new_ip.into()),
-                    "field is immutable",
-                ));
-            }
-        }
-        ("", "Pod") => validate_pod_spec_update(&nspec, &ospec, &mut errs),
-        ("", "Node") => {
-            let old_cidr = s(&ospec, "podCIDR").unwrap_or("");
-            if !old_cidr.is_empty() && s(&nspec, "podCIDR").unwrap_or("") != old_cidr {
-                errs.push(FieldError::forbidden(
-                    &Path::new("spec.podCIDR"),
-                    "node updates may not change podCIDR except from \"\" to valid",
-                ));
-            }
-        }
-        ("discovery.k8s.io", "EndpointSlice")
-            if new.get("addressType") != old.get("addressType") =>
-        {
-            errs.push(FieldError::invalid(
-                &Path::new("addressType"),
-                new.get("addressType").cloned().unwrap_or(Value::Null),
-                "field is immutable",
-            ));
-        }
-        _ => {}
-    }
+    res.strategy.validate_update(new, old, &mut errs);
     errs
 }
 
@@ -515,43 +447,7 @@ pub fn validate_status_update(res: &ResourceInfo, new: &Value, old: &Value) -> V
     let mut errs = Vec::new();
     validate_metadata_update(new, old, &mut errs);
     let status = new.get("status").unwrap_or(&Value::Null);
-    let path = Path::new("status");
-    match (res.group, res.kind) {
-        ("", "Pod") => check_enum(
-            &mut errs,
-            &path,
-            status,
-            "phase",
-            &["Pending", "Running", "Succeeded", "Failed", "Unknown"],
-        ),
-        ("", "Namespace") => check_enum(
-            &mut errs,
-            &path,
-            status,
-            "phase",
-            &["Active", "Terminating"],
-        ),
-        ("apps", _) => {
-            for key in [
-                "replicas",
-                "readyReplicas",
-                "availableReplicas",
-                "updatedReplicas",
-                "unavailableReplicas",
-                "fullyLabeledReplicas",
-                "observedGeneration",
-            ] {
-                if let Some(n) = int(status, key).filter(|n| *n < 0) {
-                    errs.push(FieldError::invalid(
-                        &path.child(key),
-                        n.into(),
-                        "must be greater than or equal to 0",
-                    ));
-                }
-            }
-        }
-        _ => {}
-    }
+    res.strategy.validate_status(status, &mut errs);
     errs
 }
 
@@ -580,9 +476,15 @@ fn validate_metadata_update(new: &Value, old: &Value, errs: &mut Errors) {
     }
 }
 
-const PROTOCOLS: &[&str] = &["SCTP", "TCP", "UDP"];
+pub(crate) const PROTOCOLS: &[&str] = &["SCTP", "TCP", "UDP"];
 
-fn validate_port_number(errs: &mut Errors, path: &Path, v: &Value, key: &str, required: bool) {
+pub(crate) fn validate_port_number(
+    errs: &mut Errors,
+    path: &Path,
+    v: &Value,
+    key: &str,
+    required: bool,
+) {
     match v.get(key).filter(|x| !x.is_null()) {
         None if required => errs.push(FieldError::required(&path.child(key), "")),
         None => {}
@@ -601,583 +503,8 @@ fn validate_port_number(errs: &mut Errors, path: &Path, v: &Value, key: &str, re
     }
 }
 
-/// Validates a pod spec at `path` (`spec` for a Pod, `spec.template.spec` for templates).
-pub fn validate_pod_spec(spec: &Value, path: &Path, errs: &mut Vec<FieldError>) {
-    if !spec.is_object() {
-        errs.push(FieldError::required(path, ""));
-        return;
-    }
-    let volumes = validate_volumes(spec, &path.child("volumes"), errs);
-    let containers = arr(spec, "containers");
-    if containers.is_empty() {
-        errs.push(FieldError::required(&path.child("containers"), ""));
-    }
-    let mut seen_names = BTreeSet::new();
-    for list in ["initContainers", "containers"] {
-        for (i, c) in arr(spec, list).iter().enumerate() {
-            validate_container(
-                c,
-                &path.child(list).index(i),
-                &volumes,
-                &mut seen_names,
-                errs,
-            );
-        }
-    }
-    check_enum(
-        errs,
-        path,
-        spec,
-        "restartPolicy",
-        &["Always", "OnFailure", "Never"],
-    );
-    check_enum(
-        errs,
-        path,
-        spec,
-        "dnsPolicy",
-        &["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"],
-    );
-    if let Some(n) = int(spec, "terminationGracePeriodSeconds").filter(|n| *n < 0) {
-        errs.push(FieldError::invalid(
-            &path.child("terminationGracePeriodSeconds"),
-            n.into(),
-            "must be greater than or equal to 0",
-        ));
-    }
-    if let Some(n) = int(spec, "activeDeadlineSeconds").filter(|n| *n <= 0) {
-        errs.push(FieldError::invalid(
-            &path.child("activeDeadlineSeconds"),
-            n.into(),
-            "must be between 1 and 2147483647, inclusive",
-        ));
-    }
-    if let Some(node) = s(spec, "nodeName").filter(|n| !n.is_empty()) {
-        push_msgs(
-            errs,
-            &path.child("nodeName"),
-            node,
-            names::dns1123_subdomain(node),
-        );
-    }
-    validate_labels(spec.get("nodeSelector"), &path.child("nodeSelector"), errs);
-    for (i, t) in arr(spec, "tolerations").iter().enumerate() {
-        let tp = path.child("tolerations").index(i);
-        check_enum(errs, &tp, t, "operator", &["Equal", "Exists"]);
-        check_enum(
-            errs,
-            &tp,
-            t,
-            "effect",
-            &["NoExecute", "NoSchedule", "PreferNoSchedule"],
-        );
-        if s(t, "operator") == Some("Exists") && s(t, "value").is_some_and(|v| !v.is_empty()) {
-            errs.push(FieldError::invalid(
-                &tp.child("operator"),
-                Value::String("Exists".into()),
-                "value must be empty when `operator` is 'Exists'",
-            ));
-        }
-    }
-}
-
-fn validate_volumes(spec: &Value, path: &Path, errs: &mut Errors) -> BTreeSet<String> {
-    let mut names_seen = BTreeSet::new();
-    for (i, v) in arr(spec, "volumes").iter().enumerate() {
-        let name_path = path.index(i).child("name");
-        match s(v, "name").filter(|n| !n.is_empty()) {
-            None => errs.push(FieldError::required(&name_path, "")),
-            Some(n) => {
-                push_msgs(errs, &name_path, n, names::dns1123_label(n));
-                if !names_seen.insert(n.to_string()) {
-                    errs.push(FieldError::duplicate(&name_path, Value::String(n.into())));
-                }
-            }
-        }
-    }
-    names_seen
-}
-
-fn validate_container(
-    c: &Value,
-    path: &Path,
-    volumes: &BTreeSet<String>,
-    seen_names: &mut BTreeSet<String>,
-    errs: &mut Errors,
-) {
-    match s(c, "name").filter(|n| !n.is_empty()) {
-        None => errs.push(FieldError::required(&path.child("name"), "")),
-        Some(name) => {
-            push_msgs(errs, &path.child("name"), name, names::dns1123_label(name));
-            if !seen_names.insert(name.to_string()) {
-                errs.push(FieldError::duplicate(
-                    &path.child("name"),
-                    Value::String(name.into()),
-                ));
-            }
-        }
-    }
-    match s(c, "image") {
-        None | Some("") => errs.push(FieldError::required(&path.child("image"), "")),
-        Some(image) if image.trim() != image => errs.push(FieldError::invalid(
-            &path.child("image"),
-            Value::String(image.into()),
-            "must not have leading or trailing whitespace",
-        )),
-        Some(_) => {}
-    }
-    check_enum(
-        errs,
-        path,
-        c,
-        "imagePullPolicy",
-        &["Always", "IfNotPresent", "Never"],
-    );
-    check_enum(
-        errs,
-        path,
-        c,
-        "terminationMessagePolicy",
-        &["File", "FallbackToLogsOnError"],
-    );
-    let mut port_names = BTreeSet::new();
-    for (i, p) in arr(c, "ports").iter().enumerate() {
-        let pp = path.child("ports").index(i);
-        validate_port_number(errs, &pp, p, "containerPort", true);
-        if int(p, "hostPort") != Some(0) {
-            validate_port_number(errs, &pp, p, "hostPort", false);
-        }
-        check_enum(errs, &pp, p, "protocol", PROTOCOLS);
-        if let Some(name) = s(p, "name").filter(|n| !n.is_empty()) {
-            push_msgs(errs, &pp.child("name"), name, names::iana_svc_name(name));
-            if !port_names.insert(name.to_string()) {
-                errs.push(FieldError::duplicate(
-                    &pp.child("name"),
-                    Value::String(name.into()),
-                ));
-            }
-        }
-    }
-    for (i, e) in arr(c, "env").iter().enumerate() {
-        let ep = path.child("env").index(i).child("name");
-        match s(e, "name").filter(|n| !n.is_empty()) {
-            None => errs.push(FieldError::required(&ep, "")),
-            Some(n) if n.contains('=') || !n.bytes().all(|b| (32..127).contains(&b)) => {
-                errs.push(FieldError::invalid(
-                    &ep,
-                    Value::String(n.into()),
-                    "a valid environment variable name must consist only of printable ASCII characters other than '='",
-                ))
-            }
-            Some(_) => {}
-        }
-    }
-    for (i, m) in arr(c, "volumeMounts").iter().enumerate() {
-        let mp = path.child("volumeMounts").index(i);
-        match s(m, "name").filter(|n| !n.is_empty()) {
-            None => errs.push(FieldError::required(&mp.child("name"), "")),
-            Some(n) if !volumes.contains(n) => errs.push(FieldError::not_found(
-                &mp.child("name"),
-                Value::String(n.into()),
-            )),
-            Some(_) => {}
-        }
-        if s(m, "mountPath").is_none_or(str::is_empty) {
-            errs.push(FieldError::required(&mp.child("mountPath"), ""));
-        }
-    }
-    validate_resources(
-        c.get("resources").unwrap_or(&Value::Null),
-        &path.child("resources"),
-        errs,
-    );
-}
-
-fn validate_resources(r: &Value, path: &Path, errs: &mut Errors) {
-    let mut parsed: BTreeMap<(&str, String), f64> = BTreeMap::new();
-    for kind in ["limits", "requests"] {
-        let Some(map) = r.get(kind).and_then(Value::as_object) else {
-            continue;
-        };
-        for (name, q) in map {
-            let qp = path.child(kind).key(name);
-            match quantity::parse_value(q) {
-                None => errs.push(FieldError::invalid(
-                    &qp,
-                    q.clone(),
-                    quantity::QUANTITY_REGEX_MSG,
-                )),
-                Some(v) if v < 0.0 => errs.push(FieldError::invalid(
-                    &qp,
-                    q.clone(),
-                    "must be greater than or equal to 0",
-                )),
-                Some(v) => {
-                    parsed.insert((kind, name.clone()), v);
-                }
-            }
-        }
-    }
-    for ((kind, name), req) in &parsed {
-        if *kind != "requests" {
-            continue;
-        }
-        if let Some(limit) = parsed.get(&("limits", name.clone())) {
-            if req > limit {
-                let raw = r
-                    .pointer(&format!("/limits/{name}"))
-                    .map(go_plain)
-                    .unwrap_or_default();
-                let req_raw = r
-                    .pointer(&format!("/requests/{name}"))
-                    .cloned()
-                    .unwrap_or(Value::Null);
-                errs.push(FieldError::invalid(
-                    &path.child("requests").key(name),
-                    Value::String(go_plain(&req_raw)),
-                    format!("must be less than or equal to {name} limit of {raw}"),
-                ));
-            }
-        }
-    }
-}
-
-/// A quantity rendered without quotes (`1`, `500m`).
-fn go_plain(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-/// Fields of a pod spec that may change on update (Kubernetes allows images, the active
-/// deadline, tolerations additions, scheduling gates removal, and the grace period).
-fn mask_mutable_pod_fields(spec: &Value, keep_node_name: bool) -> Value {
-    let mut spec = spec.clone();
-    if let Some(map) = spec.as_object_mut() {
-        if !keep_node_name {
-            map.remove("nodeName");
-        }
-        for key in [
-            "activeDeadlineSeconds",
-            "tolerations",
-            "terminationGracePeriodSeconds",
-            "schedulingGates",
-        ] {
-            map.remove(key);
-        }
-        for list in ["containers", "initContainers", "ephemeralContainers"] {
-            if let Some(Value::Array(items)) = map.get_mut(list) {
-                for c in items.iter_mut().filter_map(Value::as_object_mut) {
-                    c.remove("image");
-                }
-            }
-        }
-    }
-    spec
-}
-
-fn validate_pod_spec_update(new: &Value, old: &Value, errs: &mut Errors) {
-    // Binding (`pods/binding`) sets spec.nodeName once; the API server applies it as an
-    // update, so a first assignment is accepted here. Changing an assigned node is not.
-    let binding = s(old, "nodeName").unwrap_or("").is_empty();
-    if mask_mutable_pod_fields(new, !binding) != mask_mutable_pod_fields(old, !binding) {
-        errs.push(FieldError::forbidden(
-            &Path::new("spec"),
-            "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)",
-        ));
-    }
-}
-
-fn validate_service_spec(spec: &Value, path: &Path, errs: &mut Errors) {
-    if !spec.is_object() {
-        errs.push(FieldError::required(path, ""));
-        return;
-    }
-    let ty = s(spec, "type").unwrap_or("ClusterIP");
-    check_enum(
-        errs,
-        path,
-        spec,
-        "type",
-        &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"],
-    );
-    check_enum(errs, path, spec, "sessionAffinity", &["ClientIP", "None"]);
-    let cluster_ip = s(spec, "clusterIP").unwrap_or("");
-    let headless = cluster_ip == "None";
-    if !cluster_ip.is_empty() && !headless && cluster_ip.parse::<std::net::IpAddr>().is_err() {
-        errs.push(FieldError::invalid(
-            &path.child("clusterIP"),
-            Value::String(cluster_ip.into()),
-            "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
-        ));
-    }
-    if let Some(first) = arr(spec, "clusterIPs").first().and_then(Value::as_str) {
-        if !cluster_ip.is_empty() && first != cluster_ip {
-            errs.push(FieldError::invalid(
-                &path.child("clusterIPs").index(0),
-                Value::String(first.into()),
-                "must match `clusterIP` when both are specified",
-            ));
-        }
-    }
-    if ty == "ExternalName" {
-        match s(spec, "externalName").filter(|n| !n.is_empty()) {
-            None => errs.push(FieldError::required(&path.child("externalName"), "")),
-            Some(n) => push_msgs(
-                errs,
-                &path.child("externalName"),
-                n,
-                names::dns1123_subdomain(n.trim_end_matches('.')),
-            ),
-        }
-    }
-    let ports = arr(spec, "ports");
-    if ports.is_empty() && ty != "ExternalName" && !headless {
-        errs.push(FieldError::required(&path.child("ports"), ""));
-    }
-    let mut port_names = BTreeSet::new();
-    let mut port_protos = BTreeSet::new();
-    for (i, p) in ports.iter().enumerate() {
-        let pp = path.child("ports").index(i);
-        match s(p, "name").filter(|n| !n.is_empty()) {
-            None if ports.len() > 1 => errs.push(FieldError::required(&pp.child("name"), "")),
-            None => {}
-            Some(name) => {
-                push_msgs(errs, &pp.child("name"), name, names::dns1123_label(name));
-                if !port_names.insert(name.to_string()) {
-                    errs.push(FieldError::duplicate(
-                        &pp.child("name"),
-                        Value::String(name.into()),
-                    ));
-                }
-            }
-        }
-        match p.get("port") {
-            Some(v) if v.is_i64() => validate_port_number(errs, &pp, p, "port", true),
-            Some(v) if !v.is_null() => errs.push(FieldError::invalid(
-                &pp.child("port"),
-                v.clone(),
-                "must be an integer",
-            )),
-            _ => errs.push(FieldError::invalid(
-                &pp.child("port"),
-                0.into(),
-                "must be between 1 and 65535, inclusive",
-            )),
-        }
-        check_enum(errs, &pp, p, "protocol", PROTOCOLS);
-        let key = (
-            int(p, "port").unwrap_or(0),
-            s(p, "protocol").unwrap_or("TCP").to_string(),
-        );
-        if !port_protos.insert(key.clone()) {
-            errs.push(FieldError::duplicate(
-                &pp,
-                serde_json::json!({"port": key.0, "protocol": key.1}),
-            ));
-        }
-        match p.get("targetPort").filter(|v| !v.is_null()) {
-            Some(Value::Number(n)) => {
-                for m in names::port_number(n.as_i64().unwrap_or(0)) {
-                    errs.push(FieldError::invalid(
-                        &pp.child("targetPort"),
-                        Value::Number(n.clone()),
-                        m,
-                    ));
-                }
-            }
-            Some(Value::String(name)) => push_msgs(
-                errs,
-                &pp.child("targetPort"),
-                name,
-                names::iana_svc_name(name),
-            ),
-            Some(other) => errs.push(FieldError::invalid(
-                &pp.child("targetPort"),
-                other.clone(),
-                "must be an integer or a string",
-            )),
-            None => {}
-        }
-        if let Some(np) = int(p, "nodePort").filter(|n| *n != 0) {
-            let np_path = pp.child("nodePort");
-            if ty == "ClusterIP" || ty == "ExternalName" {
-                errs.push(FieldError::forbidden(
-                    &np_path,
-                    format!("may not be used when `type` is '{ty}'"),
-                ));
-            } else if !(30000..=32767).contains(&np) {
-                errs.push(FieldError::invalid(
-                    &np_path,
-                    np.into(),
-                    "provided port is not in the valid range. The range of valid ports is 30000-32767",
-                ));
-            }
-        }
-    }
-    validate_labels(spec.get("selector"), &path.child("selector"), errs);
-}
-
-fn validate_node_spec(spec: &Value, path: &Path, errs: &mut Errors) {
-    if let Some(cidr) = s(spec, "podCIDR").filter(|c| !c.is_empty()) {
-        if !is_cidr(cidr) {
-            errs.push(FieldError::invalid(
-                &path.child("podCIDR"),
-                Value::String(cidr.into()),
-                "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)",
-            ));
-        }
-    }
-    for (i, t) in arr(spec, "taints").iter().enumerate() {
-        let tp = path.child("taints").index(i);
-        match s(t, "key").filter(|k| !k.is_empty()) {
-            None => errs.push(FieldError::required(&tp.child("key"), "")),
-            Some(k) => push_msgs(errs, &tp.child("key"), k, names::qualified_name(k)),
-        }
-        match t.get("effect").filter(|e| !e.is_null()) {
-            None => errs.push(FieldError::required(&tp.child("effect"), "")),
-            Some(_) => check_enum(
-                errs,
-                &tp,
-                t,
-                "effect",
-                &["NoExecute", "NoSchedule", "PreferNoSchedule"],
-            ),
-        }
-    }
-}
-
-fn is_cidr(s: &str) -> bool {
-    let Some((ip, bits)) = s.split_once('/') else {
-        return false;
-    };
-    match (ip.parse::<std::net::IpAddr>(), bits.parse::<u8>()) {
-        (Ok(std::net::IpAddr::V4(_)), Ok(b)) => b <= 32,
-        (Ok(std::net::IpAddr::V6(_)), Ok(b)) => b <= 128,
-        _ => false,
-    }
-}
-
-fn validate_endpoints(obj: &Value, errs: &mut Errors) {
-    for (i, subset) in arr(obj, "subsets").iter().enumerate() {
-        let sp = Path::new("subsets").index(i);
-        for list in ["addresses", "notReadyAddresses"] {
-            for (j, a) in arr(subset, list).iter().enumerate() {
-                let ip_path = sp.child(list).index(j).child("ip");
-                match s(a, "ip") {
-                    None | Some("") => errs.push(FieldError::required(&ip_path, "")),
-                    Some(ip) if ip.parse::<std::net::IpAddr>().is_err() => {
-                        errs.push(FieldError::invalid(
-                            &ip_path,
-                            Value::String(ip.into()),
-                            "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
-                        ))
-                    }
-                    Some(_) => {}
-                }
-            }
-        }
-        for (j, p) in arr(subset, "ports").iter().enumerate() {
-            let pp = sp.child("ports").index(j);
-            validate_port_number(errs, &pp, p, "port", true);
-            check_enum(errs, &pp, p, "protocol", PROTOCOLS);
-        }
-    }
-}
-
-fn validate_endpoint_slice(obj: &Value, errs: &mut Errors) {
-    let at = Path::new("addressType");
-    match obj.get("addressType").filter(|v| !v.is_null()) {
-        None => errs.push(FieldError::required(&at, "")),
-        Some(_) => check_enum(
-            errs,
-            &Path::new(""),
-            obj,
-            "addressType",
-            &["FQDN", "IPv4", "IPv6"],
-        ),
-    }
-    for (i, e) in arr(obj, "endpoints").iter().enumerate() {
-        let ep = Path::new("endpoints").index(i).child("addresses");
-        let addrs = arr(e, "addresses");
-        if addrs.is_empty() {
-            errs.push(FieldError::required(&ep, "must contain at least 1 address"));
-        } else if addrs.len() > 100 {
-            errs.push(FieldError::too_long(&ep, 100));
-        }
-    }
-    for (i, p) in arr(obj, "ports").iter().enumerate() {
-        let pp = Path::new("ports").index(i);
-        if present(p, "port") {
-            validate_port_number(errs, &pp, p, "port", false);
-        }
-        check_enum(errs, &pp, p, "protocol", PROTOCOLS);
-    }
-}
-
-fn validate_lease_spec(spec: &Value, path: &Path, errs: &mut Errors) {
-    if let Some(n) = int(spec, "leaseDurationSeconds").filter(|n| *n <= 0) {
-        errs.push(FieldError::invalid(
-            &path.child("leaseDurationSeconds"),
-            n.into(),
-            "must be greater than 0",
-        ));
-    }
-    if let Some(n) = int(spec, "leaseTransitions").filter(|n| *n < 0) {
-        errs.push(FieldError::invalid(
-            &path.child("leaseTransitions"),
-            n.into(),
-            "must be greater than or equal to 0",
-        ));
-    }
-}
-
-fn validate_event(obj: &Value, errs: &mut Errors) {
-    let io = Path::new("involvedObject");
-    match obj.get("involvedObject").and_then(Value::as_object) {
-        None => errs.push(FieldError::required(&io, "")),
-        Some(m) if m.is_empty() => errs.push(FieldError::required(&io, "")),
-        Some(_) => {
-            let ev_ns = obj
-                .pointer("/metadata/namespace")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            if let Some(ns) = obj
-                .pointer("/involvedObject/namespace")
-                .and_then(Value::as_str)
-            {
-                if !ns.is_empty() && !ev_ns.is_empty() && ns != ev_ns {
-                    errs.push(FieldError::invalid(
-                        &io.child("namespace"),
-                        Value::String(ns.into()),
-                        "does not match event.namespace",
-                    ));
-                }
-            }
-        }
-    }
-    check_enum(errs, &Path::new(""), obj, "type", &["Normal", "Warning"]);
-}
-
-fn validate_binding(obj: &Value, errs: &mut Errors) {
-    let target = Path::new("target");
-    if s(obj.get("target").unwrap_or(&Value::Null), "name").is_none_or(str::is_empty) {
-        errs.push(FieldError::required(&target.child("name"), ""));
-    }
-    if let Some(kind) = obj.pointer("/target/kind").and_then(Value::as_str) {
-        if !kind.is_empty() && kind != "Node" {
-            errs.push(FieldError::not_supported(
-                &target.child("kind"),
-                Value::String(kind.into()),
-                &["Node"],
-            ));
-        }
-    }
-}
-
 /// Validates `spec.selector` as a `metav1.LabelSelector` and returns it when usable.
-fn validate_label_selector(sel: &Value, path: &Path, errs: &mut Errors) {
+pub(crate) fn validate_label_selector(sel: &Value, path: &Path, errs: &mut Errors) {
     validate_labels(sel.get("matchLabels"), &path.child("matchLabels"), errs);
     for (i, e) in arr(sel, "matchExpressions").iter().enumerate() {
         let ep = path.child("matchExpressions").index(i);
@@ -1219,199 +546,20 @@ fn validate_label_selector(sel: &Value, path: &Path, errs: &mut Errors) {
     }
 }
 
-fn is_empty_selector(sel: &Value) -> bool {
+pub(crate) fn is_empty_selector(sel: &Value) -> bool {
     sel.get("matchLabels")
         .and_then(Value::as_object)
         .is_none_or(Map::is_empty)
         && arr(sel, "matchExpressions").is_empty()
 }
 
-fn validate_workload_spec(spec: &Value, path: &Path, deployment: bool, errs: &mut Errors) {
-    if !spec.is_object() {
-        errs.push(FieldError::required(path, ""));
-        return;
-    }
-    for key in ["replicas", "minReadySeconds", "revisionHistoryLimit"] {
-        if let Some(n) = int(spec, key).filter(|n| *n < 0) {
-            errs.push(FieldError::invalid(
-                &path.child(key),
-                n.into(),
-                "must be greater than or equal to 0",
-            ));
-        }
-    }
-    let sel_path = path.child("selector");
-    let selector = spec.get("selector").filter(|s| !s.is_null());
-    match selector {
-        None => errs.push(FieldError::required(&sel_path, "")),
-        Some(sel) => {
-            if is_empty_selector(sel) {
-                let what = if deployment {
-                    "deployment"
-                } else {
-                    "replicaset"
-                };
-                errs.push(FieldError::invalid(
-                    &sel_path,
-                    sel.clone(),
-                    format!("empty selector is invalid for {what}"),
-                ));
-            }
-            validate_label_selector(sel, &sel_path, errs);
-        }
-    }
-    let tpl_path = path.child("template");
-    let template = spec.get("template").unwrap_or(&Value::Null);
-    let tpl_labels = template.pointer("/metadata/labels");
-    validate_labels(
-        tpl_labels,
-        &tpl_path.child("metadata").child("labels"),
-        errs,
-    );
-    if let Some(sel) = selector.filter(|s| !is_empty_selector(s)) {
-        if let Ok(matcher) = crate::selectors::Selector::from_value(sel) {
-            let labels_value = tpl_labels.cloned().unwrap_or(Value::Object(Map::new()));
-            let empty = Map::new();
-            let labels = labels_value.as_object().unwrap_or(&empty);
-            if !matcher.matches(labels) {
-                errs.push(FieldError::invalid(
-                    &tpl_path.child("metadata").child("labels"),
-                    labels_value.clone(),
-                    "`selector` does not match template `labels`",
-                ));
-            }
-        }
-    }
-    let pod_spec_path = tpl_path.child("spec");
-    let pod_spec = template.get("spec").unwrap_or(&Value::Null);
-    validate_pod_spec(pod_spec, &pod_spec_path, errs);
-    if let Some(rp) = s(pod_spec, "restartPolicy").filter(|r| *r != "Always") {
-        errs.push(FieldError::not_supported(
-            &pod_spec_path.child("restartPolicy"),
-            Value::String(rp.into()),
-            &["Always"],
-        ));
-    }
-    if deployment {
-        validate_strategy(spec, path, errs);
-        if let Some(pd) = int(spec, "progressDeadlineSeconds") {
-            let min_ready = int(spec, "minReadySeconds").unwrap_or(0);
-            if pd <= min_ready {
-                errs.push(FieldError::invalid(
-                    &path.child("progressDeadlineSeconds"),
-                    pd.into(),
-                    "must be greater than minReadySeconds",
-                ));
-            }
-        }
-    }
-}
-
-/// An int-or-percent value: `Ok((n, is_percent))`, or the message why it is invalid.
-fn int_or_percent(v: &Value) -> Result<(i64, bool), &'static str> {
-    const PERCENT_MSG: &str = "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')";
-    match v {
-        Value::Number(n) => n.as_i64().map(|n| (n, false)).ok_or("must be an integer"),
-        Value::String(s) => s
-            .strip_suffix('%')
-            .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|d| d.parse().ok())
-            .map(|n| (n, true))
-            .ok_or(PERCENT_MSG),
-        _ => Err("must be an integer or percentage (e.g '5%')"),
-    }
-}
-
-fn validate_strategy(spec: &Value, path: &Path, errs: &mut Errors) {
-    let Some(strategy) = spec.get("strategy").filter(|s| !s.is_null()) else {
-        return;
-    };
-    let sp = path.child("strategy");
-    let ty = s(strategy, "type").unwrap_or("RollingUpdate");
-    check_enum(errs, &sp, strategy, "type", &["Recreate", "RollingUpdate"]);
-    let Some(ru) = strategy.get("rollingUpdate").filter(|r| !r.is_null()) else {
-        return;
-    };
-    let rp = sp.child("rollingUpdate");
-    if ty == "Recreate" {
-        errs.push(FieldError::forbidden(
-            &rp,
-            "may not be specified when strategy `type` is 'Recreate'",
-        ));
-        return;
-    }
-    let mut values = BTreeMap::new();
-    for key in ["maxUnavailable", "maxSurge"] {
-        let Some(v) = ru.get(key).filter(|v| !v.is_null()) else {
-            continue;
-        };
-        match int_or_percent(v) {
-            Err(m) => errs.push(FieldError::invalid(&rp.child(key), v.clone(), m)),
-            Ok((n, _)) if n < 0 => errs.push(FieldError::invalid(
-                &rp.child(key),
-                v.clone(),
-                "must be greater than or equal to 0",
-            )),
-            Ok((n, true)) if key == "maxUnavailable" && n > 100 => errs.push(FieldError::invalid(
-                &rp.child(key),
-                v.clone(),
-                "must not be greater than 100%",
-            )),
-            Ok((n, _)) => {
-                values.insert(key, n);
-            }
-        }
-    }
-    if values.get("maxUnavailable") == Some(&0) && values.get("maxSurge") == Some(&0) {
-        errs.push(FieldError::invalid(
-            &rp.child("maxUnavailable"),
-            ru.get("maxUnavailable").cloned().unwrap_or(Value::Null),
-            "may not be 0 when `maxSurge` is 0",
-        ));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::defaults::apply_defaults;
+    use crate::kinds::test_support::{check, fields, nginx_deployment, pod};
     use crate::registry::by_kind;
     use serde_json::json;
-
-    fn check(kind: &str, mut obj: Value) -> Vec<String> {
-        let res = by_kind(kind).unwrap();
-        apply_defaults(res, &mut obj);
-        validate_create(res, &obj)
-            .iter()
-            .map(|e| e.to_string())
-            .collect()
-    }
-
-    fn fields(kind: &str, obj: Value) -> Vec<(String, &'static str)> {
-        let res = by_kind(kind).unwrap();
-        let mut obj = obj;
-        apply_defaults(res, &mut obj);
-        validate_create(res, &obj)
-            .into_iter()
-            .map(|e| (e.field.clone(), e.reason()))
-            .collect()
-    }
-
-    fn pod(spec: Value) -> Value {
-        json!({"apiVersion": "v1", "kind": "Pod",
-               "metadata": {"name": "nginx", "namespace": "default"}, "spec": spec})
-    }
-
-    fn nginx_deployment() -> Value {
-        json!({"apiVersion": "apps/v1", "kind": "Deployment",
-               "metadata": {"name": "nginx-deployment", "namespace": "default",
-                            "labels": {"app": "nginx"}},
-               "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "nginx"}},
-                        "template": {"metadata": {"labels": {"app": "nginx"}},
-                                     "spec": {"containers": [{"name": "nginx",
-                                        "image": "nginx:1.14.2",
-                                        "ports": [{"containerPort": 80}]}]}}}})
-    }
 
     #[test]
     fn valid_manifests_pass() {
@@ -1592,267 +740,6 @@ mod tests {
                 ("metadata.finalizers".to_string(), "FieldValueInvalid"),
             ]
         );
-    }
-
-    #[test]
-    fn pod_containers() {
-        assert_eq!(
-            check("Pod", pod(json!({"containers": []}))),
-            ["spec.containers: Required value"]
-        );
-        assert_eq!(
-            check("Pod", pod(json!({}))),
-            ["spec.containers: Required value"]
-        );
-        assert_eq!(
-            fields(
-                "Pod",
-                pod(json!({"containers": [
-                    {"image": "x"},
-                    {"name": "Bad", "image": "x"},
-                    {"name": "a", "image": ""},
-                    {"name": "a", "image": "x"}
-                ]}))
-            ),
-            [
-                ("spec.containers[0].name".to_string(), "FieldValueRequired"),
-                ("spec.containers[1].name".to_string(), "FieldValueInvalid"),
-                ("spec.containers[2].image".to_string(), "FieldValueRequired"),
-                ("spec.containers[3].name".to_string(), "FieldValueDuplicate"),
-            ]
-        );
-        assert_eq!(
-            check("Pod", pod(json!({"containers": [{"name": "nginx"}]}))),
-            ["spec.containers[0].image: Required value"]
-        );
-        // init container names share the namespace of container names
-        assert_eq!(
-            fields(
-                "Pod",
-                pod(json!({"initContainers": [{"name": "a", "image": "x"}],
-                                     "containers": [{"name": "a", "image": "x"}]}))
-            ),
-            [("spec.containers[0].name".to_string(), "FieldValueDuplicate")]
-        );
-    }
-
-    #[test]
-    fn pod_ports_and_policies() {
-        let errs = check(
-            "Pod",
-            pod(json!({"restartPolicy": "Sometimes", "containers": [{
-            "name": "a", "image": "x", "imagePullPolicy": "Maybe",
-            "ports": [{"containerPort": 70000}, {"containerPort": 80, "hostPort": 0},
-                      {"containerPort": 81, "hostPort": -1, "protocol": "tcp"},
-                      {"containerPort": 0}, {"name": "http", "containerPort": 82},
-                      {"name": "http", "containerPort": 83}]}]})),
-        );
-        assert_eq!(
-            errs,
-            [
-                "spec.containers[0].imagePullPolicy: Unsupported value: \"Maybe\": supported values: \"Always\", \"IfNotPresent\", \"Never\"",
-                "spec.containers[0].ports[0].containerPort: Invalid value: 70000: must be between 1 and 65535, inclusive",
-                "spec.containers[0].ports[2].hostPort: Invalid value: -1: must be between 1 and 65535, inclusive",
-                "spec.containers[0].ports[2].protocol: Unsupported value: \"tcp\": supported values: \"SCTP\", \"TCP\", \"UDP\"",
-                "spec.containers[0].ports[3].containerPort: Invalid value: 0: must be between 1 and 65535, inclusive",
-                "spec.containers[0].ports[5].name: Duplicate value: \"http\"",
-                "spec.restartPolicy: Unsupported value: \"Sometimes\": supported values: \"Always\", \"OnFailure\", \"Never\"",
-            ]
-        );
-    }
-
-    #[test]
-    fn pod_resources_env_volumes() {
-        let errs = check(
-            "Pod",
-            pod(
-                json!({"volumes": [{"name": "data", "emptyDir": {}}, {"name": "data"}],
-            "containers": [{"name": "a", "image": "x",
-            "env": [{"name": ""}, {"name": "A=B"}, {"name": "OK", "value": "1"}],
-            "volumeMounts": [{"name": "data", "mountPath": "/d"}, {"name": "nope", "mountPath": ""}],
-            "resources": {"limits": {"cpu": "500m", "memory": "1Gi"},
-                          "requests": {"cpu": "1", "memory": "bogus"}}}]}),
-            ),
-        );
-        assert_eq!(
-            errs,
-            [
-                "spec.volumes[1].name: Duplicate value: \"data\"",
-                "spec.containers[0].env[0].name: Required value",
-                "spec.containers[0].env[1].name: Invalid value: \"A=B\": a valid environment variable name must consist only of printable ASCII characters other than '='",
-                "spec.containers[0].volumeMounts[1].name: Not found: \"nope\"",
-                "spec.containers[0].volumeMounts[1].mountPath: Required value",
-                "spec.containers[0].resources.requests[memory]: Invalid value: \"bogus\": must match the regex ^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$",
-                "spec.containers[0].resources.requests[cpu]: Invalid value: \"1\": must be less than or equal to cpu limit of 500m",
-            ]
-        );
-        assert!(check(
-            "Pod",
-            pod(json!({"containers": [{"name": "a", "image": "x",
-            "resources": {"limits": {"cpu": 2}, "requests": {"cpu": "1500m"}}}]}))
-        )
-        .is_empty());
-    }
-
-    #[test]
-    fn deployment_selector_mismatch() {
-        let mut d = nginx_deployment();
-        d["spec"]["template"]["metadata"]["labels"] = json!({"app": "web"});
-        assert_eq!(
-            check("Deployment", d),
-            ["spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"web\"}: `selector` does not match template `labels`"]
-        );
-        let mut d = nginx_deployment();
-        d["spec"].as_object_mut().unwrap().remove("selector");
-        assert_eq!(check("Deployment", d), ["spec.selector: Required value"]);
-        let mut d = nginx_deployment();
-        d["spec"]["selector"] = json!({});
-        assert_eq!(
-            fields("Deployment", d),
-            [("spec.selector".to_string(), "FieldValueInvalid")]
-        );
-        let mut d = nginx_deployment();
-        d["spec"]["selector"] =
-            json!({"matchExpressions": [{"key": "app", "operator": "Is", "values": ["nginx"]}]});
-        assert_eq!(
-            fields("Deployment", d),
-            [(
-                "spec.selector.matchExpressions[0].operator".to_string(),
-                "FieldValueInvalid"
-            )]
-        );
-    }
-
-    #[test]
-    fn deployment_spec_rules() {
-        let mut d = nginx_deployment();
-        d["spec"]["replicas"] = json!(-1);
-        d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("");
-        d["spec"]["template"]["spec"]["restartPolicy"] = json!("Never");
-        d["spec"]["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "0%"}});
-        assert_eq!(
-            check("Deployment", d),
-            [
-                "spec.replicas: Invalid value: -1: must be greater than or equal to 0",
-                "spec.template.spec.containers[0].image: Required value",
-                "spec.template.spec.restartPolicy: Unsupported value: \"Never\": supported values: \"Always\"",
-                "spec.strategy.rollingUpdate.maxUnavailable: Invalid value: 0: may not be 0 when `maxSurge` is 0",
-            ]
-        );
-        let mut d = nginx_deployment();
-        d["spec"]["strategy"] =
-            json!({"type": "Blue", "rollingUpdate": {"maxUnavailable": "x%", "maxSurge": -1}});
-        assert_eq!(
-            fields("Deployment", d),
-            [
-                ("spec.strategy.type".to_string(), "FieldValueNotSupported"),
-                (
-                    "spec.strategy.rollingUpdate.maxUnavailable".to_string(),
-                    "FieldValueInvalid"
-                ),
-                (
-                    "spec.strategy.rollingUpdate.maxSurge".to_string(),
-                    "FieldValueInvalid"
-                ),
-            ]
-        );
-        let mut d = nginx_deployment();
-        d["spec"]["strategy"] = json!({"type": "Recreate", "rollingUpdate": {"maxSurge": 1}});
-        assert_eq!(
-            fields("Deployment", d),
-            [(
-                "spec.strategy.rollingUpdate".to_string(),
-                "FieldValueForbidden"
-            )]
-        );
-        let mut d = nginx_deployment();
-        d["spec"]["strategy"] = json!({"rollingUpdate": {"maxUnavailable": "150%"}});
-        assert_eq!(
-            check("Deployment", d),
-            ["spec.strategy.rollingUpdate.maxUnavailable: Invalid value: \"150%\": must not be greater than 100%"]
-        );
-        let mut d = nginx_deployment();
-        d["spec"]["minReadySeconds"] = json!(700);
-        assert_eq!(
-            fields("Deployment", d),
-            [(
-                "spec.progressDeadlineSeconds".to_string(),
-                "FieldValueInvalid"
-            )]
-        );
-    }
-
-    #[test]
-    fn replica_set_rules() {
-        let mut rs = nginx_deployment();
-        rs["kind"] = json!("ReplicaSet");
-        rs["spec"]["template"]["metadata"]["labels"] = json!({});
-        assert_eq!(
-            fields("ReplicaSet", rs),
-            [(
-                "spec.template.metadata.labels".to_string(),
-                "FieldValueInvalid"
-            )]
-        );
-    }
-
-    #[test]
-    fn service_rules() {
-        let svc = |spec: Value| json!({"metadata": {"name": "web", "namespace": "default"}, "spec": spec});
-        assert_eq!(
-            check("Service", svc(json!({}))),
-            ["spec.ports: Required value"]
-        );
-        assert!(check("Service", svc(json!({"clusterIP": "None"}))).is_empty());
-        assert_eq!(
-            fields(
-                "Service",
-                svc(
-                    json!({"clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.11"], "ports": [{"port": 80}]})
-                )
-            ),
-            [("spec.clusterIPs[0]".to_string(), "FieldValueInvalid")]
-        );
-        assert!(check(
-            "Service",
-            svc(json!({"type": "ExternalName", "externalName": "db.example.com"}))
-        )
-        .is_empty());
-        assert_eq!(
-            fields("Service", svc(json!({"type": "ExternalName"}))),
-            [("spec.externalName".to_string(), "FieldValueRequired")]
-        );
-        assert_eq!(
-            check("Service", svc(json!({"type": "Magic", "sessionAffinity": "Sticky", "clusterIP": "10.96.0.300",
-                "ports": [{"port": 80}, {"name": "http", "port": 0, "protocol": "HTTP", "targetPort": 70000},
-                          {"name": "http", "port": 443, "targetPort": "Bad_Name"},
-                          {"name": "dns", "port": 443, "nodePort": 80}]}))),
-            [
-                "spec.type: Unsupported value: \"Magic\": supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\"",
-                "spec.sessionAffinity: Unsupported value: \"Sticky\": supported values: \"ClientIP\", \"None\"",
-                "spec.clusterIP: Invalid value: \"10.96.0.300\": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
-                "spec.ports[0].name: Required value",
-                "spec.ports[1].port: Invalid value: 0: must be between 1 and 65535, inclusive",
-                "spec.ports[1].protocol: Unsupported value: \"HTTP\": supported values: \"SCTP\", \"TCP\", \"UDP\"",
-                "spec.ports[1].targetPort: Invalid value: 70000: must be between 1 and 65535, inclusive",
-                "spec.ports[2].name: Duplicate value: \"http\"",
-                "spec.ports[2].targetPort: Invalid value: \"Bad_Name\": must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)",
-                "spec.ports[3]: Duplicate value: {\"port\":443,\"protocol\":\"TCP\"}",
-                "spec.ports[3].nodePort: Invalid value: 80: provided port is not in the valid range. The range of valid ports is 30000-32767",
-            ]
-        );
-        assert_eq!(
-            fields(
-                "Service",
-                svc(json!({"ports": [{"port": 80, "nodePort": 30080}]}))
-            ),
-            [("spec.ports[0].nodePort".to_string(), "FieldValueForbidden")]
-        );
-        assert!(check(
-            "Service",
-            svc(json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 30080}]}))
-        )
-        .is_empty());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! * [`discovery`] and [`openapi`] serve what kubectl reads before anything else.
 
 pub mod admission;
+pub mod allocator;
 pub mod discovery;
 pub mod error;
 pub mod kubeconfig;
@@ -157,7 +158,7 @@ async fn bootstrap(state: Arc<AppState>) {
     }
     let mut delay = Duration::from_millis(200);
     loop {
-        match admission::repair_allocations(&state).await {
+        match allocator::repair_allocations(&state).await {
             Ok(report) => {
                 tracing::info!(
                     restored = report.restored.len(),

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use bpfk_apimachinery::kinds::Allocates;
 use bpfk_apimachinery::registry::{self, ResourceInfo};
 use bpfk_store::watch_cache::WatchCache;
 use bpfk_store::{KeyValue, Store};
@@ -78,12 +79,12 @@ impl AppState {
         Ok(cache)
     }
 
-    /// For a write of `res`: a shared hold on the allocation keys when `res` is Services.
+    /// For a write of `res`: a shared hold on the allocation keys when `res` allocates any.
     pub async fn allocation_guard(
         &self,
         res: &ResourceInfo,
     ) -> Option<tokio::sync::RwLockReadGuard<'_, ()>> {
-        if (res.group, res.plural) == ("", "services") {
+        if res.strategy.allocation() != Allocates::Nothing {
             Some(self.allocations.read().await)
         } else {
             None

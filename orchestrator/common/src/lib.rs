@@ -1,12 +1,20 @@
 //! What every bpfk binary and controller repeats, written once: logging set-up, the exit of a
 //! binary on error (one clear line, never a backtrace), a [`kube::Client`] from a kubeconfig
-//! or the environment, the shared [`informer`], the [`api_error`] codes callers branch on and
-//! the [`events`] recorder.
+//! or the environment, the shared `informer`, the `api_error` codes callers branch on, the
+//! `events` recorder (those with the default `runtime` feature), and the one resource
+//! [`quantity::Quantity`] type.
 
+#[cfg(feature = "runtime")]
 pub mod api_error;
+#[cfg(feature = "runtime")]
 pub mod client;
+#[cfg(feature = "runtime")]
 pub mod events;
+#[cfg(feature = "runtime")]
 pub mod exit;
+#[cfg(feature = "runtime")]
 pub mod informer;
+#[cfg(feature = "runtime")]
 pub mod logging;
 pub mod platform;
+pub mod quantity;

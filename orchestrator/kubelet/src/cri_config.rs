@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use bpfk_common::quantity::Quantity;
 use k8s_openapi::api::core::v1::{Container, EnvVar, Pod};
 
 use crate::cri::proto;
@@ -240,7 +241,8 @@ pub fn linux_resources(container: &Container) -> proto::LinuxContainerResources 
             }
         })
         .and_then(|m| m.get(key))
-        .and_then(|q| bpfk_apimachinery::quantity::parse(&q.0))
+        .and_then(|q| Quantity::parse(&q.0).ok())
+        .map(Quantity::as_f64)
     };
     let cpu_limit = get(true, "cpu");
     let cpu_request = get(false, "cpu").or(cpu_limit);

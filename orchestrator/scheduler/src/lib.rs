@@ -12,7 +12,6 @@ pub mod config;
 pub mod error;
 pub mod filter_score;
 pub mod nodeaffinity;
-pub mod quantity;
 pub mod queue;
 pub mod resources;
 pub mod scheduler;

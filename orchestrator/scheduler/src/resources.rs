@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{Container, Node, Pod};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use crate::quantity::{milli_to_units, parse_milli};
+use bpfk_common::quantity::{milli_to_units, parse_milli};
 
 /// CPU given to a container without a CPU request when scoring (as Kubernetes does).
 pub const DEFAULT_MILLI_CPU_REQUEST: i64 = 100;

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use super::write::{load, Part};
 use super::{conflict, store_err};
-use crate::admission::{self, SYSTEM_NAMESPACES};
+use crate::allocator;
 use crate::error::{ApiError, Result};
 use crate::object;
 use crate::query::Query;
@@ -85,12 +85,12 @@ pub async fn delete(
     name: &str,
     opts: &DeleteOptions,
 ) -> Result<Deleted> {
-    if (res.group, res.plural) == ("", "namespaces") && SYSTEM_NAMESPACES.contains(&name) {
+    if let Some(why) = res.strategy.undeletable(name) {
         return Err(ApiError::Forbidden {
-            group: String::new(),
-            kind: "namespaces".into(),
+            group: res.group.into(),
+            kind: res.plural.into(),
             name: name.into(),
-            message: "this namespace may not be deleted".into(),
+            message: why.into(),
         });
     }
     let key = state::key(res, ns, name);
@@ -123,8 +123,10 @@ pub async fn delete(
         if policy == "Foreground" && !finalizers.iter().any(|f| f == "foregroundDeletion") {
             finalizers.push("foregroundDeletion".into());
         }
-        let namespace_pending = !admission::finalizers_done(res, &current);
-        let grace = pod_grace_period(res, &current, opts);
+        let namespace_pending = !res.strategy.finalization_done(&current);
+        let grace = res
+            .strategy
+            .deletion_grace_seconds(&current, opts.grace_period_seconds);
         if !finalizers.is_empty() || namespace_pending || grace > 0 {
             // deletion starts; the object stays until finalizers/kubelet are done
             if object::is_deleting(&current)
@@ -163,9 +165,7 @@ pub async fn delete(
             } else {
                 object::set_meta(&mut next, "finalizers", json!(finalizers));
             }
-            if (res.group, res.plural) == ("", "namespaces") {
-                next["status"] = json!({"phase": "Terminating"});
-            }
+            res.strategy.begin_deletion(&mut next);
             if opts.dry_run || next == current {
                 return Ok(Deleted {
                     object: next,
@@ -206,7 +206,7 @@ pub async fn delete(
         let _allocations = state.allocation_guard(res).await;
         match state.store.delete(&key, Some(rev)).await {
             Ok(kv) => {
-                admission::after_delete(state, res, &current).await;
+                allocator::after_delete(state, res, &current).await;
                 let mut gone = current;
                 object::set_meta(
                     &mut gone,
@@ -227,35 +227,6 @@ pub async fn delete(
         name,
         "too many concurrent writes; please retry",
     ))
-}
-
-/// Seconds of graceful termination a pod delete asks for (0 = delete now).
-/// Only pods bound to a node and not yet finished terminate gracefully: their kubelet
-/// confirms with a delete of grace period 0 once the containers are stopped.
-fn pod_grace_period(res: &ResourceInfo, pod: &Value, opts: &DeleteOptions) -> i64 {
-    if (res.group, res.plural) != ("", "pods") {
-        return 0;
-    }
-    let bound = pod
-        .pointer("/spec/nodeName")
-        .and_then(Value::as_str)
-        .is_some_and(|n| !n.is_empty());
-    let phase = pod
-        .pointer("/status/phase")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    if !bound || phase == "Succeeded" || phase == "Failed" {
-        return 0;
-    }
-    let grace = opts
-        .grace_period_seconds
-        .or_else(|| {
-            pod.pointer("/spec/terminationGracePeriodSeconds")
-                .and_then(Value::as_i64)
-        })
-        .unwrap_or(30);
-    // as Kubernetes: a grace period of 0 without force means 1 second
-    grace.max(0)
 }
 
 /// Remove owner references to `owner_uid` from every object in the namespace (orphan policy).

@@ -6,11 +6,11 @@ use rand::Rng;
 use serde_json::Value;
 
 use super::{conflict, invalid, not_found, set_type, store_err};
-use crate::admission;
 use crate::error::{ApiError, Result};
 use crate::object;
 use crate::query::{FieldValidation, Query};
 use crate::state::{self, AppState};
+use crate::{admission, allocator};
 
 /// A successful write: the object as stored, plus warnings for the client.
 pub struct Written {
@@ -248,7 +248,7 @@ pub async fn create(
             name,
         });
     }
-    let allocation = admission::allocate(state, res, &mut obj).await?;
+    let allocation = allocator::allocate(state, res, &mut obj).await?;
     let bytes = state::encode(&obj)?;
     match state.store.create(&key, bytes).await {
         Ok(rev) => {
@@ -368,7 +368,7 @@ async fn commit_update(
         );
     }
     object::set_meta(&mut next, "name", Value::String(name.into()));
-    admission::prepare_update(res, current, &mut next);
+    res.strategy.prepare_update(current, &mut next);
     defaults::apply_defaults(res, &mut next);
     if object::spec_part(&next) != object::spec_part(current) {
         let generation = current
@@ -396,11 +396,11 @@ async fn commit_update(
     // an object being deleted goes away once its last finalizer is removed
     if object::is_deleting(&next)
         && object::finalizers(&next).is_empty()
-        && admission::finalizers_done(res, &next)
+        && res.strategy.finalization_done(&next)
     {
         return match state.store.delete(&key, Some(rev)).await {
             Ok(kv) => {
-                admission::after_delete(state, res, &next).await;
+                allocator::after_delete(state, res, &next).await;
                 Ok(Some(state::decode_at(
                     &state::encode(&next)?,
                     kv.mod_revision,
@@ -410,7 +410,7 @@ async fn commit_update(
             Err(e) => Err(store_err(res, name, e)),
         };
     }
-    let allocation = admission::allocate_on_update(state, res, current, &mut next).await?;
+    let allocation = allocator::allocate_on_update(state, res, current, &mut next).await?;
     let encoded = match state::encode(&next) {
         Ok(b) => b,
         Err(e) => {
@@ -420,7 +420,7 @@ async fn commit_update(
     };
     match state.store.update(&key, encoded, Some(rev)).await {
         Ok(new_rev) => {
-            admission::release_after_update(state, res, current, &next).await;
+            allocator::release_after_update(state, res, current, &next).await;
             object::set_meta(
                 &mut next,
                 "resourceVersion",
@@ -529,7 +529,7 @@ pub async fn update(
         let current = match load_for_write(state, res, ns, name, fresh).await {
             Ok(found) => found,
             Err(ApiError::NotFound { .. })
-                if part == Part::Main && admission::create_on_update(res) =>
+                if part == Part::Main && res.strategy.allow_create_on_update() =>
             {
                 let mut w = create(state, res, ns, body, q).await?;
                 w.warnings.extend(warnings);

@@ -1,0 +1,175 @@
+//! Every served kind, each defined in one file (as kube-apiserver's
+//! `pkg/registry/<group>/<kind>/strategy.go`): its [`ResourceInfo`] (group, version, plural,
+//! short names, scope, subresources) and its [`KindStrategy`] (defaulting, validation, table
+//! columns, selectable fields, strategic-merge keys, what the server resets or carries over on
+//! writes). The generic engines ([`crate::validation`], [`crate::patch`], [`crate::table`],
+//! [`crate::selectors`], [`crate::defaults`], [`crate::unknown_fields`]) ask the strategy and
+//! never match on a kind.
+//!
+//! Adding a kind: one file under the group's folder, and its name in [`register!`] below.
+
+use serde_json::{Map, Value};
+
+use crate::names;
+use crate::patch::ListStrategy;
+use crate::registry::ResourceInfo;
+use crate::table::{Column, AGE, NAME};
+use crate::unknown_fields::FieldReport;
+use crate::validation::FieldError;
+
+pub(crate) mod prelude;
+#[cfg(test)]
+pub(crate) mod test_support;
+
+/// What the API server allocates for objects of a kind (done by the server, which holds the
+/// allocation keys; the strategy only names the need).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allocates {
+    /// Nothing.
+    Nothing,
+    /// A Service's ClusterIP and NodePorts.
+    ServiceAddresses,
+}
+
+/// The cells every row starts from: the object's name and age, and the time rows are
+/// rendered at (for ages of other fields).
+pub struct RowContext {
+    /// `metadata.name`.
+    pub name: Value,
+    /// Age of `metadata.creationTimestamp`, as kubectl prints it (`5m`).
+    pub age: Value,
+    /// The time the table is rendered at.
+    pub now: chrono::DateTime<chrono::Utc>,
+}
+
+/// The per-kind facts and hooks the generic code asks. Every method has the behaviour of a
+/// plain kind as default (no defaults, no extra validation, `NAME`/`AGE` columns, ...).
+pub trait KindStrategy: Sync {
+    /// Kubernetes' defaulting of a decoded object (idempotent; `obj` is a JSON object).
+    fn default(&self, _obj: &mut Value) {}
+
+    /// The rule `metadata.name` follows (DNS-1123 subdomain unless the kind says otherwise).
+    fn name_rule(&self) -> fn(&str) -> Vec<String> {
+        names::dns1123_subdomain
+    }
+
+    /// Validation of a new object beyond `metadata` (which the generic code checks).
+    fn validate(&self, _obj: &Value, _errs: &mut Vec<FieldError>) {}
+
+    /// What an update may not change, beyond what [`KindStrategy::validate`] checks.
+    fn validate_update(&self, _new: &Value, _old: &Value, _errs: &mut Vec<FieldError>) {}
+
+    /// Validation of a write to the `status` subresource (`status` of the new object).
+    fn validate_status(&self, _status: &Value, _errs: &mut Vec<FieldError>) {}
+
+    /// Unknown fields and type errors, from the kind's typed model (none without one).
+    fn check_fields(&self, _res: &ResourceInfo, _obj: &Value) -> FieldReport {
+        FieldReport::default()
+    }
+
+    /// Where a pod spec lives in objects of this kind (`spec` for a Pod,
+    /// `spec.template.spec` for workloads); strategic merge patch merges its lists by key.
+    fn pod_spec_path(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// The strategic-merge strategy of a kind-specific list at `path`
+    /// (`spec.ports` of a Service); `None` = the generic rules decide.
+    fn list_strategy(&self, _path: &str) -> Option<ListStrategy> {
+        None
+    }
+
+    /// The columns `kubectl get` prints.
+    fn table_columns(&self) -> Vec<Column> {
+        vec![NAME, AGE]
+    }
+
+    /// One row's cells, one per column of [`KindStrategy::table_columns`].
+    fn table_cells(&self, _obj: &Value, row: RowContext) -> Vec<Value> {
+        vec![row.name, row.age]
+    }
+
+    /// Field selector fields beyond `metadata.name` and `metadata.namespace`.
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// The object path a selectable field reads (`source` of an Event is `source.component`).
+    fn field_path<'f>(&self, field: &'f str) -> &'f str {
+        field
+    }
+
+    /// Reset what a client may not set on create (`status`, as `PrepareForCreate`).
+    fn prepare_create(&self, _obj: &mut Map<String, Value>) {}
+
+    /// Carry over from `old` what an update may leave out (`PrepareForUpdate`).
+    fn prepare_update(&self, _old: &Value, _new: &mut Value) {}
+
+    /// Whether a PUT of a missing object creates it.
+    fn allow_create_on_update(&self) -> bool {
+        false
+    }
+
+    /// Whether the kind's own finalization of an object being deleted is done.
+    fn finalization_done(&self, _obj: &Value) -> bool {
+        true
+    }
+
+    /// Mark an object whose deletion starts (a Namespace's `Terminating` phase).
+    fn begin_deletion(&self, _obj: &mut Value) {}
+
+    /// Seconds a delete of `obj` waits for its node to confirm (pods; 0 = delete now), given
+    /// the grace period the client asked for.
+    fn deletion_grace_seconds(&self, _obj: &Value, _requested: Option<i64>) -> i64 {
+        0
+    }
+
+    /// Why an object of this name may never be deleted (the system namespaces).
+    fn undeletable(&self, _name: &str) -> Option<&'static str> {
+        None
+    }
+
+    /// What the server allocates for objects of this kind.
+    fn allocation(&self) -> Allocates {
+        Allocates::Nothing
+    }
+}
+
+/// Declares each group's kind modules and the one table of served resources, in
+/// discovery order. Helper modules shared by a group's kinds are listed in `[...]`.
+macro_rules! register {
+    ($($group:ident [$($helper:ident),*] { $($kind:ident,)* })*) => {
+        $(
+            #[doc = concat!("The kinds of the `", stringify!($group), "` API group.")]
+            pub mod $group {
+                $(pub(crate) mod $helper;)*
+                $(pub mod $kind;)*
+            }
+        )*
+        /// Every served resource, in discovery order.
+        pub(crate) static RESOURCES: &[ResourceInfo] = &[$($($group::$kind::RESOURCE,)*)*];
+    };
+}
+
+register! {
+    core [pod_spec] {
+        namespace,
+        node,
+        pod,
+        binding,
+        service,
+        endpoints,
+        event,
+        config_map,
+    }
+    discovery [] {
+        endpoint_slice,
+    }
+    coordination [] {
+        lease,
+    }
+    apps [workload] {
+        deployment,
+        replica_set,
+    }
+}
