@@ -54,7 +54,7 @@ impl Drop for Env {
             let _ = a.kill();
             let _ = a.wait();
         }
-        let _ = Command::new(env!("CARGO_BIN_EXE_bpfk-agent"))
+        let _ = Command::new(bpfk_lab::server::binary("bpfk-agent"))
             .args([
                 "--node-name",
                 &self.node,
@@ -161,7 +161,7 @@ async fn agent_programs_services_from_the_api() {
     let log_path = std::env::temp_dir().join(format!("bpfk-agent-{id}.log"));
     let log = fs::File::create(&log_path).unwrap();
     env.agent = Some(
-        Command::new(env!("CARGO_BIN_EXE_bpfk-agent"))
+        Command::new(bpfk_lab::server::binary("bpfk-agent"))
             .args(["--node-name", &env.node, "--kubeconfig"])
             .arg(cluster.server.kubeconfig())
             .arg("--cgroup")

@@ -5,86 +5,17 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use bpfk_apimachinery::registry::{self, ResourceInfo};
 use bpfk_apiserver::error::ApiError;
 use bpfk_apiserver::query::Query;
 use bpfk_apiserver::rest::{subresource, write};
 use bpfk_apiserver::AppState;
 use bpfk_lab::etcd::EtcdProcess;
+use bpfk_lab::store_faults::{FaultyWatchStore, Gate};
 use bpfk_store::etcd::EtcdStore;
-use bpfk_store::{
-    EventStream, KeyValue, ListOptions, ListResult, Result, Revision, Store, WatchItemStream,
-};
-use futures::StreamExt;
+use bpfk_store::{Result, Revision, Store};
 use serde_json::{json, Value};
 use tokio::sync::watch;
-
-/// The real etcd store whose watch streams pass items on only while the gate is open.
-struct GatedStore {
-    inner: EtcdStore,
-    open: watch::Receiver<bool>,
-}
-
-fn gated<T: Send + 'static>(
-    stream: futures::stream::BoxStream<'static, T>,
-    open: watch::Receiver<bool>,
-) -> futures::stream::BoxStream<'static, T> {
-    stream
-        .then(move |item| {
-            let mut open = open.clone();
-            async move {
-                let _ = open.wait_for(|o| *o).await;
-                item
-            }
-        })
-        .boxed()
-}
-
-#[async_trait]
-impl Store for GatedStore {
-    async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        self.inner.get(key).await
-    }
-    async fn create(&self, key: &str, value: Vec<u8>) -> Result<Revision> {
-        self.inner.create(key, value).await
-    }
-    async fn update(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        expected: Option<Revision>,
-    ) -> Result<Revision> {
-        self.inner.update(key, value, expected).await
-    }
-    async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue> {
-        self.inner.delete(key, expected).await
-    }
-    async fn list(&self, prefix: &str, opts: ListOptions) -> Result<ListResult> {
-        self.inner.list(prefix, opts).await
-    }
-    async fn watch(&self, prefix: &str, after: Revision) -> Result<EventStream> {
-        Ok(gated(
-            self.inner.watch(prefix, after).await?,
-            self.open.clone(),
-        ))
-    }
-    async fn watch_with_progress(&self, prefix: &str, after: Revision) -> Result<WatchItemStream> {
-        Ok(gated(
-            self.inner.watch_with_progress(prefix, after).await?,
-            self.open.clone(),
-        ))
-    }
-    async fn current_revision(&self) -> Result<Revision> {
-        self.inner.current_revision().await
-    }
-    async fn compact(&self, revision: Revision) -> Result<()> {
-        self.inner.compact(revision).await
-    }
-    async fn health(&self) -> Result<()> {
-        self.inner.health().await
-    }
-}
 
 struct Fixture {
     _etcd: EtcdProcess,
@@ -103,9 +34,10 @@ impl Fixture {
             .unwrap();
         let etcd = EtcdStore::connect(&[process.endpoint()]).await.unwrap();
         let (gate, open) = watch::channel(true);
-        let store = GatedStore {
-            inner: etcd.clone(),
-            open,
+        // the real etcd store, its watch streams passing items on only while the gate is open
+        let store = FaultyWatchStore {
+            inner: Arc::new(etcd.clone()),
+            fault: Gate(open),
         };
         let state = AppState::new(Arc::new(store));
         state.wait_caches_ready().await;

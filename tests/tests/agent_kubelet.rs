@@ -75,7 +75,7 @@ impl Agent {
             log_path,
         };
         let log = fs::File::create(&agent.log_path).expect("agent log file");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_bpfk-agent"));
+        let mut cmd = Command::new(bpfk_lab::server::binary("bpfk-agent"));
         cmd.args(["--node-name", node, "--kubeconfig"])
             .arg(kubeconfig)
             .arg("--cgroup")
@@ -108,7 +108,7 @@ impl Drop for Agent {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let _ = Command::new(env!("CARGO_BIN_EXE_bpfk-agent"))
+        let _ = Command::new(bpfk_lab::server::binary("bpfk-agent"))
             .args(["--node-name", &self.node, "--kubeconfig", "/dev/null"])
             .arg("--teardown")
             .stdout(Stdio::null())
