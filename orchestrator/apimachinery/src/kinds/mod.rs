@@ -161,6 +161,8 @@ register! {
         endpoints,
         event,
         config_map,
+        secret,
+        service_account,
     }
     discovery [] {
         endpoint_slice,

@@ -52,17 +52,7 @@ impl KindStrategy for ConfigMapStrategy {
     }
 
     fn validate_update(&self, new: &Value, old: &Value, errs: &mut Errors) {
-        if !is_immutable(old) {
-            return;
-        }
-        if !is_immutable(new) {
-            errs.push(FieldError::forbidden(&Path::new("immutable"), FROZEN));
-        }
-        for field in ["data", "binaryData"] {
-            if present_value(new, field) != present_value(old, field) {
-                errs.push(FieldError::forbidden(&Path::new(field), FROZEN));
-            }
-        }
+        validate_frozen(new, old, &["data", "binaryData"], errs);
     }
 
     fn check_fields(&self, res: &ResourceInfo, obj: &Value) -> FieldReport {
@@ -83,8 +73,24 @@ impl KindStrategy for ConfigMapStrategy {
     }
 }
 
+/// An update of an object `immutable: true` froze: `immutable` and each of `fields` stay as
+/// they were (ConfigMaps and Secrets).
+pub(crate) fn validate_frozen(new: &Value, old: &Value, fields: &[&str], errs: &mut Errors) {
+    if !is_immutable(old) {
+        return;
+    }
+    if !is_immutable(new) {
+        errs.push(FieldError::forbidden(&Path::new("immutable"), FROZEN));
+    }
+    for field in fields {
+        if present_value(new, field) != present_value(old, field) {
+            errs.push(FieldError::forbidden(&Path::new(field), FROZEN));
+        }
+    }
+}
+
 /// The entries of the map at `obj[field]` (none when missing or not a map).
-fn entries<'a>(obj: &'a Value, field: &str) -> impl Iterator<Item = (&'a String, &'a Value)> {
+pub(crate) fn entries<'a>(obj: &'a Value, field: &str) -> impl Iterator<Item = (&'a String, &'a Value)> {
     obj.get(field).and_then(Value::as_object).into_iter().flatten()
 }
 
@@ -121,7 +127,7 @@ pub fn config_key(key: &str) -> Vec<String> {
 }
 
 /// Bytes a base64 string decodes to.
-fn decoded_len(b64: &str) -> usize {
+pub(crate) fn decoded_len(b64: &str) -> usize {
     let padding = b64.bytes().rev().take_while(|b| *b == b'=').count();
     (b64.len() / 4 * 3 + (b64.len() % 4 * 3 / 4)).saturating_sub(padding)
 }
