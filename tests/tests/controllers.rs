@@ -434,6 +434,106 @@ async fn silent_node_becomes_not_ready_tainted_and_its_pods_move() {
     .await;
 }
 
+/// When a node goes silent its pods turn not ready at once (so endpoints drop them), and
+/// each leaves as its tolerations say: at once without a toleration of the unreachable taint,
+/// after `tolerationSeconds` with one, never with an unlimited one; a pod that says nothing
+/// gets the server's default (the DefaultTolerationSeconds admission, 2 s in the sim).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pods_of_a_lost_node_turn_not_ready_and_leave_as_their_tolerations_say() {
+    let sim = Sim::start(false, true).await;
+    add_node(&sim, "node-a", json!({}), "4", "8Gi", "110").await;
+    let unreachable = |seconds: Option<i64>| {
+        let mut t = json!({"key": "node.kubernetes.io/unreachable", "operator": "Exists",
+            "effect": "NoExecute"});
+        if let Some(s) = seconds {
+            t["tolerationSeconds"] = json!(s);
+        }
+        json!({"nodeName": "node-a", "tolerations": [t]})
+    };
+    let labels = json!({"app": "lost"});
+    for (name, spec) in [
+        ("stays", unreachable(None)),
+        ("five", unreachable(Some(5))),
+        ("plain", json!({"nodeName": "node-a"})),
+    ] {
+        create_pod(&sim.client, pod_json(name, labels.clone(), spec, "64Mi")).await;
+    }
+    let plain: Api<Pod> = Api::namespaced(sim.client.clone(), "default");
+    let plain_tolerations = plain.get("plain").await.unwrap().spec.unwrap().tolerations;
+    let defaulted: Vec<_> = plain_tolerations
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| (t.key.unwrap_or_default(), t.toleration_seconds))
+        .collect();
+    assert_eq!(
+        defaulted,
+        [
+            ("node.kubernetes.io/not-ready".to_string(), Some(2)),
+            ("node.kubernetes.io/unreachable".to_string(), Some(2))
+        ]
+    );
+    wait_for("the three pods ready", || {
+        let client = sim.client.clone();
+        async move {
+            let all = pods(&client, "default", "app=lost").await;
+            (all.len() == 3 && all.iter().all(is_ready)).then_some(())
+        }
+    })
+    .await;
+
+    sim.kubelet.pause("node-a", true);
+    let nodes: Api<Node> = Api::all(sim.client.clone());
+    let tainted_at = wait_for("node-a tainted unreachable", || {
+        let nodes = nodes.clone();
+        async move {
+            let node = nodes.get("node-a").await.ok()?;
+            let taints = node.spec?.taints?;
+            let taint = taints
+                .into_iter()
+                .find(|t| t.key == "node.kubernetes.io/unreachable")?;
+            taint.time_added.map(|t| t.0)
+        }
+    })
+    .await;
+    let api = plain.clone();
+    let five_gone_at = wait_for("the pod tolerating 5 s evicted", || {
+        let api = api.clone();
+        async move {
+            let five = api.get_opt("five").await.ok()?;
+            five.is_none_or(|p| p.metadata.deletion_timestamp.is_some())
+                .then(k8s_openapi::jiff::Timestamp::now)
+        }
+    })
+    .await;
+    let waited = five_gone_at.duration_since(tainted_at).as_secs_f64();
+    assert!(
+        waited >= 4.0,
+        "evicted {waited:.1} s after the taint, before its 5 s toleration"
+    );
+    let plain_left = plain.get_opt("plain").await.unwrap();
+    assert!(
+        plain_left.is_none_or(|p| p.metadata.deletion_timestamp.is_some()),
+        "the pod with the 2 s default toleration left before the one tolerating 5 s"
+    );
+    let stays = plain.get("stays").await.unwrap();
+    assert!(
+        stays.metadata.deletion_timestamp.is_none(),
+        "an unlimited toleration keeps it"
+    );
+    let ready = stays
+        .status
+        .and_then(|s| s.conditions)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.status);
+    assert_eq!(
+        ready.as_deref(),
+        Some("False"),
+        "the lost node's pod is not ready"
+    );
+}
+
 /// (ready, serving, terminating, nodeName, targetRef name) of one EndpointSlice endpoint.
 type SliceEntry = (bool, bool, bool, Option<String>, Option<String>);
 

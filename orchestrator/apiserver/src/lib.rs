@@ -46,6 +46,24 @@ pub struct ApiServerConfig {
     /// Write a kubeconfig for this server to PATH once it listens.
     #[arg(long = "write-kubeconfig", value_name = "PATH")]
     pub write_kubeconfig: Option<PathBuf>,
+    /// Seconds a pod tolerates `node.kubernetes.io/not-ready:NoExecute` when it has no
+    /// toleration of it (the DefaultTolerationSeconds admission).
+    #[arg(long = "default-not-ready-toleration-seconds", default_value_t = 300)]
+    pub default_not_ready_toleration_seconds: i64,
+    /// Seconds a pod tolerates `node.kubernetes.io/unreachable:NoExecute` when it has no
+    /// toleration of it.
+    #[arg(long = "default-unreachable-toleration-seconds", default_value_t = 300)]
+    pub default_unreachable_toleration_seconds: i64,
+}
+
+impl ApiServerConfig {
+    /// What the admission of writes was configured with.
+    pub fn admission(&self) -> admission::AdmissionSettings {
+        admission::AdmissionSettings {
+            not_ready_toleration_seconds: self.default_not_ready_toleration_seconds,
+            unreachable_toleration_seconds: self.default_unreachable_toleration_seconds,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,7 +112,7 @@ impl Running {
 /// Connect to etcd, start the watch caches and serve the API.
 pub async fn start(config: &ApiServerConfig) -> Result<Running> {
     let store = Arc::new(EtcdStore::connect(&config.etcd_servers).await?);
-    let state = AppState::new(store);
+    let state = AppState::with_admission(store, config.admission());
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| Error::Listen {

@@ -28,11 +28,22 @@ pub struct AppState {
     pub renders: crate::rest::rendered::RenderMemo,
     /// Client of the kubelets' endpoints (pods/log).
     pub kubelets: crate::rest::pod_log::KubeletClient,
+    /// What the admission of writes was configured with.
+    pub admission: crate::admission::AdmissionSettings,
 }
 
 impl AppState {
-    /// Build the state and start one watch cache per served resource.
+    /// Build the state and start one watch cache per served resource, with the default
+    /// admission settings.
     pub fn new(store: Arc<dyn Store>) -> Arc<AppState> {
+        Self::with_admission(store, Default::default())
+    }
+
+    /// Build the state with `admission` settings and start one watch cache per resource.
+    pub fn with_admission(
+        store: Arc<dyn Store>,
+        admission: crate::admission::AdmissionSettings,
+    ) -> Arc<AppState> {
         let caches = registry::resources()
             .iter()
             .filter(|r| r.supports("watch"))
@@ -49,6 +60,7 @@ impl AppState {
             allocations: tokio::sync::RwLock::new(()),
             renders: Default::default(),
             kubelets: Default::default(),
+            admission,
         })
     }
 

@@ -33,9 +33,6 @@ pub struct ControllersConfig {
     /// How often node health is checked.
     #[arg(long = "node-monitor-period", default_value = "5s", value_parser = parse_duration)]
     pub node_monitor_period: Duration,
-    /// Pods of a node unreachable for this long are deleted so their owners replace them.
-    #[arg(long = "pod-eviction-timeout", default_value = "5m", value_parser = parse_duration)]
-    pub pod_eviction_timeout: Duration,
     /// CIDR node pod ranges are taken from.
     #[arg(long = "cluster-cidr", default_value = "10.244.0.0/16")]
     pub cluster_cidr: String,
@@ -53,7 +50,6 @@ impl Default for ControllersConfig {
             controllers: vec!["*".into()],
             node_monitor_grace_period: Duration::from_secs(40),
             node_monitor_period: Duration::from_secs(5),
-            pod_eviction_timeout: Duration::from_secs(300),
             cluster_cidr: "10.244.0.0/16".into(),
             node_cidr_mask_size: 24,
             concurrent_syncs: 16,

@@ -3,8 +3,9 @@
 //! Level-triggered reconcile loops on kube-rs `Controller`s (rate-limited work queues, watches
 //! through the API server, never etcd):
 //! [`deployment`] → ReplicaSets, [`replicaset`] → Pods, [`endpoints`] (Endpoints and
-//! EndpointSlices), [`nodeipam`] (pod CIDRs), [`nodelifecycle`] (leases, NotReady, taints,
-//! eviction), [`garbagecollector`] (ownerReferences) and [`namespace`] (emptying terminating
+//! EndpointSlices), [`nodeipam`] (pod CIDRs), [`nodelifecycle`] (leases, NotReady nodes and
+//! their pods, taints), [`taint_eviction`] (pods leave NoExecute-tainted nodes as their
+//! tolerations say), [`garbagecollector`] (ownerReferences) and [`namespace`] (emptying terminating
 //! namespaces). Each can be switched off with `--controllers`.
 
 pub mod claim;
@@ -19,6 +20,7 @@ pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod replicaset;
 pub mod served_kinds;
+pub mod taint_eviction;
 pub mod util;
 
 use futures::future::BoxFuture;
@@ -88,7 +90,6 @@ pub async fn run_with_pods(
         let settings = nodelifecycle::Settings {
             grace_period: config.node_monitor_grace_period,
             monitor_period: config.node_monitor_period,
-            eviction_timeout: config.pod_eviction_timeout,
         };
         tasks.push((
             "nodelifecycle",

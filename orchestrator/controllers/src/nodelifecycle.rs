@@ -1,7 +1,9 @@
 //! Node lifecycle: a node whose Lease (namespace `kube-node-lease`) was not renewed for the
-//! grace period gets Ready=Unknown and the `node.kubernetes.io/unreachable:NoExecute` taint;
-//! after the eviction timeout its pods are deleted so that their owners recreate them on other
-//! nodes. When the lease is renewed again the taint is removed.
+//! grace period gets Ready=Unknown and the `node.kubernetes.io/unreachable:NoExecute` taint,
+//! and its pods' Ready condition turns False at once (so endpoints drop them); pods leave
+//! tainted nodes as their tolerations say ([`crate::taint_eviction`]: the
+//! DefaultTolerationSeconds admission gives pods 300 s). When the lease is renewed again the
+//! taint is removed.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -11,7 +13,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Node, NodeCondition, Pod, Taint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, ResourceExt};
@@ -33,8 +35,6 @@ pub struct Settings {
     pub grace_period: Duration,
     /// How often nodes are checked.
     pub monitor_period: Duration,
-    /// Unreachable time after which pods are evicted.
-    pub eviction_timeout: Duration,
 }
 
 /// What the controller remembers of one node between checks.
@@ -44,8 +44,6 @@ pub struct Health {
     pub renew: Option<String>,
     /// When a change of the lease (or the node's first sighting) was observed locally.
     pub observed: Instant,
-    /// Since when the node is considered unreachable.
-    pub unreachable_since: Option<Instant>,
 }
 
 /// What to do with a node.
@@ -53,20 +51,16 @@ pub struct Health {
 pub enum Verdict {
     /// Healthy: nothing (or remove the taint).
     Healthy,
-    /// Silent beyond the grace period: mark NotReady and taint.
+    /// Silent beyond the grace period: mark it and its pods not ready, and taint it.
     Unreachable,
-    /// Unreachable beyond the eviction timeout: also evict its pods.
-    Evict,
 }
 
 /// Decides a node's state from when its lease last changed.
 pub fn verdict(h: &Health, now: Instant, s: &Settings) -> Verdict {
     if now.saturating_duration_since(h.observed) <= s.grace_period {
-        return Verdict::Healthy;
-    }
-    match h.unreachable_since {
-        Some(t) if now.saturating_duration_since(t) >= s.eviction_timeout => Verdict::Evict,
-        _ => Verdict::Unreachable,
+        Verdict::Healthy
+    } else {
+        Verdict::Unreachable
     }
 }
 
@@ -186,32 +180,23 @@ async fn monitor(
         let h = health.entry(name.clone()).or_insert_with(|| Health {
             renew: renew.clone(),
             observed: now,
-            unreachable_since: None,
         });
         if renew.is_some() && renew != h.renew {
             h.renew = renew;
             h.observed = now;
         }
         match verdict(h, now, s) {
-            Verdict::Healthy => {
-                h.unreachable_since = None;
-                if has_unreachable_taint(&node) {
-                    mark_reachable(client, &node).await?;
-                }
+            Verdict::Healthy if has_unreachable_taint(&node) => {
+                mark_reachable(client, &node).await?
             }
+            Verdict::Healthy => {}
             Verdict::Unreachable => {
-                if h.unreachable_since.is_none() {
-                    h.unreachable_since = Some(now);
-                }
                 mark_unreachable(client, &node).await?;
-            }
-            Verdict::Evict => {
-                mark_unreachable(client, &node).await?;
-                evict_pods(client, pods, &name).await?;
+                mark_pods_not_ready(client, pods, &name).await?;
             }
         }
     }
-    Ok(())
+    crate::taint_eviction::evict_due(client, &nodes.state(), pods).await
 }
 
 async fn mark_unreachable(client: &Client, node: &Node) -> Result<()> {
@@ -351,40 +336,42 @@ async fn mark_reachable(client: &Client, node: &Node) -> Result<()> {
     Ok(())
 }
 
-fn tolerates_unreachable(pod: &Pod) -> bool {
-    pod.spec
-        .as_ref()
-        .and_then(|s| s.tolerations.as_ref())
-        .is_some_and(|ts| {
-            ts.iter().any(|t| {
-                let key_ok = match t.key.as_deref() {
-                    None | Some("") => t.operator.as_deref() == Some("Exists"),
-                    Some(k) => k == UNREACHABLE_TAINT,
-                };
-                let effect_ok = t
-                    .effect
-                    .as_deref()
-                    .is_none_or(|e| e.is_empty() || e == "NoExecute");
-                key_ok && effect_ok && t.toleration_seconds.is_none()
-            })
-        })
+/// Whether `pod`'s Ready condition is True (or missing, so it has yet to be set False).
+fn ready_not_false(pod: &Pod) -> bool {
+    let conditions = pod.status.as_ref().and_then(|s| s.conditions.as_deref());
+    conditions
+        .unwrap_or_default()
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status != "False")
 }
 
-async fn evict_pods(client: &Client, pods: &Store<Pod>, node: &str) -> Result<()> {
-    let victims: Vec<_> = pods
+/// Kubernetes' `MarkPodsNotReady`: the Ready condition of every pod bound to `node` turns
+/// False, so endpoints (and every node's service maps) stop sending it traffic; the node's
+/// kubelet sets it again when it is back.
+async fn mark_pods_not_ready(client: &Client, pods: &Store<Pod>, node: &str) -> Result<()> {
+    let on_node = pods
         .state()
         .into_iter()
         .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node))
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .filter(|p| !tolerates_unreachable(p))
-        .collect();
-    for p in victims {
-        let ns = p.namespace().unwrap_or_else(|| "default".into());
+        .filter(|p| ready_not_false(p));
+    for pod in on_node {
+        let ns = pod.namespace().unwrap_or_else(|| "default".into());
         let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-        tracing::warn!(pod = %format!("{ns}/{}", p.name_any()), %node, "evicting pod from unreachable node");
-        match api.delete(&p.name_any(), &DeleteParams::default()).await {
+        let condition = json!({"type": "Ready", "status": "False",
+            "lastTransitionTime": Time(Timestamp::now())});
+        let patch = json!({"metadata": {"uid": pod.metadata.uid},
+            "status": {"conditions": [condition]}});
+        tracing::info!(pod = %format!("{ns}/{}", pod.name_any()), %node, "node not ready: marking its pod not ready");
+        match api
+            .patch_status(
+                &pod.name_any(),
+                &PatchParams::default(),
+                &Patch::Strategic(patch),
+            )
+            .await
+        {
             Ok(_) => {}
-            Err(e) if is_not_found(&e) => {}
+            Err(e) if is_not_found(&e) || is_conflict(&e) => {}
             Err(e) => return Err(e.into()),
         }
     }
@@ -396,17 +383,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn verdicts_follow_grace_and_eviction_timeout() {
+    fn verdicts_follow_the_grace_period() {
         let s = Settings {
             grace_period: Duration::from_secs(40),
             monitor_period: Duration::from_secs(5),
-            eviction_timeout: Duration::from_secs(60),
         };
         let t0 = Instant::now();
-        let mut h = Health {
+        let h = Health {
             renew: None,
             observed: t0,
-            unreachable_since: None,
         };
         assert_eq!(
             verdict(&h, t0 + Duration::from_secs(40), &s),
@@ -416,33 +401,17 @@ mod tests {
             verdict(&h, t0 + Duration::from_secs(41), &s),
             Verdict::Unreachable
         );
-        h.unreachable_since = Some(t0 + Duration::from_secs(41));
-        assert_eq!(
-            verdict(&h, t0 + Duration::from_secs(100), &s),
-            Verdict::Unreachable
-        );
-        assert_eq!(
-            verdict(&h, t0 + Duration::from_secs(101), &s),
-            Verdict::Evict
-        );
     }
 
     #[test]
-    fn only_untimed_unreachable_tolerations_protect() {
-        let pod = |tol: serde_json::Value| -> Pod {
-            serde_json::from_value(serde_json::json!({"metadata": {"name": "p"},
-                "spec": {"containers": [], "tolerations": tol}}))
+    fn only_pods_whose_ready_condition_is_not_false_are_marked() {
+        let pod = |status: &str| -> Pod {
+            serde_json::from_value(json!({"metadata": {"name": "p"},
+                "status": {"conditions": [{"type": "Ready", "status": status}]}}))
             .unwrap()
         };
-        assert!(tolerates_unreachable(&pod(
-            serde_json::json!([{"key": UNREACHABLE_TAINT, "operator": "Exists", "effect": "NoExecute"}])
-        )));
-        assert!(tolerates_unreachable(&pod(
-            serde_json::json!([{"operator": "Exists"}])
-        )));
-        assert!(!tolerates_unreachable(&pod(
-            serde_json::json!([{"key": UNREACHABLE_TAINT, "operator": "Exists", "tolerationSeconds": 300}])
-        )));
-        assert!(!tolerates_unreachable(&pod(serde_json::json!([]))));
+        assert!(ready_not_false(&pod("True")));
+        assert!(ready_not_false(&pod("Unknown")));
+        assert!(!ready_not_false(&pod("False")));
     }
 }

@@ -64,6 +64,8 @@ struct Worker {
     sandbox: Option<Sandbox>,
     start_time: Option<Time>,
     last_posted: Option<PodStatus>,
+    /// The resourceVersion our last status write produced.
+    last_posted_version: Option<u64>,
     sandbox_stopped: bool,
 }
 
@@ -80,6 +82,7 @@ pub async fn run(ctx: Arc<Ctx>, uid: String, mut rx: watch::Receiver<Option<Arc<
         sandbox: None,
         start_time: None,
         last_posted: None,
+        last_posted_version: None,
         sandbox_stopped: false,
     };
     loop {
@@ -352,8 +355,10 @@ impl Worker {
 
     async fn post_status(&mut self, pod: &Pod, id: &PodRef, obs: &PodObservation) -> Result<()> {
         let mut status = status::pod_status(pod, obs, Time(Timestamp::now()));
-        // keep transition times of what we posted last (the watched pod may lag behind)
-        if let Some(last) = &self.last_posted {
+        // keep transition times of what we posted last (the watched pod may lag behind),
+        // unless someone else wrote the status since
+        let overwritten = self.status_overwritten(pod);
+        if let (Some(last), false) = (&self.last_posted, overwritten) {
             let mut with_last = pod.clone();
             with_last.status = Some(last.clone());
             let again = status::pod_status(&with_last, obs, Time(Timestamp::now()));
@@ -364,15 +369,28 @@ impl Worker {
         }
         let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &id.namespace);
         self.last_posted = None;
-        api.patch_status(
-            &id.name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "metadata": {"uid": id.uid}, "status": status })),
-        )
-        .await?;
-        tracing::debug!(pod = %id, phase = ?status.phase, "pod status reported");
+        let written = api
+            .patch_status(
+                &id.name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "metadata": {"uid": id.uid}, "status": status })),
+            )
+            .await?;
+        tracing::debug!(pod = %id, phase = ?status.phase, overwritten, "pod status reported");
         self.last_posted = Some(status);
+        self.last_posted_version = resource_version(&written);
         Ok(())
+    }
+
+    /// Whether another writer changed the pod's status after our last write (the node
+    /// lifecycle controller marks the pods of a node it lost not ready): then the kubelet,
+    /// which owns the status, writes what it observes again.
+    fn status_overwritten(&self, pod: &Pod) -> bool {
+        let newer = match (resource_version(pod), self.last_posted_version) {
+            (Some(seen), Some(ours)) => seen > ours,
+            _ => false,
+        };
+        newer && pod.status.as_ref() != self.last_posted.as_ref()
     }
 
     /// Sandboxes of this pod known to the runtime, newest first.
@@ -865,4 +883,9 @@ pub async fn sandboxes_by_uid(cri: &CriClient) -> Result<HashMap<String, Vec<pro
         }
     }
     Ok(out)
+}
+
+/// A stored object's resourceVersion (the store's revision, increasing with every write).
+fn resource_version(pod: &Pod) -> Option<u64> {
+    pod.metadata.resource_version.as_deref()?.parse().ok()
 }

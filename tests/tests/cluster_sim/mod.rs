@@ -50,7 +50,8 @@ impl Drop for Sim {
 pub const FAST_NODE_FLAGS: &[&str] = &[
     "--node-monitor-grace-period=4s",
     "--node-monitor-period=500ms",
-    "--pod-eviction-timeout=2s",
+    "--default-unreachable-toleration-seconds=2",
+    "--default-not-ready-toleration-seconds=2",
 ];
 
 impl Sim {

@@ -201,7 +201,7 @@ pub async fn create(
     ] {
         object::remove_meta(&mut obj, f);
     }
-    admission::prepare_create(res, &mut obj);
+    admission::prepare_create(state, res, &mut obj);
     defaults::apply_defaults(res, &mut obj);
 
     let errors = validation::validate_create(res, &obj);
