@@ -124,16 +124,12 @@ fn validate_type_keys(obj: &Value, errs: &mut Errors) {
         "kubernetes.io/dockerconfigjson" => {
             validate_json_key(data(".dockerconfigjson"), ".dockerconfigjson", errs)
         }
-        "kubernetes.io/basic-auth" => {
-            if data("username").is_none() && data("password").is_none() {
-                required(errs, "username");
-                required(errs, "password");
-            }
+        "kubernetes.io/basic-auth" if data("username").is_none() && data("password").is_none() => {
+            required(errs, "username");
+            required(errs, "password");
         }
-        "kubernetes.io/ssh-auth" => {
-            if data("ssh-privatekey").unwrap_or("").is_empty() {
-                required(errs, "ssh-privatekey");
-            }
+        "kubernetes.io/ssh-auth" if data("ssh-privatekey").unwrap_or("").is_empty() => {
+            required(errs, "ssh-privatekey");
         }
         "kubernetes.io/tls" => {
             for key in ["tls.crt", "tls.key"] {
