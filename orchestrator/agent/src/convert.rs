@@ -150,7 +150,7 @@ pub fn service_spec(svc: &Service) -> Result<Option<ServiceSpec>, Error> {
 pub fn endpoints<'a>(
     slices: impl IntoIterator<Item = &'a EndpointSlice>,
 ) -> Result<Vec<Endpoint>, Error> {
-    let mut out = Vec::new();
+    let (mut ready, mut terminating) = (Vec::new(), Vec::new());
     for slice in slices {
         if slice.address_type != "IPv4" {
             continue;
@@ -178,11 +178,7 @@ pub fn endpoints<'a>(
             });
         }
         for (i, ep) in slice.endpoints.iter().enumerate() {
-            // A nil `ready` means ready (EndpointSlice API semantics).
-            let ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
-            if !ready {
-                continue;
-            }
+            let Some(class) = usable(ep) else { continue };
             for (j, a) in ep.addresses.iter().enumerate() {
                 let addr: Ipv4Addr = a.parse().map_err(|e| {
                     err(
@@ -191,14 +187,43 @@ pub fn endpoints<'a>(
                         format!("{a:?} is not an IPv4 address: {e}"),
                     )
                 })?;
-                out.push(Endpoint {
+                let endpoint = Endpoint {
                     addr,
                     ports: ports.clone(),
-                });
+                };
+                match class {
+                    Usable::Ready => ready.push(endpoint),
+                    Usable::ServingTerminating => terminating.push(endpoint),
+                }
             }
         }
     }
-    Ok(out)
+    // as kube-proxy: new connections go to ready endpoints; only when there is none, to
+    // terminating ones that still serve (a graceful drain keeps the service answering)
+    Ok(if ready.is_empty() { terminating } else { ready })
+}
+
+/// Which new connections an endpoint may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Usable {
+    /// Ready (so not terminating): any.
+    Ready,
+    /// Terminating but still serving: only when no endpoint is ready.
+    ServingTerminating,
+}
+
+/// How an endpoint's conditions let it be used (`None`: not at all). A nil `ready` means
+/// ready, a nil `serving` serving and a nil `terminating` not terminating (as kube-proxy reads them).
+fn usable(ep: &k8s_openapi::api::discovery::v1::Endpoint) -> Option<Usable> {
+    let c = ep.conditions.clone().unwrap_or_default();
+    let ready = c.ready.unwrap_or(true);
+    let serving = c.serving.unwrap_or(true);
+    let terminating = c.terminating.unwrap_or(false);
+    match (ready, serving && terminating) {
+        (true, _) => Some(Usable::Ready),
+        (false, true) => Some(Usable::ServingTerminating),
+        (false, false) => None,
+    }
 }
 
 /// Another node as a route target: its pod CIDR via its InternalIP.
@@ -335,5 +360,40 @@ mod tests {
         bad.endpoints[0].addresses[0] = "nope".into();
         let e = endpoints([&bad]).unwrap_err().to_string();
         assert!(e.contains("endpoints[0].addresses[0]"), "{e}");
+    }
+
+    #[test]
+    fn serving_terminating_endpoints_only_when_none_is_ready() {
+        let ep = |ip: &str, ready: bool, serving: bool, terminating: bool| K8sEndpoint {
+            addresses: vec![ip.into()],
+            conditions: Some(EndpointConditions {
+                ready: Some(ready),
+                serving: Some(serving),
+                terminating: Some(terminating),
+            }),
+            ..Default::default()
+        };
+        let slice = |endpoints: Vec<K8sEndpoint>| EndpointSlice {
+            address_type: "IPv4".into(),
+            endpoints,
+            ports: Some(vec![K8sEpPort {
+                port: Some(80),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        let addrs = |s: &EndpointSlice| -> Vec<String> {
+            let eps = endpoints([s]).unwrap();
+            eps.iter().map(|e| e.addr.to_string()).collect()
+        };
+        let draining = ep("10.244.1.7", false, true, true);
+        let gone = ep("10.244.1.8", false, false, true);
+        let mixed = slice(vec![
+            ep("10.244.1.5", true, true, false),
+            draining.clone(),
+            gone.clone(),
+        ]);
+        assert_eq!(addrs(&mixed), ["10.244.1.5"]);
+        assert_eq!(addrs(&slice(vec![draining, gone])), ["10.244.1.7"]);
     }
 }
