@@ -11,6 +11,7 @@ pub mod allocator;
 pub mod discovery;
 pub mod error;
 pub mod kubeconfig;
+pub mod metrics;
 pub mod object;
 pub mod openapi;
 pub mod path;

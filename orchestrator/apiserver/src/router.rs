@@ -19,7 +19,7 @@ use crate::rest::subresource::{self, ScaleChange};
 use crate::rest::write::{self, Part, PatchKind};
 use crate::rest::{read, watch, watch_body};
 use crate::state::AppState;
-use crate::{discovery, openapi};
+use crate::{discovery, metrics, openapi};
 
 /// Largest request body accepted (as Kubernetes: 3 MiB).
 const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -34,6 +34,11 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
     let raw_query = req.uri().query().map(String::from);
     let headers = req.headers().clone();
     let started = std::time::Instant::now();
+    let watching = raw_query.as_deref().is_some_and(asks_watch);
+    let labels = metrics::request_labels(&method, &path, watching);
+    let inflight = state
+        .metrics
+        .start(!matches!(method, Method::GET | Method::HEAD));
     let body = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
         Ok(b) => b,
         Err(_) => {
@@ -43,12 +48,36 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
             .into_response()
         }
     };
+    let metrics = state.metrics.clone();
     let response = match handle(state, &method, &path, raw_query.as_deref(), &headers, body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
-    tracing::debug!(%method, %path, status = response.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request");
+    drop(inflight);
+    let code = response.status().as_u16();
+    metrics.observe(&labels, code, started.elapsed());
+    tracing::debug!(%method, %path, status = code, elapsed_ms = started.elapsed().as_millis() as u64, "request");
+    if labels.verb == "WATCH" && response.status().is_success() {
+        return counted_watch(response, metrics.watch_opened(&labels.resource));
+    }
     response
+}
+
+/// Whether a query string asks for a watch (`watch=true` or `watch=1`).
+fn asks_watch(query: &str) -> bool {
+    query
+        .split('&')
+        .any(|pair| matches!(pair, "watch=true" | "watch=1"))
+}
+
+/// A watch response whose body holds `guard` (an open watch in the metrics) until it ends.
+fn counted_watch(response: Response, guard: metrics::InflightGuard) -> Response {
+    let (parts, body) = response.into_parts();
+    let stream = body.into_data_stream().map(move |chunk| {
+        let _open = &guard;
+        chunk
+    });
+    Response::from_parts(parts, Body::from_stream(stream))
 }
 
 fn json_response(code: StatusCode, value: &Value, warnings: &[String]) -> Response {
@@ -112,6 +141,10 @@ async fn handle(
             })
         }
         "/openapi/v3" | "/openapi/v3/" => return ok(&openapi::index()),
+        "/metrics" if *method == Method::GET => {
+            let text = state.metrics.render(&state);
+            return Ok(([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response());
+        }
         _ => {}
     }
     if let Some(gv) = path.strip_prefix("/openapi/v3/") {

@@ -30,6 +30,8 @@ pub struct AppState {
     pub kubelets: crate::rest::pod_log::KubeletClient,
     /// What the admission of writes was configured with.
     pub admission: crate::admission::AdmissionSettings,
+    /// `/metrics`: requests, watches, etcd latency, watch cache sizes.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl AppState {
@@ -44,6 +46,9 @@ impl AppState {
         store: Arc<dyn Store>,
         admission: crate::admission::AdmissionSettings,
     ) -> Arc<AppState> {
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let store: Arc<dyn Store> =
+            Arc::new(crate::metrics::MeteredStore::new(store, metrics.clone()));
         let caches = registry::resources()
             .iter()
             .filter(|r| r.supports("watch"))
@@ -61,7 +66,15 @@ impl AppState {
             renders: Default::default(),
             kubelets: Default::default(),
             admission,
+            metrics,
         })
+    }
+
+    /// Each watch cache's counters, by resource.
+    pub fn cache_stats(&self) -> Vec<(&'static str, bpfk_store::watch_cache::CacheStats)> {
+        let mut stats: Vec<_> = self.caches.iter().map(|(r, c)| (*r, c.stats())).collect();
+        stats.sort_by_key(|(r, _)| *r);
+        stats
     }
 
     pub fn cache(&self, res: &ResourceInfo) -> Result<&Arc<WatchCache>> {

@@ -1,0 +1,104 @@
+//! The API server's `/metrics` against a real etcd: requests counted by verb, resource and
+//! code, open watches, etcd latency by operation and resource, watch cache sizes, all in the
+//! Prometheus text format that a Prometheus scrape parses.
+
+use bpfk_lab::server::{http_request, Cluster};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, ListParams, PostParams, WatchParams};
+use serde_json::json;
+
+fn scrape(cluster: &Cluster) -> String {
+    let (code, text) =
+        http_request(cluster.server.port(), "GET", "/metrics", None).expect("GET /metrics");
+    assert_eq!(code, 200, "{text}");
+    text
+}
+
+/// The value of the sample line starting with `series` (name and labels as written).
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series))
+        .and_then(|rest| rest.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_watches_and_etcd_calls() {
+    let cluster = Cluster::start_with(&["--disable-scheduler", "--disable-controllers"]);
+    let cms: Api<ConfigMap> = Api::namespaced(cluster.client().await, "default");
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "m"}})).unwrap();
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+    let err = cms.create(&PostParams::default(), &cm).await.unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 409),
+        "{err:?}"
+    );
+    for _ in 0..3 {
+        cms.list(&ListParams::default()).await.unwrap();
+    }
+    let watch = cms.watch(&WatchParams::default(), "0").await.unwrap();
+    let mut watch = Box::pin(watch);
+    watch
+        .next()
+        .await
+        .expect("the watch's first event")
+        .unwrap();
+
+    let text = scrape(&cluster);
+    let request = |verb: &str, scope: &str, code: u16| {
+        format!("apiserver_request_total{{verb=\"{verb}\",group=\"\",version=\"v1\",resource=\"configmaps\",subresource=\"\",scope=\"{scope}\",code=\"{code}\"}}")
+    };
+    assert_eq!(
+        sample(&text, &request("POST", "namespace", 201)),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, &request("POST", "namespace", 409)),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, &request("LIST", "namespace", 200)),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "apiserver_longrunning_requests{resource=\"configmaps\"}"
+        ),
+        Some(1.0)
+    );
+    let creates = sample(
+        &text,
+        "etcd_request_duration_seconds_count{operation=\"create\",type=\"configmaps\"}",
+    );
+    assert!(creates.is_some_and(|n| n >= 1.0), "{text}");
+    let stored = sample(&text, "apiserver_storage_objects{resource=\"configmaps\"}");
+    assert_eq!(stored, Some(1.0), "{text}");
+    assert!(
+        text.contains("# TYPE apiserver_request_duration_seconds histogram"),
+        "{text}"
+    );
+    assert!(
+        text.trim_end().ends_with("# EOF"),
+        "OpenMetrics text ends with # EOF"
+    );
+
+    drop(watch);
+    let mut closed = false;
+    for _ in 0..50 {
+        let text = scrape(&cluster);
+        if sample(
+            &text,
+            "apiserver_longrunning_requests{resource=\"configmaps\"}",
+        ) == Some(0.0)
+        {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(closed, "the closed watch is still counted as open");
+}
