@@ -94,7 +94,7 @@ impl EtcdProcess {
         for _ in 0..PORT_ATTEMPTS {
             let dir = tempfile::Builder::new()
                 .prefix("bpfk-etcd-")
-                .tempdir()
+                .tempdir_in(data_root())
                 .unwrap_or_else(|e| panic!("cannot create a temporary directory for etcd: {e}"));
             let (client_port, peer_port) = free_port_pair();
             let mut etcd = EtcdProcess {
@@ -409,4 +409,16 @@ fn log_tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+/// Where test etcds keep their data: a tmpfs when the machine has one (`/dev/shm`), so a
+/// busy disk (parallel builds) does not turn every fsync of a write into seconds; else the
+/// temporary directory.
+fn data_root() -> std::path::PathBuf {
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
 }
