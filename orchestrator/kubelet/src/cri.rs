@@ -265,6 +265,29 @@ impl CriClient {
             })
     }
 
+    /// Runs `cmd` in container `id` and waits for it (at most `timeout`, rounded up to whole
+    /// seconds): its exit code and output.
+    pub async fn exec_sync(
+        &self,
+        id: &str,
+        cmd: Vec<String>,
+        timeout: Duration,
+    ) -> Result<proto::ExecSyncResponse> {
+        let secs = timeout.as_secs_f64().ceil() as i64;
+        let mut request = tonic::Request::new(proto::ExecSyncRequest {
+            container_id: id.into(),
+            cmd,
+            timeout: secs,
+        });
+        request.set_timeout(timeout + Duration::from_secs(5));
+        self.runtime
+            .clone()
+            .exec_sync(request)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(call_err("ExecSync"))
+    }
+
     /// The image `reference` names, or None when the runtime does not have it.
     pub async fn image_status(&self, reference: &str) -> Result<Option<proto::Image>> {
         self.images

@@ -25,7 +25,8 @@ use crate::pod_actions::{
     compute_pod_actions, sandbox_action, BackOff, ContainerAction, ContainerSeen, CurrentSandbox,
     RuntimeState, SandboxAction, SandboxSeen,
 };
-use crate::status::{self, ContainerObservation, Observed, PodObservation, Terminated};
+use crate::prober::{PodProber, ProbeTarget};
+use crate::status::{self, ContainerObservation, Observed, PodObservation, ProbeView, Terminated};
 use bpfk_common::events::{EventType, Recorder};
 
 /// Shared by all workers.
@@ -65,6 +66,8 @@ struct Worker {
     start_time: Option<Time>,
     last_posted: Option<PodStatus>,
     sandbox_stopped: bool,
+    /// The pod's probe workers (created at the first sync).
+    prober: Option<PodProber>,
 }
 
 /// Run the worker for pod `uid` until the pod is deleted (or the sender goes away because
@@ -81,6 +84,7 @@ pub async fn run(ctx: Arc<Ctx>, uid: String, mut rx: watch::Receiver<Option<Arc<
         start_time: None,
         last_posted: None,
         sandbox_stopped: false,
+        prober: None,
     };
     loop {
         let current = rx.borrow_and_update().clone();
@@ -98,6 +102,7 @@ pub async fn run(ctx: Arc<Ctx>, uid: String, mut rx: watch::Receiver<Option<Arc<
         }
         tokio::select! {
             changed = rx.changed() => if changed.is_err() { return },
+            _ = worker.probes_changed() => {}
             _ = tokio::time::sleep(period) => {}
         }
     }
@@ -122,6 +127,7 @@ fn waiting_container(c: &Container, reason: &str, message: &str) -> ContainerObs
             message: message.into(),
         },
         last_terminated: None,
+        probes: ProbeView::default(),
     }
 }
 
@@ -243,7 +249,9 @@ impl Worker {
                 return Err(e);
             }
         };
-        let (init_containers, containers) = self.sync_containers(pod, &id, &sandbox).await?;
+        self.kill_unhealthy(pod, &id).await;
+        let (init_containers, mut containers) = self.sync_containers(pod, &id, &sandbox).await?;
+        self.apply_probes(pod, sandbox.ip.as_deref(), &mut containers);
         let obs = PodObservation {
             pod_ip: sandbox.ip.clone(),
             host_ip: self.ctx.host_ip.clone(),
@@ -264,6 +272,9 @@ impl Worker {
             .deletion_grace_period_seconds
             .or_else(|| spec.and_then(|s| s.termination_grace_period_seconds))
             .unwrap_or(30);
+        if let Some(prober) = &mut self.prober {
+            prober.stop();
+        }
         if self.sandbox.is_some() {
             for c in spec.iter().flat_map(|s| s.containers.iter()) {
                 let message = format!("Stopping container {}", c.name);
@@ -272,6 +283,86 @@ impl Worker {
             }
         }
         self.teardown(grace, Some(id)).await
+    }
+
+    /// Resolves when a probe result changed (never when the pod has no prober yet).
+    async fn probes_changed(&self) {
+        match &self.prober {
+            Some(p) => p.changed().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Probe workers for the running containers; their readiness and startup into `observed`.
+    fn apply_probes(
+        &mut self,
+        pod: &Pod,
+        pod_ip: Option<&str>,
+        observed: &mut [ContainerObservation],
+    ) {
+        let spec = pod
+            .spec
+            .as_ref()
+            .map(|s| s.containers.as_slice())
+            .unwrap_or_default();
+        let prober = self.prober.get_or_insert_with(|| {
+            PodProber::new(self.ctx.cri.clone(), self.recorder.clone(), pod)
+        });
+        let running: Vec<ProbeTarget> = observed
+            .iter()
+            .filter_map(|o| match &o.observed {
+                Observed::Running {
+                    container_id,
+                    started_at,
+                } => Some(ProbeTarget {
+                    container: spec.iter().find(|c| c.name == o.name)?,
+                    container_id,
+                    started_at: *started_at,
+                }),
+                _ => None,
+            })
+            .collect();
+        prober.sync(pod_ip, &running);
+        for o in observed.iter_mut() {
+            if let (Observed::Running { container_id, .. }, Some(c)) =
+                (&o.observed, spec.iter().find(|c| c.name == o.name))
+            {
+                o.probes = prober.view(c, container_id);
+            }
+        }
+    }
+
+    /// Kills each container whose liveness or startup probe failed (the next sync restarts
+    /// it by restart policy, with back-off), within the probe's or the pod's grace period.
+    async fn kill_unhealthy(&mut self, pod: &Pod, id: &PodRef) {
+        let Some(prober) = self.prober.as_mut() else {
+            return;
+        };
+        let spec = pod.spec.as_ref();
+        for u in prober.take_unhealthy() {
+            let probe = spec
+                .and_then(|s| s.containers.iter().find(|c| c.name == u.container))
+                .and_then(|c| u.kind.of(c));
+            let grace = probe
+                .and_then(|p| p.termination_grace_period_seconds)
+                .or_else(|| spec.and_then(|s| s.termination_grace_period_seconds))
+                .unwrap_or(30);
+            let kind = u.kind.title().to_lowercase();
+            let message = format!(
+                "Container {} failed {kind} probe, will be restarted",
+                u.container
+            );
+            tracing::info!(pod = %id, container = %u.container, %kind, "probe failed; killing the container");
+            self.event(pod, EventType::Normal, "Killing", &message)
+                .await;
+            if let Err(e) = self
+                .cri()
+                .stop_container(&u.container_id, grace.max(0))
+                .await
+            {
+                tracing::warn!(pod = %id, container = %u.container, error = %e, "killing unhealthy container failed");
+            }
+        }
     }
 
     /// A finished pod keeps its containers (for logs) but frees its network.
@@ -556,6 +647,7 @@ impl Worker {
                 message: String::new(),
             },
             last_terminated: view.previous.clone(),
+            probes: ProbeView::default(),
         };
         obs.observed = match (action, view.latest.as_ref()) {
             (ContainerAction::Start, _) | (_, None) => {
