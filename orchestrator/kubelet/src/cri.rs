@@ -91,6 +91,25 @@ impl CriClient {
         })
     }
 
+    /// A client that connects to `socket` at its first call (a runtime that is not there
+    /// yet fails that call, not this one).
+    pub fn connect_lazy(socket: &Path) -> Result<CriClient> {
+        let uri = format!("unix://{}", socket.display());
+        let endpoint = Endpoint::from_shared(uri)
+            .map_err(|source| CriError::Connect {
+                socket: socket.to_path_buf(),
+                source,
+            })?
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(CALL_TIMEOUT);
+        let channel = endpoint.connect_lazy();
+        Ok(CriClient {
+            runtime: RuntimeServiceClient::new(channel.clone()),
+            images: ImageServiceClient::new(channel),
+            socket: socket.to_path_buf(),
+        })
+    }
+
     /// The socket this client talks to.
     pub fn socket(&self) -> &Path {
         &self.socket

@@ -15,6 +15,7 @@ pub mod cri;
 pub mod cri_config;
 pub mod error;
 pub mod events;
+pub mod lifecycle;
 pub mod log_server;
 pub mod logs;
 pub mod node;

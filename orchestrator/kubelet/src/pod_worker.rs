@@ -21,6 +21,7 @@ use crate::cri::{proto, CriClient, CriError, LABEL_CONTAINER_NAME, LABEL_POD_UID
 use crate::cri_config::{self, FieldValues, PodRef};
 use crate::error::{Error, Result};
 use crate::events;
+use crate::lifecycle::{self, Hook};
 use crate::pod_actions::{
     compute_pod_actions, sandbox_action, BackOff, ContainerAction, ContainerSeen, CurrentSandbox,
     RuntimeState, SandboxAction, SandboxSeen,
@@ -113,6 +114,14 @@ fn now_nanos() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0)
+}
+
+/// The pod's termination grace period in seconds (default 30).
+fn pod_grace(pod: &Pod) -> i64 {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.termination_grace_period_seconds)
+        .unwrap_or(30)
 }
 
 /// A container that has not been created, waiting for `reason`.
@@ -267,7 +276,7 @@ impl Worker {
     /// confirmed.
     async fn kill_pod(&mut self, pod: &Pod, id: &PodRef) -> Result<()> {
         let spec = pod.spec.as_ref();
-        let grace = pod
+        let mut grace = pod
             .metadata
             .deletion_grace_period_seconds
             .or_else(|| spec.and_then(|s| s.termination_grace_period_seconds))
@@ -281,8 +290,83 @@ impl Worker {
                 self.event(pod, EventType::Normal, "Killing", &message)
                     .await;
             }
+            grace = self.pre_stop_all(pod, grace).await;
         }
         self.teardown(grace, Some(id)).await
+    }
+
+    /// Runs the preStop hooks of the pod's running containers side by side within `grace`
+    /// seconds; the grace left for SIGTERM → SIGKILL.
+    async fn pre_stop_all(&self, pod: &Pod, grace: i64) -> i64 {
+        let containers = pod
+            .spec
+            .as_ref()
+            .map(|s| s.containers.as_slice())
+            .unwrap_or_default();
+        if !containers
+            .iter()
+            .any(|c| c.lifecycle.as_ref().is_some_and(|l| l.pre_stop.is_some()))
+        {
+            return grace;
+        }
+        let running = match self.running_containers().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(uid = %self.uid, error = %e, "listing containers for preStop hooks failed");
+                return grace;
+            }
+        };
+        let started = std::time::Instant::now();
+        let hooks = running.iter().filter_map(|c| {
+            let name = c.labels.get(LABEL_CONTAINER_NAME)?;
+            let spec = containers.iter().find(|s| &s.name == name)?;
+            Some(self.pre_stop(pod, spec, &c.id, grace))
+        });
+        futures::future::join_all(hooks).await;
+        lifecycle::remaining_grace(grace, started, std::time::Instant::now())
+    }
+
+    /// `container`'s preStop hook against attempt `cid` within `grace` seconds (a failure
+    /// is an event, and the stop goes on); the grace left for SIGTERM → SIGKILL.
+    async fn pre_stop(&self, pod: &Pod, container: &Container, cid: &str, grace: i64) -> i64 {
+        if container
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.pre_stop.as_ref())
+            .is_none()
+        {
+            return grace;
+        }
+        let started = std::time::Instant::now();
+        let ip = self.sandbox.as_ref().and_then(|s| s.ip.as_deref());
+        let limit = Duration::from_secs(grace.max(0) as u64);
+        if let Some(message) =
+            lifecycle::run_hook(Hook::PreStop, container, self.cri(), cid, ip, limit).await
+        {
+            self.event(
+                pod,
+                EventType::Warning,
+                Hook::PreStop.failed_reason(),
+                &message,
+            )
+            .await;
+        }
+        lifecycle::remaining_grace(grace, started, std::time::Instant::now())
+    }
+
+    /// The pod's running containers, as the runtime lists them.
+    async fn running_containers(&self) -> Result<Vec<proto::Container>> {
+        let all = self
+            .cri()
+            .list_containers(Some(proto::ContainerFilter {
+                label_selector: [(LABEL_POD_UID.to_string(), self.uid.clone())].into(),
+                ..Default::default()
+            }))
+            .await?;
+        Ok(all
+            .into_iter()
+            .filter(|c| c.state == proto::ContainerState::ContainerRunning as i32)
+            .collect())
     }
 
     /// Resolves when a probe result changed (never when the pod has no prober yet).
@@ -355,6 +439,11 @@ impl Worker {
             tracing::info!(pod = %id, container = %u.container, %kind, "probe failed; killing the container");
             self.event(pod, EventType::Normal, "Killing", &message)
                 .await;
+            let grace = match spec.and_then(|s| s.containers.iter().find(|c| c.name == u.container))
+            {
+                Some(c) => self.pre_stop(pod, c, &u.container_id, grace).await,
+                None => grace,
+            };
             if let Err(e) = self
                 .cri()
                 .stop_container(&u.container_id, grace.max(0))
@@ -786,7 +875,38 @@ impl Worker {
             .await
             .map_err(|e| waiting("RunContainerError", e.to_string()))?;
         tracing::info!(pod = %id, container = %container.name, id = %cid, attempt, "container started");
+        self.post_start(pod, sandbox, container, &cid).await?;
         Ok(Observed::Created { container_id: cid })
+    }
+
+    /// The container's postStart hook; when it fails the container is killed (the next
+    /// sync restarts it by restart policy) and waits with `PostStartHookError`.
+    async fn post_start(
+        &self,
+        pod: &Pod,
+        sandbox: &Sandbox,
+        container: &Container,
+        cid: &str,
+    ) -> Result<(), Observed> {
+        let ip = sandbox.ip.as_deref();
+        let limit = lifecycle::POST_START_TIMEOUT;
+        let Some(message) =
+            lifecycle::run_hook(Hook::PostStart, container, self.cri(), cid, ip, limit).await
+        else {
+            return Ok(());
+        };
+        self.event(
+            pod,
+            EventType::Warning,
+            Hook::PostStart.failed_reason(),
+            &message,
+        )
+        .await;
+        let grace = pod_grace(pod);
+        if let Err(e) = self.cri().stop_container(cid, grace).await {
+            tracing::warn!(container = %container.name, error = %e, "killing the container after its postStart hook failed");
+        }
+        Err(waiting("PostStartHookError", message))
     }
 
     /// The id of the container's image, which must be present on the node (bpfk's kubelet

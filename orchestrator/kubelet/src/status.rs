@@ -580,6 +580,43 @@ mod tests {
     }
 
     #[test]
+    fn probes_decide_started_and_ready() {
+        let mut c = running("web");
+        c.probes = ProbeView {
+            started: true,
+            ready: false,
+        };
+        let o = PodObservation {
+            pod_ip: Some("10.244.1.5".into()),
+            host_ip: None,
+            start_time: Some(now()),
+            containers: vec![c.clone()],
+            init_containers: Vec::new(),
+        };
+        let s = pod_status(&pod("Always"), &o, now());
+        assert_eq!(s.phase.as_deref(), Some("Running"));
+        let cs = &s.container_statuses.as_ref().unwrap()[0];
+        assert_eq!((cs.ready, cs.started), (false, Some(true)));
+        for t in ["ContainersReady", "Ready"] {
+            let cond = s
+                .conditions
+                .as_ref()
+                .unwrap()
+                .iter()
+                .find(|c| c.type_ == t)
+                .unwrap();
+            assert_eq!(cond.status, "False", "{t}");
+            assert_eq!(cond.reason.as_deref(), Some("ContainersNotReady"));
+        }
+        c.probes = ProbeView {
+            started: false,
+            ready: false,
+        };
+        let cs = container_status(&c);
+        assert_eq!((cs.ready, cs.started), (false, Some(false)));
+    }
+
+    #[test]
     fn backoff_shows_last_state() {
         let mut c = obs(
             "c",

@@ -359,3 +359,148 @@ async fn grpc(a: &GRPCAction, t: &Target) -> Outcome {
         Err(e) => Outcome::Failure(format!("health rpc failed: {} {}", e.code(), e.message())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::get;
+
+    fn target(ports: serde_json::Value) -> Target {
+        Target {
+            cri: CriClient::connect_lazy(Path::new("/nonexistent/cri.sock")).unwrap(),
+            container_id: "c1".into(),
+            pod_ip: Some("127.0.0.1".into()),
+            ports: serde_json::from_value(ports).unwrap(),
+        }
+    }
+
+    use std::path::Path;
+
+    async fn serve_http() -> u16 {
+        let app = axum::Router::new()
+            .route(
+                "/healthz",
+                get(|h: HeaderMap| async move {
+                    let probe = h.get("x-probe").and_then(|v| v.to_str().ok()) == Some("bpfk");
+                    let agent =
+                        h.get("user-agent").and_then(|v| v.to_str().ok()) == Some(USER_AGENT);
+                    if probe && agent {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::BAD_REQUEST
+                    }
+                }),
+            )
+            .route("/moved", get(|| async { StatusCode::FOUND }))
+            .route("/down", get(|| async { StatusCode::SERVICE_UNAVAILABLE }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        port
+    }
+
+    fn http(path: &str, port: IntOrString) -> Action {
+        Action::HttpGet(HTTPGetAction {
+            path: Some(path.into()),
+            port,
+            http_headers: Some(vec![k8s_openapi::api::core::v1::HTTPHeader {
+                name: "X-Probe".into(),
+                value: "bpfk".into(),
+            }]),
+            ..Default::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn http_probes_by_named_port_with_headers() {
+        let port = serve_http().await;
+        let t = target(serde_json::json!([{"name": "web", "containerPort": port}]));
+        let second = Duration::from_secs(1);
+        let named = IntOrString::String("web".into());
+        assert_eq!(
+            run(&http("/healthz", named.clone()), &t, second).await,
+            Outcome::Success
+        );
+        assert_eq!(
+            run(&http("moved", named), &t, second).await,
+            Outcome::Success,
+            "3xx succeeds"
+        );
+        let down = run(&http("/down", IntOrString::Int(port as i32)), &t, second).await;
+        assert_eq!(
+            down,
+            Outcome::Failure("HTTP probe failed with statuscode: 503".into())
+        );
+        let unknown = run(
+            &http("/", IntOrString::String("metrics".into())),
+            &t,
+            second,
+        )
+        .await;
+        assert!(
+            matches!(&unknown, Outcome::Failure(m) if m.contains("\"metrics\"")),
+            "{unknown:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn tcp_probes_connect_and_time_out() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port() as i32;
+        let t = target(serde_json::json!([]));
+        let tcp = |port| {
+            Action::TcpSocket(TCPSocketAction {
+                host: None,
+                port: IntOrString::Int(port),
+            })
+        };
+        let second = Duration::from_secs(1);
+        assert_eq!(run(&tcp(port), &t, second).await, Outcome::Success);
+        // accepted but never answered: the HTTP probe runs into its timeout
+        let silent = run(
+            &http("/", IntOrString::Int(port)),
+            &t,
+            Duration::from_millis(200),
+        )
+        .await;
+        assert!(
+            matches!(&silent, Outcome::Failure(m) if m.starts_with("timeout")),
+            "{silent:?}"
+        );
+        drop(listener);
+        let refused = run(&tcp(port), &t, second).await;
+        assert!(
+            matches!(&refused, Outcome::Failure(m) if m.starts_with("dial tcp 127.0.0.1:")),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn ports_resolve_by_number_or_name() {
+        let ports: Vec<ContainerPort> =
+            serde_json::from_value(serde_json::json!([{"name": "http", "containerPort": 8080}]))
+                .unwrap();
+        assert_eq!(resolve_port(&IntOrString::Int(80), &ports), Ok(80));
+        assert_eq!(
+            resolve_port(&IntOrString::String("http".into()), &ports),
+            Ok(8080)
+        );
+        assert_eq!(
+            resolve_port(&IntOrString::String("9090".into()), &ports),
+            Ok(9090)
+        );
+        assert!(resolve_port(&IntOrString::Int(0), &ports).is_err());
+        assert!(resolve_port(&IntOrString::Int(70000), &ports).is_err());
+    }
+
+    #[test]
+    fn handlers_of_probes_and_hooks() {
+        let p: Probe = serde_json::from_value(serde_json::json!({"grpc": {"port": 9000}})).unwrap();
+        assert!(matches!(Action::of_probe(&p), Some(Action::Grpc(g)) if g.port == 9000));
+        let h: LifecycleHandler =
+            serde_json::from_value(serde_json::json!({"sleep": {"seconds": 2}})).unwrap();
+        assert_eq!(Action::of_hook(&h), Some(Action::Sleep(2)));
+        assert_eq!(Action::of_probe(&Probe::default()), None);
+    }
+}
