@@ -7,7 +7,8 @@
 //!   missing the pod is Running but not Ready, its EndpointSlice endpoint is not ready and
 //!   not one request through the ClusterIP gets an answer although the pod itself serves;
 //!   once the file exists the pod turns Ready and the ClusterIP answers with its name;
-//!   removing the file takes it out again (Unhealthy events tell why);
+//!   removing the file takes it out again (Unhealthy events tell why); its postStart hook
+//!   runs after the start and, on deletion, its preStop hook before SIGTERM;
 //! - a busybox pod whose liveness probe starts failing after 3 s is killed and restarted
 //!   (restartCount grows; Killing and Unhealthy events).
 //!
@@ -38,6 +39,27 @@ where
     loop {
         lab.assert_running();
         let last = match f().await {
+            Ok(v) => return v,
+            Err(e) => e,
+        };
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {DEADLINE:?} waiting for {what}; last: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// [`wait_for`] for a check that runs commands in the lab.
+async fn wait_in_lab<T>(
+    what: &str,
+    lab: &mut Lab,
+    mut f: impl FnMut(&Lab) -> Result<T, String>,
+) -> T {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        lab.assert_running();
+        let last = match f(lab) {
             Ok(v) => return v,
             Err(e) => e,
         };
@@ -89,6 +111,12 @@ fn web_pod(node: &str, tmp: &Path) -> Pod {
             "volumes": [{"name": "tmp", "hostPath": {"path": tmp, "type": "DirectoryOrCreate"}}],
             "containers": [{
                 "name": "web", "image": "nginx:1.14.2",
+                // the stand-in nginx command, noting SIGTERM in /tmp/order
+                "command": ["sh", "-c", "hostname > /www/hostname; httpd -f -p 80 -h /www & trap 'echo term >> /tmp/order; kill $!; exit 0' TERM; wait"],
+                "lifecycle": {
+                    "postStart": {"exec": {"command": ["sh", "-c", "echo poststart >> /tmp/order"]}},
+                    "preStop": {"exec": {"command": ["sh", "-c", "echo prestop >> /tmp/order"]}}
+                },
                 "ports": [{"name": "http", "containerPort": 80}],
                 "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
                 "startupProbe": {"httpGet": {"path": "/index.html", "port": "http",
@@ -251,8 +279,8 @@ async fn probes_gate_traffic_and_restart_unhealthy_containers() {
             .ok_or(format!("{:?}", p.status.and_then(|s| s.conditions)))
     })
     .await;
-    let answer = wait_for("an answer through the ClusterIP", &mut lab, || async {
-        fetch_through(&lab, &node, &url)
+    let answer = wait_in_lab("an answer through the ClusterIP", &mut lab, |lab| {
+        fetch_through(lab, &node, &url)
     })
     .await;
     assert_eq!(answer, "web");
@@ -260,12 +288,15 @@ async fn probes_gate_traffic_and_restart_unhealthy_containers() {
 
     // Gone again: not ready, and the ClusterIP has no backend left.
     std::fs::remove_file(tmp.join("ready")).expect("remove ready file");
-    wait_for("web not Ready and the VIP closed", &mut lab, || async {
+    wait_for("web not Ready", &mut lab, || async {
         let p = pods.get("web").await.map_err(|e| e.to_string())?;
-        if condition(&p, "Ready").as_deref() != Some("False") {
-            return Err("still Ready".into());
-        }
-        match fetch_through(&lab, &node, &url) {
+        (condition(&p, "Ready").as_deref() == Some("False"))
+            .then_some(())
+            .ok_or("still Ready".to_string())
+    })
+    .await;
+    wait_in_lab("the VIP closed", &mut lab, |lab| {
+        match fetch_through(lab, &node, &url) {
             Ok(a) => Err(format!("answered {a}")),
             Err(_) => Ok(()),
         }
@@ -334,5 +365,19 @@ async fn probes_gate_traffic_and_restart_unhealthy_containers() {
         Some(137),
         "killed by SIGKILL after the probe's 1 s grace"
     );
+
+    // Deleting the web pod runs its preStop hook before SIGTERM reaches the container.
+    pods.delete("web", &Default::default())
+        .await
+        .expect("delete web");
+    wait_for("web gone", &mut lab, || async {
+        match pods.get_opt("web").await.map_err(|e| e.to_string())? {
+            None => Ok(()),
+            Some(_) => Err("still there".into()),
+        }
+    })
+    .await;
+    let order = std::fs::read_to_string(tmp.join("order")).expect("read /tmp/order");
+    assert_eq!(order, "poststart\nprestop\nterm\n", "hook and signal order");
     drop(lab);
 }
