@@ -10,7 +10,8 @@
 //!   removing the file takes it out again (Unhealthy events tell why); its postStart hook
 //!   runs after the start and, on deletion, its preStop hook before SIGTERM;
 //! - a busybox pod whose liveness probe starts failing after 3 s is killed and restarted
-//!   (restartCount grows; Killing and Unhealthy events).
+//!   (restartCount grows; Killing and Unhealthy events);
+//! - termination messages from terminationMessagePath and, by FallbackToLogsOnError, the log.
 //!
 //! Needs root, etcd, containerd, runc, CNI plugins, busybox-static and the eBPF object
 //! (`cargo xtask build-ebpf`); fails loudly without them.
@@ -174,6 +175,53 @@ async fn event_notes(events: &Api<Event>, pod: &str, reason: &str) -> Vec<String
         .filter(|e| e.reason.as_deref() == Some(reason))
         .filter_map(|e| e.message)
         .collect()
+}
+
+/// A container's termination message comes from its terminationMessagePath, or from its
+/// log when it failed under FallbackToLogsOnError.
+async fn assert_termination_messages(lab: &mut Lab, pods: &Api<Pod>, node: &str) {
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "quitter"},
+        "spec": {
+            "nodeName": node, "restartPolicy": "Never",
+            "containers": [
+                {"name": "writes", "image": "busybox:1.36",
+                 "command": ["sh", "-c", "echo 'done: 42' > /dev/termination-log"]},
+                {"name": "custom", "image": "busybox:1.36", "terminationMessagePath": "/tmp/why",
+                 "command": ["sh", "-c", "echo 'custom path' > /tmp/why; exit 1"]},
+                {"name": "falls-back", "image": "busybox:1.36",
+                 "terminationMessagePolicy": "FallbackToLogsOnError",
+                 "command": ["sh", "-c", "echo starting; echo 'fatal: no config' >&2; exit 3"]}
+            ]
+        }
+    }))
+    .expect("quitter pod");
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .expect("create quitter");
+    let statuses = wait_for("quitter Failed", lab, || async {
+        let p = pods.get("quitter").await.map_err(|e| e.to_string())?;
+        let status = p.status.unwrap_or_default();
+        match status.phase.as_deref() {
+            Some("Failed") => Ok(status.container_statuses.unwrap_or_default()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let message = |name: &str| {
+        statuses
+            .iter()
+            .find(|c| c.name == name)
+            .and_then(|c| c.state.as_ref())
+            .and_then(|s| s.terminated.as_ref())
+            .and_then(|t| t.message.clone())
+    };
+    assert_eq!(message("writes").as_deref(), Some("done: 42\n"));
+    assert_eq!(message("custom").as_deref(), Some("custom path\n"));
+    assert_eq!(
+        message("falls-back").as_deref(),
+        Some("starting\nfatal: no config\n")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -365,6 +413,7 @@ async fn probes_gate_traffic_and_restart_unhealthy_containers() {
         Some(137),
         "killed by SIGKILL after the probe's 1 s grace"
     );
+    assert_termination_messages(&mut lab, &pods, &node).await;
 
     // Deleting the web pod runs its preStop hook before SIGTERM reaches the container.
     pods.delete("web", &Default::default())

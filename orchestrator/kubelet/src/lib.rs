@@ -24,6 +24,7 @@ pub mod pod_worker;
 pub mod pods;
 pub mod prober;
 pub mod status;
+pub mod termination;
 
 use std::sync::Arc;
 

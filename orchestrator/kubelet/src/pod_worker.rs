@@ -28,6 +28,7 @@ use crate::pod_actions::{
 };
 use crate::prober::{PodProber, ProbeTarget};
 use crate::status::{self, ContainerObservation, Observed, PodObservation, ProbeView, Terminated};
+use crate::termination;
 use bpfk_common::events::{EventType, Recorder};
 
 /// Shared by all workers.
@@ -690,7 +691,7 @@ impl Worker {
         }
         let previous = match mine.get(1) {
             Some(p) => match self.cri().container_status(&p.id).await {
-                Ok(s) => Some(terminated(&s)),
+                Ok(s) => Some(terminated(&self.with_message(container, s))),
                 Err(e) if e.is_not_found() => None,
                 Err(e) => return Err(e.into()),
             },
@@ -704,12 +705,26 @@ impl Worker {
             });
         };
         let st = self.cri().container_status(&latest.id).await?;
+        let st = self.with_message(container, st);
         let seen = container_seen(&st, attempt_of(latest));
         Ok(ContainerView {
             latest: Some(st),
             seen: Some(seen),
             previous,
         })
+    }
+
+    /// `st` with the termination message of an exited attempt (file or log, by policy).
+    fn with_message(
+        &self,
+        container: &Container,
+        mut st: proto::ContainerStatus,
+    ) -> proto::ContainerStatus {
+        let exited = st.state == proto::ContainerState::ContainerExited as i32;
+        if exited && st.message.is_empty() {
+            st.message = termination::message(&self.config().root_dir, &self.uid, container, &st);
+        }
+        st
     }
 
     /// Carries out `action` (`None`: waiting for the init containers) for `container`.
@@ -857,7 +872,16 @@ impl Worker {
         attempt: u32,
     ) -> Result<Observed, Observed> {
         let image_id = self.present_image(container).await?;
-        let (env, mounts) = self.container_inputs(pod, id, sandbox, container)?;
+        let (env, mut mounts) = self.container_inputs(pod, id, sandbox, container)?;
+        let root = &self.config().root_dir;
+        let message_mount =
+            termination::prepare(root, &id.uid, container, attempt).map_err(|e| {
+                waiting(
+                    "CreateContainerConfigError",
+                    format!("termination message file: {e}"),
+                )
+            })?;
+        mounts.push(message_mount);
         let config =
             cri_config::container_config(pod, id, container, attempt, &image_id, &env, mounts);
         let log_dir = std::path::Path::new(&sandbox.config.log_directory).join(&container.name);
