@@ -17,6 +17,7 @@ pub mod error;
 pub mod events;
 pub mod lifecycle;
 pub mod log_server;
+pub mod log_stream;
 pub mod logs;
 pub mod node;
 pub mod pod_actions;
