@@ -208,3 +208,118 @@ async fn pod_logs_come_from_the_nodes_kubelet() {
         "{msg}"
     );
 }
+
+/// Reads `kubectl logs -f`'s stdout line by line on a thread.
+fn line_reader(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_follow_and_select_by_time_and_size() {
+    let cluster = bpfk_lab::server::Cluster::start();
+    let client = cluster.client().await;
+    let log_root = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let kubelet_port = listener.local_addr().unwrap().port();
+    tokio::spawn(bpfk_kubelet::log_server::serve(
+        listener,
+        log_root.path().to_path_buf(),
+    ));
+    create_node(&client, "follow-node", kubelet_port).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pod = create_pod(
+        &pods,
+        "tick",
+        &["app"],
+        Some("follow-node"),
+        json!([running("app")]),
+    )
+    .await;
+    let uid = pod.metadata.uid.clone().unwrap();
+    write_log(
+        log_root.path(),
+        "tick",
+        &uid,
+        "app",
+        &["zero", "one", "two"],
+    );
+
+    // --since-time, --timestamps, --limit-bytes
+    let out = cluster.kubectl(&["logs", "tick", "--since-time=2026-01-01T00:00:01Z"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "one\ntwo\n");
+    let out = cluster.kubectl(&["logs", "tick", "--timestamps", "--tail=1"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "2026-01-01T00:00:02.000000000Z two\n"
+    );
+    let out = cluster.kubectl(&["logs", "tick", "--limit-bytes=7"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "zero\non");
+    // the lines are from 2026-01-01: none in the last hour
+    let out = cluster.kubectl(&["logs", "tick", "--since=1h"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+    let (code, msg) = status_message(
+        pods.logs(
+            "tick",
+            &LogParams {
+                since_seconds: Some(0),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(
+        (code, msg.as_str()),
+        (400, "sinceSeconds: Invalid value: must be greater than 0")
+    );
+
+    // -f: the current log, then a line written after kubectl started
+    let mut follow = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(cluster.server.kubeconfig())
+        .args(["logs", "-f", "tick", "--tail=1"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("cannot run kubectl logs -f");
+    let lines = line_reader(follow.stdout.take().unwrap());
+    let wait = std::time::Duration::from_secs(20);
+    assert_eq!(lines.recv_timeout(wait).expect("first line"), "two");
+    let path = log_root
+        .path()
+        .join(format!("default_tick_{uid}"))
+        .join(bpfk_kubelet::logs::container_log_path("app", 0));
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(b"2026-01-01T00:00:03.000000000Z stdout P lat")
+            .unwrap();
+        f.flush().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        f.write_all(b"\n2026-01-01T00:00:04.000000000Z stdout F er\n")
+            .unwrap();
+    }
+    assert_eq!(lines.recv_timeout(wait).expect("a later line"), "later");
+    assert!(
+        follow.try_wait().unwrap().is_none(),
+        "kubectl logs -f ended while the log was open"
+    );
+    follow.kill().unwrap();
+    follow.wait().unwrap();
+}

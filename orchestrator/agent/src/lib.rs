@@ -178,9 +178,9 @@ async fn kubelet_parts(
             .await
             .map_err(|source| Error::LogServer { addr, source })?;
         tracing::info!(%addr, "kubelet log endpoint listening");
-        let pod_log_dir = config.pod_log_dir.clone();
+        let node_config = config.clone();
         parts.push(Box::pin(async move {
-            bpfk_kubelet::log_server::serve(listener, pod_log_dir)
+            bpfk_kubelet::log_server::serve_node(listener, &node_config)
                 .await
                 .map_err(|source| Error::LogServer { addr, source })
         }));

@@ -29,6 +29,9 @@ pub struct Query {
     pub previous: bool,
     pub timestamps: bool,
     pub limit_bytes: Option<i64>,
+    pub since_seconds: Option<i64>,
+    /// RFC 3339, as given.
+    pub since_time: Option<String>,
 }
 
 /// How unknown fields in a request body are treated.
@@ -102,6 +105,8 @@ impl Query {
                 "previous" => q.previous = parse_bool(&k, &v)?,
                 "timestamps" => q.timestamps = parse_bool(&k, &v)?,
                 "limitBytes" => q.limit_bytes = Some(parse_int(&k, &v)?),
+                "sinceSeconds" => q.since_seconds = Some(parse_int(&k, &v)?),
+                "sinceTime" => q.since_time = Some(v).filter(|s| !s.is_empty()),
                 _ => {}
             }
         }

@@ -400,6 +400,16 @@ async fn resource(
                             .await?;
                     Ok(json_response(StatusCode::CREATED, &status, &[]))
                 }
+                ("exec" | "attach" | "portforward", _) => {
+                    // a missing pod is 404 as for any subresource; an existing one is told
+                    // plainly that the stream is not served
+                    read::get(&state, res, ns, name, &Query::default()).await?;
+                    Err(ApiError::MethodNotAllowed {
+                        message: format!(
+                            "pods/{sub} is not supported by this server yet: streaming to containers is not served"
+                        ),
+                    })
+                }
                 ("log", Method::GET) => {
                     let ns = ns.ok_or_else(|| ApiError::bad_request("pods are namespaced"))?;
                     pod_log::get(&state, res, ns, name, &q).await

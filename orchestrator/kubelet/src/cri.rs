@@ -91,6 +91,25 @@ impl CriClient {
         })
     }
 
+    /// A client that connects to `socket` at its first call (a runtime that is not there
+    /// yet fails that call, not this one).
+    pub fn connect_lazy(socket: &Path) -> Result<CriClient> {
+        let uri = format!("unix://{}", socket.display());
+        let endpoint = Endpoint::from_shared(uri)
+            .map_err(|source| CriError::Connect {
+                socket: socket.to_path_buf(),
+                source,
+            })?
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(CALL_TIMEOUT);
+        let channel = endpoint.connect_lazy();
+        Ok(CriClient {
+            runtime: RuntimeServiceClient::new(channel.clone()),
+            images: ImageServiceClient::new(channel),
+            socket: socket.to_path_buf(),
+        })
+    }
+
     /// The socket this client talks to.
     pub fn socket(&self) -> &Path {
         &self.socket
@@ -263,6 +282,29 @@ impl CriClient {
                 call: "ContainerStatus",
                 field: "status",
             })
+    }
+
+    /// Runs `cmd` in container `id` and waits for it (at most `timeout`, rounded up to whole
+    /// seconds): its exit code and output.
+    pub async fn exec_sync(
+        &self,
+        id: &str,
+        cmd: Vec<String>,
+        timeout: Duration,
+    ) -> Result<proto::ExecSyncResponse> {
+        let secs = timeout.as_secs_f64().ceil() as i64;
+        let mut request = tonic::Request::new(proto::ExecSyncRequest {
+            container_id: id.into(),
+            cmd,
+            timeout: secs,
+        });
+        request.set_timeout(timeout + Duration::from_secs(5));
+        self.runtime
+            .clone()
+            .exec_sync(request)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(call_err("ExecSync"))
     }
 
     /// The image `reference` names, or None when the runtime does not have it.

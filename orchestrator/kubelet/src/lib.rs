@@ -6,7 +6,7 @@
 //! configuration for the node's podCIDR), [`node`] (registration, status, Lease),
 //! [`pods`] (watch → one [`pod_worker`] per pod, which decides with [`pod_actions`] and acts
 //! through CRI), [`cri_config`] (Pod → CRI sandbox and container configs),
-//! [`status`] (CRI state → PodStatus), [`logs`] (CRI log files) and [`log_server`] (the
+//! [`status`] (CRI state → PodStatus), [`prober`] (liveness, readiness and startup probes), [`logs`] (CRI log files) and [`log_server`] (the
 //! `/containerLogs/...` endpoint for pods/log), [`events`] (pod events).
 
 pub mod cni;
@@ -15,13 +15,17 @@ pub mod cri;
 pub mod cri_config;
 pub mod error;
 pub mod events;
+pub mod lifecycle;
 pub mod log_server;
+pub mod log_stream;
 pub mod logs;
 pub mod node;
 pub mod pod_actions;
 pub mod pod_worker;
 pub mod pods;
+pub mod prober;
 pub mod status;
+pub mod termination;
 
 use std::sync::Arc;
 

@@ -138,16 +138,16 @@ pub fn read_file(path: &Path) -> Result<Vec<LogLine>> {
     })
 }
 
-/// The lines of a container's current log (or of the previous attempt when `previous`),
-/// for pods/log.
-pub fn container_lines(
+/// The log file of a container's current attempt (or of the previous one when
+/// `previous`) and that attempt.
+pub fn attempt_file(
     root: &Path,
     namespace: &str,
     pod: &str,
     uid: &str,
     container: &str,
     previous: bool,
-) -> Result<Vec<LogLine>> {
+) -> Result<(PathBuf, u32)> {
     let dir = pod_log_dir(root, namespace, pod, uid);
     let attempts = attempts(&dir, container);
     let wanted = if previous {
@@ -162,7 +162,21 @@ pub fn container_lines(
             previous: if previous { " (previous attempt)" } else { "" },
         });
     };
-    read_file(&dir.join(container_log_path(container, attempt)))
+    Ok((dir.join(container_log_path(container, attempt)), attempt))
+}
+
+/// The lines of a container's current log (or of the previous attempt when `previous`),
+/// for pods/log.
+pub fn container_lines(
+    root: &Path,
+    namespace: &str,
+    pod: &str,
+    uid: &str,
+    container: &str,
+    previous: bool,
+) -> Result<Vec<LogLine>> {
+    let (path, _) = attempt_file(root, namespace, pod, uid, container, previous)?;
+    read_file(&path)
 }
 
 /// The pods/log query options the kubelet applies itself.

@@ -21,11 +21,14 @@ use crate::cri::{proto, CriClient, CriError, LABEL_CONTAINER_NAME, LABEL_POD_UID
 use crate::cri_config::{self, FieldValues, PodRef};
 use crate::error::{Error, Result};
 use crate::events;
+use crate::lifecycle::{self, Hook};
 use crate::pod_actions::{
     compute_pod_actions, sandbox_action, BackOff, ContainerAction, ContainerSeen, CurrentSandbox,
     RuntimeState, SandboxAction, SandboxSeen,
 };
-use crate::status::{self, ContainerObservation, Observed, PodObservation, Terminated};
+use crate::prober::{PodProber, ProbeTarget};
+use crate::status::{self, ContainerObservation, Observed, PodObservation, ProbeView, Terminated};
+use crate::termination;
 use bpfk_common::events::{EventType, Recorder};
 
 /// Shared by all workers.
@@ -67,6 +70,8 @@ struct Worker {
     /// The resourceVersion our last status write produced.
     last_posted_version: Option<u64>,
     sandbox_stopped: bool,
+    /// The pod's probe workers (created at the first sync).
+    prober: Option<PodProber>,
 }
 
 /// Run the worker for pod `uid` until the pod is deleted (or the sender goes away because
@@ -84,6 +89,7 @@ pub async fn run(ctx: Arc<Ctx>, uid: String, mut rx: watch::Receiver<Option<Arc<
         last_posted: None,
         last_posted_version: None,
         sandbox_stopped: false,
+        prober: None,
     };
     loop {
         let current = rx.borrow_and_update().clone();
@@ -101,6 +107,7 @@ pub async fn run(ctx: Arc<Ctx>, uid: String, mut rx: watch::Receiver<Option<Arc<
         }
         tokio::select! {
             changed = rx.changed() => if changed.is_err() { return },
+            _ = worker.probes_changed() => {}
             _ = tokio::time::sleep(period) => {}
         }
     }
@@ -111,6 +118,14 @@ fn now_nanos() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0)
+}
+
+/// The pod's termination grace period in seconds (default 30).
+fn pod_grace(pod: &Pod) -> i64 {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.termination_grace_period_seconds)
+        .unwrap_or(30)
 }
 
 /// A container that has not been created, waiting for `reason`.
@@ -125,6 +140,7 @@ fn waiting_container(c: &Container, reason: &str, message: &str) -> ContainerObs
             message: message.into(),
         },
         last_terminated: None,
+        probes: ProbeView::default(),
     }
 }
 
@@ -246,7 +262,9 @@ impl Worker {
                 return Err(e);
             }
         };
-        let (init_containers, containers) = self.sync_containers(pod, &id, &sandbox).await?;
+        self.kill_unhealthy(pod, &id).await;
+        let (init_containers, mut containers) = self.sync_containers(pod, &id, &sandbox).await?;
+        self.apply_probes(pod, sandbox.ip.as_deref(), &mut containers);
         let obs = PodObservation {
             pod_ip: sandbox.ip.clone(),
             host_ip: self.ctx.host_ip.clone(),
@@ -262,19 +280,182 @@ impl Worker {
     /// confirmed.
     async fn kill_pod(&mut self, pod: &Pod, id: &PodRef) -> Result<()> {
         let spec = pod.spec.as_ref();
-        let grace = pod
+        let mut grace = pod
             .metadata
             .deletion_grace_period_seconds
             .or_else(|| spec.and_then(|s| s.termination_grace_period_seconds))
             .unwrap_or(30);
+        if let Some(prober) = &mut self.prober {
+            prober.stop();
+        }
         if self.sandbox.is_some() {
             for c in spec.iter().flat_map(|s| s.containers.iter()) {
                 let message = format!("Stopping container {}", c.name);
                 self.event(pod, EventType::Normal, "Killing", &message)
                     .await;
             }
+            grace = self.pre_stop_all(pod, grace).await;
         }
         self.teardown(grace, Some(id)).await
+    }
+
+    /// Runs the preStop hooks of the pod's running containers side by side within `grace`
+    /// seconds; the grace left for SIGTERM → SIGKILL.
+    async fn pre_stop_all(&self, pod: &Pod, grace: i64) -> i64 {
+        let containers = pod
+            .spec
+            .as_ref()
+            .map(|s| s.containers.as_slice())
+            .unwrap_or_default();
+        if !containers
+            .iter()
+            .any(|c| c.lifecycle.as_ref().is_some_and(|l| l.pre_stop.is_some()))
+        {
+            return grace;
+        }
+        let running = match self.running_containers().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(uid = %self.uid, error = %e, "listing containers for preStop hooks failed");
+                return grace;
+            }
+        };
+        let started = std::time::Instant::now();
+        let hooks = running.iter().filter_map(|c| {
+            let name = c.labels.get(LABEL_CONTAINER_NAME)?;
+            let spec = containers.iter().find(|s| &s.name == name)?;
+            Some(self.pre_stop(pod, spec, &c.id, grace))
+        });
+        futures::future::join_all(hooks).await;
+        lifecycle::remaining_grace(grace, started, std::time::Instant::now())
+    }
+
+    /// `container`'s preStop hook against attempt `cid` within `grace` seconds (a failure
+    /// is an event, and the stop goes on); the grace left for SIGTERM → SIGKILL.
+    async fn pre_stop(&self, pod: &Pod, container: &Container, cid: &str, grace: i64) -> i64 {
+        if container
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.pre_stop.as_ref())
+            .is_none()
+        {
+            return grace;
+        }
+        let started = std::time::Instant::now();
+        let ip = self.sandbox.as_ref().and_then(|s| s.ip.as_deref());
+        let limit = Duration::from_secs(grace.max(0) as u64);
+        if let Some(message) =
+            lifecycle::run_hook(Hook::PreStop, container, self.cri(), cid, ip, limit).await
+        {
+            self.event(
+                pod,
+                EventType::Warning,
+                Hook::PreStop.failed_reason(),
+                &message,
+            )
+            .await;
+        }
+        lifecycle::remaining_grace(grace, started, std::time::Instant::now())
+    }
+
+    /// The pod's running containers, as the runtime lists them.
+    async fn running_containers(&self) -> Result<Vec<proto::Container>> {
+        let all = self
+            .cri()
+            .list_containers(Some(proto::ContainerFilter {
+                label_selector: [(LABEL_POD_UID.to_string(), self.uid.clone())].into(),
+                ..Default::default()
+            }))
+            .await?;
+        Ok(all
+            .into_iter()
+            .filter(|c| c.state == proto::ContainerState::ContainerRunning as i32)
+            .collect())
+    }
+
+    /// Resolves when a probe result changed (never when the pod has no prober yet).
+    async fn probes_changed(&self) {
+        match &self.prober {
+            Some(p) => p.changed().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Probe workers for the running containers; their readiness and startup into `observed`.
+    fn apply_probes(
+        &mut self,
+        pod: &Pod,
+        pod_ip: Option<&str>,
+        observed: &mut [ContainerObservation],
+    ) {
+        let spec = pod
+            .spec
+            .as_ref()
+            .map(|s| s.containers.as_slice())
+            .unwrap_or_default();
+        let prober = self.prober.get_or_insert_with(|| {
+            PodProber::new(self.ctx.cri.clone(), self.recorder.clone(), pod)
+        });
+        let running: Vec<ProbeTarget> = observed
+            .iter()
+            .filter_map(|o| match &o.observed {
+                Observed::Running {
+                    container_id,
+                    started_at,
+                } => Some(ProbeTarget {
+                    container: spec.iter().find(|c| c.name == o.name)?,
+                    container_id,
+                    started_at: *started_at,
+                }),
+                _ => None,
+            })
+            .collect();
+        prober.sync(pod_ip, &running);
+        for o in observed.iter_mut() {
+            if let (Observed::Running { container_id, .. }, Some(c)) =
+                (&o.observed, spec.iter().find(|c| c.name == o.name))
+            {
+                o.probes = prober.view(c, container_id);
+            }
+        }
+    }
+
+    /// Kills each container whose liveness or startup probe failed (the next sync restarts
+    /// it by restart policy, with back-off), within the probe's or the pod's grace period.
+    async fn kill_unhealthy(&mut self, pod: &Pod, id: &PodRef) {
+        let Some(prober) = self.prober.as_mut() else {
+            return;
+        };
+        let spec = pod.spec.as_ref();
+        for u in prober.take_unhealthy() {
+            let probe = spec
+                .and_then(|s| s.containers.iter().find(|c| c.name == u.container))
+                .and_then(|c| u.kind.of(c));
+            let grace = probe
+                .and_then(|p| p.termination_grace_period_seconds)
+                .or_else(|| spec.and_then(|s| s.termination_grace_period_seconds))
+                .unwrap_or(30);
+            let kind = u.kind.title().to_lowercase();
+            let message = format!(
+                "Container {} failed {kind} probe, will be restarted",
+                u.container
+            );
+            tracing::info!(pod = %id, container = %u.container, %kind, "probe failed; killing the container");
+            self.event(pod, EventType::Normal, "Killing", &message)
+                .await;
+            let grace = match spec.and_then(|s| s.containers.iter().find(|c| c.name == u.container))
+            {
+                Some(c) => self.pre_stop(pod, c, &u.container_id, grace).await,
+                None => grace,
+            };
+            if let Err(e) = self
+                .cri()
+                .stop_container(&u.container_id, grace.max(0))
+                .await
+            {
+                tracing::warn!(pod = %id, container = %u.container, error = %e, "killing unhealthy container failed");
+            }
+        }
     }
 
     /// A finished pod keeps its containers (for logs) but frees its network.
@@ -528,7 +709,7 @@ impl Worker {
         }
         let previous = match mine.get(1) {
             Some(p) => match self.cri().container_status(&p.id).await {
-                Ok(s) => Some(terminated(&s)),
+                Ok(s) => Some(terminated(&self.with_message(container, s))),
                 Err(e) if e.is_not_found() => None,
                 Err(e) => return Err(e.into()),
             },
@@ -542,12 +723,26 @@ impl Worker {
             });
         };
         let st = self.cri().container_status(&latest.id).await?;
+        let st = self.with_message(container, st);
         let seen = container_seen(&st, attempt_of(latest));
         Ok(ContainerView {
             latest: Some(st),
             seen: Some(seen),
             previous,
         })
+    }
+
+    /// `st` with the termination message of an exited attempt (file or log, by policy).
+    fn with_message(
+        &self,
+        container: &Container,
+        mut st: proto::ContainerStatus,
+    ) -> proto::ContainerStatus {
+        let exited = st.state == proto::ContainerState::ContainerExited as i32;
+        if exited && st.message.is_empty() {
+            st.message = termination::message(&self.config().root_dir, &self.uid, container, &st);
+        }
+        st
     }
 
     /// Carries out `action` (`None`: waiting for the init containers) for `container`.
@@ -574,6 +769,7 @@ impl Worker {
                 message: String::new(),
             },
             last_terminated: view.previous.clone(),
+            probes: ProbeView::default(),
         };
         obs.observed = match (action, view.latest.as_ref()) {
             (ContainerAction::Start, _) | (_, None) => {
@@ -694,7 +890,16 @@ impl Worker {
         attempt: u32,
     ) -> Result<Observed, Observed> {
         let image_id = self.present_image(container).await?;
-        let (env, mounts) = self.container_inputs(pod, id, sandbox, container)?;
+        let (env, mut mounts) = self.container_inputs(pod, id, sandbox, container)?;
+        let root = &self.config().root_dir;
+        let message_mount =
+            termination::prepare(root, &id.uid, container, attempt).map_err(|e| {
+                waiting(
+                    "CreateContainerConfigError",
+                    format!("termination message file: {e}"),
+                )
+            })?;
+        mounts.push(message_mount);
         let config =
             cri_config::container_config(pod, id, container, attempt, &image_id, &env, mounts);
         let log_dir = std::path::Path::new(&sandbox.config.log_directory).join(&container.name);
@@ -712,7 +917,38 @@ impl Worker {
             .await
             .map_err(|e| waiting("RunContainerError", e.to_string()))?;
         tracing::info!(pod = %id, container = %container.name, id = %cid, attempt, "container started");
+        self.post_start(pod, sandbox, container, &cid).await?;
         Ok(Observed::Created { container_id: cid })
+    }
+
+    /// The container's postStart hook; when it fails the container is killed (the next
+    /// sync restarts it by restart policy) and waits with `PostStartHookError`.
+    async fn post_start(
+        &self,
+        pod: &Pod,
+        sandbox: &Sandbox,
+        container: &Container,
+        cid: &str,
+    ) -> Result<(), Observed> {
+        let ip = sandbox.ip.as_deref();
+        let limit = lifecycle::POST_START_TIMEOUT;
+        let Some(message) =
+            lifecycle::run_hook(Hook::PostStart, container, self.cri(), cid, ip, limit).await
+        else {
+            return Ok(());
+        };
+        self.event(
+            pod,
+            EventType::Warning,
+            Hook::PostStart.failed_reason(),
+            &message,
+        )
+        .await;
+        let grace = pod_grace(pod);
+        if let Err(e) = self.cri().stop_container(cid, grace).await {
+            tracing::warn!(container = %container.name, error = %e, "killing the container after its postStart hook failed");
+        }
+        Err(waiting("PostStartHookError", message))
     }
 
     /// The id of the container's image, which must be present on the node (bpfk's kubelet

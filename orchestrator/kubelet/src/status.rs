@@ -40,6 +40,23 @@ pub enum Observed {
     BackOff { last: Terminated, message: String },
 }
 
+/// What a running container's probes say (Kubernetes: `started` once its startup probe
+/// passed, `ready` while its readiness probe passes). Without probes both are true.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeView {
+    pub started: bool,
+    pub ready: bool,
+}
+
+impl Default for ProbeView {
+    fn default() -> Self {
+        ProbeView {
+            started: true,
+            ready: true,
+        }
+    }
+}
+
 /// One container's status inputs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerObservation {
@@ -52,6 +69,8 @@ pub struct ContainerObservation {
     pub observed: Observed,
     /// The previous attempt's end, when there was one.
     pub last_terminated: Option<Terminated>,
+    /// Started and ready, when running.
+    pub probes: ProbeView,
 }
 
 /// Everything the status depends on besides the pod itself.
@@ -121,8 +140,8 @@ pub fn container_status(c: &ContainerObservation) -> ContainerStatus {
                 ..Default::default()
             },
             Some(container_id.clone()),
-            true,
-            true,
+            c.probes.ready,
+            c.probes.started,
         ),
         Observed::Terminated(t) => (
             ContainerState {
@@ -348,6 +367,7 @@ mod tests {
             restart_count: 0,
             observed,
             last_terminated: None,
+            probes: ProbeView::default(),
         }
     }
 
@@ -557,6 +577,43 @@ mod tests {
             pod_status(&pod("OnFailure"), &o, now()).phase.as_deref(),
             Some("Pending")
         );
+    }
+
+    #[test]
+    fn probes_decide_started_and_ready() {
+        let mut c = running("web");
+        c.probes = ProbeView {
+            started: true,
+            ready: false,
+        };
+        let o = PodObservation {
+            pod_ip: Some("10.244.1.5".into()),
+            host_ip: None,
+            start_time: Some(now()),
+            containers: vec![c.clone()],
+            init_containers: Vec::new(),
+        };
+        let s = pod_status(&pod("Always"), &o, now());
+        assert_eq!(s.phase.as_deref(), Some("Running"));
+        let cs = &s.container_statuses.as_ref().unwrap()[0];
+        assert_eq!((cs.ready, cs.started), (false, Some(true)));
+        for t in ["ContainersReady", "Ready"] {
+            let cond = s
+                .conditions
+                .as_ref()
+                .unwrap()
+                .iter()
+                .find(|c| c.type_ == t)
+                .unwrap();
+            assert_eq!(cond.status, "False", "{t}");
+            assert_eq!(cond.reason.as_deref(), Some("ContainersNotReady"));
+        }
+        c.probes = ProbeView {
+            started: false,
+            ready: false,
+        };
+        let cs = container_status(&c);
+        assert_eq!((cs.ready, cs.started), (false, Some(false)));
     }
 
     #[test]

@@ -148,6 +148,12 @@ pub fn kubelet_log_url(
     if let Some(n) = q.limit_bytes {
         params.push(format!("limitBytes={n}"));
     }
+    if let Some(n) = q.since_seconds {
+        params.push(format!("sinceSeconds={n}"));
+    }
+    if let Some(t) = &q.since_time {
+        params.push(format!("sinceTime={}", query_escape(t)));
+    }
     for (flag, name) in [
         (q.previous, "previous"),
         (q.timestamps, "timestamps"),
@@ -164,6 +170,18 @@ pub fn kubelet_log_url(
         url.push_str(&params.join("&"));
     }
     url
+}
+
+/// `s` with every byte outside RFC 3986's unreserved set percent-encoded.
+fn query_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn nodes() -> Result<&'static ResourceInfo> {
@@ -186,6 +204,16 @@ pub async fn get(
                 "{param}: Invalid value: must be greater than or equal to 0"
             )));
         }
+    }
+    if q.since_seconds.is_some_and(|s| s < 1) {
+        return Err(ApiError::bad_request(
+            "sinceSeconds: Invalid value: must be greater than 0",
+        ));
+    }
+    if q.since_seconds.is_some() && q.since_time.is_some() {
+        return Err(ApiError::bad_request(
+            "at most one of sinceTime or sinceSeconds may be specified",
+        ));
     }
     let pod = read::get(state, pods, Some(ns), name, &Query::default()).await?;
     let container = pick_container(&pod, name, q.container.as_deref())?;
@@ -315,6 +343,15 @@ mod tests {
         assert_eq!(
             kubelet_log_url(addr, "default", "web", "app", &q),
             "http://10.250.0.11:10250/containerLogs/default/web/app?tailLines=5&previous=true"
+        );
+        let since = Query {
+            since_time: Some("2026-01-01T00:00:00+01:00".into()),
+            follow: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            kubelet_log_url(addr, "default", "web", "app", &since),
+            "http://10.250.0.11:10250/containerLogs/default/web/app?sinceTime=2026-01-01T00%3A00%3A00%2B01%3A00&follow=true"
         );
         assert_eq!(
             kubelet_log_url(addr, "default", "web", "app", &Query::default()),

@@ -30,10 +30,26 @@ pub const RESOURCE: ResourceInfo = ResourceInfo {
             kind: "Pod",
             verbs: &["get"],
         },
+        // streaming subresources: listed as kube-apiserver lists them; the API server
+        // answers them 405 "not supported" until it proxies them to the kubelet
+        streaming("exec", "PodExecOptions"),
+        streaming("attach", "PodAttachOptions"),
+        streaming("portforward", "PodPortForwardOptions"),
     ],
     verbs: ALL_VERBS,
     strategy: &PodStrategy,
 };
+
+/// A streaming subresource of pods (GET and POST upgrade to a stream).
+const fn streaming(name: &'static str, kind: &'static str) -> Subresource {
+    Subresource {
+        name,
+        group: None,
+        version: None,
+        kind,
+        verbs: &["create", "get"],
+    }
+}
 
 /// The strategy of `Pod`.
 pub struct PodStrategy;
