@@ -201,59 +201,19 @@ async fn monitor(
 
 async fn mark_unreachable(client: &Client, node: &Node) -> Result<()> {
     let name = node.name_any();
-    let api: Api<Node> = Api::all(client.clone());
     let now = Time(Timestamp::now());
-    let conditions = node
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.clone())
-        .unwrap_or_default();
+    let conditions = node_conditions(node);
     let ready_unknown = conditions
         .iter()
         .any(|c| c.type_ == "Ready" && c.status == "Unknown");
     if !ready_unknown {
-        let mut new: Vec<NodeCondition> = conditions
-            .into_iter()
-            .map(|mut c| {
-                if c.status != "Unknown" {
-                    c.status = "Unknown".into();
-                    c.reason = Some(REASON_UNKNOWN.into());
-                    c.message = Some("Kubelet stopped posting node status.".into());
-                    c.last_transition_time = Some(now.clone());
-                }
-                c
-            })
-            .collect();
-        if !new.iter().any(|c| c.type_ == "Ready") {
-            new.push(NodeCondition {
-                type_: "Ready".into(),
-                status: "Unknown".into(),
-                reason: Some(REASON_UNKNOWN.into()),
-                message: Some("Kubelet never posted node status.".into()),
-                last_transition_time: Some(now.clone()),
-                last_heartbeat_time: None,
-            });
-        }
         tracing::warn!(node = %name, "node stopped renewing its lease: marking Ready=Unknown");
-        match api
-            .patch_status(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": {"conditions": new}})),
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) => return Ok(()),
-            Err(e) => return Err(e.into()),
+        if !patch_conditions(client, &name, unknown_conditions(conditions, &now)).await? {
+            return Ok(());
         }
     }
     if !has_unreachable_taint(node) {
-        let mut taints = node
-            .spec
-            .as_ref()
-            .and_then(|s| s.taints.clone())
-            .unwrap_or_default();
+        let mut taints = node_taints(node);
         taints.push(Taint {
             key: UNREACHABLE_TAINT.into(),
             effect: "NoExecute".into(),
@@ -261,54 +221,110 @@ async fn mark_unreachable(client: &Client, node: &Node) -> Result<()> {
             time_added: Some(now),
         });
         tracing::warn!(node = %name, "tainting unreachable node");
-        let patch = json!({"metadata": {"resourceVersion": node.metadata.resource_version}, "spec": {"taints": taints}});
-        match api
-            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) || is_conflict(&e) => {}
-            Err(e) => return Err(e.into()),
-        }
+        set_taints(client, node, taints).await?;
     }
     Ok(())
 }
 
-async fn mark_reachable(client: &Client, node: &Node) -> Result<()> {
-    let name = node.name_any();
-    let api: Api<Node> = Api::all(client.clone());
-    let taints: Vec<Taint> = node
-        .spec
+/// Every condition of a node that went silent turned Unknown (the Ready one added if the
+/// kubelet never posted it), as Kubernetes' node lifecycle controller writes them.
+fn unknown_conditions(conditions: Vec<NodeCondition>, now: &Time) -> Vec<NodeCondition> {
+    let mut new: Vec<NodeCondition> = conditions
+        .into_iter()
+        .map(|mut c| {
+            if c.status != "Unknown" {
+                c.status = "Unknown".into();
+                c.reason = Some(REASON_UNKNOWN.into());
+                c.message = Some("Kubelet stopped posting node status.".into());
+                c.last_transition_time = Some(now.clone());
+            }
+            c
+        })
+        .collect();
+    if !new.iter().any(|c| c.type_ == "Ready") {
+        new.push(NodeCondition {
+            type_: "Ready".into(),
+            status: "Unknown".into(),
+            reason: Some(REASON_UNKNOWN.into()),
+            message: Some("Kubelet never posted node status.".into()),
+            last_transition_time: Some(now.clone()),
+            last_heartbeat_time: None,
+        });
+    }
+    new
+}
+
+fn node_conditions(node: &Node) -> Vec<NodeCondition> {
+    let status = node.status.as_ref();
+    status
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default()
+}
+
+fn node_taints(node: &Node) -> Vec<Taint> {
+    node.spec
         .as_ref()
         .and_then(|s| s.taints.clone())
         .unwrap_or_default()
+}
+
+/// Writes a node's conditions; false when the node is gone.
+async fn patch_conditions(
+    client: &Client,
+    name: &str,
+    conditions: Vec<NodeCondition>,
+) -> Result<bool> {
+    let api: Api<Node> = Api::all(client.clone());
+    let patch = Patch::Merge(json!({"status": {"conditions": conditions}}));
+    match api
+        .patch_status(name, &PatchParams::default(), &patch)
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e) if is_not_found(&e) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Replaces a node's taints, if the node is still the version seen; false when it is gone
+/// or changed since (the next check sees the new one).
+async fn set_taints(client: &Client, node: &Node, taints: Vec<Taint>) -> Result<bool> {
+    let api: Api<Node> = Api::all(client.clone());
+    let patch = json!({"metadata": {"resourceVersion": node.metadata.resource_version},
+        "spec": {"taints": taints}});
+    match api
+        .patch(
+            &node.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e) if is_not_found(&e) || is_conflict(&e) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn mark_reachable(client: &Client, node: &Node) -> Result<()> {
+    let name = node.name_any();
+    let taints: Vec<Taint> = node_taints(node)
         .into_iter()
         .filter(|t| t.key != UNREACHABLE_TAINT)
         .collect();
     tracing::info!(node = %name, "node renews its lease again: removing unreachable taint");
-    let patch = json!({"metadata": {"resourceVersion": node.metadata.resource_version}, "spec": {"taints": taints}});
-    match api
-        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
-        Ok(_) => {}
-        Err(e) if is_not_found(&e) || is_conflict(&e) => return Ok(()),
-        Err(e) => return Err(e.into()),
+    if !set_taints(client, node, taints).await? {
+        return Ok(());
     }
     // The agent owns the Ready condition; if it only renews its lease and the condition is
     // still the one we set, give it back.
-    let ours = node
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+    let conditions = node_conditions(node);
+    let ours = conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
         .is_some_and(|c| c.status == "Unknown" && c.reason.as_deref() == Some(REASON_UNKNOWN));
     if ours {
-        let conditions: Vec<NodeCondition> = node
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.clone())
-            .unwrap_or_default()
+        let renewed = conditions
             .into_iter()
             .map(|mut c| {
                 if c.type_ == "Ready" {
@@ -320,18 +336,7 @@ async fn mark_reachable(client: &Client, node: &Node) -> Result<()> {
                 c
             })
             .collect();
-        match api
-            .patch_status(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": {"conditions": conditions}})),
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(e.into()),
-        }
+        patch_conditions(client, &name, renewed).await?;
     }
     Ok(())
 }
