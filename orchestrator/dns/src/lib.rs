@@ -9,6 +9,10 @@ pub mod lookup;
 #[cfg(test)]
 mod lookup_tests;
 pub mod model;
+pub mod server;
+#[cfg(test)]
+mod server_tests;
 
 pub use lookup::{lookup, Answer, Lookup, Zone, ZoneError, DEFAULT_TTL};
 pub use model::{Cluster, EndpointRecord, PortRecord, ServiceKind, ServiceRecord};
+pub use server::{Bound, ClusterDns, Forwarding, SharedCluster};
