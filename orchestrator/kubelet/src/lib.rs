@@ -19,6 +19,7 @@ pub mod log_server;
 pub mod logs;
 pub mod node;
 pub mod pod_actions;
+pub mod pod_dns;
 pub mod pod_worker;
 pub mod pods;
 pub mod status;
