@@ -25,6 +25,8 @@ use crate::{lookup, Cluster, Lookup, Zone};
 
 /// How long a TCP client may stay silent before its connection is closed.
 const TCP_IDLE: Duration = Duration::from_secs(10);
+/// Responses queued per TCP connection.
+const TCP_RESPONSE_BUFFER: usize = 32;
 /// How long one upstream server gets to answer a forwarded query.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -245,7 +247,7 @@ impl Bound {
             })?;
         let mut server = Server::new(handler);
         server.register_socket(udp);
-        server.register_listener(tcp, TCP_IDLE, 64 * 1024);
+        server.register_listener(tcp, TCP_IDLE, TCP_RESPONSE_BUFFER);
         Ok(Self { addr, server })
     }
 
