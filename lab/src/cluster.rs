@@ -22,7 +22,9 @@
 //! default route. Teardown removes exactly those routes.
 //!
 //! Each node gets a containerd with the stand-in images, and one `bpfk-agent --kubelet`
-//! with `--node-ip`, `--underlay-iface ul0`, `--kubelet-port` and its own cgroup for the
+//! with `--node-ip`, `--underlay-iface ul0`, `--kubelet-port`, `--dns-no-forward` (its
+//! cluster DNS server on the node address refuses names outside the cluster at once: nothing
+//! is forwarded out of the lab) and its own cgroup for the
 //! socket load balancer, `<cgroup2>/bpfk-<node>`; the kubelet's cgroup parent is the same
 //! `/bpfk-<node>`, so pod processes (runc joins the unified hierarchy too on a v1+v2 hybrid
 //! host) sit below the cgroup the sock_addr programs are attached to.
@@ -691,6 +693,8 @@ impl Lab {
             .arg(&node.cgroup)
             .args(["--pin-root", PIN_ROOT])
             .args(["--kubelet", "--kubelet-port", &KUBELET_PORT.to_string()])
+            // The node-local DNS server never forwards: there is no upstream in the lab.
+            .arg("--dns-no-forward")
             .args(containerd.kubelet_runtime_args())
             .args(["--cgroup-parent", &node.cgroup_parent()])
             .env("RUST_LOG", &options.log_level)

@@ -300,16 +300,27 @@ fn etcdctl(cluster: &Cluster, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The ClusterIP and NodePort allocation keys in etcd.
+/// The ClusterIP and NodePort allocation keys in etcd, but for the one of kube-system/kube-dns
+/// (made by the server at start-up, see [`kube_dns_key`]).
 fn allocation_keys(cluster: &Cluster) -> BTreeSet<String> {
     etcdctl(
         cluster,
         &["get", "--prefix", "/registry/ranges/", "--keys-only"],
     )
     .lines()
-    .filter(|l| !l.is_empty())
+    .filter(|l| !l.is_empty() && *l != kube_dns_key())
     .map(String::from)
     .collect()
+}
+
+/// The allocation key of kube-system/kube-dns's 10.96.0.10.
+fn kube_dns_key() -> String {
+    ip_key(bpfk_apiserver::cluster_dns::KUBE_DNS_IP)
+}
+
+fn kube_dns_key_held(cluster: &Cluster) -> bool {
+    etcdctl(cluster, &["get", &kube_dns_key(), "--print-value-only"]).trim()
+        == "kube-system/kube-dns"
 }
 
 fn ip_key(ip: &str) -> String {
@@ -324,6 +335,8 @@ fn port_key(port: i32) -> String {
 async fn service_updates_keep_allocations_and_startup_repairs_keys() {
     let mut cluster = api_only();
     let client = cluster.client().await;
+    // The server's own kube-dns holds its address from start-up on.
+    wait_for(|| kube_dns_key_held(&cluster), "kube-dns's allocation").await;
     let svcs: Api<Service> = Api::namespaced(client.clone(), "default");
     let manifest = json!({
         "apiVersion": "v1", "kind": "Service", "metadata": {"name": "np"},
@@ -460,6 +473,8 @@ async fn service_updates_keep_allocations_and_startup_repairs_keys() {
         .await
         .unwrap();
     assert!(allocation_keys(&cluster).is_empty());
+    // The repair kept kube-dns's key: its Service holds it.
+    assert!(kube_dns_key_held(&cluster));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

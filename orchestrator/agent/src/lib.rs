@@ -5,6 +5,7 @@
 //! `--kubelet-port` is set).
 
 pub mod convert;
+pub mod dns;
 pub mod pod_cidr;
 pub mod proxy;
 pub mod slice_index;
@@ -59,6 +60,8 @@ pub struct Args {
     pub no_proxy: bool,
     #[command(flatten)]
     pub kubelet: bpfk_kubelet::KubeletArgs,
+    #[command(flatten)]
+    pub dns: dns::DnsArgs,
 }
 
 /// Why the agent stopped.
@@ -72,6 +75,8 @@ pub enum Error {
     Kubeconfig { path: PathBuf, reason: String },
     #[error("service proxy: {0}")]
     Proxy(#[from] proxy::Error),
+    #[error("cluster DNS: {0}")]
+    Dns(#[from] dns::Error),
     #[error("kubelet: {0}")]
     Kubelet(#[from] bpfk_kubelet::Error),
     #[error("kubelet log endpoint {addr}: {source}")]
@@ -106,7 +111,12 @@ pub async fn run(args: Args) -> Result<()> {
     // Every part runs until it fails; the first failure stops the agent.
     let mut parts: Vec<Part> = Vec::new();
     if !args.no_proxy {
-        parts.push(proxy_part(&args, client.clone(), pod_cidr_handed));
+        let dns = dns_part(&args, client.clone()).await?;
+        let feed = dns.map(|(feed, part)| {
+            parts.push(part);
+            feed
+        });
+        parts.push(proxy_part(&args, client.clone(), pod_cidr_handed, feed));
     }
     if args.kubelet.kubelet {
         parts.extend(kubelet_parts(&args, client, pod_cidr_to).await?);
@@ -138,6 +148,7 @@ fn proxy_part(
     args: &Args,
     client: kube::Client,
     pod_cidr_handed: Option<oneshot::Receiver<String>>,
+    dns: Option<dns::Feed>,
 ) -> Part {
     let mut config = DatapathConfig {
         pin_root: Some(args.pin_root.clone()),
@@ -156,9 +167,34 @@ fn proxy_part(
         let datapath = Datapath::load(&node, config)?;
         // One rtnetlink connection on this runtime for every route change.
         let peer_routes = underlay.as_deref().map(PeerRoutes::connect).transpose()?;
-        proxy::run(client, datapath, &node, peer_routes).await?;
+        proxy::run(client, datapath, &node, peer_routes, dns).await?;
         Ok(())
     })
+}
+
+/// The node-local DNS server (fed by the proxy's watches), unless `--no-dns` or there is no
+/// address to listen on.
+async fn dns_part(args: &Args, client: kube::Client) -> Result<Option<(dns::Feed, Part)>> {
+    let Some(addr) = args
+        .dns
+        .dns_addr
+        .or(args.node_ip)
+        .filter(|_| !args.dns.no_dns)
+    else {
+        if !args.dns.no_dns {
+            tracing::info!("no --node-ip or --dns-addr: no cluster DNS server on this node");
+        }
+        return Ok(None);
+    };
+    let settings = dns::Settings {
+        listen: SocketAddr::new(IpAddr::V4(addr), args.dns.dns_port),
+        cluster_domain: args.kubelet.cluster_domain.clone(),
+        cluster_dns: args.kubelet.cluster_dns.first().copied(),
+        ttl: args.dns.dns_ttl,
+        resolv_conf: (!args.dns.dns_no_forward).then(|| args.kubelet.resolv_conf.clone()),
+    };
+    let (feed, run) = dns::start(settings, client).await?;
+    Ok(Some((feed, Box::pin(async move { Ok(run.await?) }))))
 }
 
 /// The kubelet, and its container log endpoint with `--kubelet-port`. It hands the pod

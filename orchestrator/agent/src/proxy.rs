@@ -121,6 +121,8 @@ struct Proxy {
     listed: HashSet<Kind>,
     /// Whether frontends of an earlier run were pruned after the first full sync.
     pruned: bool,
+    /// The node-local DNS server, fed from these watches (and steering kube-dns to it).
+    dns: Option<crate::dns::Feed>,
 }
 
 impl Proxy {
@@ -129,6 +131,15 @@ impl Proxy {
         let obj = self
             .services
             .get(&ObjectRef::new(&name.name).within(&name.namespace));
+        let slices: Vec<_> = self
+            .slice_index
+            .slices_of(name)
+            .filter_map(|slice| self.slices.get(slice))
+            .collect();
+        if let Some(dns) = &self.dns {
+            let slices: Vec<&EndpointSlice> = slices.iter().map(|s| s.as_ref()).collect();
+            dns.sync(name, obj.as_deref(), &slices);
+        }
         let spec = match obj.as_deref().map(convert::service_spec) {
             Some(Ok(Some(spec))) => spec,
             Some(Err(e)) => {
@@ -150,17 +161,16 @@ impl Proxy {
                 return;
             }
         };
-        let slices: Vec<_> = self
-            .slice_index
-            .slices_of(name)
-            .filter_map(|slice| self.slices.get(slice))
-            .collect();
         let eps = match convert::endpoints(slices.iter().map(|s| s.as_ref())) {
             Ok(e) => e,
             Err(e) => {
                 warn!("endpoints not programmed: {e}");
                 return;
             }
+        };
+        let eps = match self.dns.as_ref().and_then(|d| d.local_endpoints(&spec)) {
+            Some(local) => local,
+            None => eps,
         };
         match self.dp.sync_service(&spec, &eps) {
             Ok(ops) => {
@@ -185,6 +195,7 @@ impl Proxy {
             .filter_map(|s| convert::service_name(s))
             .collect();
         names.extend(self.synced.iter().cloned());
+        names.extend(self.dns.iter().flat_map(|d| d.known()));
         for name in &names {
             self.sync(name, since);
         }
@@ -268,6 +279,7 @@ pub async fn run(
     dp: Datapath,
     node: &str,
     peer_routes: Option<PeerRoutes>,
+    dns: Option<crate::dns::Feed>,
 ) -> Result<(), Error> {
     let (services, svc_writer) = reflector::store();
     let (slices, slice_writer) = reflector::store();
@@ -289,6 +301,7 @@ pub async fn run(
         peer_routes,
         listed: HashSet::new(),
         pruned: false,
+        dns,
     };
     info!(
         node,

@@ -8,6 +8,7 @@
 
 pub mod admission;
 pub mod allocator;
+pub mod cluster_dns;
 pub mod discovery;
 pub mod error;
 pub mod kubeconfig;
@@ -142,8 +143,8 @@ pub async fn run(config: ApiServerConfig) -> Result<()> {
     start(&config).await?.wait().await
 }
 
-/// Create the namespaces that always exist, then repair the Service allocation keys; each
-/// retried until etcd answers.
+/// Create the namespaces that always exist, then repair the Service allocation keys, then
+/// create the `kube-dns` Service; each retried until etcd answers.
 async fn bootstrap(state: Arc<AppState>) {
     let Some(res) = registry::find("", "v1", "namespaces") else {
         return;
@@ -185,11 +186,12 @@ async fn bootstrap(state: Arc<AppState>) {
                     doubly_held = report.doubly_held.len(),
                     "service allocations checked"
                 );
-                return;
+                break;
             }
             Err(e) => tracing::warn!("cannot check service allocations yet: {}", e.message()),
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(5));
     }
+    cluster_dns::ensure_kube_dns(&state).await;
 }

@@ -18,3 +18,4 @@ pub mod informer;
 pub mod logging;
 pub mod platform;
 pub mod quantity;
+pub mod resolv_conf;

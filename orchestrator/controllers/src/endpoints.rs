@@ -123,6 +123,9 @@ pub struct PodEndpoint {
     pub uid: Option<String>,
     /// Node the pod runs on.
     pub node: Option<String>,
+    /// The pod's `spec.hostname` when its `spec.subdomain` names this Service (its DNS
+    /// name `<hostname>.<service>.<ns>.svc.<domain>`).
+    pub hostname: Option<String>,
     /// Ready condition True and not terminating.
     pub ready: bool,
     /// Ready condition True (even while terminating).
@@ -199,6 +202,7 @@ pub fn pod_endpoints(svc: &Service, pods: &[Arc<Pod>]) -> Vec<PodEndpoint> {
                 name: p.name_any(),
                 uid: p.metadata.uid.clone(),
                 node: p.spec.as_ref().and_then(|s| s.node_name.clone()),
+                hostname: dns_hostname(p, svc),
                 ready: serving && !terminating,
                 serving,
                 terminating,
@@ -208,6 +212,13 @@ pub fn pod_endpoints(svc: &Service, pods: &[Arc<Pod>]) -> Vec<PodEndpoint> {
         .collect();
     out.sort_by(|a, b| a.ip.cmp(&b.ip).then_with(|| a.name.cmp(&b.name)));
     out
+}
+
+/// The endpoint hostname of `pod` under `svc`, as the endpoints controllers set it.
+fn dns_hostname(pod: &Pod, svc: &Service) -> Option<String> {
+    let spec = pod.spec.as_ref()?;
+    let hostname = spec.hostname.clone().filter(|h| !h.is_empty())?;
+    (spec.subdomain.as_deref() == svc.metadata.name.as_deref()).then_some(hostname)
 }
 
 fn target_ref(ns: &str, e: &PodEndpoint) -> ObjectReference {
@@ -233,7 +244,7 @@ pub fn subsets(ns: &str, eps: &[PodEndpoint]) -> Vec<EndpointSubset> {
             ip: e.ip.clone(),
             node_name: e.node.clone(),
             target_ref: Some(target_ref(ns, e)),
-            hostname: None,
+            hostname: e.hostname.clone(),
         };
         let g = groups.entry(e.ports.clone()).or_default();
         if e.ready {
@@ -276,6 +287,7 @@ pub fn slice_contents(ns: &str, eps: &[PodEndpoint]) -> Vec<(Vec<SlicePort>, Vec
             }),
             node_name: e.node.clone(),
             target_ref: Some(target_ref(ns, e)),
+            hostname: e.hostname.clone(),
             ..Default::default()
         });
     }
@@ -485,6 +497,26 @@ mod tests {
             }))
             .unwrap(),
         )
+    }
+
+    #[test]
+    fn pods_with_this_service_as_subdomain_get_their_hostname() {
+        let s = svc(json!([{"name": "http", "port": 80}]));
+        let named = |name: &str, subdomain: &str| {
+            let mut p = (*pod(name, Some("10.244.0.5"), true, false, "web")).clone();
+            let spec = p.spec.as_mut().unwrap();
+            spec.hostname = Some(format!("{name}-host"));
+            spec.subdomain = Some(subdomain.into());
+            Arc::new(p)
+        };
+        let eps = pod_endpoints(&s, &[named("a", "web"), named("b", "other")]);
+        assert_eq!(eps[0].hostname.as_deref(), Some("a-host"));
+        assert_eq!(eps[1].hostname, None);
+        let slices = slice_contents("default", &eps);
+        assert_eq!(slices[0].1[0].hostname.as_deref(), Some("a-host"));
+        let subsets = subsets("default", &eps);
+        let addrs = subsets[0].addresses.as_ref().unwrap();
+        assert_eq!(addrs[0].hostname.as_deref(), Some("a-host"));
     }
 
     #[test]

@@ -54,6 +54,8 @@ pub struct Config {
     /// First restart back-off of a crashing container (doubles up to `restart_backoff_max`).
     pub restart_backoff: Duration,
     pub restart_backoff_max: Duration,
+    /// What pods' resolv.conf is made of.
+    pub dns: crate::pod_dns::DnsSettings,
 }
 
 impl Config {
@@ -78,6 +80,7 @@ impl Config {
             pod_sync_period: Duration::from_secs(1),
             restart_backoff: Duration::from_secs(10),
             restart_backoff_max: Duration::from_secs(300),
+            dns: crate::pod_dns::DnsSettings::default(),
         }
     }
 }
@@ -113,6 +116,16 @@ pub struct KubeletArgs {
     /// Port of the container log endpoint (published in the Node's daemonEndpoints).
     #[arg(long)]
     pub kubelet_port: Option<u16>,
+    /// The cluster's DNS domain: pods search `<ns>.svc.<domain> svc.<domain> <domain>`.
+    #[arg(long, default_value = crate::pod_dns::DEFAULT_CLUSTER_DOMAIN)]
+    pub cluster_domain: String,
+    /// Nameservers of pods with `dnsPolicy: ClusterFirst` (comma separated): the kube-dns
+    /// Service address. Empty: such pods get the node's resolv.conf, as the kubelet does.
+    #[arg(long, value_delimiter = ',', default_value = crate::pod_dns::DEFAULT_CLUSTER_DNS)]
+    pub cluster_dns: Vec<IpAddr>,
+    /// The node's resolv.conf (pods with `dnsPolicy: Default`; the DNS server's upstreams).
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    pub resolv_conf: PathBuf,
 }
 
 impl KubeletArgs {
@@ -134,6 +147,11 @@ impl KubeletArgs {
         c.root_dir = self.kubelet_root_dir.clone();
         c.cgroup_parent = self.cgroup_parent.clone();
         c.kubelet_port = self.kubelet_port;
+        c.dns = crate::pod_dns::DnsSettings {
+            cluster_domain: self.cluster_domain.clone(),
+            cluster_dns: self.cluster_dns.clone(),
+            resolv_conf: self.resolv_conf.clone(),
+        };
         c
     }
 }

@@ -21,6 +21,7 @@ pub mod log_stream;
 pub mod logs;
 pub mod node;
 pub mod pod_actions;
+pub mod pod_dns;
 pub mod pod_worker;
 pub mod pods;
 pub mod prober;

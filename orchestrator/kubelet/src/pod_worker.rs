@@ -642,7 +642,15 @@ impl Worker {
 
     fn sandbox_config(&self, pod: &Pod, id: &PodRef, attempt: u32) -> proto::PodSandboxConfig {
         let config = self.config();
-        cri_config::sandbox_config(pod, id, attempt, &config.pod_log_dir, &config.cgroup_parent)
+        let mut sandbox = cri_config::sandbox_config(
+            pod,
+            id,
+            attempt,
+            &config.pod_log_dir,
+            &config.cgroup_parent,
+        );
+        sandbox.dns_config = Some(crate::pod_dns::dns_config_of(pod, &config.dns));
+        sandbox
     }
 
     async fn create_sandbox(&mut self, pod: &Pod, id: &PodRef, attempt: u32) -> Result<Sandbox> {
