@@ -35,13 +35,15 @@ impl std::fmt::Debug for Credential {
 }
 
 impl Credential {
-    /// The CRI form of it, for `PullImage`.
+    /// The CRI form of it, for `PullImage`. The server address stays empty, as Kubernetes'
+    /// keyring leaves it: the kubelet already matched the image's registry, and containerd
+    /// drops credentials whose address differs from the host it contacts (a mirror's).
     pub fn to_cri(&self) -> proto::AuthConfig {
         proto::AuthConfig {
             username: self.username.clone(),
             password: self.password.clone(),
             auth: self.auth.clone(),
-            server_address: self.registry.clone(),
+            server_address: String::new(),
             identity_token: self.identity_token.clone(),
             registry_token: self.registry_token.clone(),
         }
@@ -219,7 +221,8 @@ mod tests {
         let c = credentials_of(&json).unwrap();
         assert_eq!(c.len(), 1);
         assert_eq!((c[0].username.as_str(), c[0].password.as_str()), ("u", "p"));
-        assert_eq!(c[0].to_cri().server_address, "registry.bpfk.lab:5000");
+        assert_eq!(c[0].to_cri().username, "u");
+        assert_eq!(c[0].registry, "registry.bpfk.lab:5000");
         let cfg = secret(
             ".dockercfg",
             serde_json::json!({"https://index.docker.io/v1/": {"auth": "dTpw"}}),

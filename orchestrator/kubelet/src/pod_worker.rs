@@ -46,6 +46,15 @@ pub struct Ctx {
     pub node_capacity: crate::config::Capacity,
 }
 
+/// Waiting reasons of containers whose image is not there (their events come from
+/// [`ImageManager`]).
+const IMAGE_REASONS: &[&str] = &[
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "ErrImageNeverPull",
+    "ImageInspectError",
+];
+
 /// How long a pod that vanished from the API (force-deleted) gets to stop.
 const GONE_GRACE_SECS: i64 = 2;
 
@@ -667,6 +676,8 @@ impl Worker {
                 )
                 .await;
             }
+            // the image manager recorded the image events already
+            Observed::Waiting { reason, .. } if IMAGE_REASONS.contains(&reason.as_str()) => {}
             Observed::Waiting { reason, message } => {
                 self.warn_once(pod, name, reason, message).await;
             }
@@ -724,7 +735,10 @@ impl Worker {
         };
         let (result, events) = self.ctx.images.ensure(&request).await;
         for e in events {
-            if matches!(e.reason, "BackOff" | "ErrImageNeverPull" | "InspectFailed") {
+            // once per container until it starts: what repeats every sync while it waits
+            let repeats = matches!(e.reason, "BackOff" | "ErrImageNeverPull" | "InspectFailed")
+                || e.message.ends_with("already present on machine");
+            if repeats {
                 self.event_once(pod, &container.name, e.type_, e.reason, &e.message)
                     .await;
             } else {
