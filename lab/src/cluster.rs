@@ -52,6 +52,7 @@ use crate::etcd::EtcdProcess;
 use crate::host::{require_root, require_tool, sh_or_panic, sh_quiet};
 use crate::netns::Netns;
 pub use crate::netns::{output_in, spawn_in};
+use crate::registry::{write_hosts_config, LabRegistry};
 
 /// Where the agents pin their maps and links (`<root>/<node>/`).
 pub const PIN_ROOT: &str = "/sys/fs/bpf/bpfk";
@@ -424,6 +425,9 @@ pub struct Lab {
     api: SocketAddr,
     kubeconfig: PathBuf,
     id_lock: LockFile,
+    registry: Option<LabRegistry>,
+    /// containerd's registry `config_path` on every node (hosts.toml per registry).
+    registry_hosts: PathBuf,
 }
 
 impl Lab {
@@ -479,6 +483,8 @@ impl Lab {
             api: SocketAddr::from((host_ip, 0)),
             kubeconfig: PathBuf::new(),
             id_lock,
+            registry: None,
+            registry_hosts: PathBuf::new(),
         };
         let ul_name = ul.name().to_string();
         lab.underlay = Some(Underlay {
@@ -520,8 +526,18 @@ impl Lab {
         lab.etcd = Some(etcd);
         lab.start_server(&options, &etcd_endpoint, host_ip, octet, &dir_path);
 
+        let busybox_bytes =
+            fs::read(busybox).unwrap_or_else(|e| panic!("reading {}: {e}", busybox.display()));
+        lab.registry = Some(LabRegistry::start(&dir_path, host_ip, &busybox_bytes));
+        lab.registry_hosts = write_hosts_config(&dir_path.join("registry-hosts"), host_ip);
+        // Imported on every node: the sandbox image and busybox; the "nginx" image is not,
+        // pods pull it from the lab registry.
         let images = dir_path.join("bpfk-images.tar");
-        crate::images::write_layout_tar(&crate::images::stand_in_images(), busybox, &images)
+        let local: Vec<_> = crate::images::stand_in_images()
+            .into_iter()
+            .filter(|i| !i.names.iter().any(|n| n == crate::images::NGINX_IMAGE))
+            .collect();
+        crate::images::write_layout_tar(&local, busybox, &images)
             .unwrap_or_else(|e| panic!("building the stand-in images failed: {e}"));
         for i in 1..=options.nodes {
             let node = lab.start_node(&options, i, octet, &ul_name, &cg2, &images, &dir_path);
@@ -675,6 +691,7 @@ impl Lab {
         let containerd = ContainerdProcess::start(ContainerdOptions {
             netns: Some(ns.clone()),
             cgroup_parent: Some(node.cgroup_parent()),
+            registry_config_dir: Some(self.registry_hosts.clone()),
             ..Default::default()
         });
         if let Some(dir) = containerd.socket().parent() {
@@ -697,6 +714,7 @@ impl Lab {
             .arg("--dns-no-forward")
             .args(containerd.kubelet_runtime_args())
             .args(["--cgroup-parent", &node.cgroup_parent()])
+            .args(["--pod-infra-container-image", crate::images::PAUSE_IMAGE])
             .env("RUST_LOG", &options.log_level)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -764,6 +782,33 @@ impl Lab {
             }
             std::thread::sleep(Duration::from_millis(250));
         }
+    }
+
+    /// The lab registry's name, `registry.bpfk.lab:5000` (every node's containerd maps it
+    /// to the registry on 10.250.k.1).
+    pub fn registry(&self) -> String {
+        self.registry
+            .as_ref()
+            .map(LabRegistry::name)
+            .unwrap_or_default()
+    }
+
+    /// The registry behind basic auth, `registry.bpfk.lab:5001` (user
+    /// [`crate::registry::AUTH_USER`], password [`crate::registry::AUTH_PASSWORD`]); it holds
+    /// `private/nginx:1.14.2`.
+    pub fn auth_registry(&self) -> String {
+        self.registry
+            .as_ref()
+            .map(LabRegistry::auth_name)
+            .unwrap_or_default()
+    }
+
+    /// Both registries' logs.
+    pub fn registry_logs(&self) -> String {
+        self.registry
+            .as_ref()
+            .map(LabRegistry::logs)
+            .unwrap_or_default()
     }
 
     /// The API server address (10.250.k.1:PORT), reachable from the host and every node.
@@ -862,6 +907,7 @@ impl Drop for Lab {
         while let Some(n) = self.nodes.pop() {
             drop(n);
         }
+        drop(self.registry.take());
         drop(self.server.take());
         drop(self.etcd.take());
         drop(self.host_routes.take());

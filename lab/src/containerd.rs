@@ -39,6 +39,8 @@ pub struct ContainerdOptions {
     /// The cgroup parent pods of this instance use (cgroupfs syntax, `/bpfk-node-1`); its
     /// cgroups are removed on drop. None: a unique `/bpfk-test-<pid>-<n>`.
     pub cgroup_parent: Option<String>,
+    /// containerd's CRI registry `config_path` (a `hosts.toml` per registry host).
+    pub registry_config_dir: Option<PathBuf>,
 }
 
 impl Default for ContainerdOptions {
@@ -48,6 +50,7 @@ impl Default for ContainerdOptions {
             snapshotter: "overlayfs".into(),
             sandbox_image: "bpfk.local/pause:1".into(),
             cgroup_parent: None,
+            registry_config_dir: None,
         }
     }
 }
@@ -232,7 +235,7 @@ oom_score = 0
     bin_dir = "{cni_bin}"
     conf_dir = "{cni_conf}"
     max_conf_num = 1
-"#,
+{registry}"#,
             root = p("root"),
             state = p("state"),
             socket = self.socket().display(),
@@ -242,7 +245,19 @@ oom_score = 0
             runc = p("runc"),
             cni_bin = CNI_BIN_DIR,
             cni_conf = p("cni-conf"),
+            registry = self.registry_section(),
         )
+    }
+
+    /// The CRI plugin's registry section pointing at `registry_config_dir`, if any.
+    fn registry_section(&self) -> String {
+        match &self.options.registry_config_dir {
+            Some(dir) => format!(
+                "  [plugins.\"io.containerd.grpc.v1.cri\".registry]\n    config_path = \"{}\"\n",
+                dir.display()
+            ),
+            None => String::new(),
+        }
     }
 
     fn launch(&mut self) {

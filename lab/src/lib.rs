@@ -9,6 +9,8 @@
 //! - [`netlab`]: the two-node network-namespace lab of the datapath's tests and benchmark;
 //! - [`netns`]: network namespaces and processes or threads inside them;
 //! - [`images`]: the stand-in OCI images built from the host's busybox-static;
+//! - [`registry`]: the lab's OCI registries (docker-registry, one open, one behind basic
+//!   auth) the stand-in images are pushed to with skopeo, known to nodes by name;
 //! - [`store_faults`]: a real store whose watch streams lag or get cut on command.
 //!
 //! The `bpfk-datapath-lab` binary holds the small servers and clients the datapath's lab tests
@@ -22,5 +24,6 @@ pub mod host;
 pub mod images;
 pub mod netlab;
 pub mod netns;
+pub mod registry;
 pub mod server;
 pub mod store_faults;

@@ -130,7 +130,8 @@ fn bpfk_apply_get_reapply_configure_scale_describe_delete() {
     );
     let yaml = success(&c.bpfk(&["get", "deployment.apps", "nginx-deployment", "-o", "yaml"]));
     assert!(
-        yaml.contains("kind: Deployment") && yaml.contains("image: nginx:1.14.2"),
+        yaml.contains("kind: Deployment")
+            && yaml.contains("image: registry.bpfk.lab:5000/library/nginx:1.14.2"),
         "{yaml}"
     );
     let list = json(&c, &["get", "deployments", "-l", "app=nginx"]);
@@ -167,7 +168,7 @@ fn bpfk_apply_get_reapply_configure_scale_describe_delete() {
     let live = json(&c, &["get", "deploy", "nginx-deployment"]);
     assert_eq!(
         live["spec"]["template"]["spec"]["containers"][0]["image"],
-        "nginx:1.16.1"
+        "registry.bpfk.lab:5000/library/nginx:1.16.1"
     );
     assert_eq!(
         live["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"],

@@ -57,7 +57,7 @@ fn kubectl_apply_get_describe_scale_delete() {
         "-o",
         "jsonpath={.spec.template.spec.containers[0].image}",
     ]));
-    assert_eq!(image, "nginx:1.14.2");
+    assert_eq!(image, "registry.bpfk.lab:5000/library/nginx:1.14.2");
     let yaml = success(&c.kubectl(&["get", "pod", "nginx", "-o", "yaml"]));
     assert!(
         yaml.contains("kubectl.kubernetes.io/last-applied-configuration"),
@@ -92,7 +92,7 @@ fn kubectl_apply_get_describe_scale_delete() {
         "-o",
         "jsonpath={.spec.template.spec.containers[0].image}",
     ]));
-    assert_eq!(image, "nginx:1.16.1");
+    assert_eq!(image, "registry.bpfk.lab:5000/library/nginx:1.16.1");
     assert_eq!(
         success(&c.kubectl_stdin(&["apply", "-f", "-"], &changed)).trim(),
         "deployment.apps/nginx-deployment unchanged"

@@ -82,6 +82,8 @@ struct LabInfo {
     api: String,
     dir: PathBuf,
     nodes: Vec<NodeInfo>,
+    /// The lab registry (`registry.bpfk.lab:5000`) the nginx image is pulled from.
+    registry: String,
 }
 
 struct NodeInfo {
@@ -119,6 +121,7 @@ fn parse_info(line: &str) -> Result<LabInfo> {
         api: s(&v, "api")?,
         dir: s(&v, "dir")?.into(),
         nodes,
+        registry: s(&v, "registry")?,
     })
 }
 
@@ -384,6 +387,19 @@ fn demo(info: &LabInfo, bin: &dyn Fn(&str) -> PathBuf, keep: bool) -> Result<()>
     })?;
     show(&mut bpfk(&["get", "pods", "-o", "wide"]))?;
     show(&mut bpfk(&["get", "deployments,services"]))?;
+    println!(
+        "(each node's kubelet pulled the image from the lab registry {} through containerd's \
+         CRI PullImage: it is not pre-imported)",
+        info.registry
+    );
+    let events = capture(&mut kubectl(&["get", "events"]))?;
+    for line in events
+        .lines()
+        .filter(|l| l.contains("Successfully pulled image"))
+        .take(REPLICAS)
+    {
+        println!("{line}");
+    }
     let vip = capture(&mut kubectl(&[
         "get",
         "service",

@@ -80,6 +80,21 @@ const NEEDS: &[Need] = &[
         Probe::Command("busybox"),
         "busybox-static",
     ),
+    deb(
+        "docker-registry (the lab's OCI registry)",
+        Probe::Command("docker-registry"),
+        "docker-registry",
+    ),
+    deb(
+        "skopeo (pushes the stand-in images to the lab registry)",
+        Probe::Command("skopeo"),
+        "skopeo",
+    ),
+    deb(
+        "htpasswd (the lab registry's basic-auth file)",
+        Probe::Command("htpasswd"),
+        "apache2-utils",
+    ),
     deb("iperf3 (datapath benchmark)", Probe::Command("iperf3"), "iperf3"),
     deb("wrk (datapath benchmark)", Probe::Command("wrk"), "wrk"),
     deb("iptables", Probe::Command("iptables"), "iptables"),

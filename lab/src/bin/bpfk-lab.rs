@@ -2,7 +2,8 @@
 //! (the same code the cluster end-to-end test uses).
 //!
 //! Once every node is Ready it prints one line `BPFK-LAB-READY <json>` (kubeconfig, API
-//! address, nodes with their netns, cgroup, pins, log paths) on stdout, then runs until its
+//! address, nodes with their netns, cgroup, pins, log paths, the lab registry's host:port)
+//! on stdout, then runs until its
 //! stdin reaches EOF (the caller closes it, or dies), tears everything down and prints
 //! `BPFK-LAB-DOWN`. SIGINT is ignored so a terminal Ctrl-C reaches the caller, which then
 //! closes stdin: the lab always gets to clean up.
@@ -135,6 +136,7 @@ fn run(options: LabOptions) -> Result<()> {
         "dir": lab.dir(),
         "server_log": lab.dir().join("bpfk-server.log"),
         "nodes": nodes,
+        "registry": lab.registry(),
     });
     let mut out = std::io::stdout();
     writeln!(out, "BPFK-LAB-READY {info}")?;

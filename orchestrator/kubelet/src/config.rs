@@ -56,6 +56,23 @@ pub struct Config {
     pub restart_backoff_max: Duration,
     /// What pods' resolv.conf is made of.
     pub dns: crate::pod_dns::DnsSettings,
+    /// Pull one image at a time (Kubernetes' `--serialize-image-pulls`, default true).
+    pub serialize_image_pulls: bool,
+    /// First back-off after a failed pull (doubles up to `image_pull_backoff_max`).
+    pub image_pull_backoff: Duration,
+    pub image_pull_backoff_max: Duration,
+    /// Image GC starts at this disk usage (percent) of the image filesystem…
+    pub image_gc_high_percent: u8,
+    /// …and removes unused images until usage is down to this.
+    pub image_gc_low_percent: u8,
+    /// Images seen less long ago than this are never collected.
+    pub image_gc_min_age: Duration,
+    /// How often disk usage is checked.
+    pub image_gc_period: Duration,
+    /// The runtime's sandbox image: never collected.
+    pub pod_infra_image: String,
+    /// How long a ConfigMap or Secret read from the API is reused.
+    pub object_cache_ttl: Duration,
 }
 
 impl Config {
@@ -81,6 +98,15 @@ impl Config {
             restart_backoff: Duration::from_secs(10),
             restart_backoff_max: Duration::from_secs(300),
             dns: crate::pod_dns::DnsSettings::default(),
+            serialize_image_pulls: true,
+            image_pull_backoff: Duration::from_secs(10),
+            image_pull_backoff_max: Duration::from_secs(300),
+            image_gc_high_percent: 85,
+            image_gc_low_percent: 80,
+            image_gc_min_age: Duration::from_secs(120),
+            image_gc_period: Duration::from_secs(300),
+            pod_infra_image: "registry.k8s.io/pause:3.10".into(),
+            object_cache_ttl: Duration::from_secs(1),
         }
     }
 }
@@ -126,6 +152,18 @@ pub struct KubeletArgs {
     /// The node's resolv.conf (pods with `dnsPolicy: Default`; the DNS server's upstreams).
     #[arg(long, default_value = "/etc/resolv.conf")]
     pub resolv_conf: PathBuf,
+    /// Pull images one at a time (`--serialize-image-pulls=false` pulls in parallel).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub serialize_image_pulls: bool,
+    /// Disk usage (percent) of the image filesystem at which image GC starts.
+    #[arg(long, default_value_t = 85, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub image_gc_high_threshold: u8,
+    /// Disk usage (percent) image GC frees down to.
+    #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub image_gc_low_threshold: u8,
+    /// The runtime's sandbox image (containerd's sandbox_image), never garbage collected.
+    #[arg(long, default_value = "registry.k8s.io/pause:3.10")]
+    pub pod_infra_container_image: String,
 }
 
 impl KubeletArgs {
@@ -152,6 +190,10 @@ impl KubeletArgs {
             cluster_dns: self.cluster_dns.clone(),
             resolv_conf: self.resolv_conf.clone(),
         };
+        c.serialize_image_pulls = self.serialize_image_pulls;
+        c.image_gc_high_percent = self.image_gc_high_threshold;
+        c.image_gc_low_percent = self.image_gc_low_threshold;
+        c.pod_infra_image = self.pod_infra_container_image.clone();
         c
     }
 }
@@ -190,5 +232,28 @@ mod tests {
         assert_eq!(c.kubelet_port, Some(10250));
         assert_eq!(c.cni_conf_dir, PathBuf::from("/etc/cni/net.d"));
         assert_eq!(c.cgroup_parent, "/bpfk");
+        assert!(c.serialize_image_pulls);
+        assert_eq!((c.image_gc_high_percent, c.image_gc_low_percent), (85, 80));
+        let parallel = Agent::parse_from([
+            "agent",
+            "--node-name",
+            "n",
+            "--serialize-image-pulls=false",
+            "--image-gc-high-threshold",
+            "90",
+            "--image-gc-low-threshold",
+            "70",
+        ]);
+        let c = parallel.kubelet.config("n", None, None);
+        assert!(!c.serialize_image_pulls);
+        assert_eq!((c.image_gc_high_percent, c.image_gc_low_percent), (90, 70));
+        assert!(Agent::try_parse_from([
+            "agent",
+            "--node-name",
+            "n",
+            "--image-gc-high-threshold",
+            "101"
+        ])
+        .is_err());
     }
 }

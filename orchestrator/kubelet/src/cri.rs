@@ -16,6 +16,8 @@ use proto::runtime_service_client::RuntimeServiceClient;
 
 /// How long one CRI call may take. StopContainer adds its own grace period on top.
 const CALL_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long one image pull may take.
+const PULL_TIMEOUT: Duration = Duration::from_secs(600);
 /// Label the kubelet puts on sandboxes and containers: the pod's UID.
 pub const LABEL_POD_UID: &str = "io.kubernetes.pod.uid";
 /// Label with the pod's name.
@@ -331,5 +333,56 @@ impl CriClient {
             .await
             .map(|r| r.into_inner().images)
             .map_err(call_err("ListImages"))
+    }
+
+    /// Pull `reference` (with `auth` for its registry) in the context of `sandbox`; returns
+    /// the pulled image's reference (its id). Pulls may take long: no call timeout beyond
+    /// `PULL_TIMEOUT`.
+    pub async fn pull_image(
+        &self,
+        reference: &str,
+        auth: Option<proto::AuthConfig>,
+        sandbox: Option<proto::PodSandboxConfig>,
+    ) -> Result<String> {
+        let mut request = tonic::Request::new(proto::PullImageRequest {
+            image: Some(proto::ImageSpec {
+                image: reference.into(),
+                annotations: Default::default(),
+            }),
+            auth,
+            sandbox_config: sandbox,
+        });
+        request.set_timeout(PULL_TIMEOUT);
+        self.images
+            .clone()
+            .pull_image(request)
+            .await
+            .map(|r| r.into_inner().image_ref)
+            .map_err(call_err("PullImage"))
+    }
+
+    /// Remove an image (by id or reference; idempotent).
+    pub async fn remove_image(&self, reference: &str) -> Result<()> {
+        self.images
+            .clone()
+            .remove_image(proto::RemoveImageRequest {
+                image: Some(proto::ImageSpec {
+                    image: reference.into(),
+                    annotations: Default::default(),
+                }),
+            })
+            .await
+            .map(drop)
+            .map_err(call_err("RemoveImage"))
+    }
+
+    /// The filesystems the runtime keeps images on, with the bytes they use.
+    pub async fn image_fs_info(&self) -> Result<Vec<proto::FilesystemUsage>> {
+        self.images
+            .clone()
+            .image_fs_info(proto::ImageFsInfoRequest {})
+            .await
+            .map(|r| r.into_inner().image_filesystems)
+            .map_err(call_err("ImageFsInfo"))
     }
 }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use bpfk_common::quantity::Quantity;
-use k8s_openapi::api::core::v1::{Container, EnvVar, Pod};
+use k8s_openapi::api::core::v1::{Container, Pod};
 
 use crate::cri::proto;
 use crate::cri::{LABEL_CONTAINER_NAME, LABEL_POD_NAME, LABEL_POD_NAMESPACE, LABEL_POD_UID};
@@ -157,7 +157,8 @@ pub struct HostDir {
 }
 
 /// The CRI mounts of `container`'s volumeMounts and the host directories they need.
-/// Supported volume types: emptyDir and hostPath; anything else is an error naming it.
+/// Supported volume types: emptyDir, hostPath and the API-backed ones of [`crate::volumes`];
+/// anything else is an error naming it.
 pub fn mounts(
     pod: &Pod,
     id: &PodRef,
@@ -189,9 +190,12 @@ pub fn mounts(
                 create,
             });
             (path, dir)
+        } else if let Some(dir) = crate::volumes::volume_dir(root, &id.uid, volume) {
+            // written by the volume sync before any container starts
+            (dir, None)
         } else {
             return Err(format!(
-                "volume {:?}: only emptyDir and hostPath volumes are supported by bpfk's kubelet",
+                "volume {:?}: only emptyDir, hostPath, configMap, secret, downwardAPI and projected volumes are supported by bpfk's kubelet",
                 volume.name
             ));
         };
@@ -282,81 +286,6 @@ pub fn port_mappings(pod: &Pod) -> Vec<proto::PortMapping> {
             host_ip: p.host_ip.clone().unwrap_or_default(),
         })
         .collect()
-}
-
-/// Values `fieldRef` env vars may read.
-#[derive(Debug, Clone, Default)]
-pub struct FieldValues {
-    pub pod_ip: Option<String>,
-    pub host_ip: Option<String>,
-    pub node_name: String,
-}
-
-fn field_value(pod: &Pod, id: &PodRef, path: &str, values: &FieldValues) -> Option<String> {
-    let spec = pod.spec.as_ref();
-    match path {
-        "metadata.name" => Some(id.name.clone()),
-        "metadata.namespace" => Some(id.namespace.clone()),
-        "metadata.uid" => Some(id.uid.clone()),
-        "spec.nodeName" => Some(values.node_name.clone()),
-        "spec.serviceAccountName" => spec.and_then(|s| s.service_account_name.clone()),
-        "status.podIP" | "status.podIPs" => values.pod_ip.clone(),
-        "status.hostIP" | "status.hostIPs" => values.host_ip.clone(),
-        other => {
-            let key = other
-                .strip_prefix("metadata.labels['")
-                .map(|k| (k, true))
-                .or_else(|| {
-                    other
-                        .strip_prefix("metadata.annotations['")
-                        .map(|k| (k, false))
-                })?;
-            let name = key.0.strip_suffix("']")?;
-            let map = if key.1 {
-                pod.metadata.labels.as_ref()
-            } else {
-                pod.metadata.annotations.as_ref()
-            };
-            Some(map.and_then(|m| m.get(name).cloned()).unwrap_or_default())
-        }
-    }
-}
-
-/// The container's environment, or the reason it cannot be built.
-pub fn env(
-    pod: &Pod,
-    id: &PodRef,
-    container: &Container,
-    values: &FieldValues,
-) -> Result<Vec<(String, String)>, String> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    for EnvVar {
-        name,
-        value,
-        value_from,
-    } in container.env.iter().flatten()
-    {
-        let resolved = match (value, value_from) {
-            (Some(v), _) => expand(v, &out),
-            (None, None) => String::new(),
-            (None, Some(from)) => match &from.field_ref {
-                Some(f) => field_value(pod, id, &f.field_path, values).ok_or_else(|| {
-                    format!(
-                        "env {name}: fieldRef {:?} is not supported by bpfk's kubelet",
-                        f.field_path
-                    )
-                })?,
-                None => {
-                    return Err(format!(
-                    "env {name}: only value and valueFrom.fieldRef are supported by bpfk's kubelet"
-                ))
-                }
-            },
-        };
-        out.retain(|(n, _)| n != name);
-        out.push((name.clone(), resolved));
-    }
-    Ok(out)
 }
 
 /// Kubernetes `$(VAR)` expansion: defined variables are replaced, `$$` is a literal `$`,
@@ -476,7 +405,7 @@ pub fn container_config(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{EnvVarSource, ObjectFieldSelector, PodSpec};
+    use k8s_openapi::api::core::v1::PodSpec;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     fn pod() -> (Pod, PodRef) {
@@ -503,70 +432,6 @@ mod tests {
         ];
         assert_eq!(expand("x$(A)y$(B)", &env), "x1ytwo");
         assert_eq!(expand("$$(A) $(C) $ $(", &env), "$(A) $(C) $ $(");
-    }
-
-    #[test]
-    fn env_values_and_field_refs() {
-        let (pod, id) = pod();
-        let field = |path: &str| EnvVarSource {
-            field_ref: Some(ObjectFieldSelector {
-                field_path: path.into(),
-                api_version: None,
-            }),
-            ..Default::default()
-        };
-        let c = Container {
-            name: "c".into(),
-            env: Some(vec![
-                EnvVar {
-                    name: "NAME".into(),
-                    value_from: Some(field("metadata.name")),
-                    value: None,
-                },
-                EnvVar {
-                    name: "IP".into(),
-                    value_from: Some(field("status.podIP")),
-                    value: None,
-                },
-                EnvVar {
-                    name: "APP".into(),
-                    value_from: Some(field("metadata.labels['app']")),
-                    value: None,
-                },
-                EnvVar {
-                    name: "GREETING".into(),
-                    value: Some("hi $(NAME)".into()),
-                    value_from: None,
-                },
-            ]),
-            ..Default::default()
-        };
-        let values = FieldValues {
-            pod_ip: Some("10.244.1.2".into()),
-            host_ip: None,
-            node_name: "n".into(),
-        };
-        let env = env(&pod, &id, &c, &values).unwrap();
-        assert_eq!(
-            env,
-            [
-                ("NAME".to_string(), "web".to_string()),
-                ("IP".to_string(), "10.244.1.2".to_string()),
-                ("APP".to_string(), "web".to_string()),
-                ("GREETING".to_string(), "hi web".to_string()),
-            ]
-        );
-        let bad = Container {
-            name: "c".into(),
-            env: Some(vec![EnvVar {
-                name: "X".into(),
-                value_from: Some(field("spec.nope")),
-                value: None,
-            }]),
-            ..Default::default()
-        };
-        let err = super::env(&pod, &id, &bad, &values).unwrap_err();
-        assert!(err.contains("env X") && err.contains("spec.nope"), "{err}");
     }
 
     #[test]
@@ -612,6 +477,7 @@ mod tests {
                     {"name": "scratch", "emptyDir": {}},
                     {"name": "host", "hostPath": {"path": "/srv/data", "type": "DirectoryOrCreate"}},
                     {"name": "cm", "configMap": {"name": "x"}},
+                    {"name": "nfs", "nfs": {"server": "s", "path": "/"}},
                 ]
             }))
             .unwrap(),
@@ -634,13 +500,28 @@ mod tests {
         assert!(m[1].readonly);
         assert_eq!(dirs.len(), 2);
         assert!(dirs.iter().all(|d| d.create));
+        let cm: Container = serde_json::from_value(serde_json::json!({
+            "name": "c", "volumeMounts": [{"name": "cm", "mountPath": "/cm"},
+                                          {"name": "cm", "mountPath": "/etc/app.conf", "subPath": "app.conf"}]
+        }))
+        .unwrap();
+        let (m, dirs) = mounts(&pod, &id, &cm, Path::new("/k")).unwrap();
+        assert_eq!(
+            m[0].host_path,
+            "/k/pods/u-1/volumes/kubernetes.io~configmap/cm"
+        );
+        assert_eq!(
+            m[1].host_path,
+            "/k/pods/u-1/volumes/kubernetes.io~configmap/cm/app.conf"
+        );
+        assert!(dirs.is_empty());
         let bad: Container = serde_json::from_value(serde_json::json!({
-            "name": "c", "volumeMounts": [{"name": "cm", "mountPath": "/cm"}]
+            "name": "c", "volumeMounts": [{"name": "nfs", "mountPath": "/nfs"}]
         }))
         .unwrap();
         let err = mounts(&pod, &id, &bad, Path::new("/k")).unwrap_err();
         assert!(
-            err.contains("\"cm\"") && err.contains("only emptyDir and hostPath"),
+            err.contains("\"nfs\"") && err.contains("only emptyDir, hostPath"),
             "{err}"
         );
         let missing: Container = serde_json::from_value(serde_json::json!({

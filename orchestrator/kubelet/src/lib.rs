@@ -6,20 +6,32 @@
 //! configuration for the node's podCIDR), [`node`] (registration, status, Lease),
 //! [`pods`] (watch → one [`pod_worker`] per pod, which decides with [`pod_actions`] and acts
 //! through CRI), [`cri_config`] (Pod → CRI sandbox and container configs),
-//! [`status`] (CRI state → PodStatus), [`prober`] (liveness, readiness and startup probes), [`logs`] (CRI log files) and [`log_server`] (the
-//! `/containerLogs/...` endpoint for pods/log), [`events`] (pod events).
+//! [`status`] (CRI state → PodStatus), [`prober`] (liveness, readiness and startup probes),
+//! [`lifecycle`] and [`termination`] (hooks, kill order, termination messages), [`logs`]
+//! (CRI log files) and [`log_server`] (the `/containerLogs/...` endpoint for pods/log),
+//! [`events`] (pod events), [`objects`] (the ConfigMaps and Secrets pods refer to), [`env`]
+//! and [`downward`] (container environment, Downward API), [`volumes`] (configMap, secret,
+//! downwardAPI and projected volumes, written atomically), [`images`] and [`keyring`] (pulls
+//! through CRI with pull-secret credentials and back-off), [`image_gc`] (image GC by disk
+//! usage), [`pod_dns`] (pods' resolv.conf by dnsPolicy).
 
 pub mod cni;
 pub mod config;
 pub mod cri;
 pub mod cri_config;
+pub mod downward;
+pub mod env;
 pub mod error;
 pub mod events;
+pub mod image_gc;
+pub mod images;
+pub mod keyring;
 pub mod lifecycle;
 pub mod log_server;
 pub mod log_stream;
 pub mod logs;
 pub mod node;
+pub mod objects;
 pub mod pod_actions;
 pub mod pod_dns;
 pub mod pod_worker;
@@ -27,6 +39,7 @@ pub mod pods;
 pub mod prober;
 pub mod status;
 pub mod termination;
+pub mod volumes;
 
 use std::sync::Arc;
 
@@ -86,8 +99,27 @@ pub async fn run_sharing_pod_cidr(
         cri.clone(),
         node,
     )));
+    let _image_gc = AbortOnDrop(tokio::spawn(image_gc::run(
+        cri.clone(),
+        image_gc::GcPolicy {
+            high_percent: config.image_gc_high_percent,
+            low_percent: config.image_gc_low_percent,
+            min_age: config.image_gc_min_age,
+            period: config.image_gc_period,
+            keep: vec![config.pod_infra_image.clone()],
+        },
+    )));
+    let backoff =
+        images::PullBackOff::new(config.image_pull_backoff, config.image_pull_backoff_max);
+    let capacity = config
+        .capacity
+        .clone()
+        .unwrap_or_else(node::machine_capacity);
     let ctx = Arc::new(pod_worker::Ctx {
         host_ip: node::host_ip(&config),
+        objects: objects::ObjectCache::new(client.clone(), config.object_cache_ttl),
+        images: images::ImageManager::new(cri.clone(), config.serialize_image_pulls, backoff),
+        node_capacity: capacity,
         client,
         cri,
         config,

@@ -18,10 +18,14 @@ use bpfk_common::api_error::{is_conflict, is_not_found};
 
 use crate::config::Config;
 use crate::cri::{proto, CriClient, CriError, LABEL_CONTAINER_NAME, LABEL_POD_UID};
-use crate::cri_config::{self, FieldValues, PodRef};
+use crate::cri_config::{self, PodRef};
+use crate::downward::FieldValues;
+use crate::env::{environment, EnvInputs};
 use crate::error::{Error, Result};
 use crate::events;
+use crate::images::{ImageManager, PullRequest};
 use crate::lifecycle::{self, Hook};
+use crate::objects::{references, ObjectCache, Objects};
 use crate::pod_actions::{
     compute_pod_actions, sandbox_action, BackOff, ContainerAction, ContainerSeen, CurrentSandbox,
     RuntimeState, SandboxAction, SandboxSeen,
@@ -29,6 +33,7 @@ use crate::pod_actions::{
 use crate::prober::{PodProber, ProbeTarget};
 use crate::status::{self, ContainerObservation, Observed, PodObservation, ProbeView, Terminated};
 use crate::termination;
+use crate::volumes::{self, VolumeInputs};
 use bpfk_common::events::{EventType, Recorder};
 
 /// Shared by all workers.
@@ -37,7 +42,21 @@ pub struct Ctx {
     pub cri: CriClient,
     pub config: Config,
     pub host_ip: Option<String>,
+    /// ConfigMaps and Secrets the pods refer to.
+    pub objects: ObjectCache,
+    pub images: ImageManager,
+    /// The node's capacity (unset container limits read as it through the Downward API).
+    pub node_capacity: crate::config::Capacity,
 }
+
+/// Waiting reasons of containers whose image is not there (their events come from
+/// [`ImageManager`]).
+const IMAGE_REASONS: &[&str] = &[
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "ErrImageNeverPull",
+    "ImageInspectError",
+];
 
 /// How long a pod that vanished from the API (force-deleted) gets to stop.
 const GONE_GRACE_SECS: i64 = 2;
@@ -72,6 +91,10 @@ struct Worker {
     sandbox_stopped: bool,
     /// The pod's probe workers (created at the first sync).
     prober: Option<PodProber>,
+    /// The pod's ConfigMaps and Secrets as read at the start of the current sync.
+    objects: Objects,
+    /// Whether the API-backed volumes were all set up once (later failures keep the files).
+    volumes_ready: bool,
 }
 
 /// Run the worker for pod `uid` until the pod is deleted (or the sender goes away because
@@ -90,6 +113,8 @@ pub async fn run(ctx: Arc<Ctx>, uid: String, mut rx: watch::Receiver<Option<Arc<
         last_posted_version: None,
         sandbox_stopped: false,
         prober: None,
+        objects: Objects::default(),
+        volumes_ready: false,
     };
     loop {
         let current = rx.borrow_and_update().clone();
@@ -213,14 +238,8 @@ impl Worker {
 
     /// A Warning event once per (container, reason) until the container starts.
     async fn warn_once(&self, pod: &Pod, container: &str, reason: &str, message: &str) {
-        let first = self
-            .warned
-            .lock()
-            .map(|mut w| w.insert((container.to_string(), reason.to_string())))
-            .unwrap_or(false);
-        if first {
-            self.event(pod, EventType::Warning, reason, message).await;
-        }
+        self.event_once(pod, container, EventType::Warning, reason, message)
+            .await;
     }
 
     fn cri(&self) -> &CriClient {
@@ -253,6 +272,14 @@ impl Worker {
                 .as_ref()
                 .and_then(|s| s.start_time.clone())
                 .or_else(|| Some(Time(Timestamp::now())));
+        }
+        if let Err(message) = self.sync_volumes(pod, &id).await {
+            let obs = self.waiting_observation(pod, "ContainerCreating", "");
+            self.post_status(pod, &id, &obs).await?;
+            return Err(Error::Pod {
+                pod: id.to_string(),
+                reason: message,
+            });
         }
         let sandbox = match self.ensure_sandbox(pod, &id).await {
             Ok(sb) => sb,
@@ -856,14 +883,6 @@ impl Worker {
                 if let Ok(mut w) = self.warned.lock() {
                     w.retain(|(c, _)| c != name);
                 }
-                let image = container.image.as_deref().unwrap_or_default();
-                self.event(
-                    pod,
-                    EventType::Normal,
-                    "Pulled",
-                    &format!("Container image {image:?} already present on machine"),
-                )
-                .await;
                 self.event(
                     pod,
                     EventType::Normal,
@@ -879,6 +898,8 @@ impl Worker {
                 )
                 .await;
             }
+            // the image manager recorded the image events already
+            Observed::Waiting { reason, .. } if IMAGE_REASONS.contains(&reason.as_str()) => {}
             Observed::Waiting { reason, message } => {
                 self.warn_once(pod, name, reason, message).await;
             }
@@ -897,8 +918,8 @@ impl Worker {
         container: &Container,
         attempt: u32,
     ) -> Result<Observed, Observed> {
-        let image_id = self.present_image(container).await?;
-        let (env, mut mounts) = self.container_inputs(pod, id, sandbox, container)?;
+        let image_id = self.ensure_image(pod, id, sandbox, container).await?;
+        let (env, mut mounts) = self.container_inputs(pod, id, sandbox, container).await?;
         let root = &self.config().root_dir;
         let message_mount =
             termination::prepare(root, &id.uid, container, attempt).map_err(|e| {
@@ -959,36 +980,147 @@ impl Worker {
         Err(waiting("PostStartHookError", message))
     }
 
-    /// The id of the container's image, which must be present on the node (bpfk's kubelet
-    /// does not pull).
-    async fn present_image(&self, container: &Container) -> Result<String, Observed> {
-        let image = container.image.clone().unwrap_or_default();
-        let node = &self.config().node_name;
-        let present = self.cri().image_status(&image).await.map_err(|e| {
-            waiting(
-                "ImageInspectError",
-                format!("checking image {image:?}: {e}"),
-            )
-        })?;
-        if let Some(present) = present {
-            return Ok(present.id);
+    /// The id of the container's image, pulled as its policy says (events recorded).
+    async fn ensure_image(
+        &self,
+        pod: &Pod,
+        id: &PodRef,
+        sandbox: &Sandbox,
+        container: &Container,
+    ) -> Result<String, Observed> {
+        let credentials = self.pull_credentials(pod, &container.name).await;
+        let request = PullRequest {
+            pod_uid: &id.uid,
+            container,
+            credentials: &credentials,
+            sandbox: Some(&sandbox.config),
+        };
+        let (result, events) = self.ctx.images.ensure(&request).await;
+        for e in events {
+            // once per container until it starts: what repeats every sync while it waits
+            let repeats = matches!(e.reason, "BackOff" | "ErrImageNeverPull" | "InspectFailed")
+                || e.message.ends_with("already present on machine");
+            if repeats {
+                self.event_once(pod, &container.name, e.type_, e.reason, &e.message)
+                    .await;
+            } else {
+                self.event(pod, e.type_, e.reason, &e.message).await;
+            }
         }
-        Err(if container.image_pull_policy.as_deref() == Some("Never") {
-            waiting(
-                "ErrImageNeverPull",
-                format!("Container image {image:?} is not present on node {node} with pull policy of Never"),
+        result.map_err(|n| waiting(n.reason, n.message))
+    }
+
+    /// The credentials of the pod's imagePullSecrets that exist and parse (a Warning event
+    /// names those that do not, as Kubernetes: the pull is still tried).
+    async fn pull_credentials(
+        &self,
+        pod: &Pod,
+        container: &str,
+    ) -> Vec<crate::keyring::Credential> {
+        let names = pod
+            .spec
+            .iter()
+            .flat_map(|s| s.image_pull_secrets.iter().flatten());
+        let mut out = Vec::new();
+        let mut problems = Vec::new();
+        for name in names.map(|r| r.name.clone()) {
+            match self
+                .objects
+                .secret(&name)
+                .map(crate::keyring::credentials_of)
+            {
+                Some(Ok(c)) => out.extend(c),
+                Some(Err(e)) => problems.push(e),
+                None => problems.push(format!("secret {name:?} not found")),
+            }
+        }
+        if !problems.is_empty() {
+            let message = format!(
+                "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
+                problems.join("; ")
+            );
+            self.event_once(
+                pod,
+                container,
+                EventType::Warning,
+                "FailedToRetrieveImagePullSecret",
+                &message,
             )
-        } else {
-            waiting(
-                "ImagePullBackOff",
-                format!("Back-off pulling image {image:?}: it is not present on node {node} and bpfk's kubelet does not pull images (import it into containerd namespace k8s.io)"),
-            )
-        })
+            .await;
+        }
+        out
+    }
+
+    /// An event once per (container, reason) until the container starts.
+    async fn event_once(
+        &self,
+        pod: &Pod,
+        container: &str,
+        type_: EventType,
+        reason: &str,
+        message: &str,
+    ) {
+        let first = self
+            .warned
+            .lock()
+            .map(|mut w| w.insert((container.to_string(), reason.to_string())))
+            .unwrap_or(false);
+        if first {
+            self.event(pod, type_, reason, message).await;
+        }
+    }
+
+    /// What the Downward API reads besides the pod object.
+    fn field_values(&self, pod_ip: Option<String>) -> FieldValues {
+        FieldValues {
+            pod_ip,
+            host_ip: self.ctx.host_ip.clone(),
+            node_name: self.config().node_name.clone(),
+            node_cpu: Some(self.ctx.node_capacity.cpu.clone()),
+            node_memory: Some(self.ctx.node_capacity.memory.clone()),
+        }
+    }
+
+    /// Reads the pod's ConfigMaps and Secrets and writes its API-backed volumes. Before the
+    /// volumes were set up once, a failure blocks the pod (FailedMount); later it only keeps
+    /// the files as they are (as Kubernetes does when an object goes away).
+    async fn sync_volumes(&mut self, pod: &Pod, id: &PodRef) -> Result<(), String> {
+        let refs = references(pod);
+        match self.ctx.objects.fetch(&id.namespace, &refs).await {
+            Ok(objects) => self.objects = objects,
+            Err(e) => return Err(e.to_string()),
+        }
+        let values = self.field_values(None);
+        let inputs = VolumeInputs {
+            pod,
+            id,
+            values: &values,
+            objects: &self.objects,
+            tokens: &volumes::NoTokens,
+        };
+        match volumes::sync_pod(&self.config().root_dir, &inputs) {
+            Ok(changed) => {
+                if changed > 0 && self.volumes_ready {
+                    tracing::info!(pod = %id, changed, "volumes updated");
+                }
+                self.volumes_ready = true;
+                Ok(())
+            }
+            Err(message) if self.volumes_ready => {
+                tracing::warn!(pod = %id, error = %message, "volume update failed; files kept");
+                Ok(())
+            }
+            Err(message) => {
+                self.event_once(pod, "", EventType::Warning, "FailedMount", &message)
+                    .await;
+                Err(message)
+            }
+        }
     }
 
     /// The container's environment and mounts (creating its hostPath and emptyDir
     /// directories).
-    fn container_inputs(
+    async fn container_inputs(
         &self,
         pod: &Pod,
         id: &PodRef,
@@ -996,12 +1128,26 @@ impl Worker {
         container: &Container,
     ) -> Result<ContainerInputs, Observed> {
         let config_error = |message: String| waiting("CreateContainerConfigError", message);
-        let values = FieldValues {
-            pod_ip: sandbox.ip.clone(),
-            host_ip: self.ctx.host_ip.clone(),
-            node_name: self.config().node_name.clone(),
+        let values = self.field_values(sandbox.ip.clone());
+        let inputs = EnvInputs {
+            pod,
+            id,
+            values: &values,
+            objects: &self.objects,
         };
-        let env = cri_config::env(pod, id, container, &values).map_err(config_error)?;
+        let environment = environment(container, &inputs).map_err(config_error)?;
+        for skipped in &environment.skipped {
+            let reason = "InvalidEnvironmentVariableNames";
+            self.event_once(
+                pod,
+                &container.name,
+                EventType::Warning,
+                reason,
+                &skipped.message(),
+            )
+            .await;
+        }
+        let env = environment.vars;
         let (mounts, dirs) = cri_config::mounts(pod, id, container, &self.config().root_dir)
             .map_err(config_error)?;
         for dir in dirs {
@@ -1051,8 +1197,9 @@ impl Worker {
             stop_and_remove_sandbox(self.cri(), &sb.id).await?;
         }
         self.sandbox = None;
-        // the pod's volumes (emptyDir contents) go with it
+        // the pod's volumes (emptyDir contents, the tmpfs of secrets) go with it
         let dir = cri_config::pod_dir(&self.config().root_dir, &self.uid);
+        volumes::unmount_all(&dir);
         if let Err(e) = std::fs::remove_dir_all(&dir) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 tracing::warn!(dir = %dir.display(), error = %e, "removing pod volumes failed");
