@@ -261,7 +261,7 @@ mod tests {
         .unwrap();
         let name = ServiceName::new("shop", "web");
         feed.sync(&name, Some(&svc), &[]);
-        assert_eq!(feed.known(), [name.clone()]);
+        assert_eq!(feed.known(), std::slice::from_ref(&name));
         feed.sync(&name, None, &[]);
         assert!(feed.known().is_empty());
     }
