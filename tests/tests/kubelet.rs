@@ -314,8 +314,8 @@ async fn kubelet_runs_pods_on_real_containerd() {
             "noimage",
             "x",
             json!({"containers": [
-                {"name": "never", "image": "docker.io/library/not-here:1", "imagePullPolicy": "Never"},
-                {"name": "ifnotpresent", "image": "docker.io/library/not-here:1", "imagePullPolicy": "IfNotPresent"}]}),
+                {"name": "never", "image": "127.0.0.1:1/not-here:1", "imagePullPolicy": "Never"},
+                {"name": "ifnotpresent", "image": "127.0.0.1:1/not-here:1", "imagePullPolicy": "IfNotPresent"}]}),
         ),
     )
     .await
@@ -505,7 +505,8 @@ async fn kubelet_runs_pods_on_real_containerd() {
     assert_eq!(last.exit_code, 1);
     assert_eq!(phase(&crashes), "Running");
 
-    // a missing image: Waiting with a reason per pull policy, pod Pending
+    // a missing image: Waiting with a reason per pull policy, pod Pending (the pull goes to a
+    // closed loopback port: no name to resolve, no packet out)
     let noimage = wait_for("noimage's waiting reasons", || async {
         let p = pods.get("noimage").await.map_err(|e| e.to_string())?;
         let reasons: BTreeMap<String, String> = statuses(&p)
@@ -530,7 +531,7 @@ async fn kubelet_runs_pods_on_real_containerd() {
         .find(|c| c.name == "ifnotpresent")
         .and_then(|c| c.state?.waiting?.message)
         .unwrap_or_default();
-    assert!(message.contains("not present on node node-a"), "{message}");
+    assert!(message.contains("127.0.0.1:1/not-here:1"), "{message}");
 
     // events for kubectl describe: Started for web, one warning per waiting reason
     let events: Api<Event> = Api::namespaced(client.clone(), "default");
@@ -556,7 +557,8 @@ async fn kubelet_runs_pods_on_real_containerd() {
         }
     })
     .await;
-    assert_eq!(about(&all, "noimage", "ImagePullBackOff"), 1);
+    assert_eq!(about(&all, "noimage", "BackOff"), 1, "one back-off event while it waits");
+    assert!(about(&all, "noimage", "Failed") >= 1, "the failed pull is an event");
     assert!(about(&all, "crashes", "BackOff") >= 1);
 
     // deleting web: containers stopped, sandbox removed, the Pod object goes away

@@ -596,11 +596,12 @@ mod tests {
     #[test]
     fn lab_info_from_the_ready_line() {
         let info = parse_info(
-            r#"{"kubeconfig":"/k","api":"http://10.250.0.1:1","dir":"/d","nodes":[{"name":"node-1","netns":"bpfk-demo-n1","cgroup":"/c","pin_dir":"/p","pod_log_dir":"/l","agent_log":"/a"}]}"#,
+            r#"{"kubeconfig":"/k","api":"http://10.250.0.1:1","dir":"/d","registry":"registry.bpfk.lab:5000","nodes":[{"name":"node-1","netns":"bpfk-demo-n1","cgroup":"/c","pin_dir":"/p","pod_log_dir":"/l","agent_log":"/a"}]}"#,
         )
         .unwrap();
         assert_eq!(info.nodes[0].name, "node-1");
         assert_eq!(info.kubeconfig, PathBuf::from("/k"));
+        assert_eq!(info.registry, "registry.bpfk.lab:5000");
         let err = parse_info(r#"{"api":"x","nodes":[]}"#)
             .err()
             .unwrap()
