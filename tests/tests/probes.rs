@@ -177,6 +177,39 @@ async fn event_notes(events: &Api<Event>, pod: &str, reason: &str) -> Vec<String
         .collect()
 }
 
+/// `kubectl logs -f` streams a running container's log and ends when the container does.
+async fn assert_logs_follow_until_the_container_ends(lab: &mut Lab, pods: &Api<Pod>, node: &str) {
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "talker"},
+        "spec": {"nodeName": node, "restartPolicy": "Never", "containers": [{
+            "name": "talker", "image": "busybox:1.36",
+            "command": ["sh", "-c", "echo hello; sleep 4; echo bye"]}]}
+    }))
+    .expect("talker pod");
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .expect("create talker");
+    wait_for("talker Running", lab, || async {
+        let p = pods.get("talker").await.map_err(|e| e.to_string())?;
+        running(&p).then_some(()).ok_or("not running".to_string())
+    })
+    .await;
+    let started = Instant::now();
+    let out = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(lab.kubeconfig())
+        .args(["logs", "-f", "talker"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run kubectl logs -f");
+    assert!(out.status.success(), "kubectl logs -f: {out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\nbye\n");
+    assert!(
+        started.elapsed() < DEADLINE,
+        "logs -f did not end with the container"
+    );
+}
+
 /// A container's termination message comes from its terminationMessagePath, or from its
 /// log when it failed under FallbackToLogsOnError.
 async fn assert_termination_messages(lab: &mut Lab, pods: &Api<Pod>, node: &str) {
@@ -414,6 +447,7 @@ async fn probes_gate_traffic_and_restart_unhealthy_containers() {
         "killed by SIGKILL after the probe's 1 s grace"
     );
     assert_termination_messages(&mut lab, &pods, &node).await;
+    assert_logs_follow_until_the_container_ends(&mut lab, &pods, &node).await;
 
     // Deleting the web pod runs its preStop hook before SIGTERM reaches the container.
     pods.delete("web", &Default::default())
