@@ -125,7 +125,8 @@ fn private_pod(name: &str, secret: &str) -> serde_json::Value {
         "metadata": {"name": name},
         "spec": {
             "imagePullSecrets": [{"name": secret}],
-            "containers": [{"name": "web", "image": "registry.bpfk.lab:5001/private/nginx:1.14.2"}]
+            "containers": [{"name": "web", "image": "registry.bpfk.lab:5001/private/nginx:1.14.2",
+                "imagePullPolicy": "Always"}]
         }
     })
 }
@@ -192,7 +193,11 @@ async fn pull_secrets(lab: &mut Lab) {
 /// HTTP GET through the Service's ClusterIP from inside the node cgroup.
 fn get_through_service(lab: &Lab, vip: &str, path: &str) -> String {
     let url = format!("http://{vip}{path}");
-    let out = lab.nodes()[0].exec(&["busybox", "wget", "-q", "-T", "5", "-O", "-", &url], true);
+    // (busybox 1.35's `wget -T` segfaults: `busybox timeout` bounds the request instead)
+    let fetch = [
+        "busybox", "timeout", "5", "busybox", "wget", "-q", "-O", "-", &url,
+    ];
+    let out = lab.nodes()[0].exec(&fetch, true);
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 

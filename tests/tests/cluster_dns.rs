@@ -30,7 +30,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::json;
 
-/// Correctness deadline of each step (images are local; nothing is pulled).
+/// Correctness deadline of each step (nginx is pulled from the lab registry).
 const DEADLINE: Duration = Duration::from_secs(90);
 
 async fn wait_for<T, F, Fut>(what: &str, lab: &mut Lab, mut f: F) -> T
@@ -161,7 +161,7 @@ async fn pods_find_services_by_name_through_the_node_local_dns() {
         json!({
             "metadata": {"name": name, "labels": labels},
             "spec": {"nodeName": node,
-                "containers": [{"name": "nginx", "image": "nginx:1.14.2",
+                "containers": [{"name": "nginx", "image": "registry.bpfk.lab:5000/library/nginx:1.14.2",
                     "ports": [{"name": "http", "containerPort": 80}]}]}
         })
     };
@@ -192,12 +192,14 @@ async fn pods_find_services_by_name_through_the_node_local_dns() {
     create::<Pod>(&pods, nginx("web-1", &n1, json!({"app": "nginx"}))).await;
     create::<Pod>(&pods, nginx("web-2", &n2, json!({"app": "nginx"}))).await;
     create::<Pod>(&pods, hl_ready).await;
-    // Never ready: its container exits at once and again (restartPolicy Always).
+    // Never ready: it runs, but its readiness probe always fails (a crash-looping container
+    // without a probe would be ready for the moments it runs, as in Kubernetes).
     create::<Pod>(
         &pods,
         json!({"metadata": {"name": "hl-broken", "labels": {"app": "hl"}},
             "spec": {"nodeName": n2, "containers": [{"name": "c", "image": "busybox:1.36",
-                "command": ["sh", "-c", "exit 1"], "ports": [{"name": "http", "containerPort": 80}]}]}}),
+                "command": ["sleep", "3600"], "ports": [{"name": "http", "containerPort": 80}],
+                "readinessProbe": {"exec": {"command": ["false"]}, "periodSeconds": 1}}]}}),
     )
     .await;
 

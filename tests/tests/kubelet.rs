@@ -557,8 +557,15 @@ async fn kubelet_runs_pods_on_real_containerd() {
         }
     })
     .await;
-    assert_eq!(about(&all, "noimage", "BackOff"), 1, "one back-off event while it waits");
-    assert!(about(&all, "noimage", "Failed") >= 1, "the failed pull is an event");
+    assert_eq!(
+        about(&all, "noimage", "BackOff"),
+        1,
+        "one back-off event while it waits"
+    );
+    assert!(
+        about(&all, "noimage", "Failed") >= 1,
+        "the failed pull is an event"
+    );
     assert!(about(&all, "crashes", "BackOff") >= 1);
 
     // deleting web: containers stopped, sandbox removed, the Pod object goes away

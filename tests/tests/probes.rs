@@ -111,7 +111,7 @@ fn web_pod(node: &str, tmp: &Path) -> Pod {
             "terminationGracePeriodSeconds": 2,
             "volumes": [{"name": "tmp", "hostPath": {"path": tmp, "type": "DirectoryOrCreate"}}],
             "containers": [{
-                "name": "web", "image": "nginx:1.14.2",
+                "name": "web", "image": "registry.bpfk.lab:5000/library/nginx:1.14.2",
                 // the stand-in nginx command, noting SIGTERM in /tmp/order
                 "command": ["sh", "-c", "hostname > /www/hostname; httpd -f -p 80 -h /www & trap 'echo term >> /tmp/order; kill $!; exit 0' TERM; wait"],
                 "lifecycle": {
@@ -224,7 +224,7 @@ async fn assert_termination_messages(lab: &mut Lab, pods: &Api<Pod>, node: &str)
                  "command": ["sh", "-c", "echo 'custom path' > /tmp/why; exit 1"]},
                 {"name": "falls-back", "image": "busybox:1.36",
                  "terminationMessagePolicy": "FallbackToLogsOnError",
-                 "command": ["sh", "-c", "echo starting; echo 'fatal: no config' >&2; exit 3"]}
+                 "command": ["sh", "-c", "echo starting >&2; sleep 0.2; echo 'fatal: no config' >&2; exit 3"]}
             ]
         }
     }))
