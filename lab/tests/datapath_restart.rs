@@ -126,7 +126,7 @@ fn streams_survive_datapath_restart_and_teardown_cleans_up() {
 
     // Teardown of a node whose process is gone: remove the pins.
     let att = lab.attachments(0);
-    assert_eq!(att.len(), 4 + 1 + 2, "{att:?}");
+    assert_eq!(att.len(), 5 + 1 + 2, "{att:?}");
     dpa.kill();
     run_teardown(&a.ns, &a.name);
     lab.assert_clean(0, &att);

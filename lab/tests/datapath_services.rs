@@ -162,8 +162,8 @@ fn clusterip_socket_lb_tcp_udp_across_nodes_then_endpoint_removed() {
     let (att_a, att_b) = (lab.attachments(0), lab.attachments(1));
     assert_eq!(
         att_a.len(),
-        4 + 1 + 2,
-        "4 cgroup hooks, underlay, 2 pod veths: {att_a:?}"
+        5 + 1 + 2,
+        "5 cgroup hooks (4 sock_addr, sock_release), underlay, 2 pod veths: {att_a:?}"
     );
     dpa.teardown().unwrap();
     dpb.teardown().unwrap();
@@ -297,8 +297,8 @@ fn per_packet_lb_clusterip_and_nodeport_across_nodes() {
     let (att_a, att_b) = (lab.attachments(0), lab.attachments(1));
     assert_eq!(
         att_a.len(),
-        4 + 1 + 2,
-        "4 cgroup hooks, underlay, 2 pod veths: {att_a:?}"
+        5 + 1 + 2,
+        "5 cgroup hooks (4 sock_addr, sock_release), underlay, 2 pod veths: {att_a:?}"
     );
     dpa.teardown().unwrap();
     dpb.teardown().unwrap();

@@ -25,8 +25,17 @@ pub const CT_MAP: &str = "BPFK_CT_V1";
 pub const AFFINITY_MAP: &str = "BPFK_AFFINITY_V1";
 /// Socket-level reverse NAT (LRU): [`SockRevKey`] → [`SockRevValue`].
 pub const SOCK_REVNAT_MAP: &str = "BPFK_SOCK_REVNAT_V1";
-/// Node configuration (array with one [`NodeConfig`] at index 0).
-pub const CONFIG_MAP: &str = "BPFK_CONFIG_V1";
+/// Node configuration (array with one [`NodeConfig`] at index 0). V2: the service range.
+pub const CONFIG_MAP: &str = "BPFK_CONFIG_V2";
+/// Per-frontend traffic counters (per-CPU hash): reverse-NAT index (`u32`) →
+/// [`TrafficCounters`]. User space creates an entry with each frontend and removes it with
+/// the frontend; the programs only add to existing entries.
+pub const SVC_STATS_MAP: &str = "BPFK_SVC_STATS_V1";
+/// Per-backend traffic counters (per-CPU hash): backend id (`u32`) → [`TrafficCounters`],
+/// managed like [`SVC_STATS_MAP`].
+pub const BACKEND_STATS_MAP: &str = "BPFK_BACKEND_STATS_V1";
+/// Drops and failed map writes by reason (per-CPU array): `DROP_*` index → `u64` count.
+pub const DROPS_MAP: &str = "BPFK_DROPS_V1";
 
 // Entries of each map as compiled into the object (`ebpf/programs/src/maps.rs`) and the
 // datapath's default `MapSizes`; the loader may size them otherwise. (The `#[map]` macro
@@ -46,9 +55,15 @@ pub const AFFINITY_MAP_ENTRIES: u32 = 65536;
 pub const SOCK_REVNAT_MAP_ENTRIES: u32 = 131072;
 /// Entries of [`CONFIG_MAP`] (one [`NodeConfig`]).
 pub const CONFIG_MAP_ENTRIES: u32 = 1;
+/// Entries of [`SVC_STATS_MAP`] (one per reverse-NAT index: as many as [`REVNAT_MAP`]).
+pub const SVC_STATS_MAP_ENTRIES: u32 = REVNAT_MAP_ENTRIES;
+/// Entries of [`BACKEND_STATS_MAP`] (one per backend: as many as [`BACKEND_MAP`]).
+pub const BACKEND_STATS_MAP_ENTRIES: u32 = BACKEND_MAP_ENTRIES;
+/// Entries of [`DROPS_MAP`]: one per `DROP_*` reason.
+pub const DROPS_MAP_ENTRIES: u32 = DROP_REASONS.len() as u32;
 
 /// Every map of the object with its compiled-in entries.
-pub const MAPS: [(&str, u32); 7] = [
+pub const MAPS: [(&str, u32); 10] = [
     (SVC_MAP, SVC_MAP_ENTRIES),
     (BACKEND_MAP, BACKEND_MAP_ENTRIES),
     (REVNAT_MAP, REVNAT_MAP_ENTRIES),
@@ -56,6 +71,36 @@ pub const MAPS: [(&str, u32); 7] = [
     (AFFINITY_MAP, AFFINITY_MAP_ENTRIES),
     (SOCK_REVNAT_MAP, SOCK_REVNAT_MAP_ENTRIES),
     (CONFIG_MAP, CONFIG_MAP_ENTRIES),
+    (SVC_STATS_MAP, SVC_STATS_MAP_ENTRIES),
+    (BACKEND_STATS_MAP, BACKEND_STATS_MAP_ENTRIES),
+    (DROPS_MAP, DROPS_MAP_ENTRIES),
+];
+
+/// [`DROPS_MAP`] index: connect()/sendmsg() to a frontend without backends was refused.
+pub const DROP_NO_BACKEND_SOCK: u32 = 0;
+/// [`DROPS_MAP`] index: a packet to a frontend without backends was rejected (TCP RST) or
+/// dropped (UDP) by the TC program.
+pub const DROP_NO_BACKEND_TC: u32 = 1;
+/// [`DROPS_MAP`] index: a conntrack entry could not be written (the flow was translated
+/// but its replies will not be).
+pub const DROP_CT_INSERT: u32 = 2;
+/// [`DROPS_MAP`] index: a socket reverse-NAT entry could not be written (getpeername and
+/// UDP replies show the backend address).
+pub const DROP_SOCK_REVNAT_INSERT: u32 = 3;
+/// [`DROPS_MAP`] index: a session-affinity entry could not be written.
+pub const DROP_AFFINITY_INSERT: u32 = 4;
+/// [`DROPS_MAP`] index: a backend slot pointed at a missing slot or backend (a service
+/// update in flight).
+pub const DROP_BACKEND_MISSING: u32 = 5;
+
+/// The `DROP_*` reasons by index, as the agent's metrics label them.
+pub const DROP_REASONS: [&str; 6] = [
+    "no_backend_socket",
+    "no_backend_packet",
+    "conntrack_insert_failed",
+    "socket_revnat_insert_failed",
+    "affinity_insert_failed",
+    "backend_missing",
 ];
 
 /// `IPPROTO_TCP`.
@@ -220,6 +265,20 @@ pub struct SockRevValue {
     pub rev_nat_index: u16,
 }
 
+/// Traffic through one frontend or backend (one per CPU; user space sums them).
+///
+/// The socket-level path counts `connections` only (connect() and each translated
+/// sendmsg()); its packets travel as plain pod-to-pod traffic that no program looks at.
+/// The per-packet (TC) path counts new flows in `connections` and every translated packet,
+/// both directions, in `packets`/`bytes`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrafficCounters {
+    pub packets: u64,
+    pub bytes: u64,
+    pub connections: u64,
+}
+
 /// Per-node settings the programs need (array index 0).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -231,6 +290,11 @@ pub struct NodeConfig {
     /// This node's pod range (network and mask, network order).
     pub pod_net: u32,
     pub pod_mask: u32,
+    /// Service (ClusterIP) range, network order. Packets to neither this range nor
+    /// `node_addr` skip the service lookups (only replies of translated flows are looked
+    /// for). A zero mask means every destination may be a service.
+    pub svc_net: u32,
+    pub svc_mask: u32,
 }
 
 #[cfg(feature = "user")]
@@ -248,6 +312,7 @@ mod pod {
     unsafe impl aya::Pod for SockRevKey {}
     unsafe impl aya::Pod for SockRevValue {}
     unsafe impl aya::Pod for NodeConfig {}
+    unsafe impl aya::Pod for TrafficCounters {}
 }
 
 #[cfg(test)]
@@ -267,6 +332,7 @@ mod tests {
         assert_eq!(size_of::<AffinityValue>(), 16);
         assert_eq!(size_of::<SockRevKey>(), 16);
         assert_eq!(size_of::<SockRevValue>(), 8);
-        assert_eq!(size_of::<NodeConfig>(), 16);
+        assert_eq!(size_of::<NodeConfig>(), 24);
+        assert_eq!(size_of::<TrafficCounters>(), 24);
     }
 }

@@ -2,10 +2,11 @@
 
 use aya_ebpf::helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns};
 use bpfk_ebpf_common::{
-    AffinityKey, AffinityValue, Backend, ServiceKey, ServiceValue, SVC_F_AFFINITY,
+    AffinityKey, AffinityValue, Backend, ServiceKey, ServiceValue, DROP_AFFINITY_INSERT,
+    DROP_BACKEND_MISSING, SVC_F_AFFINITY,
 };
 
-use crate::maps::{AFFINITY, BACKENDS, SVC};
+use crate::maps::{count_drop, AFFINITY, BACKENDS, SVC};
 
 /// Result of a service lookup.
 pub enum Lookup {
@@ -44,23 +45,32 @@ pub fn backend(id: u32) -> Option<Backend> {
 /// service has `sessionAffinity: ClientIP` and the entry is fresh, otherwise a
 /// random slot.
 #[inline(always)]
-pub fn select(addr: u32, port: u16, proto: u8, client: u64, client_kind: u8) -> Lookup {
+pub fn select(
+    addr: u32,
+    port: u16,
+    proto: u8,
+    client: impl FnOnce() -> u64,
+    client_kind: u8,
+) -> Lookup {
     let Some(master) = master(addr, port, proto) else {
         return Lookup::NotService;
     };
     if master.count == 0 {
         return Lookup::NoBackends;
     }
+    let affinity = master.flags & SVC_F_AFFINITY != 0;
+    if !affinity {
+        return pick(addr, port, proto, master);
+    }
     // SAFETY: helper without side effects.
     let now = unsafe { bpf_ktime_get_ns() };
-    let affinity = master.flags & SVC_F_AFFINITY != 0;
     let akey = AffinityKey {
-        client,
+        client: client(),
         rev_nat_index: master.rev_nat_index,
         kind: client_kind,
         pad: [0; 5],
     };
-    if affinity {
+    {
         // SAFETY: as above.
         if let Some(a) = unsafe { AFFINITY.get(&akey) } {
             let timeout_ns = (master.affinity_timeout_s as u64) * 1_000_000_000;
@@ -72,7 +82,7 @@ pub fn select(addr: u32, port: u16, proto: u8, client: u64, client_kind: u8) -> 
                         pad: 0,
                         last_used_ns: now,
                     };
-                    let _ = AFFINITY.insert(&akey, &v, 0);
+                    remember_affinity(&akey, &v);
                     return Lookup::Backend {
                         id,
                         backend,
@@ -82,6 +92,21 @@ pub fn select(addr: u32, port: u16, proto: u8, client: u64, client_kind: u8) -> 
             }
         }
     }
+    let chosen = pick(addr, port, proto, master);
+    if let Lookup::Backend { id, .. } = chosen {
+        let v = AffinityValue {
+            backend_id: id,
+            pad: 0,
+            last_used_ns: now,
+        };
+        remember_affinity(&akey, &v);
+    }
+    chosen
+}
+
+/// A random backend slot of the frontend.
+#[inline(always)]
+fn pick(addr: u32, port: u16, proto: u8, master: ServiceValue) -> Lookup {
     // SAFETY: helper without side effects.
     let rnd = unsafe { bpf_get_prandom_u32() };
     let slot = (rnd % (master.count as u32)) as u16 + 1;
@@ -94,22 +119,23 @@ pub fn select(addr: u32, port: u16, proto: u8, client: u64, client_kind: u8) -> 
     };
     // SAFETY: as above.
     let Some(sv) = (unsafe { SVC.get(&key) }).copied() else {
+        count_drop(DROP_BACKEND_MISSING);
         return Lookup::NoBackends;
     };
     let Some(backend) = backend(sv.backend_id) else {
+        count_drop(DROP_BACKEND_MISSING);
         return Lookup::NoBackends;
     };
-    if affinity {
-        let v = AffinityValue {
-            backend_id: sv.backend_id,
-            pad: 0,
-            last_used_ns: now,
-        };
-        let _ = AFFINITY.insert(&akey, &v, 0);
-    }
     Lookup::Backend {
         id: sv.backend_id,
         backend,
         master,
+    }
+}
+
+#[inline(always)]
+fn remember_affinity(key: &AffinityKey, value: &AffinityValue) {
+    if AFFINITY.insert(key, value, 0).is_err() {
+        count_drop(DROP_AFFINITY_INSERT);
     }
 }

@@ -4,20 +4,24 @@
 //! the kernel routes anything, so a connected socket talks to the backend
 //! with no per-packet NAT. The translation is remembered per socket cookie in
 //! `SOCK_REVNAT` so that `recvmsg4` (UDP replies) and `getpeername4` report
-//! the service address the application asked for.
+//! the service address the application asked for. `sock_release` removes the entry of a
+//! connected socket when it closes (entries of unconnected UDP sockets, one per
+//! destination, age out of the LRU).
 
 use aya_ebpf::{
     helpers::{bpf_get_netns_cookie, bpf_get_socket_cookie, bpf_set_retval},
-    macros::cgroup_sock_addr,
-    programs::SockAddrContext,
+    macros::{cgroup_sock, cgroup_sock_addr},
+    programs::{SockAddrContext, SockContext},
     EbpfContext,
 };
 use aya_log_ebpf::debug;
-use bpfk_ebpf_common::{SockRevKey, SockRevValue, AFFINITY_KIND_NETNS};
+use bpfk_ebpf_common::{
+    SockRevKey, SockRevValue, AFFINITY_KIND_NETNS, DROP_NO_BACKEND_SOCK, DROP_SOCK_REVNAT_INSERT,
+};
 
 use crate::{
     lb::{select, Lookup},
-    maps::SOCK_REVNAT,
+    maps::{count_drop, count_traffic, SOCK_REVNAT},
 };
 
 /// Allow the operation.
@@ -48,6 +52,31 @@ pub fn bpfk_getpeername4(ctx: SockAddrContext) -> i32 {
     ALLOW
 }
 
+/// A socket of the cgroup closes: forget its reverse-NAT entry (connected sockets know
+/// the backend they were sent to).
+#[cgroup_sock(sock_release)]
+pub fn bpfk_sock_release(ctx: SockContext) -> i32 {
+    // SAFETY: the kernel hands us a valid bpf_sock.
+    let sk = unsafe { &*ctx.sock };
+    let addr = sk.dst_ip4;
+    if addr != 0 {
+        // SAFETY: helper valid for cgroup sock programs.
+        let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
+        let key = SockRevKey {
+            cookie,
+            addr,
+            port: sk.dst_port,
+            pad: [0; 2],
+        };
+        // Most sockets were never translated: look (lock-free) before deleting.
+        // SAFETY: only tested for presence.
+        if unsafe { SOCK_REVNAT.get(&key) }.is_some() {
+            let _ = SOCK_REVNAT.remove(&key);
+        }
+    }
+    ALLOW
+}
+
 #[inline(always)]
 fn translate(ctx: &SockAddrContext) -> i32 {
     // SAFETY: the kernel hands us a valid bpf_sock_addr.
@@ -55,8 +84,11 @@ fn translate(ctx: &SockAddrContext) -> i32 {
     let addr = sa.user_ip4;
     let port = sa.user_port as u16;
     let proto = sa.protocol as u8;
-    // SAFETY: helper valid for sock_addr programs.
-    let netns = unsafe { bpf_get_netns_cookie(ctx.as_ptr()) };
+    // The client identity only matters for session affinity: asked for lazily.
+    let netns = || unsafe {
+        // SAFETY: helper valid for sock_addr programs.
+        bpf_get_netns_cookie(ctx.as_ptr())
+    };
     match select(addr, port, proto, netns, AFFINITY_KIND_NETNS) {
         Lookup::NotService => ALLOW,
         Lookup::NoBackends => {
@@ -66,12 +98,15 @@ fn translate(ctx: &SockAddrContext) -> i32 {
                 u32::from_be(addr),
                 u16::from_be(port)
             );
+            count_drop(DROP_NO_BACKEND_SOCK);
             // SAFETY: helper valid for connect4/sendmsg4; it only sets the errno.
             unsafe { bpf_set_retval(-ECONNREFUSED) };
             REJECT
         }
         Lookup::Backend {
-            backend, master, ..
+            id,
+            backend,
+            master,
         } => {
             // SAFETY: helper valid for sock_addr programs.
             let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
@@ -86,7 +121,10 @@ fn translate(ctx: &SockAddrContext) -> i32 {
                 port,
                 rev_nat_index: master.rev_nat_index,
             };
-            let _ = SOCK_REVNAT.insert(&key, &value, 0);
+            if SOCK_REVNAT.insert(&key, &value, 0).is_err() {
+                count_drop(DROP_SOCK_REVNAT_INSERT);
+            }
+            count_traffic(master.rev_nat_index, id, 0, 0, 1);
             sa.user_ip4 = backend.addr;
             sa.user_port = backend.port as u32;
             ALLOW

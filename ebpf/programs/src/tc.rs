@@ -2,9 +2,12 @@
 //! the underlay device).
 //!
 //! Every IPv4 TCP/UDP packet entering the node is checked against the
-//! conntrack map first (reply direction: reverse NAT; forward direction: the
-//! flow keeps its backend), then against the service map (new flow: pick a
-//! backend, DNAT, record both directions). NodePort flows whose backend lives
+//! conntrack map first (reply direction: reverse NAT). Packets to neither the
+//! service range nor the node address stop there: pod-to-pod traffic, including
+//! every flow the socket-level hooks already translated, costs one lookup and
+//! creates no conntrack entry. The others are checked for an established
+//! forward flow (it keeps its backend), then against the service map (new
+//! flow: pick a backend, DNAT, record both directions). NodePort flows whose backend lives
 //! on another node are also SNATed to the node address and redirected out of
 //! the underlay so that replies come back through this node.
 
@@ -16,13 +19,14 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use bpfk_ebpf_common::{
-    CtKey, CtValue, AFFINITY_KIND_ADDR, BACKEND_F_LOCAL, CT_DIR_FORWARD, CT_DIR_REPLY, CT_F_SNAT,
-    CT_F_VIA_UNDERLAY, PROTO_TCP, PROTO_UDP, SVC_F_NODEPORT,
+    CtKey, CtValue, NodeConfig, AFFINITY_KIND_ADDR, BACKEND_F_LOCAL, CT_DIR_FORWARD,
+    CT_DIR_REPLY, CT_F_SNAT, CT_F_VIA_UNDERLAY, DROP_CT_INSERT, DROP_NO_BACKEND_TC, PROTO_TCP,
+    PROTO_UDP, SVC_F_NODEPORT,
 };
 
 use crate::{
     lb::{backend, select, Lookup},
-    maps::{CONFIG, CT},
+    maps::{count_drop, count_traffic, CONFIG, CT},
 };
 
 /// TCX "continue with the next program / default action".
@@ -50,8 +54,55 @@ struct Packet {
     l4: usize,
 }
 
+/// Reads a header field straight from the packet (no helper call); `off + size_of::<T>()`
+/// must be checked against `data_end` by the caller.
+#[inline(always)]
+fn at<T: Copy>(data: usize, off: usize) -> T {
+    // SAFETY: the caller checked the bounds (the verifier does too).
+    unsafe { core::ptr::read_unaligned((data + off) as *const T) }
+}
+
+/// Parses the headers by direct packet access when they are in the linear part of the
+/// buffer (the usual case), with `bpf_skb_load_bytes` otherwise.
 #[inline(always)]
 fn parse(ctx: &TcContext) -> Result<Option<Packet>, i64> {
+    let (data, end) = (ctx.data(), ctx.data_end());
+    if data + ETH_HLEN + 20 > end {
+        return parse_loaded(ctx);
+    }
+    if u16::from_be(at(data, 12)) != ETH_P_IP {
+        return Ok(None);
+    }
+    let vihl: u8 = at(data, ETH_HLEN);
+    let ihl = ((vihl & 0x0f) as usize) * 4;
+    if vihl >> 4 != 4 || ihl < 20 {
+        return Ok(None);
+    }
+    if u16::from_be(at(data, ETH_HLEN + 6)) & 0x3fff != 0 {
+        return Ok(None);
+    }
+    let proto: u8 = at(data, ETH_HLEN + 9);
+    if proto != PROTO_TCP && proto != PROTO_UDP {
+        return Ok(None);
+    }
+    let l4 = ETH_HLEN + ihl;
+    // Checked and read through the same pointer, so the verifier knows its range.
+    let ports = data + l4;
+    if ports + 4 > end {
+        return parse_loaded(ctx);
+    }
+    Ok(Some(Packet {
+        saddr: at(data, IP_SRC_OFF),
+        daddr: at(data, IP_DST_OFF),
+        sport: at(ports, 0),
+        dport: at(ports, 2),
+        proto,
+        l4,
+    }))
+}
+
+#[inline(always)]
+fn parse_loaded(ctx: &TcContext) -> Result<Option<Packet>, i64> {
     let eth_proto: u16 = ctx.load(12)?;
     if u16::from_be(eth_proto) != ETH_P_IP {
         return Ok(None);
@@ -99,8 +150,13 @@ fn try_ingress(ctx: &TcContext) -> Result<i32, i64> {
     };
     // SAFETY: value copied out immediately.
     if let Some(ct) = unsafe { CT.get(&rkey) }.copied() {
-        rewrite(ctx, &p, &ct)?;
-        return Ok(finish(&ct));
+        return translated(ctx, &p, &ct, 0);
+    }
+
+    let cfg = CONFIG.get(0).copied().unwrap_or_default();
+    if !maybe_frontend(&cfg, p.daddr) {
+        forget_stale_reply(ctx, &p)?;
+        return Ok(TC_ACT_UNSPEC);
     }
 
     // Established forward flow?
@@ -111,8 +167,7 @@ fn try_ingress(ctx: &TcContext) -> Result<i32, i64> {
     // SAFETY: as above.
     if let Some(ct) = unsafe { CT.get(&fkey) }.copied() {
         if backend(ct.backend_id).is_some() {
-            rewrite(ctx, &p, &ct)?;
-            return Ok(finish(&ct));
+            return translated(ctx, &p, &ct, 0);
         }
         // The backend was removed: choose again below.
         let _ = CT.remove(&fkey);
@@ -122,7 +177,7 @@ fn try_ingress(ctx: &TcContext) -> Result<i32, i64> {
         p.daddr,
         p.dport,
         p.proto,
-        p.saddr as u64,
+        || p.saddr as u64,
         AFFINITY_KIND_ADDR,
     ) {
         Lookup::NotService => {
@@ -136,6 +191,7 @@ fn try_ingress(ctx: &TcContext) -> Result<i32, i64> {
                 u32::from_be(p.daddr),
                 u16::from_be(p.dport)
             );
+            count_drop(DROP_NO_BACKEND_TC);
             if p.proto == PROTO_TCP {
                 return reject_tcp(ctx, &p);
             }
@@ -151,7 +207,6 @@ fn try_ingress(ctx: &TcContext) -> Result<i32, i64> {
     };
 
     let nodeport = master.flags & SVC_F_NODEPORT != 0;
-    let cfg = CONFIG.get(0).copied().unwrap_or_default();
     let mut snat_addr = 0u32;
     if nodeport && be.flags & BACKEND_F_LOCAL == 0 {
         snat_addr = cfg.node_addr;
@@ -196,10 +251,31 @@ fn try_ingress(ctx: &TcContext) -> Result<i32, i64> {
         flags: rev_flags,
         pad: 0,
     };
-    let _ = CT.insert(&rev_key, &rev, 0);
-    let _ = CT.insert(&fkey, &fwd, 0);
-    rewrite(ctx, &p, &fwd)?;
-    Ok(finish(&fwd))
+    if CT.insert(&rev_key, &rev, 0).is_err() || CT.insert(&fkey, &fwd, 0).is_err() {
+        count_drop(DROP_CT_INSERT);
+    }
+    translated(ctx, &p, &fwd, 1)
+}
+
+/// Whether `daddr` may be a frontend: in the service range or the node address (NodePort).
+#[inline(always)]
+fn maybe_frontend(cfg: &NodeConfig, daddr: u32) -> bool {
+    daddr & cfg.svc_mask == cfg.svc_net || (cfg.node_addr != 0 && daddr == cfg.node_addr)
+}
+
+/// Counts the packet (and `new_conns`) for the flow's frontend and backend, rewrites it
+/// and sends it on.
+#[inline(always)]
+fn translated(ctx: &TcContext, p: &Packet, ct: &CtValue, new_conns: u64) -> Result<i32, i64> {
+    count_traffic(
+        ct.rev_nat_index,
+        ct.backend_id,
+        1,
+        u64::from(ctx.len()),
+        new_conns,
+    );
+    rewrite(ctx, p, ct)?;
+    Ok(finish(ct))
 }
 
 /// SNATed flows and NodePort replies leave through the underlay (the kernel
@@ -397,7 +473,11 @@ fn forget_stale_reply(ctx: &TcContext, p: &Packet) -> Result<(), i64> {
             dir: CT_DIR_REPLY,
             pad: [0; 2],
         };
-        let _ = CT.remove(&key);
+        // A lookup is lock-free (and inlined); the delete takes the bucket lock.
+        // SAFETY: only tested for presence.
+        if unsafe { CT.get(&key) }.is_some() {
+            let _ = CT.remove(&key);
+        }
     }
     Ok(())
 }

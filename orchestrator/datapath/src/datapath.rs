@@ -8,28 +8,30 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc,
+        Arc, RwLock,
     },
     thread::JoinHandle,
 };
 
 use aya::{
-    maps::{Array, HashMap, MapData, MapError},
+    maps::{Array, HashMap, MapData, MapError, PerCpuHashMap, PerCpuValues},
     programs::{
         links::{FdLink, PinnedLink},
-        CgroupAttachMode, CgroupSockAddr, SchedClassifier, TcAttachType,
+        CgroupAttachMode, CgroupSock, CgroupSockAddr, SchedClassifier, TcAttachType,
     },
     Ebpf, EbpfLoader,
 };
 use bpfk_ebpf_common::{
-    Backend, NodeConfig, RevNat, ServiceKey, ServiceValue, AFFINITY_MAP, AFFINITY_MAP_ENTRIES,
-    BACKEND_MAP, BACKEND_MAP_ENTRIES, CONFIG_MAP, CT_MAP, CT_MAP_ENTRIES, REVNAT_MAP,
-    REVNAT_MAP_ENTRIES, SOCK_REVNAT_MAP, SOCK_REVNAT_MAP_ENTRIES, SVC_MAP, SVC_MAP_ENTRIES,
+    Backend, NodeConfig, RevNat, ServiceKey, ServiceValue, TrafficCounters, AFFINITY_MAP,
+    AFFINITY_MAP_ENTRIES, BACKEND_MAP, BACKEND_MAP_ENTRIES, BACKEND_STATS_MAP, CONFIG_MAP,
+    CT_MAP, CT_MAP_ENTRIES, REVNAT_MAP, REVNAT_MAP_ENTRIES, SOCK_REVNAT_MAP,
+    SOCK_REVNAT_MAP_ENTRIES, SVC_MAP, SVC_MAP_ENTRIES, SVC_STATS_MAP,
 };
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
 use crate::{
+    counters::{FrontendNames, Observer},
     map_mirror::{addr_be, desired_frontends, MapMirror, MapOp},
     model::{Endpoint, Ipv4Cidr, PeerNode, ServiceName, ServiceSpec},
     routes::BlockingPeerRoutes,
@@ -48,6 +50,8 @@ const CGROUP_PROGRAMS: &[(&str, &str)] = &[
     ("bpfk_recvmsg4", "link_cgroup_recvmsg4"),
     ("bpfk_getpeername4", "link_cgroup_getpeername4"),
 ];
+/// Forgets the reverse-NAT entry of a closing socket.
+const SOCK_RELEASE_PROGRAM: (&str, &str) = ("bpfk_sock_release", "link_cgroup_sock_release");
 const TC_PROGRAM: &str = "bpfk_tc_ingress";
 const TC_LINK_PREFIX: &str = "link_tc_";
 
@@ -77,7 +81,8 @@ impl Default for MapSizes {
 }
 
 impl MapSizes {
-    /// Each sized map's name with its size (the config map has a fixed single entry).
+    /// Each sized map's name with its size (the config map has a fixed single entry, the
+    /// drop counters one per reason).
     fn by_map(&self) -> [(&'static str, u32); 6] {
         [
             (SVC_MAP, self.services),
@@ -87,6 +92,34 @@ impl MapSizes {
             (AFFINITY_MAP, self.affinity),
             (SOCK_REVNAT_MAP, self.sock_rev_nat),
         ]
+    }
+
+    /// The counter maps: one entry per reverse-NAT index and per backend.
+    fn counter_maps(&self) -> [(&'static str, u32); 2] {
+        [
+            (SVC_STATS_MAP, self.rev_nat),
+            (BACKEND_STATS_MAP, self.backends),
+        ]
+    }
+
+    /// Rejects sizes the kernel would refuse or the ids cannot address.
+    fn validate(&self) -> Result<()> {
+        for (name, entries) in self.by_map() {
+            if entries == 0 {
+                return Err(Error::invalid(
+                    format!("map size of {name}"),
+                    "must be at least 1",
+                ));
+            }
+        }
+        // Reverse-NAT indexes are 16-bit (0 unused).
+        if self.rev_nat > u32::from(u16::MAX) + 1 {
+            return Err(Error::invalid(
+                "map size of reverse-NAT entries",
+                format!("{} is over 65536 (16-bit reverse-NAT indexes)", self.rev_nat),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -104,6 +137,12 @@ pub struct DatapathConfig {
     pub node_addr: Option<Ipv4Addr>,
     /// This node's pod range (backends inside it are local).
     pub pod_cidr: Option<Ipv4Cidr>,
+    /// The cluster's service (ClusterIP) range. Packets to addresses outside the range
+    /// the programs are told (this one, widened to hold every programmed frontend; the
+    /// node address aside) skip the per-packet service lookups. None: the range is the
+    /// smallest prefix holding the programmed frontends.
+    #[serde(default)]
+    pub service_cidr: Option<Ipv4Cidr>,
     #[serde(default)]
     pub map_sizes: MapSizes,
 }
@@ -140,7 +179,15 @@ pub struct Datapath {
     svc: HashMap<MapData, ServiceKey, ServiceValue>,
     backends: HashMap<MapData, u32, Backend>,
     rev_nat: HashMap<MapData, u16, RevNat>,
+    svc_stats: PerCpuHashMap<MapData, u32, TrafficCounters>,
+    backend_stats: PerCpuHashMap<MapData, u32, TrafficCounters>,
     mirror: MapMirror,
+    /// Frontend of each reverse-NAT index with its service, shared with [`Observer`]s.
+    names: Arc<RwLock<FrontendNames>>,
+    /// What the programs were told ([`CONFIG_MAP`]), service range included.
+    node_config: NodeConfig,
+    /// The service range in `node_config`: None = no frontend yet (nothing matches).
+    service_range: Option<Ipv4Cidr>,
     links: BTreeMap<String, PinnedLink>,
     /// Connected on the first [`Datapath::sync_peers`].
     peer_routes: Option<BlockingPeerRoutes>,
@@ -233,10 +280,11 @@ impl Datapath {
         let pin_dir = pin_root.join(node);
         sys::ensure_bpffs(&pin_dir)?;
         let sizes = config.map_sizes.clone();
+        sizes.validate()?;
 
         let mut loader = EbpfLoader::new();
         loader.default_map_pin_directory(&pin_dir);
-        for (name, entries) in sizes.by_map() {
+        for (name, entries) in sizes.by_map().into_iter().chain(sizes.counter_maps()) {
             loader.map_max_entries(name, entries);
         }
         let mut ebpf = loader.load(OBJECT)?;
@@ -247,6 +295,9 @@ impl Datapath {
             prog.load().map_err(|e| prog_err(name, e))?;
         }
         {
+            let (name, _) = SOCK_RELEASE_PROGRAM;
+            let prog: &mut CgroupSock = program(&mut ebpf, name)?;
+            prog.load().map_err(|e| prog_err(name, e))?;
             let prog: &mut SchedClassifier = program(&mut ebpf, TC_PROGRAM)?;
             prog.load().map_err(|e| prog_err(TC_PROGRAM, e))?;
         }
@@ -259,29 +310,11 @@ impl Datapath {
         let rev_nat: HashMap<MapData, u16, RevNat> =
             HashMap::try_from(take_map(&mut ebpf, REVNAT_MAP)?)
                 .map_err(|e| map_err(REVNAT_MAP, e))?;
-
-        let underlay_ifindex = match &config.underlay_iface {
-            Some(i) => sys::ifindex(i)?,
-            None => 0,
-        };
-        {
-            let mut cfg: Array<&mut MapData, NodeConfig> = Array::try_from(
-                ebpf.map_mut(CONFIG_MAP)
-                    .ok_or_else(|| Error::MissingMap(CONFIG_MAP.into()))?,
-            )
-            .map_err(|e| map_err(CONFIG_MAP, e))?;
-            cfg.set(
-                0,
-                NodeConfig {
-                    node_addr: config.node_addr.map(addr_be).unwrap_or(0),
-                    underlay_ifindex,
-                    pod_net: config.pod_cidr.map(|c| addr_be(c.network())).unwrap_or(0),
-                    pod_mask: config.pod_cidr.map(|c| addr_be(c.mask_addr())).unwrap_or(0),
-                },
-                0,
-            )
-            .map_err(|e| map_err(CONFIG_MAP, e))?;
-        }
+        let svc_stats = PerCpuHashMap::try_from(take_map(&mut ebpf, SVC_STATS_MAP)?)
+            .map_err(|e| map_err(SVC_STATS_MAP, e))?;
+        let backend_stats = PerCpuHashMap::try_from(take_map(&mut ebpf, BACKEND_STATS_MAP)?)
+            .map_err(|e| map_err(BACKEND_STATS_MAP, e))?;
+        let node_config = node_config(&config)?;
 
         let services: Vec<(ServiceKey, ServiceValue)> = svc.iter().filter_map(|r| r.ok()).collect();
         let backend_entries: Vec<(u32, Backend)> = backends.iter().filter_map(|r| r.ok()).collect();
@@ -295,6 +328,8 @@ impl Datapath {
             );
         }
 
+        let reused: Vec<Ipv4Addr> = mirror.frontend_addrs().collect();
+        let service_cidr = config.service_cidr;
         let mut dp = Self {
             node: node.to_string(),
             pin_dir,
@@ -303,12 +338,18 @@ impl Datapath {
             svc,
             backends,
             rev_nat,
+            svc_stats,
+            backend_stats,
             mirror,
+            names: Arc::default(),
+            node_config,
+            service_range: service_cidr,
             links: BTreeMap::new(),
             peer_routes: None,
             _log: log,
             ebpf,
         };
+        dp.cover_frontends(reused.into_iter(), true)?;
         dp.attach_cgroup()?;
         if let Some(ul) = dp.config.underlay_iface.clone() {
             dp.attach_interface(&ul)?;
@@ -326,6 +367,30 @@ impl Datapath {
     /// Directory holding this node's pinned maps and links.
     pub fn pin_dir(&self) -> &Path {
         &self.pin_dir
+    }
+
+    /// A reader of this datapath's counters, program statistics and map fill that works
+    /// beside it (another thread or task), from its own handles on the pinned maps.
+    pub fn observer(&self) -> Result<Observer> {
+        let mut programs = Vec::new();
+        let names = CGROUP_PROGRAMS
+            .iter()
+            .map(|(name, _)| *name)
+            .chain([SOCK_RELEASE_PROGRAM.0, TC_PROGRAM]);
+        for name in names {
+            let prog = self
+                .ebpf
+                .program(name)
+                .ok_or_else(|| Error::MissingProgram(name.to_string()))?;
+            let info = prog.info().map_err(|e| prog_err(name, e))?;
+            programs.push((name, info.id()));
+        }
+        Observer::open(
+            &self.pin_dir,
+            self.sizes.clone(),
+            programs,
+            self.names.clone(),
+        )
     }
 
     fn attach_cgroup(&mut self) -> Result<()> {
@@ -348,6 +413,17 @@ impl Datapath {
             })?;
             self.install_link(link_name, fd)?;
         }
+        let (prog_name, link_name) = SOCK_RELEASE_PROGRAM;
+        let prog: &mut CgroupSock = program(&mut self.ebpf, prog_name)?;
+        let id = prog
+            .attach(&file, CgroupAttachMode::Single)
+            .map_err(|e| prog_err(prog_name, e))?;
+        let link = prog.take_link(id).map_err(|e| prog_err(prog_name, e))?;
+        let fd: FdLink = link.try_into().map_err(|e| Error::Link {
+            path: self.pin_dir.join(link_name),
+            source: e,
+        })?;
+        self.install_link(link_name, fd)?;
         debug!(cgroup = %cgroup.display(), "socket load balancing attached");
         Ok(())
     }
@@ -443,15 +519,58 @@ impl Datapath {
     pub fn sync_service(&mut self, spec: &ServiceSpec, endpoints: &[Endpoint]) -> Result<usize> {
         let desired = desired_frontends(spec, endpoints, self.config.node_addr)?;
         let ops = self.mirror.sync(&spec.name, &desired)?;
-        self.apply(&ops)?;
+        // Before any slot is published: the programs must look new frontends up.
+        self.cover_frontends(desired.keys().map(|fe| fe.addr), false)?;
+        let applied = self.apply(&ops);
+        self.update_names(&spec.name);
+        applied?;
         Ok(ops.len())
     }
 
     /// Removes every frontend of the service `name`.
     pub fn delete_service(&mut self, name: &ServiceName) -> Result<usize> {
         let ops = self.mirror.delete(name);
-        self.apply(&ops)?;
+        let applied = self.apply(&ops);
+        self.update_names(name);
+        applied?;
         Ok(ops.len())
+    }
+
+    /// Widens the service range the programs check to hold `addrs` (the node address aside,
+    /// it has its own check) and writes it when it changed or `always`. Never narrows.
+    fn cover_frontends(
+        &mut self,
+        addrs: impl Iterator<Item = Ipv4Addr>,
+        always: bool,
+    ) -> Result<()> {
+        let before = self.service_range;
+        for addr in addrs.filter(|a| Some(*a) != self.config.node_addr) {
+            self.service_range = Some(match self.service_range {
+                Some(range) => range.widen_to(addr),
+                None => Ipv4Cidr::new(addr, 32)?,
+            });
+        }
+        if before == self.service_range && !always {
+            return Ok(());
+        }
+        (self.node_config.svc_net, self.node_config.svc_mask) = match self.service_range {
+            Some(r) => (addr_be(r.network()), addr_be(r.mask_addr())),
+            // Matches no real destination (0.0.0.0/32).
+            None => (0, u32::MAX),
+        };
+        write_node_config(&mut self.ebpf, &self.node_config)?;
+        if before != self.service_range {
+            debug!(range = ?self.service_range, "service range of the per-packet path");
+        }
+        Ok(())
+    }
+
+    /// Brings the shared frontend names of service `name` in line with the mirror.
+    fn update_names(&self, name: &ServiceName) {
+        let frontends = self.mirror.frontends_of(name);
+        if let Ok(mut names) = self.names.write() {
+            names.set_service(name, frontends);
+        }
     }
 
     /// Removes frontends that no service synced since load owns: call once
@@ -492,6 +611,7 @@ impl Datapath {
                 MapOp::DelBackend { id } => ignore_missing(self.backends.remove(id))
                     .map_err(|e| (BACKEND_MAP, self.sizes.backends, e)),
             };
+            let r = r.and_then(|()| self.apply_counters(op));
             if let Err((name, max, e)) = r {
                 // Bring the mirror back in line with what the maps hold.
                 self.resync_mirror();
@@ -506,6 +626,49 @@ impl Datapath {
             }
         }
         Ok(())
+    }
+
+    /// Creates the (zeroed) counters of a new frontend or backend, removes those of a
+    /// removed one. An existing entry keeps its counts (a restart, a re-put).
+    fn apply_counters(&mut self, op: &MapOp) -> Result<(), (&'static str, u32, MapError)> {
+        let (map, name, max, key, put) = match op {
+            MapOp::PutRevNat { index, .. } => (
+                &mut self.svc_stats,
+                SVC_STATS_MAP,
+                self.sizes.rev_nat,
+                u32::from(*index),
+                true,
+            ),
+            MapOp::DelRevNat { index } => (
+                &mut self.svc_stats,
+                SVC_STATS_MAP,
+                self.sizes.rev_nat,
+                u32::from(*index),
+                false,
+            ),
+            MapOp::PutBackend { id, .. } => (
+                &mut self.backend_stats,
+                BACKEND_STATS_MAP,
+                self.sizes.backends,
+                *id,
+                true,
+            ),
+            MapOp::DelBackend { id } => (
+                &mut self.backend_stats,
+                BACKEND_STATS_MAP,
+                self.sizes.backends,
+                *id,
+                false,
+            ),
+            _ => return Ok(()),
+        };
+        let r = if put {
+            zeroed_counters()
+                .and_then(|zero| ignore_exists(map.insert(key, zero, BPF_NOEXIST)))
+        } else {
+            ignore_missing(map.remove(&key))
+        };
+        r.map_err(|e| (name, max, e))
     }
 
     fn resync_mirror(&mut self) {
@@ -587,6 +750,60 @@ fn drop_pinned(link: PinnedLink, path: &Path) {
     }
 }
 
+/// `BPF_NOEXIST`: create only.
+const BPF_NOEXIST: u64 = 1;
+
+/// One zeroed [`TrafficCounters`] per possible CPU.
+fn zeroed_counters() -> Result<PerCpuValues<TrafficCounters>, MapError> {
+    let cpus = aya::util::nr_cpus().map_err(|(_, io_error)| {
+        MapError::SyscallError(aya::sys::SyscallError {
+            call: "nr_cpus",
+            io_error,
+        })
+    })?;
+    PerCpuValues::try_from(vec![TrafficCounters::default(); cpus]).map_err(|io_error| {
+        MapError::SyscallError(aya::sys::SyscallError {
+            call: "per-cpu values",
+            io_error,
+        })
+    })
+}
+
+fn ignore_exists(r: Result<(), MapError>) -> Result<(), MapError> {
+    match r {
+        Err(MapError::SyscallError(ref s)) if s.io_error.raw_os_error() == Some(libc::EEXIST) => {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// The node's addresses, underlay ifindex and pod range for the programs (the service
+/// range is set by [`Datapath::cover_frontends`]).
+fn node_config(config: &DatapathConfig) -> Result<NodeConfig> {
+    let underlay_ifindex = match &config.underlay_iface {
+        Some(i) => sys::ifindex(i)?,
+        None => 0,
+    };
+    Ok(NodeConfig {
+        node_addr: config.node_addr.map(addr_be).unwrap_or(0),
+        underlay_ifindex,
+        pod_net: config.pod_cidr.map(|c| addr_be(c.network())).unwrap_or(0),
+        pod_mask: config.pod_cidr.map(|c| addr_be(c.mask_addr())).unwrap_or(0),
+        svc_net: 0,
+        svc_mask: u32::MAX,
+    })
+}
+
+fn write_node_config(ebpf: &mut Ebpf, value: &NodeConfig) -> Result<()> {
+    let mut cfg: Array<&mut MapData, NodeConfig> = Array::try_from(
+        ebpf.map_mut(CONFIG_MAP)
+            .ok_or_else(|| Error::MissingMap(CONFIG_MAP.into()))?,
+    )
+    .map_err(|e| map_err(CONFIG_MAP, e))?;
+    cfg.set(0, value, 0).map_err(|e| map_err(CONFIG_MAP, e))
+}
+
 fn ignore_missing(r: Result<(), MapError>) -> Result<(), MapError> {
     match r {
         Err(MapError::KeyNotFound) => Ok(()),
@@ -651,12 +868,13 @@ mod tests {
 
     #[test]
     fn default_sizes_are_the_object_sizes_of_the_named_maps() {
-        let defaults = MapSizes::default().by_map();
+        let sizes = MapSizes::default();
+        let defaults: Vec<_> = sizes.by_map().into_iter().chain(sizes.counter_maps()).collect();
         let common = &bpfk_ebpf_common::MAPS;
         assert_eq!(
-            defaults.len() + 1,
+            defaults.len() + 2,
             common.len(),
-            "every map but the config map"
+            "every map but the config map and the drop counters"
         );
         for (name, entries) in defaults {
             assert!(common.contains(&(name, entries)), "{name}: {entries}");

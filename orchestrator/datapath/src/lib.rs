@@ -8,6 +8,7 @@
 //! update the service maps in place. [`PeerRoutes`] keeps the routes to other
 //! nodes' pods over one rtnetlink connection.
 
+pub mod counters;
 mod datapath;
 mod error;
 pub mod map_mirror;
@@ -15,6 +16,7 @@ pub mod model;
 mod routes;
 pub mod sys;
 
+pub use counters::{enable_run_stats, Observer, Snapshot};
 pub use datapath::{teardown_pins, Datapath, DatapathConfig, MapSizes, Stats, DEFAULT_PIN_ROOT};
 pub use error::{Error, Result};
 pub use model::{

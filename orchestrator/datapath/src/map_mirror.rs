@@ -339,6 +339,21 @@ impl MapMirror {
         self.backends.len()
     }
 
+    /// Addresses of every frontend.
+    pub fn frontend_addrs(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        self.frontends.keys().map(|fe| fe.addr)
+    }
+
+    /// The frontends of service `name` with their reverse-NAT indexes.
+    pub fn frontends_of(&self, name: &ServiceName) -> Vec<(u16, Frontend)> {
+        self.owners
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter_map(|fe| self.frontends.get(fe).map(|e| (e.rev_nat_index, *fe)))
+            .collect()
+    }
+
     /// Services whose frontends this mirror knows an owner for.
     pub fn owned_services(&self) -> impl Iterator<Item = &ServiceName> {
         self.owners.keys()

@@ -136,6 +136,20 @@ impl Ipv4Cidr {
     pub fn network(self) -> Ipv4Addr {
         Ipv4Addr::from(u32::from(self.addr) & self.mask())
     }
+
+    /// The longest prefix holding both this prefix and `ip`.
+    pub fn widen_to(self, ip: Ipv4Addr) -> Self {
+        let common = (u32::from(self.network()) ^ u32::from(ip)).leading_zeros() as u8;
+        let prefix_len = self.prefix_len.min(common);
+        let cidr = Self {
+            addr: self.addr,
+            prefix_len,
+        };
+        Self {
+            addr: cidr.network(),
+            prefix_len,
+        }
+    }
 }
 
 impl FromStr for Ipv4Cidr {
@@ -171,6 +185,18 @@ pub struct PeerNode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn widening_keeps_the_longest_common_prefix() {
+        let c = |s: &str| s.parse::<Ipv4Cidr>().unwrap();
+        let one = Ipv4Cidr::new(Ipv4Addr::new(10, 96, 0, 10), 32).unwrap();
+        assert_eq!(one.widen_to(Ipv4Addr::new(10, 96, 0, 10)), one);
+        assert_eq!(one.widen_to(Ipv4Addr::new(10, 96, 0, 11)), c("10.96.0.10/31"));
+        assert_eq!(one.widen_to(Ipv4Addr::new(10, 96, 4, 250)), c("10.96.0.0/21"));
+        assert_eq!(c("10.96.0.0/12").widen_to(Ipv4Addr::new(10, 100, 0, 1)), c("10.96.0.0/12"));
+        assert_eq!(c("10.96.0.0/12").widen_to(Ipv4Addr::new(10, 250, 0, 1)), c("10.0.0.0/8"));
+        assert_eq!(c("10.0.0.0/8").widen_to(Ipv4Addr::new(192, 168, 0, 1)), c("0.0.0.0/0"));
+    }
 
     #[test]
     fn cidr_parses_and_contains() {
