@@ -94,6 +94,27 @@ fn connect(env: &Env, vip: &str) -> String {
     )
 }
 
+/// `GET /metrics` from the agent's loopback endpoint.
+fn scrape(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics endpoint");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).expect("metrics response");
+    assert!(body.starts_with("HTTP/1.0 200") || body.starts_with("HTTP/1.1 200"), "{body}");
+    body
+}
+
+/// The value of the first sample line starting with `prefix`.
+fn sample(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
 fn poll(what: &str, mut f: impl FnMut() -> Option<String>) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -160,12 +181,17 @@ async fn agent_programs_services_from_the_api() {
 
     let log_path = std::env::temp_dir().join(format!("bpfk-agent-{id}.log"));
     let log = fs::File::create(&log_path).unwrap();
+    let metrics_port = TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port();
     env.agent = Some(
         Command::new(bpfk_lab::server::binary("bpfk-agent"))
             .args(["--node-name", &env.node, "--kubeconfig"])
             .arg(cluster.server.kubeconfig())
             .arg("--cgroup")
             .arg(&env.cgroup)
+            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}"), "--bpf-stats"])
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
@@ -240,6 +266,21 @@ async fn agent_programs_services_from_the_api() {
     assert!(
         logged.contains("service synced") && logged.contains("micros"),
         "agent must log watch-to-maps timing: {logged}"
+    );
+    // The connection is counted for the service, connect4's runs too, and the sync timed.
+    let text = scrape(metrics_port);
+    let conns = sample(
+        &text,
+        r#"bpfk_datapath_frontend_connections_total{namespace="default",service="e2e","#,
+    );
+    assert!(conns.is_some_and(|n| n >= 1.0), "{text}");
+    let runs = sample(&text, r#"bpfk_datapath_program_runs_total{program="bpfk_connect4"}"#);
+    assert!(runs.is_some_and(|n| n >= 1.0), "{text}");
+    let syncs = sample(&text, "bpfk_proxy_sync_duration_seconds_count");
+    assert!(syncs.is_some_and(|n| n >= 1.0), "{text}");
+    assert!(
+        text.contains(r#"bpfk_datapath_map_max_entries{map="BPFK_CT_V1"} 131072"#),
+        "{text}"
     );
 
     // Endpoints gone → refused at once.

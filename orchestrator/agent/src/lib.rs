@@ -6,6 +6,7 @@
 
 pub mod convert;
 pub mod dns;
+pub mod metrics;
 pub mod pod_cidr;
 pub mod proxy;
 pub mod slice_index;
@@ -17,7 +18,7 @@ use std::{
     pin::Pin,
 };
 
-use bpfk_datapath::{Datapath, DatapathConfig, Ipv4Cidr, PeerRoutes};
+use bpfk_datapath::{Datapath, DatapathConfig, Ipv4Cidr, MapSizes, PeerRoutes};
 use clap::Parser;
 use tokio::sync::oneshot;
 
@@ -58,10 +59,63 @@ pub struct Args {
     /// Do not run the service proxy (no eBPF datapath is loaded); needs `--kubelet`.
     #[arg(long, requires = "kubelet")]
     pub no_proxy: bool,
+    /// The cluster's service (ClusterIP) range, e.g. 10.96.0.0/12: per-packet service
+    /// lookups start inside it (it widens itself to hold every programmed frontend; without
+    /// it, the smallest range holding them).
+    #[arg(long)]
+    pub service_cidr: Option<Ipv4Cidr>,
+    /// Serve /metrics (Prometheus text: datapath counters, drops, program run time, map
+    /// fill, watch → maps latency) on this address; meant for loopback (127.0.0.1:10249, as
+    /// kube-proxy). Off when not given.
+    #[arg(long)]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Turn on the kernel's eBPF run statistics (run counts and time in /metrics) while the
+    /// agent runs; they cost two clock reads per program run.
+    #[arg(long)]
+    pub bpf_stats: bool,
+    #[command(flatten)]
+    pub map_sizes: MapSizeArgs,
     #[command(flatten)]
     pub kubelet: bpfk_kubelet::KubeletArgs,
     #[command(flatten)]
     pub dns: dns::DnsArgs,
+}
+
+/// Sizes (entries) of the datapath's maps. A full map fails the service update that needed
+/// room (logged, and counted in `bpfk_proxy_sync_failures_total{reason="map_full"}`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct MapSizeArgs {
+    /// Service map: one entry per frontend plus one per backend slot.
+    #[arg(long, default_value_t = MapSizes::default().services, value_parser = clap::value_parser!(u32).range(1..))]
+    pub bpf_map_services: u32,
+    /// Backend map: one entry per distinct backend address.
+    #[arg(long, default_value_t = MapSizes::default().backends, value_parser = clap::value_parser!(u32).range(1..))]
+    pub bpf_map_backends: u32,
+    /// Reverse-NAT map: one entry per frontend (at most 65536: 16-bit indexes).
+    #[arg(long, default_value_t = MapSizes::default().rev_nat, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub bpf_map_rev_nat: u32,
+    /// Conntrack map (LRU) of the per-packet path: two entries per translated flow.
+    #[arg(long, default_value_t = MapSizes::default().conntrack, value_parser = clap::value_parser!(u32).range(1..))]
+    pub bpf_map_conntrack: u32,
+    /// Session-affinity map (LRU).
+    #[arg(long, default_value_t = MapSizes::default().affinity, value_parser = clap::value_parser!(u32).range(1..))]
+    pub bpf_map_affinity: u32,
+    /// Socket reverse-NAT map (LRU): one entry per open translated socket.
+    #[arg(long, default_value_t = MapSizes::default().sock_rev_nat, value_parser = clap::value_parser!(u32).range(1..))]
+    pub bpf_map_sock_rev_nat: u32,
+}
+
+impl MapSizeArgs {
+    fn sizes(&self) -> MapSizes {
+        MapSizes {
+            services: self.bpf_map_services,
+            backends: self.bpf_map_backends,
+            rev_nat: self.bpf_map_rev_nat,
+            conntrack: self.bpf_map_conntrack,
+            affinity: self.bpf_map_affinity,
+            sock_rev_nat: self.bpf_map_sock_rev_nat,
+        }
+    }
 }
 
 /// Why the agent stopped.
@@ -79,6 +133,11 @@ pub enum Error {
     Dns(#[from] dns::Error),
     #[error("kubelet: {0}")]
     Kubelet(#[from] bpfk_kubelet::Error),
+    #[error("metrics endpoint {addr}: {source}")]
+    Metrics {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("kubelet log endpoint {addr}: {source}")]
     LogServer {
         addr: SocketAddr,
@@ -156,20 +215,55 @@ fn proxy_part(
         underlay_iface: args.underlay_iface.clone(),
         node_addr: args.node_ip,
         pod_cidr: args.pod_cidr,
-        ..Default::default()
+        service_cidr: args.service_cidr,
+        map_sizes: args.map_sizes.sizes(),
     };
     let node = args.node_name.clone();
+    let (metrics_addr, bpf_stats) = (args.metrics_addr, args.bpf_stats);
     Box::pin(async move {
         if let Some(handed) = pod_cidr_handed {
             config.pod_cidr = Some(pod_cidr::from_kubelet(handed, &node).await?);
         }
         let underlay = config.underlay_iface.clone();
         let datapath = Datapath::load(&node, config)?;
+        // Held for the agent's life: the kernel counts while it is open.
+        let _stats = bpf_stats
+            .then(bpfk_datapath::enable_run_stats)
+            .transpose()?;
+        let proxy_metrics = metrics::ProxyMetrics::default();
+        let served = match metrics_addr {
+            Some(addr) => Some(metrics_part(addr, &datapath, proxy_metrics.clone()).await?),
+            None => None,
+        };
         // One rtnetlink connection on this runtime for every route change.
         let peer_routes = underlay.as_deref().map(PeerRoutes::connect).transpose()?;
-        proxy::run(client, datapath, &node, peer_routes, dns).await?;
+        let proxy = proxy::run(client, datapath, &node, peer_routes, dns, proxy_metrics);
+        match served {
+            Some(served) => tokio::select! {
+                r = proxy => r?,
+                r = served => r?,
+            },
+            None => proxy.await?,
+        }
         Ok(())
     })
+}
+
+/// Binds the metrics endpoint (so a taken address fails at start) and returns its server.
+async fn metrics_part(
+    addr: SocketAddr,
+    datapath: &Datapath,
+    proxy: metrics::ProxyMetrics,
+) -> Result<Part> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Metrics { addr, source })?;
+    let observer = datapath.observer()?;
+    Ok(Box::pin(async move {
+        metrics::serve(listener, observer, proxy)
+            .await
+            .map_err(|source| Error::Metrics { addr, source })
+    }))
 }
 
 /// The node-local DNS server (fed by the proxy's watches), unless `--no-dns` or there is no

@@ -123,6 +123,7 @@ struct Proxy {
     pruned: bool,
     /// The node-local DNS server, fed from these watches (and steering kube-dns to it).
     dns: Option<crate::dns::Feed>,
+    metrics: crate::metrics::ProxyMetrics,
 }
 
 impl Proxy {
@@ -155,7 +156,10 @@ impl Proxy {
                             micros = since.elapsed().as_micros() as u64,
                             "service removed from the datapath"
                         ),
-                        Err(e) => warn!(service = %name, "deleting service: {e}"),
+                        Err(e) => {
+                            self.metrics.failed(&e);
+                            warn!(service = %name, "deleting service: {e}")
+                        }
                     }
                 }
                 return;
@@ -175,6 +179,7 @@ impl Proxy {
         match self.dp.sync_service(&spec, &eps) {
             Ok(ops) => {
                 self.synced.insert(name.clone());
+                self.metrics.synced(since.elapsed());
                 let micros = since.elapsed().as_micros() as u64;
                 if ops > 0 {
                     info!(service = %name, endpoints = eps.len(), map_ops = ops, micros,
@@ -183,7 +188,10 @@ impl Proxy {
                     debug!(service = %name, micros, "service unchanged");
                 }
             }
-            Err(e) => warn!(service = %name, "syncing service: {e}"),
+            Err(e) => {
+                self.metrics.failed(&e);
+                warn!(service = %name, "syncing service: {e}")
+            }
         }
     }
 
@@ -280,6 +288,7 @@ pub async fn run(
     node: &str,
     peer_routes: Option<PeerRoutes>,
     dns: Option<crate::dns::Feed>,
+    metrics: crate::metrics::ProxyMetrics,
 ) -> Result<(), Error> {
     let (services, svc_writer) = reflector::store();
     let (slices, slice_writer) = reflector::store();
@@ -302,6 +311,7 @@ pub async fn run(
         listed: HashSet::new(),
         pruned: false,
         dns,
+        metrics,
     };
     info!(
         node,
