@@ -101,7 +101,11 @@ fn counters_follow_socket_and_packet_traffic() {
     let _stats = bpfk_datapath::enable_run_stats().expect("bpf run statistics");
     let obs = dpa.observer().expect("observer");
     let start = web(&obs);
-    assert_eq!(start.counters, Default::default(), "fresh counters: {start:?}");
+    assert_eq!(
+        start.counters,
+        Default::default(),
+        "fresh counters: {start:?}"
+    );
     let runs_before: u64 = obs.programs().iter().map(|p| p.run_count).sum();
 
     // Socket level: 60 connections counted at connect(), no packet seen.
@@ -119,7 +123,11 @@ fn counters_follow_socket_and_packet_traffic() {
         backends(&obs)
     );
     // Every client socket closed: sock_release removed its reverse-NAT entry.
-    assert_eq!(sock_revnat_entries(&obs), 0, "entries left by closed sockets");
+    assert_eq!(
+        sock_revnat_entries(&obs),
+        0,
+        "entries left by closed sockets"
+    );
 
     // Per packet (client outside the cgroup): 40 new flows, both directions counted.
     tcp_clients(client, None, &vip, 40);
@@ -149,12 +157,16 @@ fn counters_follow_socket_and_packet_traffic() {
         obs.programs()
     );
     let fill = obs.map_fill().expect("map fill");
-    let svc = fill.iter().find(|m| m.name == bpfk_ebpf_common::SVC_MAP).unwrap();
+    let svc = fill
+        .iter()
+        .find(|m| m.name == bpfk_ebpf_common::SVC_MAP)
+        .unwrap();
     // web: master + 2 slots, empty: master.
     assert_eq!(svc.entries, 4, "{fill:?}");
 
     // A removed service takes its counters along.
-    dpa.delete_service(&ServiceName::new("default", "web")).unwrap();
+    dpa.delete_service(&ServiceName::new("default", "web"))
+        .unwrap();
     let left = obs.frontends().unwrap();
     assert!(
         left.iter()

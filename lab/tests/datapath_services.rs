@@ -350,3 +350,41 @@ fn session_affinity_client_ip_sticks_to_one_backend() {
     lab.assert_clean(0, &att_a);
     lab.assert_clean(1, &att_b);
 }
+
+/// A 4-tuple used by a per-packet (TC) connection, then by a socket-balanced one (which
+/// clears the tuple's reply entry), then by a TC connection again: the last one must get a
+/// fresh translation both ways (the stale forward entry alone made its SYN-ACK come from the
+/// backend address, so the client reset it).
+#[test]
+fn per_packet_connection_reusing_a_socket_balanced_tuple() {
+    let lab = Lab::new(2);
+    let a = lab.node(0);
+    let _sa = serve(&a.pods[0].ns, "a1");
+    let mut dpa = lab.load_datapath(0);
+    let dpb = lab.load_datapath(1);
+    let vip = Ipv4Addr::new(10, 96, 0, 70);
+    dpa.sync_service(&spec("reuse", vip, None), &[endpoint(a.pods[0].addr)])
+        .unwrap();
+    let addr = format!("{vip}:80");
+    let client = &a.pods[1].ns;
+    for cgroup in [None, Some(a.cgroup.as_path()), None] {
+        let args = [
+            "tcp-client",
+            "--addr",
+            &addr,
+            "--count",
+            "1",
+            "--source-port",
+            "40123",
+        ];
+        let v = run_client(client, cgroup, &args);
+        no_errors(&v);
+        assert_eq!(count(&v, "names", "a1"), 1, "({cgroup:?}) {v}");
+        assert_eq!(v["wrong_peer"], 0, "({cgroup:?}) {v}");
+    }
+    let (att_a, att_b) = (lab.attachments(0), lab.attachments(1));
+    dpa.teardown().unwrap();
+    dpb.teardown().unwrap();
+    lab.assert_clean(0, &att_a);
+    lab.assert_clean(1, &att_b);
+}

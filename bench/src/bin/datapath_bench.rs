@@ -1,21 +1,23 @@
-//! Service throughput benchmark: bpfk's eBPF datapath against direct
-//! pod-to-pod traffic and against kube-proxy's iptables and nftables rule
-//! layouts, on one two-node network-namespace topology (see
-//! `bpfk_lab::netlab`). Run as root:
+//! Service datapath benchmark at scale: bpfk's eBPF datapath (per-packet TC and socket-level
+//! load balancing) against direct pod-to-pod traffic and kube-proxy's iptables and nftables
+//! rule layouts, at 1, 1,000, 10,000 and 30,000 services, on two-node network-namespace labs
+//! (`bpfk_lab::netlab`), one lab per layout so that every layout is loaded at once and the
+//! rounds interleave (A B C D E, A B C D E, …). Run as root:
 //! `cargo run --release -p bpfk-bench --bin datapath_bench`.
 //! Writes `bench/results/datapath.md`.
 
 use std::{
+    collections::BTreeMap,
     fmt::Write as _,
     net::Ipv4Addr,
     path::{Path, PathBuf},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context, Result};
 use bpfk_bench::results_path;
 use bpfk_datapath::{
-    Datapath, Endpoint, EndpointPort, Protocol, ServiceName, ServicePort, ServiceSpec,
+    Datapath, Endpoint, EndpointPort, MapSizes, Protocol, ServiceName, ServicePort, ServiceSpec,
 };
 use bpfk_lab::netlab::{
     check_aborted, install_signal_guard, run_in, sh, sh_in, Lab, NetlabOptions, Proc,
@@ -27,22 +29,21 @@ const VIP_LOCAL: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
 /// ClusterIP whose only backend is the server pod on the other node.
 const VIP_REMOTE: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 11);
 const IPERF_PORT: u16 = 5201;
-const HTTP_PORT: u16 = 8080;
-const SVC_HTTP_PORT: u16 = 80;
-/// Services added to every implementation besides the two measured ones.
-const DUMMY_SERVICES: usize = 1000;
+/// Services of each scale (the two measured ones included; the smallest holds only them).
+const SCALES: [usize; 4] = [1, 1_000, 10_000, 30_000];
 const DUMMY_ENDPOINTS: usize = 2;
-const SECONDS: u32 = 5;
-const WRK_CONNECTIONS: u32 = 16;
 const POD_CIDR: &str = "10.244.0.0/16";
 /// Port of the bench's own connect/1-byte-echo/close server.
 const RR_PORT: u16 = 7000;
 const RR_SVC_PORT: u16 = 70;
 const RR_CONNECTIONS: u32 = 16;
-const RR_SECONDS: u32 = 3;
-const RR_ROUNDS: usize = 3;
-const IPERF_SECONDS: u32 = 3;
-const IPERF_ROUNDS: usize = 3;
+const RR_SECONDS: u32 = 2;
+const IPERF_SECONDS: u32 = 2;
+/// Rounds per scale; each round measures every layout once, in turn.
+const ROUNDS: usize = 3;
+/// A layout whose programming time, scaled linearly from the previous scale, would pass this
+/// is skipped at the next scale (iptables-restore grows faster than linearly).
+const PROGRAMMING_BUDGET: Duration = Duration::from_secs(60);
 
 /// One service port as every implementation sees it.
 struct Svc {
@@ -53,11 +54,14 @@ struct Svc {
     endpoints: Vec<Ipv4Addr>,
 }
 
-fn services(local: Ipv4Addr, remote: Ipv4Addr) -> Vec<Svc> {
-    let mut all: Vec<Svc> = (0..DUMMY_SERVICES)
+/// `total` services: dummies (never hit, 2 endpoints each) first, the two measured last
+/// (the worst place for iptables' linear walk).
+fn services(total: usize, local: Ipv4Addr, remote: Ipv4Addr) -> Vec<Svc> {
+    let first = u32::from(Ipv4Addr::new(10, 96, 1, 1));
+    let mut all: Vec<Svc> = (0..total.saturating_sub(2))
         .map(|i| Svc {
-            name: format!("dummy-{i:04}"),
-            vip: Ipv4Addr::new(10, 96, 1 + (i / 250) as u8, 1 + (i % 250) as u8),
+            name: format!("dummy-{i:05}"),
+            vip: Ipv4Addr::from(first + i as u32),
             ports: vec![("http", 80, 8080)],
             endpoints: (0..DUMMY_ENDPOINTS)
                 .map(|e| Ipv4Addr::new(10, 244, 1 + e as u8, 100 + (i % 100) as u8))
@@ -69,12 +73,10 @@ fn services(local: Ipv4Addr, remote: Ipv4Addr) -> Vec<Svc> {
         vip,
         ports: vec![
             ("iperf", IPERF_PORT, IPERF_PORT),
-            ("http", SVC_HTTP_PORT, HTTP_PORT),
             ("rr", RR_SVC_PORT, RR_PORT),
         ],
         endpoints: vec![ep],
     };
-    // After the dummies: the worst place for iptables' linear walk.
     all.push(measured("bench-local", VIP_LOCAL, local));
     all.push(measured("bench-remote", VIP_REMOTE, remote));
     all
@@ -261,31 +263,52 @@ fn bpfk_services(svcs: &[Svc]) -> Vec<(ServiceSpec, Vec<Endpoint>)> {
         .collect()
 }
 
-/// A loaded datapath, torn down on drop.
-struct DatapathGuard(Option<Datapath>);
+/// The datapaths of a lab's two nodes, torn down on drop.
+struct DatapathGuard(Vec<Datapath>);
 
 impl DatapathGuard {
-    fn load(lab: &Lab, i: usize) -> Result<Self> {
-        let n = lab.nodes[i].clone();
-        let cfg = lab.config(i);
-        let dp = in_netns(&n.ns, move || -> Result<Datapath> {
-            let mut dp = Datapath::load(&n.name, cfg)
-                .with_context(|| format!("loading the datapath of {}", n.name))?;
-            for p in &n.pods {
-                dp.attach_interface(&p.host_if)
-                    .with_context(|| format!("attaching TC to {}", p.host_if))?;
+    /// Loads both nodes' datapaths (maps sized for `total` services) with TC on every pod
+    /// veth, and programs `specs`; returns the time node 1 took to program them from scratch.
+    fn load(
+        lab: &Lab,
+        total: usize,
+        specs: &[(ServiceSpec, Vec<Endpoint>)],
+    ) -> Result<(Self, Duration)> {
+        let mut guard = Self(Vec::new());
+        let mut took = Duration::ZERO;
+        for i in 0..2 {
+            let n = lab.nodes[i].clone();
+            let mut cfg = lab.config(i);
+            let defaults = MapSizes::default();
+            // A master entry and 2 slots per service.
+            let slots = u32::try_from(total * 4).unwrap_or(u32::MAX);
+            cfg.map_sizes.services = defaults.services.max(slots);
+            let dp = in_netns(&n.ns, move || -> Result<Datapath> {
+                let mut dp = Datapath::load(&n.name, cfg)
+                    .with_context(|| format!("loading the datapath of {}", n.name))?;
+                for p in &n.pods {
+                    dp.attach_interface(&p.host_if)
+                        .with_context(|| format!("attaching TC to {}", p.host_if))?;
+                }
+                Ok(dp)
+            })?;
+            guard.0.push(dp);
+            let start = Instant::now();
+            for (spec, eps) in specs {
+                check_aborted()?;
+                guard.0[i]
+                    .sync_service(spec, eps)
+                    .with_context(|| format!("syncing {}", spec.name))?;
             }
-            Ok(dp)
-        })?;
-        Ok(Self(Some(dp)))
-    }
-
-    fn get(&mut self) -> Result<&mut Datapath> {
-        self.0.as_mut().context("datapath already torn down")
+            if i == 0 {
+                took = start.elapsed();
+            }
+        }
+        Ok((guard, took))
     }
 
     fn teardown(mut self) -> Result<()> {
-        if let Some(dp) = self.0.take() {
+        for dp in self.0.drain(..) {
             dp.teardown().context("datapath teardown")?;
         }
         Ok(())
@@ -294,7 +317,7 @@ impl DatapathGuard {
 
 impl Drop for DatapathGuard {
     fn drop(&mut self) {
-        if let Some(dp) = self.0.take() {
+        for dp in self.0.drain(..) {
             if let Err(e) = dp.teardown() {
                 eprintln!("datapath teardown: {e}");
             }
@@ -311,145 +334,281 @@ impl Drop for TempDir {
     }
 }
 
-/// One measured path.
-struct Row {
-    case: String,
-    backend: &'static str,
-    gbps: Option<f64>,
-    cpu_client: Option<f64>,
-    cpu_server: Option<f64>,
-    conn_per_s: Option<f64>,
-    wrk_cpu: Option<Duration>,
-    rr_per_s: Option<f64>,
-    rr_runs: Vec<f64>,
-    /// (Gbit/s, client CPU %, server CPU %) per round
-    iperf_runs: Vec<(f64, f64, f64)>,
-    rr_cpu: Option<Duration>,
+/// How service traffic is handled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Layout {
+    Direct,
+    Iptables,
+    Nftables,
+    Tc,
+    SocketLb,
+}
+
+const LAYOUTS: [Layout; 5] = [
+    Layout::Direct,
+    Layout::Iptables,
+    Layout::Nftables,
+    Layout::Tc,
+    Layout::SocketLb,
+];
+
+impl Layout {
+    fn title(self) -> &'static str {
+        match self {
+            Layout::Direct => "direct pod → pod (no service)",
+            Layout::Iptables => "kube-proxy iptables layout (iptables-nft)",
+            Layout::Nftables => "kube-proxy nftables layout",
+            Layout::Tc => "bpfk eBPF, per-packet TC on the pod veth",
+            Layout::SocketLb => "bpfk eBPF, socket LB (client in the node cgroup)",
+        }
+    }
+
+    /// Which lab of [`Beds`] it runs in.
+    fn bed(self) -> usize {
+        match self {
+            Layout::Direct => 0,
+            Layout::Iptables => 1,
+            Layout::Nftables => 2,
+            Layout::Tc | Layout::SocketLb => 3,
+        }
+    }
+}
+
+/// A lab with `iperf3 -s` and the rr server in both server pods.
+struct Bed {
+    lab: Lab,
+    _servers: Vec<Proc>,
+}
+
+fn bed() -> Result<Bed> {
+    let lab = Lab::new(NetlabOptions {
+        pods: [2, 1],
+        owner: "bench",
+        static_peer_routes: true,
+    })?;
+    let exe = std::env::current_exe().context("locating this binary")?;
+    let exe = exe.to_string_lossy().into_owned();
+    let mut servers = Vec::new();
+    for pod in [&lab.nodes[0].pods[1], &lab.nodes[1].pods[0]] {
+        // No TIME_WAIT on the servers: the client's TCP timestamp offset depends on the
+        // address it dialled (pod or ClusterIP), so a TIME_WAIT left by one case would
+        // stall SYNs of the next.
+        sh_in(&pod.ns, &["sysctl", "-qw", "net.ipv4.tcp_max_tw_buckets=0"])?;
+        let iperf = ["iperf3", "-s", "-p", &IPERF_PORT.to_string()];
+        servers.push(Proc::spawn(&pod.ns, None, &iperf)?);
+        let rr = [exe.as_str(), "rr-server", &RR_PORT.to_string()];
+        servers.push(Proc::spawn(&pod.ns, None, &rr)?);
+    }
+    Ok(Bed {
+        lab,
+        _servers: servers,
+    })
+}
+
+/// Samples of one layout and backend at one scale.
+#[derive(Default)]
+struct Samples {
+    gbps: Vec<f64>,
+    conns: Vec<f64>,
     notes: Vec<String>,
 }
 
-struct Client<'a> {
-    ns: &'a str,
-    cgroup: Option<&'a Path>,
+/// One scale's figures.
+struct ScaleResult {
+    services: usize,
+    /// Programming time from scratch (node 1), or why the layout was skipped.
+    programming: BTreeMap<Layout, Result<Duration, String>>,
+    samples: BTreeMap<(Layout, usize), Samples>,
 }
 
-fn iperf(client: &Client, addr: Ipv4Addr, row: &mut Row) -> Result<()> {
-    let (out, _) = run_in(
-        client.ns,
-        client.cgroup,
-        &[
-            "iperf3",
-            "-c",
-            &addr.to_string(),
-            "-p",
-            &IPERF_PORT.to_string(),
-            "-t",
-            &IPERF_SECONDS.to_string(),
-            "-O",
-            "1",
-            "-J",
-        ],
-        Duration::from_secs(u64::from(IPERF_SECONDS) + 20),
-    )?;
+fn iperf(ns: &str, cgroup: Option<&Path>, addr: Ipv4Addr, s: &mut Samples) -> Result<()> {
+    let args = [
+        "iperf3",
+        "-c",
+        &addr.to_string(),
+        "-p",
+        &IPERF_PORT.to_string(),
+        "-t",
+        &IPERF_SECONDS.to_string(),
+        "-O",
+        "1",
+        "-J",
+    ];
+    let limit = Duration::from_secs(u64::from(IPERF_SECONDS) + 20);
+    let (out, _) = run_in(ns, cgroup, &args, limit)?;
     let v: serde_json::Value = match serde_json::from_slice(&out.stdout) {
         Ok(v) => v,
         Err(e) => {
-            row.notes.push(format!("iperf3: no JSON ({e})"));
+            s.notes.push(format!("iperf3: no JSON ({e})"));
             return Ok(());
         }
     };
     if let Some(err) = v["error"].as_str() {
-        row.notes.push(format!("iperf3: {err}"));
-        return Ok(());
-    }
-    let cpu = &v["end"]["cpu_utilization_percent"];
-    match v["end"]["sum_received"]["bits_per_second"].as_f64() {
-        Some(b) => row.iperf_runs.push((
-            b / 1e9,
-            cpu["host_total"].as_f64().unwrap_or(f64::NAN),
-            cpu["remote_total"].as_f64().unwrap_or(f64::NAN),
-        )),
-        None => row.notes.push("iperf3: no received rate".into()),
+        s.notes.push(format!("iperf3: {err}"));
+    } else if let Some(b) = v["end"]["sum_received"]["bits_per_second"].as_f64() {
+        s.gbps.push(b / 1e9);
+    } else {
+        s.notes.push("iperf3: no received rate".into());
     }
     Ok(())
 }
 
-fn wrk(client: &Client, addr: Ipv4Addr, port: u16, row: &mut Row) -> Result<()> {
-    let (out, cpu) = run_in(
-        client.ns,
-        client.cgroup,
-        &[
-            "wrk",
-            "-t1",
-            &format!("-c{WRK_CONNECTIONS}"),
-            &format!("-d{SECONDS}s"),
-            "--timeout",
-            "2s",
-            "-H",
-            "Connection: close",
-            &format!("http://{addr}:{port}/"),
-        ],
-        Duration::from_secs(u64::from(SECONDS) + 20),
-    )?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    row.conn_per_s = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
-        .and_then(|v| v.trim().parse().ok());
-    row.wrk_cpu = Some(cpu);
-    for l in text.lines() {
-        let l = l.trim();
-        if l.starts_with("Socket errors") || l.starts_with("Non-2xx") {
-            row.notes.push(format!("wrk: {l}"));
-        }
-    }
-    if row.conn_per_s.is_none() {
-        row.notes.push(format!(
-            "wrk failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(())
-}
-
-fn rr(client: &Client, addr: Ipv4Addr, port: u16, row: &mut Row) -> Result<()> {
+fn rr(ns: &str, cgroup: Option<&Path>, addr: Ipv4Addr, port: u16, s: &mut Samples) -> Result<()> {
     let exe = std::env::current_exe().context("locating this binary")?;
     let exe = exe.to_string_lossy().into_owned();
-    let (out, cpu) = run_in(
-        client.ns,
-        client.cgroup,
-        &[
-            &exe,
-            "rr-client",
-            &format!("{addr}:{port}"),
-            &RR_SECONDS.to_string(),
-            &RR_CONNECTIONS.to_string(),
-        ],
-        Duration::from_secs(u64::from(SECONDS) + 20),
-    )?;
+    let args = [
+        exe.as_str(),
+        "rr-client",
+        &format!("{addr}:{port}"),
+        &RR_SECONDS.to_string(),
+        &RR_CONNECTIONS.to_string(),
+    ];
+    let limit = Duration::from_secs(u64::from(RR_SECONDS) + 20);
+    let (out, _) = run_in(ns, cgroup, &args, limit)?;
     let v: serde_json::Value = match serde_json::from_slice(&out.stdout) {
         Ok(v) => v,
         Err(e) => {
-            row.notes.push(format!(
-                "rr-client: no JSON ({e}): {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
+            let err = String::from_utf8_lossy(&out.stderr);
+            s.notes
+                .push(format!("rr-client: no JSON ({e}): {}", err.trim()));
             return Ok(());
         }
     };
-    let (done, errors, secs) = (
-        v["done"].as_u64().unwrap_or(0),
-        v["errors"].as_u64().unwrap_or(0),
-        v["seconds"].as_f64().unwrap_or(0.0),
-    );
+    let done = v["done"].as_u64().unwrap_or(0);
+    let secs = v["seconds"].as_f64().unwrap_or(0.0);
     if secs > 0.0 {
-        row.rr_runs.push(done as f64 / secs);
+        s.conns.push(done as f64 / secs);
     }
-    row.rr_cpu = Some(row.rr_cpu.unwrap_or_default() + cpu);
+    let errors = v["errors"].as_u64().unwrap_or(0);
     if errors > 0 {
-        row.notes.push(format!("rr: {errors} failed connections"));
+        s.notes.push(format!("rr: {errors} failed connections"));
     }
     Ok(())
+}
+
+/// One round of `layout` to one backend (0 = same node, 1 = other node).
+fn measure(beds: &[Bed], layout: Layout, backend: usize, s: &mut Samples) -> Result<()> {
+    check_aborted()?;
+    let lab = &beds[layout.bed()].lab;
+    let client = &lab.nodes[0].pods[0].ns;
+    let cgroup = (layout == Layout::SocketLb).then_some(lab.nodes[0].cgroup.as_path());
+    let (addr, rr_port) = match (layout, backend) {
+        (Layout::Direct, 0) => (lab.nodes[0].pods[1].addr, RR_PORT),
+        (Layout::Direct, _) => (lab.nodes[1].pods[0].addr, RR_PORT),
+        (_, 0) => (VIP_LOCAL, RR_SVC_PORT),
+        _ => (VIP_REMOTE, RR_SVC_PORT),
+    };
+    iperf(client, cgroup, addr, s)?;
+    rr(client, cgroup, addr, rr_port, s)
+}
+
+/// Programs `layout` with `svcs` from scratch in its lab (removing what an earlier scale
+/// loaded) and returns the time node 1 took.
+fn program(
+    beds: &[Bed],
+    layout: Layout,
+    svcs: &[Svc],
+    work: &Path,
+    datapaths: &mut Option<DatapathGuard>,
+) -> Result<Duration> {
+    let lab = &beds[layout.bed()].lab;
+    match layout {
+        Layout::Direct | Layout::SocketLb => Ok(Duration::ZERO),
+        Layout::Iptables => {
+            flush_iptables(lab, "iptables")?;
+            let rules = iptables_rules(svcs);
+            load_rules(lab, work, "iptables.rules", &rules, &["iptables-restore"])
+        }
+        Layout::Nftables => {
+            for n in &lab.nodes {
+                sh_in(&n.ns, &["nft", "flush", "ruleset"])?;
+            }
+            let rules = nft_rules(svcs);
+            load_rules(lab, work, "kube-proxy.nft", &rules, &["nft", "-f"])
+        }
+        Layout::Tc => {
+            if let Some(old) = datapaths.take() {
+                old.teardown()?;
+            }
+            let (guard, took) = DatapathGuard::load(lab, svcs.len(), &bpfk_services(svcs))?;
+            *datapaths = Some(guard);
+            Ok(took)
+        }
+    }
+}
+
+/// Whether `layout`, which took `took` at `prev` services, fits the budget at `next`.
+fn within_budget(took: Duration, prev: usize, next: usize) -> Result<(), String> {
+    let projected = took.mul_f64(next as f64 / prev.max(1) as f64);
+    if projected > PROGRAMMING_BUDGET {
+        Err(format!(
+            "skipped: programming projected at {:.0} s ({:.1} s at {prev})",
+            projected.as_secs_f64(),
+            took.as_secs_f64()
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Programs every layout for `total` services, then measures them in interleaved rounds.
+fn run_scale(
+    beds: &[Bed],
+    total: usize,
+    work: &Path,
+    datapaths: &mut Option<DatapathGuard>,
+    previous: Option<&ScaleResult>,
+) -> Result<ScaleResult> {
+    let local = beds[0].lab.nodes[0].pods[1].addr;
+    let remote = beds[0].lab.nodes[1].pods[0].addr;
+    let svcs = services(total, local, remote);
+    let mut programming = BTreeMap::new();
+    for layout in LAYOUTS {
+        let budget = previous
+            .and_then(|p| p.programming.get(&layout).map(|r| (p.services, r.clone())))
+            .map(|(prev, r)| r.and_then(|took| within_budget(took, prev, svcs.len())))
+            .unwrap_or(Ok(()));
+        let r = match budget {
+            Ok(()) => Ok(program(beds, layout, &svcs, work, datapaths)?),
+            Err(why) => Err(why),
+        };
+        eprintln!("{total} services: {layout:?} programmed: {r:?}");
+        programming.insert(layout, r);
+    }
+    let mut samples: BTreeMap<(Layout, usize), Samples> = BTreeMap::new();
+    for round in 0..ROUNDS {
+        for layout in LAYOUTS {
+            if programming.get(&layout).is_some_and(|r| r.is_err()) {
+                continue;
+            }
+            for backend in 0..2 {
+                let s = samples.entry((layout, backend)).or_default();
+                measure(beds, layout, backend, s)?;
+            }
+        }
+        eprintln!("{total} services: round {} of {ROUNDS} done", round + 1);
+    }
+    Ok(ScaleResult {
+        services: svcs.len(),
+        programming,
+        samples,
+    })
+}
+
+/// `median [min–max]` of `v`.
+fn summary(v: &[f64], digits: usize) -> String {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match (v.first(), v.get(v.len() / 2), v.last()) {
+        (Some(lo), Some(m), Some(hi)) => format!("{m:.digits$} [{lo:.digits$}–{hi:.digits$}]"),
+        _ => "—".into(),
+    }
+}
+
+fn median(v: &[f64]) -> Option<f64> {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied()
 }
 
 /// `rr-server <port>`: accepts, answers the 1-byte request with 1 byte and
@@ -530,54 +689,141 @@ fn rr_client(addr: &str, seconds: &str, conns: &str) -> Result<()> {
     Ok(())
 }
 
-/// Measures both backends (same node, other node) through `targets`.
-fn measure(
-    rows: &mut Vec<Row>,
-    case: &str,
-    client: &Client,
-    targets: [(Ipv4Addr, u16, u16); 2],
-) -> Result<()> {
-    for ((addr, http_port, rr_port), backend) in
-        targets.into_iter().zip(["same node", "other node"])
-    {
-        check_aborted()?;
-        eprintln!("measuring {case} -> {backend} ({addr})");
-        let mut row = Row {
-            case: case.to_string(),
-            backend,
-            gbps: None,
-            cpu_client: None,
-            cpu_server: None,
-            conn_per_s: None,
-            wrk_cpu: None,
-            rr_per_s: None,
-            rr_runs: Vec::new(),
-            iperf_runs: Vec::new(),
-            rr_cpu: None,
-            notes: Vec::new(),
-        };
-        for _ in 0..IPERF_ROUNDS {
-            iperf(client, addr, &mut row)?;
+/// Writes `text` to a file and feeds it to `cmd` in both node namespaces.
+/// Returns the time node 1 took.
+fn load_rules(lab: &Lab, dir: &Path, file: &str, text: &str, cmd: &[&str]) -> Result<Duration> {
+    let path = dir.join(file);
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    let path = path.to_string_lossy().into_owned();
+    let mut first = None;
+    for n in &lab.nodes {
+        let mut args = cmd.to_vec();
+        args.push(&path);
+        let start = Instant::now();
+        sh_in(&n.ns, &args)?;
+        first.get_or_insert(start.elapsed());
+    }
+    Ok(first.unwrap_or_default())
+}
+
+fn flush_iptables(lab: &Lab, tool: &str) -> Result<()> {
+    for n in &lab.nodes {
+        for table in ["nat", "filter"] {
+            sh_in(&n.ns, &[tool, "-t", table, "-F"])?;
+            sh_in(&n.ns, &[tool, "-t", table, "-X"])?;
         }
-        row.iperf_runs.sort_by(|a, b| a.0.total_cmp(&b.0));
-        if let Some(m) = row.iperf_runs.get(row.iperf_runs.len() / 2) {
-            row.gbps = Some(m.0);
-            row.cpu_client = Some(m.1);
-            row.cpu_server = Some(m.2);
-        }
-        wrk(client, addr, http_port, &mut row)?;
-        for _ in 0..RR_ROUNDS {
-            rr(client, addr, rr_port, &mut row)?;
-        }
-        row.rr_runs.sort_by(f64::total_cmp);
-        row.rr_per_s = row.rr_runs.get(row.rr_runs.len() / 2).copied();
-        eprintln!(
-            "  {:?} Gbit/s, {:?} http conn/s, {:?} rr conn/s {:?}",
-            row.gbps, row.conn_per_s, row.rr_per_s, row.notes
-        );
-        rows.push(row);
     }
     Ok(())
+}
+
+struct Facts {
+    date: String,
+    kernel: String,
+    nproc: String,
+    load_before: String,
+    load_after: String,
+    elapsed: Duration,
+}
+
+fn report(results: &[ScaleResult], f: &Facts) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# Service datapath throughput at scale\n\n\
+         Written by `cargo run --release -p bpfk-bench --bin datapath_bench` (as root) on {}: \
+         {}-core VM, kernel {}; the whole run took {:.0} s. Load average before: `{}`, after: `{}`. \
+         **The machine was shared with other builds and tests during this run** (2 cores, ~5 \
+         parallel sessions), so absolute figures are noisy and the ranges wide; compare layouts \
+         within one scale, whose rounds were interleaved.\n",
+        f.date,
+        f.nproc,
+        f.kernel,
+        f.elapsed.as_secs_f64(),
+        f.load_before,
+        f.load_after,
+    );
+    let _ = writeln!(
+        s,
+        "## Topology and method\n\n\
+         Four labs built by the benchmark (`lab/src/netlab.rs`), one per layout, each the same: \
+         two node namespaces joined by veths to a bridge in an underlay namespace (10.250.0.1 and \
+         10.250.0.2/24), each routing the other's pod range (10.244.N.0/24) over the underlay; pods \
+         are namespaces with a /32 and a veth to their node. Node 1 holds the client pod \
+         (10.244.1.11) and a server pod (10.244.1.12, *same node*); node 2 a server pod \
+         (10.244.2.11, *other node*). Servers: `iperf3 -s` and the benchmark's own rr server. \
+         Nothing routes out of the labs; all is removed at exit (also on error and signals). \
+         Separate labs let every layout stay loaded while the rounds interleave (direct, iptables, \
+         nftables, TC, socket LB, then again), so drift of the shared machine favours none; \
+         conntrack and netfilter rules of one layout never touch another's packets.\n\n\
+         - Services: at each scale N, N−2 dummy services (10.96.1.1 upwards, port 80, \
+         {DUMMY_ENDPOINTS} endpoints each, never hit) and the two measured ones last: {VIP_LOCAL} → the \
+         same-node server, {VIP_REMOTE} → the other-node server (ports {IPERF_PORT} and \
+         {RR_SVC_PORT}→{RR_PORT}). The smallest scale holds only the two measured services.\n\
+         - **iptables layout**: kube-proxy's iptables mode written out for this benchmark (nat \
+         `KUBE-SERVICES` matched linearly → `KUBE-SVC-*` with `statistic` → `KUBE-SEP-*` DNAT, \
+         masquerade marks, `KUBE-FORWARD` conntrack accept), loaded with `iptables-restore` \
+         (nf_tables backend). **nftables layout**: kube-proxy's nftables mode (`service-ips` verdict \
+         map → per-service `numgen` vmap → per-endpoint `dnat`), loaded with `nft -f`. **bpfk**: \
+         `bpfk-datapath` on both nodes, TC on the underlay and pod veths; *TC* = client outside the \
+         node cgroup (every packet translated on its veth), *socket LB* = client inside it \
+         (`connect4` picks the backend once).\n\
+         - **Programming**: time to load all N services from scratch on node 1 \
+         (`iptables-restore` / `nft -f` of the whole layout; bpfk: `sync_service` of each service \
+         into fresh maps). A layout whose time, scaled linearly from the previous scale, would pass \
+         {} s is skipped at the next scale (named in the table).\n\
+         - **Gbit/s**: `iperf3 -t {IPERF_SECONDS} -O 1`, one TCP stream, received rate. **new conn/s**: \
+         the benchmark's rr client ({RR_CONNECTIONS} threads for {RR_SECONDS} s: connect, 1 byte each \
+         way, close). Each figure is the median of {ROUNDS} rounds with [min–max].\n\
+         - No figure is asserted anywhere; this is a measurement, not a test.\n",
+        PROGRAMMING_BUDGET.as_secs(),
+    );
+    for r in results {
+        scale_section(&mut s, r);
+    }
+    s
+}
+
+fn scale_section(s: &mut String, r: &ScaleResult) {
+    let _ = writeln!(
+        s,
+        "## {} services\n\n\
+         | Layout | Programming (node 1) | Backend | Gbit/s | new conn/s | conn/s ÷ direct | Notes |\n\
+         |---|---:|---|---:|---:|---:|---|",
+        r.services
+    );
+    for layout in LAYOUTS {
+        let prog = match r.programming.get(&layout) {
+            Some(Ok(d)) if *d > Duration::ZERO => format!("{:.3} s", d.as_secs_f64()),
+            Some(Ok(_)) => "—".into(),
+            Some(Err(why)) => {
+                let _ = writeln!(s, "| {} | {why} | | | | | |", layout.title());
+                continue;
+            }
+            None => continue,
+        };
+        for (backend, name) in ["same node", "other node"].iter().enumerate() {
+            let Some(v) = r.samples.get(&(layout, backend)) else {
+                continue;
+            };
+            let direct = r
+                .samples
+                .get(&(Layout::Direct, backend))
+                .and_then(|d| median(&d.conns));
+            let ratio = match (median(&v.conns), direct) {
+                (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+                _ => "—".into(),
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {prog} | {name} | {} | {} | {ratio} | {} |",
+                layout.title(),
+                summary(&v.gbps, 2),
+                summary(&v.conns, 0),
+                v.notes.join("; ")
+            );
+        }
+    }
+    let _ = writeln!(s);
 }
 
 fn require_root_and_tools() -> Result<()> {
@@ -588,10 +834,7 @@ fn require_root_and_tools() -> Result<()> {
     for tool in [
         &["ip", "-V"][..],
         &["iperf3", "--version"],
-        &["wrk", "--version"],
-        &["busybox", "--help"],
         &["iptables-restore", "--version"],
-        &["iptables-legacy-restore", "--version"],
         &["nft", "--version"],
     ] {
         let ok = std::process::Command::new(tool[0])
@@ -607,399 +850,77 @@ fn require_root_and_tools() -> Result<()> {
     Ok(())
 }
 
-/// Writes `text` to a file and feeds it to `cmd` in both node namespaces.
-fn load_rules(lab: &Lab, dir: &Path, file: &str, text: &str, cmd: &[&str]) -> Result<()> {
-    let path = dir.join(file);
-    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-    let path = path.to_string_lossy().into_owned();
-    for n in &lab.nodes {
-        let mut args = cmd.to_vec();
-        args.push(&path);
-        sh_in(&n.ns, &args)?;
-    }
-    Ok(())
-}
-
-fn flush_iptables(lab: &Lab, tool: &str) -> Result<()> {
-    for n in &lab.nodes {
-        for table in ["nat", "filter"] {
-            sh_in(&n.ns, &[tool, "-t", table, "-F"])?;
-            sh_in(&n.ns, &[tool, "-t", table, "-X"])?;
-        }
-    }
-    Ok(())
-}
-
-fn run() -> Result<()> {
+fn run(scales: &[usize]) -> Result<()> {
     install_signal_guard()?;
     require_root_and_tools()?;
-    let date = sh(&["date", "-u", "+%Y-%m-%d %H:%M UTC"])?;
-    let kernel = sh(&["uname", "-r"])?;
+    let started = Instant::now();
     let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let nproc = sh(&["nproc"])?;
-
     let work = TempDir(std::env::temp_dir().join(format!("bpfk-bench-{}", std::process::id())));
-    let www = work.0.join("www");
-    std::fs::create_dir_all(&www).context("creating the web root")?;
-    std::fs::write(www.join("index.html"), "bpfk datapath bench\n".repeat(4))
-        .context("writing index.html")?;
-
-    let lab = Lab::new(NetlabOptions {
-        pods: [2, 1],
-        owner: "bench",
-        static_peer_routes: true,
-    })?;
-    let client_pod = lab.nodes[0].pods[0].clone();
-    let local = lab.nodes[0].pods[1].clone();
-    let remote = lab.nodes[1].pods[0].clone();
-    let www_s = www.to_string_lossy().into_owned();
-    let mut servers: Vec<Proc> = Vec::new();
-    for pod in [&local, &remote] {
-        // No TIME_WAIT on the servers: the client's TCP timestamp offset
-        // depends on the address it dialled (pod or ClusterIP), so a
-        // TIME_WAIT left by one case would stall SYNs of the next.
-        sh_in(&pod.ns, &["sysctl", "-qw", "net.ipv4.tcp_max_tw_buckets=0"])?;
-        servers.push(Proc::spawn(
-            &pod.ns,
-            None,
-            &["iperf3", "-s", "-p", &IPERF_PORT.to_string()],
-        )?);
-        servers.push(Proc::spawn(
-            &pod.ns,
-            None,
-            &[
-                "busybox",
-                "httpd",
-                "-f",
-                "-p",
-                &HTTP_PORT.to_string(),
-                "-h",
-                &www_s,
-            ],
-        )?);
-    }
-    let exe = std::env::current_exe().context("locating this binary")?;
-    let exe = exe.to_string_lossy().into_owned();
-    for pod in [&local, &remote] {
-        servers.push(Proc::spawn(
-            &pod.ns,
-            None,
-            &[&exe, "rr-server", &RR_PORT.to_string()],
-        )?);
-    }
+    std::fs::create_dir_all(&work.0).context("creating the work directory")?;
+    let beds = (0..4).map(|_| bed()).collect::<Result<Vec<_>>>()?;
     std::thread::sleep(Duration::from_secs(1));
-
-    let svcs = services(local.addr, remote.addr);
-    let plain = Client {
-        ns: &client_pod.ns,
-        cgroup: None,
-    };
-    let vips = [
-        (VIP_LOCAL, SVC_HTTP_PORT, RR_SVC_PORT),
-        (VIP_REMOTE, SVC_HTTP_PORT, RR_SVC_PORT),
-    ];
-    let mut rows = Vec::new();
-
-    measure(
-        &mut rows,
-        "direct pod → pod (no service)",
-        &plain,
-        [
-            (local.addr, HTTP_PORT, RR_PORT),
-            (remote.addr, HTTP_PORT, RR_PORT),
-        ],
-    )?;
-
-    let direct_in_cgroup = Client {
-        ns: &client_pod.ns,
-        cgroup: Some(&lab.nodes[0].cgroup),
-    };
-    measure(
-        &mut rows,
-        "direct pod → pod, client in the node cgroup (no BPF loaded; control)",
-        &direct_in_cgroup,
-        [
-            (local.addr, HTTP_PORT, RR_PORT),
-            (remote.addr, HTTP_PORT, RR_PORT),
-        ],
-    )?;
-
-    let ipt = iptables_rules(&svcs);
-    let ipt_rules = ipt.lines().filter(|l| l.starts_with("-A")).count();
-    load_rules(&lab, &work.0, "iptables.rules", &ipt, &["iptables-restore"])?;
-    measure(
-        &mut rows,
-        "kube-proxy iptables layout (iptables-nft)",
-        &plain,
-        vips,
-    )?;
-    flush_iptables(&lab, "iptables")?;
-    for n in &lab.nodes {
-        sh_in(&n.ns, &["nft", "flush", "ruleset"])?;
+    let mut datapaths = None;
+    let mut results: Vec<ScaleResult> = Vec::new();
+    for &total in scales {
+        let r = run_scale(&beds, total, &work.0, &mut datapaths, results.last())?;
+        results.push(r);
     }
-
-    load_rules(
-        &lab,
-        &work.0,
-        "iptables.rules",
-        &ipt,
-        &["iptables-legacy-restore"],
-    )?;
-    measure(
-        &mut rows,
-        "kube-proxy iptables layout (iptables-legacy)",
-        &plain,
-        vips,
-    )?;
-    flush_iptables(&lab, "iptables-legacy")?;
-
-    let nft = nft_rules(&svcs);
-    load_rules(&lab, &work.0, "kube-proxy.nft", &nft, &["nft", "-f"])?;
-    measure(&mut rows, "kube-proxy nftables layout", &plain, vips)?;
-    for n in &lab.nodes {
-        sh_in(&n.ns, &["nft", "delete", "table", "ip", "kube-proxy"])?;
-    }
-
-    let mut dps = vec![DatapathGuard::load(&lab, 0)?, DatapathGuard::load(&lab, 1)?];
-    let specs = bpfk_services(&svcs);
-    for dp in &mut dps {
-        for (spec, eps) in &specs {
-            check_aborted()?;
-            dp.get()?
-                .sync_service(spec, eps)
-                .with_context(|| format!("syncing {}", spec.name))?;
-        }
-    }
-    let stats = dps[0].get()?.stats();
-    measure(
-        &mut rows,
-        "bpfk eBPF, per-packet TC on the pod veth",
-        &plain,
-        vips,
-    )?;
-    let in_cgroup = Client {
-        ns: &client_pod.ns,
-        cgroup: Some(&lab.nodes[0].cgroup),
-    };
-    measure(
-        &mut rows,
-        "bpfk eBPF, socket LB (client in the node cgroup)",
-        &in_cgroup,
-        vips,
-    )?;
-    for dp in dps {
+    if let Some(dp) = datapaths.take() {
         dp.teardown()?;
     }
-    drop(servers);
-    let load_after = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-
-    let md = report(
-        &rows,
-        &Facts {
-            date: date.trim(),
-            kernel: kernel.trim(),
-            nproc: nproc.trim(),
-            load_before: load_before.trim(),
-            load_after: load_after.trim(),
-            ipt_rules,
-            nft_elements: svcs.iter().map(|s| s.ports.len()).sum(),
-            bpf_frontends: stats.frontends,
-            bpf_backends: stats.backends,
-        },
-    );
+    drop(beds);
+    let facts = Facts {
+        date: sh(&["date", "-u", "+%Y-%m-%d %H:%M UTC"])?
+            .trim()
+            .to_string(),
+        kernel: sh(&["uname", "-r"])?.trim().to_string(),
+        nproc: sh(&["nproc"])?.trim().to_string(),
+        load_before: load_before.trim().to_string(),
+        load_after: std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+        elapsed: started.elapsed(),
+    };
     let path = results_path("datapath.md");
-    std::fs::write(&path, md).with_context(|| format!("writing {}", path.display()))?;
+    std::fs::write(&path, report(&results, &facts))
+        .with_context(|| format!("writing {}", path.display()))?;
     eprintln!("wrote {}", path.display());
     Ok(())
 }
 
-struct Facts<'a> {
-    date: &'a str,
-    kernel: &'a str,
-    nproc: &'a str,
-    load_before: &'a str,
-    load_after: &'a str,
-    ipt_rules: usize,
-    nft_elements: usize,
-    bpf_frontends: usize,
-    bpf_backends: usize,
-}
-
-fn opt(v: Option<f64>, digits: usize) -> String {
-    v.map(|v| format!("{v:.digits$}"))
-        .unwrap_or_else(|| "—".into())
-}
-
-fn report(rows: &[Row], f: &Facts) -> String {
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "# Service datapath throughput\n\n\
-         Written by `cargo run --release -p bpfk-bench --bin datapath_bench` (as root) on {date}: \
-         {nproc}-core VM, kernel {kernel}; load average before: `{lb}`, after: `{la}` (the \
-         benchmark's own load included: a shared VM, so absolute figures are noisy); the cases \
-         ran one after the other (not interleaved) in the same topology.\n",
-        date = f.date,
-        nproc = f.nproc,
-        kernel = f.kernel,
-        lb = f.load_before,
-        la = f.load_after,
-    );
-    let _ = writeln!(
-        s,
-        "## Topology\n\n\
-         Network namespaces built by the benchmark (`lab/src/netlab.rs`): two node namespaces \
-         joined by veths to a bridge in an underlay namespace (10.250.0.1 and 10.250.0.2/24), each \
-         routing the other's pod range (10.244.N.0/24) over the underlay. Pods are namespaces with a \
-         /32 on `eth0` and a veth to their node (default route via 169.254.1.1). Node 1 holds the \
-         client pod (10.244.1.11) and a server pod (10.244.1.12); node 2 holds a server pod \
-         (10.244.2.11). Servers: `iperf3 -s` (port {IPERF_PORT}) and `busybox httpd` (port \
-         {HTTP_PORT}, a {size}-byte page). Nothing routes out of the lab; all of it is removed at \
-         exit (also on error and SIGINT/SIGTERM).\n\n\
-         Two ClusterIPs: {VIP_LOCAL} (backend: the server on node 1, *same node*) and {VIP_REMOTE} \
-         (backend: the server on node 2, *other node*), ports {IPERF_PORT}→{IPERF_PORT}, \
-         {SVC_HTTP_PORT}→{HTTP_PORT} and {RR_SVC_PORT}→{RR_PORT}. Each implementation also holds **{DUMMY_SERVICES} dummy \
-         services** (10.96.1.1–10.96.4.250, port 80, {DUMMY_ENDPOINTS} endpoints each, never hit) so \
-         lookups see a realistic rule count; the measured services come *after* the dummies.\n",
-        size = "bpfk datapath bench\n".len() * 4,
-    );
-    let _ = writeln!(
-        s,
-        "## Cases\n\n\
-         - **direct**: the client targets the server pod's address; no service rules at all.\n\
-         - **kube-proxy iptables layout** (written for this benchmark from kube-proxy's documented \
-         layout, not kube-proxy itself), loaded with `iptables-restore` on both nodes: nat \
-         `PREROUTING`/`OUTPUT` → `KUBE-SERVICES` (one rule per service port, matched linearly) → \
-         `KUBE-SVC-<hash>` (masquerade mark for sources outside {POD_CIDR}, then \
-         `-m statistic --mode random --probability 1/n` per endpoint) → `KUBE-SEP-<hash>` (hairpin \
-         mark, `DNAT`); `KUBE-POSTROUTING` masquerades marked packets (`--random-fully`); filter \
-         `FORWARD` → `KUBE-FORWARD` (mark and conntrack `RELATED,ESTABLISHED` accept). {ipt} rules \
-         in all. Run once with the nf_tables backend (`iptables`) and once with the legacy \
-         x_tables backend (`iptables-legacy`).\n\
-         - **kube-proxy nftables layout**, loaded with `nft -f`: `table ip kube-proxy`, nat \
-         prerouting/output chains jump to `services`, which looks up `ip daddr . meta l4proto . th \
-         dport` in the verdict map `service-ips` ({nft} elements) → per-service chain (masquerade \
-         mark for outside sources, `numgen random mod n vmap` over endpoints) → per-endpoint chain \
-         (`dnat to`); `masquerading` in postrouting; `ct state related,established accept` in a \
-         forward filter chain.\n\
-         - **bpfk eBPF** (`bpfk-datapath` `Datapath::load` on both nodes, TC attached to the \
-         underlay and pod veths, services written with `sync_service`; maps hold {bf} frontends and \
-         {bb} backends per node, the dummies' endpoints sharing 200 addresses; no netfilter rules loaded): once with the client outside the node \
-         cgroup (every packet is translated by the TC program on the client pod's veth, replies \
-         reverse-translated), once with the client inside node 1's cgroup (the socket-level \
-         `connect4` hook picks the backend once per connection; packets then flow as direct \
-         pod-to-pod traffic).\n",
-        ipt = f.ipt_rules,
-        nft = f.nft_elements,
-        bf = f.bpf_frontends,
-        bb = f.bpf_backends,
-    );
-    let _ = writeln!(
-        s,
-        "## Method\n\n\
-         - **Gbit/s**: `iperf3 -c <addr> -t {IPERF_SECONDS} -O 1 -J`, one TCP stream from the client pod, \
-         received rate, {IPERF_ROUNDS} rounds (median and range shown). CPU % are iperf3's own figures for its client and server processes \
-         (user+system, of one core).\n\
-         - **conn/s**: `wrk -t1 -c{WRK_CONNECTIONS} -d{SECONDS}s -H 'Connection: close'` against \
-         `busybox httpd`: every request is a new TCP connection, so every request pays the \
-         service lookup and NAT setup (conntrack entry creation for the netfilter cases). \
-         busybox httpd forks per connection, so the server side bounds this figure on 2 cores; \
-         compare the cases with each other, not with other HTTP benchmarks. `wrk CPU` is the CPU \
-         time (user+system) wrk used, from `wait4`.\n\
-         - **1-byte conn/s (rr)**: the benchmark's own client (`datapath_bench rr-client`, \
-         {RR_CONNECTIONS} threads, {RR_ROUNDS} rounds of {RR_SECONDS} s) against its own server (`datapath_bench \
-         rr-server`, port {RR_PORT}, service port {RR_SVC_PORT}): connect, send 1 byte, read 1 \
-         byte and the server's close, repeat. Much lighter than HTTP with a forking server, so \
-         per-connection service cost (lookup, NAT/conntrack setup) weighs more. `rr client CPU` \
-         from `wait4`.\n\
-         - Server pods run with `net.ipv4.tcp_max_tw_buckets=0` (no TIME_WAIT sockets): the \
-         client's TCP timestamp offset depends on the address it dialled (pod or ClusterIP), so \
-         TIME_WAIT sockets left by one case would stall the SYNs of the next case on the same \
-         4-tuples (seen in a first run: a 3× drop that followed the case order, not the datapath).\n\
-         - The control case runs the direct client inside node 1's cgroup with no BPF loaded, to \
-         separate the cost of the socket-LB hooks from the cgroup placement.\n\
-         - No figure here is asserted anywhere; this is a measurement, not a test.\n"
-    );
-    let _ = writeln!(
-        s,
-        "## Results\n\n\
-         | Case | Backend | TCP Gbit/s, median [min–max] of {IPERF_ROUNDS} | iperf3 CPU client / server % (median run) | HTTP conn/s (wrk) | wrk CPU s | 1-byte conn/s (rr), median [min–max] of {RR_ROUNDS} | rr client CPU s (all rounds) | Notes |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|---|"
-    );
-    for r in rows {
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {} / {} | {} | {} | {} | {} | {} |",
-            r.case,
-            r.backend,
-            match (r.iperf_runs.first(), r.iperf_runs.last()) {
-                (Some(lo), Some(hi)) => {
-                    format!("{} [{:.2}–{:.2}]", opt(r.gbps, 2), lo.0, hi.0)
-                }
-                _ => "—".into(),
-            },
-            opt(r.cpu_client, 0),
-            opt(r.cpu_server, 0),
-            opt(r.conn_per_s, 0),
-            opt(r.wrk_cpu.map(|d| d.as_secs_f64()), 2),
-            match (r.rr_runs.first(), r.rr_runs.last()) {
-                (Some(lo), Some(hi)) => format!("{} [{lo:.0}–{hi:.0}]", opt(r.rr_per_s, 0)),
-                _ => "—".into(),
-            },
-            opt(r.rr_cpu.map(|d| d.as_secs_f64()), 2),
-            r.notes.join("; ")
-        );
-    }
-    let _ = writeln!(
-        s,
-        "\n## Relative to direct pod → pod\n\n\
-         Medians divided by the first case's medians for the same backend (1.00 = as fast as \
-         no service at all). The control case takes the same path as the first one: its distance \
-         from 1.00 shows this shared machine's run-to-run noise, which is large.\n\n\
-         | Case | Gbit/s same / other node | 1-byte conn/s same / other node |\n|---|---:|---:|"
-    );
-    let base = |backend: &str| rows.iter().find(|r| r.backend == backend);
-    let ratio = |v: Option<f64>, b: Option<f64>| match (v, b) {
-        (Some(v), Some(b)) if b > 0.0 => format!("{:.2}", v / b),
-        _ => "—".into(),
-    };
-    for pair in rows.chunks(2) {
-        let cells: Vec<(String, String)> = pair
-            .iter()
-            .map(|r| {
-                let b = base(r.backend);
-                (
-                    ratio(r.gbps, b.and_then(|b| b.gbps)),
-                    ratio(r.rr_per_s, b.and_then(|b| b.rr_per_s)),
-                )
-            })
-            .collect();
-        if let [(g1, r1), (g2, r2)] = cells.as_slice() {
-            let _ = writeln!(s, "| {} | {g1} / {g2} | {r1} / {r2} |", pair[0].case);
-        }
-    }
-    s
-}
-
 const HELP: &str = "\
-datapath_bench: service throughput (iperf3 Gbit/s, wrk HTTP conn/s, 1-byte connection rate)
-through bpfk's eBPF datapath (TC and socket LB) against direct pod traffic and kube-proxy's
-iptables and nftables layouts, on a 2-node netns lab it builds and removes. Needs root.
-Writes bench/results/datapath.md. Takes no arguments (rr-server and rr-client are its own
-helpers, run inside the lab).
+datapath_bench: service throughput (iperf3 Gbit/s, new connections per second) at 1, 1,000,
+10,000 and 30,000 services through bpfk's eBPF datapath (TC and socket LB) against direct pod
+traffic and kube-proxy's iptables and nftables layouts, in interleaved rounds on 2-node netns
+labs it builds and removes. Needs root. Writes bench/results/datapath.md.
 
-usage: datapath_bench [-h|--help]
+usage: datapath_bench [--scales N,N,...]   (default 1,1000,10000,30000)
   (from the repository: cargo run --release -p bpfk-bench --bin datapath_bench)
+  rr-server and rr-client are its own helpers, run inside the labs.
 ";
+
+fn parse_scales(arg: &str) -> Result<Vec<usize>> {
+    let scales: Vec<usize> = arg
+        .split(',')
+        .map(|v| v.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .context("--scales: comma-separated numbers")?;
+    if scales.is_empty() || scales.iter().any(|n| *n == 0 || *n > 60_000) {
+        bail!("--scales: each between 1 and 60000");
+    }
+    Ok(scales)
+}
 
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let result = match args.get(1).map(String::as_str) {
         Some("rr-server") if args.len() == 3 => rr_server(&args[2]),
         Some("rr-client") if args.len() == 5 => rr_client(&args[2], &args[3], &args[4]),
+        Some("--scales") if args.len() == 3 => parse_scales(&args[2]).and_then(|s| run(&s)),
         _ => {
             bpfk_bench::no_arguments("datapath_bench", HELP);
-            run()
+            run(&SCALES)
         }
     };
     bpfk_common::exit::report("datapath_bench", result)

@@ -196,7 +196,11 @@ fn start_datapath(lab: &Lab, i: usize, exe: &str, dir: &Path, plan: &Plan) -> Re
     let path = dir.join(format!("plan-{i}.json"));
     std::fs::write(&path, serde_json::to_vec(plan)?).context("writing the plan")?;
     let path = path.to_string_lossy().into_owned();
-    let p = Proc::spawn(&n.ns, None, &[exe, "datapath", "--node", &n.name, "--plan", &path])?;
+    let p = Proc::spawn(
+        &n.ns,
+        None,
+        &[exe, "datapath", "--node", &n.name, "--plan", &path],
+    )?;
     let deadline = Instant::now() + Duration::from_secs(60);
     let want: Vec<PathBuf> = n
         .pods
@@ -280,7 +284,14 @@ fn measure(args: &Args, exe: &str, dir: &Path, lab: &Lab) -> Result<String> {
         servers.push(Proc::spawn(
             &pod.ns,
             None,
-            &[exe, "tcp-server", "--port", &PORT.to_string(), "--name", name],
+            &[
+                exe,
+                "tcp-server",
+                "--port",
+                &PORT.to_string(),
+                "--name",
+                name,
+            ],
         )?);
     }
     let svcs = services(args.services, local.addr, remote.addr);
@@ -288,7 +299,11 @@ fn measure(args: &Args, exe: &str, dir: &Path, lab: &Lab) -> Result<String> {
     for i in 0..2 {
         let plan = Plan {
             config: lab.config(i),
-            interfaces: lab.nodes[i].pods.iter().map(|p| p.host_if.clone()).collect(),
+            interfaces: lab.nodes[i]
+                .pods
+                .iter()
+                .map(|p| p.host_if.clone())
+                .collect(),
             peers: Vec::new(),
             services: svcs.clone(),
         };

@@ -166,10 +166,12 @@ fn try_ingress(ctx: &TcContext) -> Result<i32, i64> {
     };
     // SAFETY: as above.
     if let Some(ct) = unsafe { CT.get(&fkey) }.copied() {
-        if backend(ct.backend_id).is_some() {
+        // A SYN reusing the 4-tuple is a new connection: its reply entry may be gone (a
+        // socket-balanced connection on the same tuple removed it), so it is set up anew.
+        if backend(ct.backend_id).is_some() && !is_syn(ctx, &p)? {
             return translated(ctx, &p, &ct, 0);
         }
-        // The backend was removed: choose again below.
+        // The backend was removed, or a new connection: choose again below.
         let _ = CT.remove(&fkey);
     }
 
@@ -453,17 +455,23 @@ fn reject_tcp(ctx: &TcContext, p: &Packet) -> Result<i32, i64> {
     Ok(unsafe { bpf_redirect(ifindex, 0) } as i32)
 }
 
+/// Whether the packet opens a TCP connection (SYN without ACK).
+#[inline(always)]
+fn is_syn(ctx: &TcContext, p: &Packet) -> Result<bool, i64> {
+    if p.proto != PROTO_TCP {
+        return Ok(false);
+    }
+    let flags: u8 = ctx.load(p.l4 + 13)?;
+    Ok(flags & (TCP_FIN_SYN | TCP_ACK | TCP_RST) == 0x02)
+}
+
 /// A new TCP connection that is not translated (a direct pod connection, or
 /// one balanced at the socket level) may reuse the 4-tuple of an earlier
 /// translated flow: drop that flow's reply entry, or it would rewrite this
 /// connection's replies.
 #[inline(always)]
 fn forget_stale_reply(ctx: &TcContext, p: &Packet) -> Result<(), i64> {
-    if p.proto != PROTO_TCP {
-        return Ok(());
-    }
-    let flags: u8 = ctx.load(p.l4 + 13)?;
-    if flags & (TCP_FIN_SYN | TCP_ACK | TCP_RST) == 0x02 {
+    if is_syn(ctx, p)? {
         let key = CtKey {
             saddr: p.daddr,
             daddr: p.saddr,

@@ -45,6 +45,10 @@ enum Cmd {
         addr: SocketAddr,
         #[arg(long)]
         count: u32,
+        /// Connect from this source port (closing with a RST, so no TIME_WAIT keeps the
+        /// 4-tuple): the next connection reuses the tuple.
+        #[arg(long)]
+        source_port: Option<u16>,
     },
     /// Sends `count` datagrams from fresh sockets and counts the names.
     UdpClient {
@@ -118,7 +122,11 @@ fn run(cmd: Cmd) -> Result<()> {
     match cmd {
         Cmd::TcpServer { port, name } => tcp_server(port, &name),
         Cmd::UdpServer { port, name } => udp_server(port, &name),
-        Cmd::TcpClient { addr, count } => tcp_client(addr, count),
+        Cmd::TcpClient {
+            addr,
+            count,
+            source_port,
+        } => tcp_client(addr, count, source_port),
         Cmd::UdpClient { addr, count } => udp_client(addr, count),
         Cmd::TcpStream { addr, seconds } => tcp_stream(addr, seconds),
         Cmd::Refused { addr, udp } => refused(addr, udp),
@@ -166,12 +174,75 @@ fn udp_server(port: u16, name: &str) -> Result<()> {
     }
 }
 
-fn tcp_client(addr: SocketAddr, count: u32) -> Result<()> {
+/// A TCP connection to `addr` from `port` (any address), closed with a RST when dropped.
+fn connect_from(addr: SocketAddr, port: u16) -> std::io::Result<TcpStream> {
+    use std::os::fd::FromRawFd;
+    let SocketAddr::V4(dst) = addr else {
+        return Err(std::io::Error::other("IPv4 only"));
+    };
+    // SAFETY: plain socket calls on a descriptor this function owns; the sockaddr and option
+    // structs are fully initialised.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let stream = TcpStream::from_raw_fd(fd);
+        let one: libc::c_int = 1;
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        let opt = |name, v: *const libc::c_void, len: usize| {
+            libc::setsockopt(fd, libc::SOL_SOCKET, name, v, len as libc::socklen_t)
+        };
+        // connect() gives up after SO_SNDTIMEO, as connect_timeout does.
+        let timeout = libc::timeval {
+            tv_sec: 2,
+            tv_usec: 0,
+        };
+        opt(libc::SO_REUSEADDR, (&one as *const libc::c_int).cast(), 4);
+        opt(
+            libc::SO_SNDTIMEO,
+            (&timeout as *const libc::timeval).cast(),
+            size_of::<libc::timeval>(),
+        );
+        opt(
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            size_of::<libc::linger>(),
+        );
+        let sa = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_ne_bytes(ip.octets()),
+            },
+            sin_zero: [0; 8],
+        };
+        let len = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        let src = sa(std::net::Ipv4Addr::UNSPECIFIED, port);
+        if libc::bind(fd, (&src as *const libc::sockaddr_in).cast(), len) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let to = sa(*dst.ip(), dst.port());
+        if libc::connect(fd, (&to as *const libc::sockaddr_in).cast(), len) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(stream)
+    }
+}
+
+fn tcp_client(addr: SocketAddr, count: u32, source_port: Option<u16>) -> Result<()> {
     let mut names: BTreeMap<String, u32> = BTreeMap::new();
     let mut errors: BTreeMap<String, u32> = BTreeMap::new();
     let mut wrong_peer = 0;
     for _ in 0..count {
-        match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+        let conn = match source_port {
+            Some(port) => connect_from(addr, port),
+            None => TcpStream::connect_timeout(&addr, Duration::from_secs(2)),
+        };
+        match conn {
             Ok(s) => {
                 // getpeername must report the service, not the backend.
                 if s.peer_addr().ok() != Some(addr) {

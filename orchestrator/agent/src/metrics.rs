@@ -139,8 +139,16 @@ fn register_snapshot(r: &mut Registry, s: &Snapshot) {
     let fe: Counters<FrontendLabels> = traffic_families();
     for f in &s.frontends {
         let labels = FrontendLabels {
-            namespace: f.service.as_ref().map(|s| s.namespace.clone()).unwrap_or_default(),
-            service: f.service.as_ref().map(|s| s.name.clone()).unwrap_or_default(),
+            namespace: f
+                .service
+                .as_ref()
+                .map(|s| s.namespace.clone())
+                .unwrap_or_default(),
+            service: f
+                .service
+                .as_ref()
+                .map(|s| s.name.clone())
+                .unwrap_or_default(),
             frontend: f
                 .frontend
                 .map(|f| format!("{}:{}/{}", f.addr, f.port, proto(f.proto)))

@@ -14,8 +14,8 @@ use std::{
 use aya::maps::{HashMap, Map, MapData, PerCpuArray, PerCpuHashMap};
 use bpfk_ebpf_common::{
     AffinityKey, AffinityValue, Backend, CtKey, CtValue, ServiceKey, ServiceValue, SockRevKey,
-    SockRevValue, TrafficCounters, AFFINITY_MAP, BACKEND_MAP, BACKEND_STATS_MAP, CT_MAP,
-    DROPS_MAP, DROP_REASONS, SOCK_REVNAT_MAP, SVC_MAP, SVC_STATS_MAP,
+    SockRevValue, TrafficCounters, AFFINITY_MAP, BACKEND_MAP, BACKEND_STATS_MAP, CT_MAP, DROPS_MAP,
+    DROP_REASONS, SOCK_REVNAT_MAP, SVC_MAP, SVC_STATS_MAP,
 };
 
 use crate::{
@@ -145,9 +145,8 @@ impl Observer {
         programs: Vec<(&'static str, u32)>,
         names: Arc<RwLock<FrontendNames>>,
     ) -> Result<Self> {
-        let per_cpu = |name| {
-            PerCpuHashMap::try_from(open_map(pin_dir, name)?).map_err(|e| map_err(name, e))
-        };
+        let per_cpu =
+            |name| PerCpuHashMap::try_from(open_map(pin_dir, name)?).map_err(|e| map_err(name, e));
         Ok(Self {
             svc_stats: per_cpu(SVC_STATS_MAP)?,
             backend_stats: per_cpu(BACKEND_STATS_MAP)?,
@@ -250,7 +249,11 @@ impl Observer {
                 self.backends.keys().filter(|k| k.is_ok()).count(),
                 s.backends,
             ),
-            fill(CT_MAP, count_entries::<CtKey, CtValue>(d, CT_MAP)?, s.conntrack),
+            fill(
+                CT_MAP,
+                count_entries::<CtKey, CtValue>(d, CT_MAP)?,
+                s.conntrack,
+            ),
             fill(
                 AFFINITY_MAP,
                 count_entries::<AffinityKey, AffinityValue>(d, AFFINITY_MAP)?,

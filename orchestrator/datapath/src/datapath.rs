@@ -23,9 +23,9 @@ use aya::{
 };
 use bpfk_ebpf_common::{
     Backend, NodeConfig, RevNat, ServiceKey, ServiceValue, TrafficCounters, AFFINITY_MAP,
-    AFFINITY_MAP_ENTRIES, BACKEND_MAP, BACKEND_MAP_ENTRIES, BACKEND_STATS_MAP, CONFIG_MAP,
-    CT_MAP, CT_MAP_ENTRIES, REVNAT_MAP, REVNAT_MAP_ENTRIES, SOCK_REVNAT_MAP,
-    SOCK_REVNAT_MAP_ENTRIES, SVC_MAP, SVC_MAP_ENTRIES, SVC_STATS_MAP,
+    AFFINITY_MAP_ENTRIES, BACKEND_MAP, BACKEND_MAP_ENTRIES, BACKEND_STATS_MAP, CONFIG_MAP, CT_MAP,
+    CT_MAP_ENTRIES, REVNAT_MAP, REVNAT_MAP_ENTRIES, SOCK_REVNAT_MAP, SOCK_REVNAT_MAP_ENTRIES,
+    SVC_MAP, SVC_MAP_ENTRIES, SVC_STATS_MAP,
 };
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
@@ -116,7 +116,10 @@ impl MapSizes {
         if self.rev_nat > u32::from(u16::MAX) + 1 {
             return Err(Error::invalid(
                 "map size of reverse-NAT entries",
-                format!("{} is over 65536 (16-bit reverse-NAT indexes)", self.rev_nat),
+                format!(
+                    "{} is over 65536 (16-bit reverse-NAT indexes)",
+                    self.rev_nat
+                ),
             ));
         }
         Ok(())
@@ -663,8 +666,7 @@ impl Datapath {
             _ => return Ok(()),
         };
         let r = if put {
-            zeroed_counters()
-                .and_then(|zero| ignore_exists(map.insert(key, zero, BPF_NOEXIST)))
+            zeroed_counters().and_then(|zero| ignore_exists(map.insert(key, zero, BPF_NOEXIST)))
         } else {
             ignore_missing(map.remove(&key))
         };
@@ -869,7 +871,11 @@ mod tests {
     #[test]
     fn default_sizes_are_the_object_sizes_of_the_named_maps() {
         let sizes = MapSizes::default();
-        let defaults: Vec<_> = sizes.by_map().into_iter().chain(sizes.counter_maps()).collect();
+        let defaults: Vec<_> = sizes
+            .by_map()
+            .into_iter()
+            .chain(sizes.counter_maps())
+            .collect();
         let common = &bpfk_ebpf_common::MAPS;
         assert_eq!(
             defaults.len() + 2,

@@ -191,11 +191,26 @@ mod tests {
         let c = |s: &str| s.parse::<Ipv4Cidr>().unwrap();
         let one = Ipv4Cidr::new(Ipv4Addr::new(10, 96, 0, 10), 32).unwrap();
         assert_eq!(one.widen_to(Ipv4Addr::new(10, 96, 0, 10)), one);
-        assert_eq!(one.widen_to(Ipv4Addr::new(10, 96, 0, 11)), c("10.96.0.10/31"));
-        assert_eq!(one.widen_to(Ipv4Addr::new(10, 96, 4, 250)), c("10.96.0.0/21"));
-        assert_eq!(c("10.96.0.0/12").widen_to(Ipv4Addr::new(10, 100, 0, 1)), c("10.96.0.0/12"));
-        assert_eq!(c("10.96.0.0/12").widen_to(Ipv4Addr::new(10, 250, 0, 1)), c("10.0.0.0/8"));
-        assert_eq!(c("10.0.0.0/8").widen_to(Ipv4Addr::new(192, 168, 0, 1)), c("0.0.0.0/0"));
+        assert_eq!(
+            one.widen_to(Ipv4Addr::new(10, 96, 0, 11)),
+            c("10.96.0.10/31")
+        );
+        assert_eq!(
+            one.widen_to(Ipv4Addr::new(10, 96, 4, 250)),
+            c("10.96.0.0/21")
+        );
+        assert_eq!(
+            c("10.96.0.0/12").widen_to(Ipv4Addr::new(10, 100, 0, 1)),
+            c("10.96.0.0/12")
+        );
+        assert_eq!(
+            c("10.96.0.0/12").widen_to(Ipv4Addr::new(10, 250, 0, 1)),
+            c("10.0.0.0/8")
+        );
+        assert_eq!(
+            c("10.0.0.0/8").widen_to(Ipv4Addr::new(192, 168, 0, 1)),
+            c("0.0.0.0/0")
+        );
     }
 
     #[test]
