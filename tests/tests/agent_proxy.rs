@@ -103,7 +103,10 @@ fn scrape(port: u16) -> String {
         .unwrap();
     let mut body = String::new();
     s.read_to_string(&mut body).expect("metrics response");
-    assert!(body.starts_with("HTTP/1.0 200") || body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(
+        body.starts_with("HTTP/1.0 200") || body.starts_with("HTTP/1.1 200"),
+        "{body}"
+    );
     body
 }
 
@@ -191,7 +194,11 @@ async fn agent_programs_services_from_the_api() {
             .arg(cluster.server.kubeconfig())
             .arg("--cgroup")
             .arg(&env.cgroup)
-            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}"), "--bpf-stats"])
+            .args([
+                "--metrics-addr",
+                &format!("127.0.0.1:{metrics_port}"),
+                "--bpf-stats",
+            ])
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
@@ -274,7 +281,10 @@ async fn agent_programs_services_from_the_api() {
         r#"bpfk_datapath_frontend_connections_total{namespace="default",service="e2e","#,
     );
     assert!(conns.is_some_and(|n| n >= 1.0), "{text}");
-    let runs = sample(&text, r#"bpfk_datapath_program_runs_total{program="bpfk_connect4"}"#);
+    let runs = sample(
+        &text,
+        r#"bpfk_datapath_program_runs_total{program="bpfk_connect4"}"#,
+    );
     assert!(runs.is_some_and(|n| n >= 1.0), "{text}");
     let syncs = sample(&text, "bpfk_proxy_sync_duration_seconds_count");
     assert!(syncs.is_some_and(|n| n >= 1.0), "{text}");

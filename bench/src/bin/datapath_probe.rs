@@ -275,7 +275,6 @@ fn probe(args: &Args, exe: &str, dir: &Path) -> Result<()> {
 }
 
 fn measure(args: &Args, exe: &str, dir: &Path, lab: &Lab) -> Result<String> {
-    let client = lab.nodes[0].pods[0].clone();
     let local = lab.nodes[0].pods[1].clone();
     let remote = lab.nodes[1].pods[0].clone();
     let mut servers = Vec::new();
@@ -340,45 +339,59 @@ fn measure(args: &Args, exe: &str, dir: &Path, lab: &Lab) -> Result<String> {
     );
     for case in &cases {
         for (target, backend) in case.targets.iter().zip(["same node", "other node"]) {
-            let cgroup = case.in_cgroup.then_some(lab.nodes[0].cgroup.as_path());
-            let before = snapshot(&progs)?;
-            let start = Instant::now();
-            let (out, _) = run_in(
-                &client.ns,
-                cgroup,
-                &[
-                    exe,
-                    "tcp-client",
-                    "--addr",
-                    &format!("{target}:{}", case.port),
-                    "--count",
-                    &CONNECTIONS.to_string(),
-                ],
-                Duration::from_secs(120),
-            )?;
-            let secs = start.elapsed().as_secs_f64();
-            let after = snapshot(&progs)?;
-            let v: serde_json::Value =
-                serde_json::from_slice(&out.stdout).context("tcp-client output")?;
-            if v["errors"] != serde_json::json!({}) {
-                eprintln!("{} -> {backend}: client errors {}", case.name, v["errors"]);
-            }
-            let rate = f64::from(CONNECTIONS) / secs;
-            for (prog, (c1, t1)) in &after {
-                let (c0, t0) = before.get(prog).copied().unwrap_or_default();
-                let (runs, ns) = (c1 - c0, t1 - t0);
-                let per_run = if runs > 0 { ns / runs } else { 0 };
-                let _ = writeln!(
-                    table,
-                    "| {} | {backend} | {rate:.0} | {prog} | {:.1} | {per_run} | {:.0} |",
-                    case.name,
-                    runs as f64 / f64::from(CONNECTIONS),
-                    ns as f64 / f64::from(CONNECTIONS),
-                );
-            }
+            measure_case(lab, exe, &progs, case, *target, backend, &mut table)?;
         }
     }
     drop(nodes);
     drop(servers);
     Ok(table)
+}
+
+/// One row group: `CONNECTIONS` connections of `case` to `target`, per program.
+fn measure_case(
+    lab: &Lab,
+    exe: &str,
+    progs: &[(String, u64)],
+    case: &Case,
+    target: Ipv4Addr,
+    backend: &str,
+    table: &mut String,
+) -> Result<()> {
+    let client = &lab.nodes[0].pods[0];
+    let cgroup = case.in_cgroup.then_some(lab.nodes[0].cgroup.as_path());
+    let before = snapshot(progs)?;
+    let start = Instant::now();
+    let (out, _) = run_in(
+        &client.ns,
+        cgroup,
+        &[
+            exe,
+            "tcp-client",
+            "--addr",
+            &format!("{target}:{}", case.port),
+            "--count",
+            &CONNECTIONS.to_string(),
+        ],
+        Duration::from_secs(120),
+    )?;
+    let secs = start.elapsed().as_secs_f64();
+    let after = snapshot(progs)?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("tcp-client output")?;
+    if v["errors"] != serde_json::json!({}) {
+        eprintln!("{} -> {backend}: client errors {}", case.name, v["errors"]);
+    }
+    let rate = f64::from(CONNECTIONS) / secs;
+    for (prog, (c1, t1)) in &after {
+        let (c0, t0) = before.get(prog).copied().unwrap_or_default();
+        let (runs, ns) = (c1 - c0, t1 - t0);
+        let per_run = ns.checked_div(runs).unwrap_or(0);
+        let _ = writeln!(
+            table,
+            "| {} | {backend} | {rate:.0} | {prog} | {:.1} | {per_run} | {:.0} |",
+            case.name,
+            runs as f64 / f64::from(CONNECTIONS),
+            ns as f64 / f64::from(CONNECTIONS),
+        );
+    }
+    Ok(())
 }
