@@ -9,7 +9,9 @@
 pub mod admission;
 pub mod allocator;
 pub mod cluster_dns;
+pub mod codec;
 pub mod discovery;
+pub mod discovery_v2;
 pub mod error;
 pub mod kubeconfig;
 pub mod metrics;
