@@ -46,7 +46,7 @@ pub fn document(version: &str, core: bool) -> Value {
             &[("v1", Vec::new())],
         ));
     }
-    let mut groups: Vec<(&str, Vec<(&str, Vec<Value>)>)> = Vec::new();
+    let mut groups: Vec<(&str, Vec<VersionResources>)> = Vec::new();
     for (group, gv) in registry::group_versions() {
         if group.is_empty() != core {
             continue;
@@ -70,7 +70,10 @@ pub fn document(version: &str, core: bool) -> Value {
     })
 }
 
-fn group_entry(group: &str, versions: &[(&str, Vec<Value>)]) -> Value {
+/// A version and the discovery entries of its resources.
+type VersionResources = (&'static str, Vec<Value>);
+
+fn group_entry(group: &str, versions: &[VersionResources]) -> Value {
     let mut metadata = json!({"creationTimestamp": null});
     if !group.is_empty() {
         metadata["name"] = json!(group);
