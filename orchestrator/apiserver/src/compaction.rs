@@ -16,6 +16,9 @@ pub fn parse_interval(text: &str) -> Result<Duration, String> {
     if text == "0" {
         return Ok(Duration::ZERO);
     }
+    if text.is_empty() {
+        return Err("an empty duration: expected e.g. 5m, 300s or 0".into());
+    }
     let mut total = Duration::ZERO;
     let mut rest = text;
     while !rest.is_empty() {
