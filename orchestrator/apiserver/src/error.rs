@@ -68,6 +68,13 @@ pub enum ApiError {
     Internal { message: String },
     #[error("{message}")]
     Timeout { message: String },
+    /// A read or watch at a revision the server did not reach within the wait (504, as
+    /// Kubernetes answers it: clients relist at a revision the server has).
+    #[error("Too large resource version: {requested}, current: {current}")]
+    TooLargeResourceVersion { requested: i64, current: i64 },
+    /// A request body over the limit (413).
+    #[error("Request entity too large: limit is {limit}")]
+    RequestEntityTooLarge { limit: usize },
 }
 
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
@@ -97,7 +104,8 @@ impl ApiError {
             ApiError::Invalid { .. } => 422,
             ApiError::Internal { .. } => 500,
             ApiError::Unavailable { .. } => 503,
-            ApiError::Timeout { .. } => 504,
+            ApiError::Timeout { .. } | ApiError::TooLargeResourceVersion { .. } => 504,
+            ApiError::RequestEntityTooLarge { .. } => 413,
         }
     }
 
@@ -115,7 +123,8 @@ impl ApiError {
             ApiError::Invalid { .. } => "Invalid",
             ApiError::Internal { .. } => "InternalError",
             ApiError::Unavailable { .. } => "ServiceUnavailable",
-            ApiError::Timeout { .. } => "Timeout",
+            ApiError::Timeout { .. } | ApiError::TooLargeResourceVersion { .. } => "Timeout",
+            ApiError::RequestEntityTooLarge { .. } => "RequestEntityTooLarge",
         }
     }
 
@@ -228,6 +237,10 @@ impl ApiError {
             ApiError::Unavailable { .. } | ApiError::Timeout { .. } => {
                 Some(json!({"retryAfterSeconds": 1}))
             }
+            ApiError::TooLargeResourceVersion { .. } => Some(json!({
+                "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+                "retryAfterSeconds": 1,
+            })),
             _ => None,
         };
         if let Some(mut d) = details {

@@ -9,7 +9,10 @@
 pub mod admission;
 pub mod allocator;
 pub mod cluster_dns;
+pub mod codec;
+pub mod compaction;
 pub mod discovery;
+pub mod discovery_v2;
 pub mod error;
 pub mod kubeconfig;
 pub mod metrics;
@@ -56,6 +59,10 @@ pub struct ApiServerConfig {
     /// toleration of it.
     #[arg(long = "default-unreachable-toleration-seconds", default_value_t = 300)]
     pub default_unreachable_toleration_seconds: i64,
+    /// How often etcd's history is compacted (a Go duration: 5m, 30s; 0 = never), as
+    /// kube-apiserver's flag of the same name.
+    #[arg(long = "etcd-compaction-interval", default_value = "5m", value_parser = compaction::parse_interval)]
+    pub etcd_compaction_interval: Duration,
 }
 
 impl ApiServerConfig {
@@ -126,6 +133,10 @@ pub async fn start(config: &ApiServerConfig) -> Result<Running> {
         source,
     })?;
     tokio::spawn(bootstrap(state.clone()));
+    tokio::spawn(compaction::run(
+        state.store.clone(),
+        config.etcd_compaction_interval,
+    ));
     if let Some(path) = &config.write_kubeconfig {
         kubeconfig::write(path, &format!("http://{addr}")).map_err(|source| Error::Kubeconfig {
             path: path.clone(),

@@ -30,8 +30,11 @@ pub struct ResourcePath {
     pub watch: bool,
 }
 
-/// Parse a request path; None when it addresses nothing this server serves.
+/// Parse a request path; None when it addresses nothing this server serves. The path is
+/// percent-decoded first, as Go's HTTP server hands kube-apiserver its decoded path
+/// (`/pods/%70od1` names the pod `pod1`).
 pub fn parse(path: &str) -> Option<Target> {
+    let path = percent_decoded(path)?;
     let segs: Vec<&str> = path
         .trim_matches('/')
         .split('/')
@@ -48,6 +51,29 @@ pub fn parse(path: &str) -> Option<Target> {
         ["apis", group, version, rest @ ..] => resource_target(group, version, rest),
         _ => None,
     }
+}
+
+/// `path` with its `%XX` escapes decoded; None for a malformed escape or a result that is not
+/// UTF-8.
+fn percent_decoded(path: &str) -> Option<String> {
+    if !path.contains('%') {
+        return Some(path.to_string());
+    }
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 fn resource_target(group: &str, version: &str, rest: &[&str]) -> Option<Target> {
@@ -121,6 +147,18 @@ mod tests {
             (r.group.as_str(), r.resource.as_str(), r.name),
             ("apps", "deployments", None)
         );
+    }
+
+    #[test]
+    fn decodes_percent_escapes() {
+        let r = res(parse("/api/v1/namespaces/%64efault/pods/%70od1"));
+        assert_eq!(r.namespace.as_deref(), Some("default"));
+        assert_eq!(r.name.as_deref(), Some("pod1"));
+        let r = res(parse("/apis/apps/v1/namespaces/x/deployments/web%2Dapp"));
+        assert_eq!(r.name.as_deref(), Some("web-app"));
+        assert_eq!(parse("/api/v1/pods/%zz"), None);
+        assert_eq!(parse("/api/v1/pods/%7"), None);
+        assert_eq!(parse("/api/v1/pods/%ff"), None);
     }
 
     #[test]

@@ -16,9 +16,12 @@ pub struct Query {
     pub continue_token: Option<String>,
     pub timeout_seconds: Option<u64>,
     pub allow_watch_bookmarks: bool,
-    pub send_initial_events: bool,
+    /// `sendInitialEvents` when given (its absence has a meaning of its own: watch-list).
+    pub send_initial_events: Option<bool>,
     pub field_validation: FieldValidation,
     pub dry_run: bool,
+    /// A `dryRun` value other than `All` (refused by writes, as Kubernetes does).
+    pub invalid_dry_run: Option<String>,
     pub propagation_policy: Option<String>,
     pub grace_period_seconds: Option<i64>,
     pub include_object: Option<String>,
@@ -45,14 +48,10 @@ pub enum FieldValidation {
     Strict,
 }
 
-fn parse_bool(name: &str, v: &str) -> Result<bool> {
-    match v {
-        "true" | "1" | "" => Ok(true),
-        "false" | "0" => Ok(false),
-        _ => Err(ApiError::bad_request(format!(
-            "invalid value {v:?} for query parameter {name}: must be true or false"
-        ))),
-    }
+/// A boolean query parameter as Kubernetes converts it: `false` and `0` (in any case) are
+/// false, anything else (`True`, `yes`, an empty value) is true.
+fn parse_bool(v: &str) -> bool {
+    !matches!(v.to_ascii_lowercase().as_str(), "false" | "0")
 }
 
 fn parse_int<T: std::str::FromStr>(name: &str, v: &str) -> Result<T> {
@@ -70,7 +69,7 @@ impl Query {
         let pairs: HashMap<String, String> = form_pairs(raw);
         for (k, v) in pairs {
             match k.as_str() {
-                "watch" => q.watch = parse_bool(&k, &v)?,
+                "watch" => q.watch = parse_bool(&v),
                 "resourceVersion" => q.resource_version = Some(v).filter(|s| !s.is_empty()),
                 "resourceVersionMatch" => {
                     q.resource_version_match = Some(v).filter(|s| !s.is_empty())
@@ -80,8 +79,8 @@ impl Query {
                 "limit" => q.limit = Some(parse_int(&k, &v)?).filter(|l: &i64| *l > 0),
                 "continue" => q.continue_token = Some(v).filter(|s| !s.is_empty()),
                 "timeoutSeconds" => q.timeout_seconds = Some(parse_int(&k, &v)?),
-                "allowWatchBookmarks" => q.allow_watch_bookmarks = parse_bool(&k, &v)?,
-                "sendInitialEvents" => q.send_initial_events = parse_bool(&k, &v)?,
+                "allowWatchBookmarks" => q.allow_watch_bookmarks = parse_bool(&v),
+                "sendInitialEvents" => q.send_initial_events = Some(parse_bool(&v)),
                 "fieldValidation" => {
                     q.field_validation = match v.as_str() {
                         "Strict" => FieldValidation::Strict,
@@ -94,16 +93,17 @@ impl Query {
                         }
                     }
                 }
-                "dryRun" => q.dry_run = v == "All",
+                "dryRun" if v == "All" => q.dry_run = true,
+                "dryRun" => q.invalid_dry_run = Some(v),
                 "propagationPolicy" => q.propagation_policy = Some(v).filter(|s| !s.is_empty()),
                 "gracePeriodSeconds" => q.grace_period_seconds = Some(parse_int(&k, &v)?),
                 "includeObject" => q.include_object = Some(v),
                 "fieldManager" => q.field_manager = Some(v),
                 "container" => q.container = Some(v).filter(|s| !s.is_empty()),
                 "tailLines" => q.tail_lines = Some(parse_int(&k, &v)?),
-                "follow" => q.follow = parse_bool(&k, &v)?,
-                "previous" => q.previous = parse_bool(&k, &v)?,
-                "timestamps" => q.timestamps = parse_bool(&k, &v)?,
+                "follow" => q.follow = parse_bool(&v),
+                "previous" => q.previous = parse_bool(&v),
+                "timestamps" => q.timestamps = parse_bool(&v),
                 "limitBytes" => q.limit_bytes = Some(parse_int(&k, &v)?),
                 "sinceSeconds" => q.since_seconds = Some(parse_int(&k, &v)?),
                 "sinceTime" => q.since_time = Some(v).filter(|s| !s.is_empty()),
@@ -111,6 +111,25 @@ impl Query {
             }
         }
         Ok(q)
+    }
+
+    /// Refuse a write whose options are invalid (`options_kind`: `CreateOptions`,
+    /// `UpdateOptions`, `PatchOptions`, `DeleteOptions`): 422 Invalid as Kubernetes answers,
+    /// before anything is stored.
+    pub fn check_write_options(&self, options_kind: &str) -> Result<()> {
+        let Some(value) = &self.invalid_dry_run else {
+            return Ok(());
+        };
+        Err(ApiError::Invalid {
+            group: "meta.k8s.io".into(),
+            kind: options_kind.into(),
+            name: String::new(),
+            causes: vec![crate::error::Cause {
+                reason: "FieldValueNotSupported".into(),
+                message: format!("Unsupported value: {value:?}: supported values: \"All\""),
+                field: "dryRun".into(),
+            }],
+        })
     }
 }
 
@@ -206,6 +225,43 @@ mod tests {
         assert_eq!(q.field_validation, FieldValidation::Strict);
         assert!(Query::parse(Some("limit=abc")).is_err());
         assert!(Query::parse(Some("fieldValidation=Loud")).is_err());
+    }
+
+    #[test]
+    fn booleans_are_true_unless_false_or_zero() {
+        for yes in ["watch=true", "watch=True", "watch=1", "watch=", "watch=yes"] {
+            assert!(Query::parse(Some(yes)).unwrap().watch, "{yes}");
+        }
+        for no in ["watch=false", "watch=False", "watch=FALSE", "watch=0"] {
+            assert!(!Query::parse(Some(no)).unwrap().watch, "{no}");
+        }
+        let q = Query::parse(Some("allowWatchBookmarks=True&sendInitialEvents=False")).unwrap();
+        assert!(q.allow_watch_bookmarks);
+        assert_eq!(q.send_initial_events, Some(false));
+        assert_eq!(Query::parse(None).unwrap().send_initial_events, None);
+    }
+
+    #[test]
+    fn only_all_is_a_dry_run() {
+        let q = Query::parse(Some("dryRun=All")).unwrap();
+        assert!(q.dry_run);
+        q.check_write_options("CreateOptions").unwrap();
+        for bad in ["dryRun=all", "dryRun=true", "dryRun=", "dryRun=Al"] {
+            let q = Query::parse(Some(bad)).unwrap();
+            assert!(!q.dry_run, "{bad}");
+            let err = q.check_write_options("PatchOptions").unwrap_err();
+            assert_eq!(err.code(), 422, "{bad}");
+            assert!(
+                err.message().contains("dryRun: Unsupported value"),
+                "{}",
+                err.message()
+            );
+            assert!(
+                err.message().starts_with("PatchOptions.meta.k8s.io"),
+                "{}",
+                err.message()
+            );
+        }
     }
 
     #[test]

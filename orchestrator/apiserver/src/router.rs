@@ -19,7 +19,7 @@ use crate::rest::subresource::{self, ScaleChange};
 use crate::rest::write::{self, Part, PatchKind};
 use crate::rest::{read, watch, watch_body};
 use crate::state::AppState;
-use crate::{discovery, metrics, openapi};
+use crate::{codec, discovery, discovery_v2, metrics, openapi};
 
 /// Largest request body accepted (as Kubernetes: 3 MiB).
 const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -39,14 +39,12 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
     let inflight = state
         .metrics
         .start(!matches!(method, Method::GET | Method::HEAD));
+    if let Err(e) = codec::check_declared_length(&headers, MAX_BODY) {
+        return e.into_response();
+    }
     let body = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
         Ok(b) => b,
-        Err(_) => {
-            return ApiError::bad_request(format!(
-                "request body too large or unreadable (limit {MAX_BODY} bytes)"
-            ))
-            .into_response()
-        }
+        Err(e) => return codec::unreadable_body(&e, MAX_BODY).into_response(),
     };
     let metrics = state.metrics.clone();
     let response = match handle(state, &method, &path, raw_query.as_deref(), &headers, body).await {
@@ -63,11 +61,10 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
     response
 }
 
-/// Whether a query string asks for a watch (`watch=true` or `watch=1`).
+/// Whether a query string asks for a watch (as the query is parsed: `watch` given with any
+/// value but false/0).
 fn asks_watch(query: &str) -> bool {
-    query
-        .split('&')
-        .any(|pair| matches!(pair, "watch=true" | "watch=1"))
+    crate::query::Query::parse(Some(query)).is_ok_and(|q| q.watch)
 }
 
 /// A watch response whose body holds `guard` (an open watch in the metrics) until it ends.
@@ -96,28 +93,17 @@ fn ok(value: &Value) -> Result<Response> {
     Ok(json_response(StatusCode::OK, value, &[]))
 }
 
-/// Parse a request body as JSON (or YAML when the client says so).
+/// Decode a request body by its `Content-Type` (see [`codec`]).
 fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<Value> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    // the type is checked first: a body of the wrong type is 415 even when empty
+    codec::BodyFormat::from_content_type(content_type)?;
     if body.is_empty() {
         return Err(ApiError::bad_request("the request body is empty"));
     }
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if ct.starts_with("application/yaml") || ct.starts_with("application/x-yaml") {
-        let v: serde_yaml::Value = serde_yaml::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("invalid YAML body: {e}")))?;
-        serde_json::to_value(v)
-            .map_err(|e| ApiError::bad_request(format!("invalid YAML body: {e}")))
-    } else if ct.starts_with("application/vnd.kubernetes.protobuf") {
-        Err(ApiError::UnsupportedMediaType {
-            message: "protobuf is not supported; send application/json".into(),
-        })
-    } else {
-        serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
-    }
+    codec::decode_body(content_type, body)
 }
 
 async fn handle(
@@ -163,7 +149,17 @@ async fn handle(
         .and_then(|h| h.to_str().ok())
         .unwrap_or("127.0.0.1")
         .to_string();
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     match target {
+        Target::CoreVersions | Target::GroupList if discovery_v2::requested(accept).is_some() => {
+            let version = discovery_v2::requested(accept).unwrap_or("v2");
+            let document = discovery_v2::document(version, target == Target::CoreVersions);
+            let mut resp = json_response(StatusCode::OK, &document, &[]);
+            if let Ok(ct) = HeaderValue::from_str(&discovery_v2::content_type(version)) {
+                resp.headers_mut().insert(header::CONTENT_TYPE, ct);
+            }
+            Ok(resp)
+        }
         Target::Version => ok(&discovery::version()),
         Target::CoreVersions => ok(&discovery::core_versions(&server)),
         Target::GroupList => ok(&discovery::group_list()),
@@ -325,7 +321,8 @@ async fn resource(
                 } else {
                     StatusCode::OK
                 };
-                Ok(json_response(code, &w.object, &w.warnings))
+                let object = read::written_as(repr, w.object);
+                Ok(json_response(code, &object, &w.warnings))
             }
             Method::PATCH if res.supports("patch") => {
                 let kind = PatchKind::from_content_type(content_type)?;
@@ -340,7 +337,8 @@ async fn resource(
                     &q,
                 )
                 .await?;
-                Ok(json_response(StatusCode::OK, &w.object, &w.warnings))
+                let object = read::written_as(repr, w.object);
+                Ok(json_response(StatusCode::OK, &object, &w.warnings))
             }
             Method::DELETE if res.supports("delete") => {
                 let opts = DeleteOptions::from_request(&q, body_opt(headers, &body)?.as_ref())?;

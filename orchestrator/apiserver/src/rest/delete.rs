@@ -23,6 +23,7 @@ pub struct DeleteOptions {
 
 impl DeleteOptions {
     pub fn from_request(q: &Query, body: Option<&Value>) -> Result<DeleteOptions> {
+        q.check_write_options("DeleteOptions")?;
         let mut o = DeleteOptions {
             propagation_policy: q.propagation_policy.clone(),
             grace_period_seconds: q.grace_period_seconds,
@@ -47,7 +48,15 @@ impl DeleteOptions {
                     .map(String::from);
             }
             if let Some(d) = body.get("dryRun").and_then(Value::as_array) {
-                o.dry_run |= d.iter().any(|v| v.as_str() == Some("All"));
+                let body_query = Query {
+                    invalid_dry_run: d
+                        .iter()
+                        .find(|v| v.as_str() != Some("All"))
+                        .map(|v| v.as_str().map_or_else(|| v.to_string(), String::from)),
+                    ..Query::default()
+                };
+                body_query.check_write_options("DeleteOptions")?;
+                o.dry_run |= !d.is_empty();
             }
         }
         if let Some(p) = &o.propagation_policy {
@@ -75,8 +84,6 @@ pub struct Deleted {
     pub gone: bool,
 }
 
-const MAX_RETRIES: usize = 20;
-
 /// DELETE of one object.
 pub async fn delete(
     state: &AppState,
@@ -94,7 +101,8 @@ pub async fn delete(
         });
     }
     let key = state::key(res, ns, name);
-    for _ in 0..MAX_RETRIES {
+    let mut attempts = super::retry::Attempts::default();
+    while attempts.next().await {
         let (current, rev) = load(state, res, ns, name).await?;
         if let Some(uid) = &opts.precondition_uid {
             if object::uid(&current) != Some(uid.as_str()) {
@@ -222,11 +230,7 @@ pub async fn delete(
             Err(e) => return Err(store_err(res, name, e)),
         }
     }
-    Err(conflict(
-        res,
-        name,
-        "too many concurrent writes; please retry",
-    ))
+    Err(attempts.exhausted(&format!("the delete of {} {name:?}", res.plural)))
 }
 
 /// Remove owner references to `owner_uid` from every object in the namespace (orphan policy).

@@ -5,6 +5,8 @@ pub mod delete;
 pub mod pod_log;
 pub mod read;
 pub mod rendered;
+pub mod resource_version;
+pub mod retry;
 pub mod subresource;
 pub mod watch;
 pub mod watch_body;

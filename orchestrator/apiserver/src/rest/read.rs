@@ -6,7 +6,7 @@ use bpfk_apimachinery::selectors::{FieldSelector, Selector};
 use bpfk_store::{KeyValue, ListOptions};
 use serde_json::{json, Value};
 
-use super::{not_found, store_err};
+use super::{not_found, resource_version, store_err};
 use crate::error::{ApiError, Result};
 use crate::object;
 use crate::query::Query;
@@ -67,7 +67,11 @@ pub async fn get(
     q: &Query,
 ) -> Result<Value> {
     let key = state::key(res, ns, name);
-    let kv = if q.resource_version.as_deref() == Some("0") {
+    let rv = resource_version::parse(q.resource_version.as_deref())?;
+    if let Some(rev) = rv.filter(|r| *r > 0) {
+        resource_version::wait_fresh(state, res, rev).await?;
+    }
+    let kv = if rv == Some(0) {
         state.ready_cache(res).await?.get(&key).await
     } else {
         state
@@ -119,7 +123,12 @@ pub async fn list(
     ns: Option<&str>,
     q: &Query,
 ) -> Result<Listed> {
+    resource_version::check_options(q, false)?;
     let filter = Filter::from_query(res, ns, q)?;
+    let requested = resource_version::parse(q.resource_version.as_deref())?;
+    if let Some(rev) = requested.filter(|r| *r > 0 && q.continue_token.is_none()) {
+        resource_version::wait_fresh(state, res, rev).await?;
+    }
     let from_cache = q.resource_version.as_deref() == Some("0") && q.continue_token.is_none();
     if from_cache {
         let (kvs, revision) = state.ready_cache(res).await?.list().await;
@@ -142,13 +151,8 @@ pub async fn list(
         }
         start_after = Some(t.start);
         at_revision = Some(t.rv);
-    } else if let Some(rv) = &q.resource_version {
-        if q.resource_version_match.as_deref() == Some("Exact") {
-            at_revision =
-                Some(rv.parse().map_err(|_| {
-                    ApiError::bad_request(format!("invalid resourceVersion {rv:?}"))
-                })?);
-        }
+    } else if q.resource_version_match.as_deref() == Some("Exact") {
+        at_revision = requested;
     }
     let limit = q.limit;
     let mut items = Vec::new();
@@ -240,6 +244,15 @@ pub fn partial_metadata(obj: &Value) -> Value {
         "apiVersion": "meta.k8s.io/v1",
         "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({})),
     })
+}
+
+/// A written object as the client asked for it: its `PartialObjectMetadata` when it asked for
+/// metadata only (a garbage collector's patch of ownerReferences or finalizers), else itself.
+pub fn written_as(repr: crate::query::Representation, object: Value) -> Value {
+    match repr {
+        crate::query::Representation::Metadata => partial_metadata(&object),
+        _ => object,
+    }
 }
 
 /// `PartialObjectMetadataList` for listed items.

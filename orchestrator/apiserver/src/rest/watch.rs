@@ -112,6 +112,49 @@ impl Watcher {
     }
 }
 
+/// Where a watch starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// The current state as ADDED events, then what follows; `end_bookmark`: a BOOKMARK
+    /// annotated `k8s.io/initial-events-end` after the state (watch-list).
+    Snapshot { end_bookmark: bool },
+    /// The events after a revision.
+    After(i64),
+    /// The events from now on, without the current state.
+    Now,
+}
+
+/// Decide where a watch starts, as Kubernetes does for `resourceVersion` and
+/// `sendInitialEvents`, waiting for the cache to be fresh enough first (504 when it does not
+/// get there).
+async fn plan_start(state: &AppState, res: &'static ResourceInfo, q: &Query) -> Result<Start> {
+    super::resource_version::check_options(q, true)?;
+    let rv = super::resource_version::parse(q.resource_version.as_deref())?;
+    let wait = |rev| super::resource_version::wait_fresh(state, res, rev);
+    Ok(match (q.send_initial_events, rv) {
+        // watch-list with a consistent read: the state at least as new as etcd's now
+        (Some(true), None) => {
+            wait(state.store.current_revision().await?).await?;
+            Start::Snapshot { end_bookmark: true }
+        }
+        (Some(true), Some(rev)) => {
+            if rev > 0 {
+                wait(rev).await?;
+            }
+            Start::Snapshot { end_bookmark: true }
+        }
+        (Some(false), None | Some(0)) => Start::Now,
+        // the legacy meaning of "" and "0": the current state first, no bookmark
+        (None, None | Some(0)) => Start::Snapshot {
+            end_bookmark: false,
+        },
+        (_, Some(rev)) => {
+            wait(rev).await?;
+            Start::After(rev)
+        }
+    })
+}
+
 /// Start a watch; the returned channel yields the response body's chunks.
 pub async fn start(
     state: Arc<AppState>,
@@ -122,37 +165,29 @@ pub async fn start(
 ) -> Result<mpsc::Receiver<Bytes>> {
     let filter = Filter::from_query(res, ns, &q)?;
     let cache = state.ready_cache(res).await?.clone();
-    let after: Option<i64> = match q.resource_version.as_deref() {
-        None | Some("") | Some("0") => None,
-        Some(rv) => Some(rv.parse().map_err(|_| {
-            ApiError::bad_request(format!(
-                "invalid resourceVersion {rv:?}: must be an integer"
-            ))
-        })?),
-    };
+    let start = plan_start(&state, res, &q).await?;
     let (tx, rx) = mpsc::channel(256);
     let timeout = q
         .timeout_seconds
         .map(Duration::from_secs)
         .unwrap_or(DEFAULT_TIMEOUT);
     let bookmarks = q.allow_watch_bookmarks;
-    let send_initial = q.send_initial_events;
     let mut watcher = Watcher {
         res,
         filter,
         repr,
         q,
         tx,
-        revision: after.unwrap_or(0),
+        revision: 0,
     };
 
     tokio::spawn(async move {
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
-        // Without a resourceVersion the watch starts with the current state as ADDED events.
-        let start_rev = match after {
-            Some(rv) => rv,
-            None => {
+        let start_rev = match start {
+            Start::After(rev) => rev,
+            Start::Now => cache.revision(),
+            Start::Snapshot { end_bookmark } => {
                 let (items, revision) = cache.list().await;
                 for kv in items {
                     let event = Event::Added { kv };
@@ -164,12 +199,13 @@ pub async fn start(
                     }
                 }
                 watcher.revision = revision;
-                if send_initial && bookmarks && !watcher.bookmark(true).await {
+                if end_bookmark && !watcher.bookmark(true).await {
                     return;
                 }
                 revision
             }
         };
+        watcher.revision = watcher.revision.max(start_rev);
         let mut events = match cache.watch(Some(start_rev)).await {
             Ok(stream) => stream,
             Err(StoreError::Compacted {

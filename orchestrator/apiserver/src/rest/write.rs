@@ -5,6 +5,7 @@ use bpfk_apimachinery::{defaults, patch, unknown_fields, validation};
 use rand::Rng;
 use serde_json::Value;
 
+use super::retry::Attempts;
 use super::{conflict, invalid, not_found, set_type, store_err};
 use crate::error::{ApiError, Result};
 use crate::object;
@@ -19,9 +20,6 @@ pub struct Written {
     /// True when a new object was created (HTTP 201).
     pub created: bool,
 }
-
-/// How many times a write retries after losing a race on the object's revision.
-const MAX_RETRIES: usize = 20;
 
 /// Check the body's kind/apiVersion against the resource and fill them when missing.
 fn check_type(res: &ResourceInfo, obj: &mut Value) -> Result<()> {
@@ -158,6 +156,7 @@ pub async fn create(
     mut obj: Value,
     q: &Query,
 ) -> Result<Written> {
+    q.check_write_options("CreateOptions")?;
     check_type(res, &mut obj)?;
     // namespace: the URL decides; a different one in the body is an error
     if res.namespaced {
@@ -506,6 +505,7 @@ pub async fn update(
     mut body: Value,
     q: &Query,
 ) -> Result<Written> {
+    q.check_write_options("UpdateOptions")?;
     check_type(res, &mut body)?;
     match object::name(&body) {
         Some(n) if n != name => {
@@ -525,7 +525,8 @@ pub async fn update(
     let warnings = check_body(res, &mut body, q.field_validation)?;
     let precondition = object::resource_version(&body).map(String::from);
     let mut fresh = false;
-    for _ in 0..MAX_RETRIES {
+    let mut attempts = Attempts::default();
+    while attempts.next().await {
         let current = match load_for_write(state, res, ns, name, fresh).await {
             Ok(found) => found,
             Err(ApiError::NotFound { .. })
@@ -561,11 +562,7 @@ pub async fn update(
         }
         fresh = true;
     }
-    Err(conflict(
-        res,
-        name,
-        "too many concurrent writes; please retry",
-    ))
+    Err(attempts.exhausted(&format!("the update of {} {name:?}", res.plural)))
 }
 
 /// The patch formats the server accepts.
@@ -642,8 +639,10 @@ pub async fn patch(
     patch_doc: &Value,
     q: &Query,
 ) -> Result<Written> {
+    q.check_write_options("PatchOptions")?;
     let mut fresh = false;
-    for _ in 0..MAX_RETRIES {
+    let mut attempts = Attempts::default();
+    while attempts.next().await {
         let current = load_for_write(state, res, ns, name, fresh).await?;
         fresh = true;
         let mut patched = match apply_patch(res, kind, &current.object, patch_doc) {
@@ -677,11 +676,7 @@ pub async fn patch(
             });
         }
     }
-    Err(conflict(
-        res,
-        name,
-        "too many concurrent writes; please retry",
-    ))
+    Err(attempts.exhausted(&format!("the write of {} {name:?}", res.plural)))
 }
 
 /// Read-modify-write of an object with retry on conflict, for server-internal changes
@@ -695,8 +690,10 @@ pub async fn modify(
     q: &Query,
     mut change: impl FnMut(&Value) -> Result<Value>,
 ) -> Result<Value> {
+    q.check_write_options("UpdateOptions")?;
     let mut fresh = false;
-    for _ in 0..MAX_RETRIES {
+    let mut attempts = Attempts::default();
+    while attempts.next().await {
         let current = load_for_write(state, res, ns, name, fresh).await?;
         fresh = true;
         let changed = match change(&current.object) {
@@ -712,11 +709,7 @@ pub async fn modify(
             return Ok(object);
         }
     }
-    Err(conflict(
-        res,
-        name,
-        "too many concurrent writes; please retry",
-    ))
+    Err(attempts.exhausted(&format!("the write of {} {name:?}", res.plural)))
 }
 
 #[cfg(test)]
