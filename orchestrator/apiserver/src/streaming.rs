@@ -236,8 +236,14 @@ fn check_pod(pod: &Value, target: &StreamTarget, o: &StreamOptions) -> Result<St
 
 async fn serve_checked(state: &AppState, target: &StreamTarget, req: Request) -> Result<Response> {
     let o = StreamOptions::parse(req.uri().query().unwrap_or(""))?;
-    let pod = read::get(state, pods()?, Some(&target.namespace), &target.pod, &Query::default())
-        .await?;
+    let pod = read::get(
+        state,
+        pods()?,
+        Some(&target.namespace),
+        &target.pod,
+        &Query::default(),
+    )
+    .await?;
     let container = check_pod(&pod, target, &o)?;
     let node_name = pod
         .pointer("/spec/nodeName")
@@ -274,13 +280,15 @@ async fn serve_checked(state: &AppState, target: &StreamTarget, req: Request) ->
             let answer = connect_kubelet(&url, Method::POST, spdy_headers(upstream_protocol)).await;
             let (_, io) = switched(answer, &url, node_name)?;
             let streams = o.streams;
-            Ok(ws.protocols([protocol]).on_upgrade(move |socket| async move {
-                if mode == Mode::Translate {
-                    translate::websocket_to_spdy(socket, io, streams).await
-                } else {
-                    translate::websocket_tunnel(socket, io).await
-                }
-            }))
+            Ok(ws
+                .protocols([protocol])
+                .on_upgrade(move |socket| async move {
+                    if mode == Mode::Translate {
+                        translate::websocket_to_spdy(socket, io, streams).await
+                    } else {
+                        translate::websocket_tunnel(socket, io).await
+                    }
+                }))
         }
     }
 }

@@ -18,9 +18,7 @@ use axum::routing::any;
 use axum::Router;
 use bpfk_streaming::upgrade::{self, UpstreamAnswer};
 
-use crate::cri::{
-    proto, CriClient, LABEL_CONTAINER_NAME, LABEL_POD_NAME, LABEL_POD_NAMESPACE,
-};
+use crate::cri::{proto, CriClient, LABEL_CONTAINER_NAME, LABEL_POD_NAME, LABEL_POD_NAMESPACE};
 
 /// What the streaming endpoints need: the runtime.
 #[derive(Debug, Clone)]
@@ -156,10 +154,7 @@ async fn ready_sandbox(cri: &CriClient, ns: &str, pod: &str) -> Result<String, R
 /// Proxy the client's upgrade request to the runtime's streaming `url`.
 async fn proxy_to_runtime(mut req: Request, url: &str) -> Response {
     let Some(client) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
-        return text(
-            StatusCode::BAD_REQUEST,
-            "Upgrade request required\n".into(),
-        );
+        return text(StatusCode::BAD_REQUEST, "Upgrade request required\n".into());
     };
     let headers = upgrade::forwarded_request_headers(req.headers());
     match upgrade::request_upgrade(url, req.method().clone(), headers).await {

@@ -95,7 +95,11 @@ pub fn message(channel: u8, data: &[u8]) -> Bytes {
 /// The SPDY frames a client's v5 channel message asks for: its stdin or resize bytes as
 /// data frames of at most `max_frame` bytes, a close of stdin as stdin's FIN. Channels the
 /// command does not have are dropped, as Kubernetes drops them.
-pub fn client_frames(message: &[u8], ids: &HashMap<StreamType, u32>, max_frame: usize) -> Vec<Frame> {
+pub fn client_frames(
+    message: &[u8],
+    ids: &HashMap<StreamType, u32>,
+    max_frame: usize,
+) -> Vec<Frame> {
     let Some((&channel, payload)) = message.split_first() else {
         return Vec::new();
     };

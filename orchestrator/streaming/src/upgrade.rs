@@ -46,10 +46,7 @@ pub enum UpgradeError {
     #[error("invalid upstream URL {url}: {reason}")]
     Url { url: String, reason: String },
     #[error("connecting to {url}: {source}")]
-    Connect {
-        url: String,
-        source: std::io::Error,
-    },
+    Connect { url: String, source: std::io::Error },
     #[error("{url} did not answer within {UPSTREAM_TIMEOUT:?}")]
     Timeout { url: String },
     #[error("upgrading the connection to {url}: {source}")]
@@ -206,7 +203,9 @@ pub fn relay_refusal(status: StatusCode, headers: &HeaderMap, body: Bytes) -> Re
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
     if let Some(ct) = headers.get(header::CONTENT_TYPE) {
-        response.headers_mut().insert(header::CONTENT_TYPE, ct.clone());
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, ct.clone());
     }
     response
 }
@@ -262,7 +261,10 @@ mod tests {
     #[test]
     fn upgrade_requests_are_recognised() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
         h.insert(header::UPGRADE, HeaderValue::from_static("SPDY/3.1"));
         assert!(asks_upgrade_to(&h, "spdy/3.1"));
         assert!(!asks_upgrade_to(&h, "websocket"));
@@ -270,8 +272,14 @@ mod tests {
             header::SEC_WEBSOCKET_PROTOCOL,
             HeaderValue::from_static("v5.channel.k8s.io, v4.channel.k8s.io"),
         );
-        h.append(STREAM_PROTOCOL_VERSION, HeaderValue::from_static("v4.channel.k8s.io"));
-        h.append(STREAM_PROTOCOL_VERSION, HeaderValue::from_static("v3.channel.k8s.io"));
+        h.append(
+            STREAM_PROTOCOL_VERSION,
+            HeaderValue::from_static("v4.channel.k8s.io"),
+        );
+        h.append(
+            STREAM_PROTOCOL_VERSION,
+            HeaderValue::from_static("v3.channel.k8s.io"),
+        );
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer x"));
         assert_eq!(
             offered_subprotocols(&h),
