@@ -35,6 +35,23 @@ fn text(status: StatusCode, body: String) -> Response {
         .into_response()
 }
 
+/// Why a streaming request is refused: the status and message the client gets.
+#[derive(Debug)]
+pub struct Refusal {
+    status: StatusCode,
+    message: String,
+}
+
+fn refuse(status: StatusCode, message: String) -> Refusal {
+    Refusal { status, message }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        text(self.status, self.message)
+    }
+}
+
 /// The options of a remote command request (Kubernetes' kubelet parameter names).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct CommandOptions {
@@ -95,7 +112,7 @@ async fn running_container(
     ns: &str,
     pod: &str,
     container: &str,
-) -> Result<String, Response> {
+) -> Result<String, Refusal> {
     let filter = proto::ContainerFilter {
         state: Some(proto::ContainerStateValue {
             state: proto::ContainerState::ContainerRunning as i32,
@@ -110,13 +127,13 @@ async fn running_container(
     let found = cri
         .list_containers(Some(filter))
         .await
-        .map_err(|e| text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")))?;
+        .map_err(|e| refuse(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")))?;
     found
         .into_iter()
         .max_by_key(|c| c.created_at)
         .map(|c| c.id)
         .ok_or_else(|| {
-            text(
+            refuse(
                 StatusCode::NOT_FOUND,
                 format!("container not found ({container:?}) in pod {ns}/{pod}\n"),
             )
@@ -124,7 +141,7 @@ async fn running_container(
 }
 
 /// The id of the newest ready sandbox of pod `ns/pod`.
-async fn ready_sandbox(cri: &CriClient, ns: &str, pod: &str) -> Result<String, Response> {
+async fn ready_sandbox(cri: &CriClient, ns: &str, pod: &str) -> Result<String, Refusal> {
     let filter = proto::PodSandboxFilter {
         state: Some(proto::PodSandboxStateValue {
             state: proto::PodSandboxState::SandboxReady as i32,
@@ -138,13 +155,13 @@ async fn ready_sandbox(cri: &CriClient, ns: &str, pod: &str) -> Result<String, R
     let found = cri
         .list_pod_sandbox(Some(filter))
         .await
-        .map_err(|e| text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")))?;
+        .map_err(|e| refuse(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")))?;
     found
         .into_iter()
         .max_by_key(|s| s.created_at)
         .map(|s| s.id)
         .ok_or_else(|| {
-            text(
+            refuse(
                 StatusCode::NOT_FOUND,
                 format!("pod {ns}/{pod} has no running sandbox on this node\n"),
             )
@@ -173,9 +190,9 @@ async fn proxy_to_runtime(mut req: Request, url: &str) -> Response {
     }
 }
 
-fn options_of(req: &Request) -> Result<CommandOptions, Response> {
+fn options_of(req: &Request) -> Result<CommandOptions, Refusal> {
     CommandOptions::parse(req.uri().query().unwrap_or(""))
-        .map_err(|e| text(StatusCode::BAD_REQUEST, format!("{e}\n")))
+        .map_err(|e| refuse(StatusCode::BAD_REQUEST, format!("{e}\n")))
 }
 
 async fn exec(
@@ -187,13 +204,13 @@ async fn exec(
     let result = async {
         let o = options?;
         if o.command.is_empty() {
-            return Err(text(
+            return Err(refuse(
                 StatusCode::BAD_REQUEST,
                 "you must specify at least 1 command\n".into(),
             ));
         }
         o.validate_streams()
-            .map_err(|e| text(StatusCode::BAD_REQUEST, format!("{e}\n")))?;
+            .map_err(|e| refuse(StatusCode::BAD_REQUEST, format!("{e}\n")))?;
         let id = running_container(&state.cri, &ns, &pod, &container).await?;
         let request = proto::ExecRequest {
             container_id: id,
@@ -208,7 +225,7 @@ async fn exec(
     .await;
     match result {
         Ok(url) => proxy_to_runtime(req, &url).await,
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
@@ -221,7 +238,7 @@ async fn attach(
     let result = async {
         let o = options?;
         o.validate_streams()
-            .map_err(|e| text(StatusCode::BAD_REQUEST, format!("{e}\n")))?;
+            .map_err(|e| refuse(StatusCode::BAD_REQUEST, format!("{e}\n")))?;
         let id = running_container(&state.cri, &ns, &pod, &container).await?;
         let request = proto::AttachRequest {
             container_id: id,
@@ -235,7 +252,7 @@ async fn attach(
     .await;
     match result {
         Ok(url) => proxy_to_runtime(req, &url).await,
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
@@ -253,18 +270,18 @@ async fn port_forward(
     .await;
     match result {
         Ok(url) => proxy_to_runtime(req, &url).await,
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
-fn cri_url(answer: Result<String, crate::cri::CriError>) -> Result<String, Response> {
+fn cri_url(answer: Result<String, crate::cri::CriError>) -> Result<String, Refusal> {
     answer.map_err(|e| {
         let status = if e.is_not_found() {
             StatusCode::NOT_FOUND
         } else {
             StatusCode::INTERNAL_SERVER_ERROR
         };
-        text(status, format!("{e}\n"))
+        refuse(status, format!("{e}\n"))
     })
 }
 

@@ -237,11 +237,7 @@ where
     let up = async move {
         while let Some(Ok(message)) = ws_in.next().await {
             match message {
-                Message::Binary(d) => {
-                    if writer.write_all(&d).await.is_err() {
-                        break;
-                    }
-                }
+                Message::Binary(d) if writer.write_all(&d).await.is_err() => break,
                 Message::Close(_) => break,
                 _ => {}
             }
