@@ -27,6 +27,8 @@ pub const APPLETS: &[&str] = &[
     "sh", "ash", "cat", "echo", "env", "false", "grep", "head", "hostname", "httpd", "id", "ip",
     "kill", "ls", "mkdir", "nc", "nslookup", "ping", "ps", "rm", "sed", "sleep", "tail", "test",
     "touch", "true", "wc", "wget", "printf", "date", "uname", "ifconfig", "netstat", "seq",
+    // kubectl cp runs tar in the container
+    "tar", "tty",
 ];
 
 /// A building or import failure.

@@ -23,6 +23,7 @@ pub mod query;
 pub mod rest;
 pub mod router;
 pub mod state;
+pub mod streaming;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -31,6 +31,10 @@ pub fn router(state: Arc<AppState>) -> Router {
 async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    // pods/exec, attach, portforward: upgraded connections, never a buffered body
+    if let Some(target) = crate::streaming::stream_target(&path) {
+        return crate::streaming::serve(state, target, req).await;
+    }
     let raw_query = req.uri().query().map(String::from);
     let headers = req.headers().clone();
     let started = std::time::Instant::now();
@@ -397,16 +401,6 @@ async fn resource(
                         subresource::bind(&state, res, ns, name, &parse_body(headers, &body)?)
                             .await?;
                     Ok(json_response(StatusCode::CREATED, &status, &[]))
-                }
-                ("exec" | "attach" | "portforward", _) => {
-                    // a missing pod is 404 as for any subresource; an existing one is told
-                    // plainly that the stream is not served
-                    read::get(&state, res, ns, name, &Query::default()).await?;
-                    Err(ApiError::MethodNotAllowed {
-                        message: format!(
-                            "pods/{sub} is not supported by this server yet: streaming to containers is not served"
-                        ),
-                    })
                 }
                 ("log", Method::GET) => {
                     let ns = ns.ok_or_else(|| ApiError::bad_request("pods are namespaced"))?;

@@ -309,6 +309,39 @@ impl CriClient {
             .map_err(call_err("ExecSync"))
     }
 
+    /// The URL of the runtime's streaming server for running a command in container `id`.
+    pub async fn exec(&self, request: proto::ExecRequest) -> Result<String> {
+        self.runtime
+            .clone()
+            .exec(request)
+            .await
+            .map(|r| r.into_inner().url)
+            .map_err(call_err("Exec"))
+    }
+
+    /// The URL of the runtime's streaming server for attaching to a container's process.
+    pub async fn attach(&self, request: proto::AttachRequest) -> Result<String> {
+        self.runtime
+            .clone()
+            .attach(request)
+            .await
+            .map(|r| r.into_inner().url)
+            .map_err(call_err("Attach"))
+    }
+
+    /// The URL of the runtime's streaming server for forwarding `ports` of sandbox `id`.
+    pub async fn port_forward(&self, id: &str, ports: Vec<i32>) -> Result<String> {
+        self.runtime
+            .clone()
+            .port_forward(proto::PortForwardRequest {
+                pod_sandbox_id: id.into(),
+                port: ports,
+            })
+            .await
+            .map(|r| r.into_inner().url)
+            .map_err(call_err("PortForward"))
+    }
+
     /// The image `reference` names, or None when the runtime does not have it.
     pub async fn image_status(&self, reference: &str) -> Result<Option<proto::Image>> {
         self.images

@@ -38,6 +38,7 @@ pub mod pod_worker;
 pub mod pods;
 pub mod prober;
 pub mod status;
+pub mod stream_server;
 pub mod termination;
 pub mod volumes;
 

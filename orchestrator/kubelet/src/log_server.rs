@@ -187,8 +187,9 @@ pub async fn serve(listener: tokio::net::TcpListener, pod_log_dir: PathBuf) -> s
     axum::serve(listener, router(pod_log_dir)).await
 }
 
-/// Serve the node's endpoint for `config` (its pod log root; its runtime tells when a
-/// followed container ended).
+/// Serve the node's endpoint for `config`: container logs (its pod log root; its runtime
+/// tells when a followed container ended) and the streaming endpoints
+/// ([`crate::stream_server`]: exec, attach, portforward through the runtime).
 pub async fn serve_node(
     listener: tokio::net::TcpListener,
     config: &crate::Config,
@@ -196,9 +197,10 @@ pub async fn serve_node(
     let cri = CriClient::connect_lazy(&config.runtime_socket).map_err(std::io::Error::other)?;
     let state = LogState {
         root: config.pod_log_dir.clone(),
-        cri: Some(cri),
+        cri: Some(cri.clone()),
     };
-    axum::serve(listener, router_with(state)).await
+    let streams = crate::stream_server::router(crate::stream_server::StreamState { cri });
+    axum::serve(listener, router_with(state).merge(streams)).await
 }
 
 #[cfg(test)]
