@@ -419,7 +419,15 @@ mod tests {
             .iter()
             .map(|g| g["name"].as_str().unwrap().to_string())
             .collect();
-        assert_eq!(names, ["discovery.k8s.io", "coordination.k8s.io", "apps"]);
+        assert_eq!(
+            names,
+            [
+                "discovery.k8s.io",
+                "coordination.k8s.io",
+                "apps",
+                "events.k8s.io"
+            ]
+        );
         assert_eq!(
             groups["groups"][2]["preferredVersion"],
             json!({"groupVersion": "apps/v1", "version": "v1"})

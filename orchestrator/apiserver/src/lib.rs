@@ -64,6 +64,18 @@ pub struct ApiServerConfig {
     /// kube-apiserver's flag of the same name.
     #[arg(long = "etcd-compaction-interval", default_value = "5m", value_parser = compaction::parse_interval)]
     pub etcd_compaction_interval: Duration,
+    /// How long Events are kept after their last write (a Go duration), as kube-apiserver's
+    /// `--event-ttl`: they are written under an etcd lease.
+    #[arg(long = "event-ttl", default_value = "1h", value_parser = parse_event_ttl)]
+    pub event_ttl: Duration,
+}
+
+/// `--event-ttl`: a positive Go duration.
+fn parse_event_ttl(text: &str) -> std::result::Result<Duration, String> {
+    match compaction::parse_interval(text)? {
+        d if d.is_zero() => Err(format!("{text:?}: the event TTL must be positive")),
+        d => Ok(d),
+    }
 }
 
 impl ApiServerConfig {
@@ -122,7 +134,7 @@ impl Running {
 /// Connect to etcd, start the watch caches and serve the API.
 pub async fn start(config: &ApiServerConfig) -> Result<Running> {
     let store = Arc::new(EtcdStore::connect(&config.etcd_servers).await?);
-    let state = AppState::with_admission(store, config.admission());
+    let state = AppState::with_settings(store, config.admission(), config.event_ttl);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| Error::Listen {

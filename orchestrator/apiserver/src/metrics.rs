@@ -200,7 +200,16 @@ impl Metrics {
         if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {
             text.clear();
         }
-        text
+        with_components(text, &bpfk_common::metrics::encode())
+    }
+}
+
+/// `own` (ending in `# EOF`) with the in-process components' families (the scheduler's and
+/// controllers') before that line.
+fn with_components(own: String, components: &str) -> String {
+    match own.strip_suffix("# EOF\n") {
+        Some(body) => format!("{body}{components}# EOF\n"),
+        None => format!("{own}{components}"),
     }
 }
 
@@ -272,19 +281,25 @@ impl Store for MeteredStore {
         self.timed("get", key, self.inner.get(key)).await
     }
 
-    async fn create(&self, key: &str, value: Vec<u8>) -> StoreResult<Revision> {
-        self.timed("create", key, self.inner.create(key, value))
-            .await
+    async fn create_with_ttl(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Option<std::time::Duration>,
+    ) -> StoreResult<Revision> {
+        let call = self.inner.create_with_ttl(key, value, ttl);
+        self.timed("create", key, call).await
     }
 
-    async fn update(
+    async fn update_with_ttl(
         &self,
         key: &str,
         value: Vec<u8>,
         expected: Option<Revision>,
+        ttl: Option<std::time::Duration>,
     ) -> StoreResult<Revision> {
-        self.timed("update", key, self.inner.update(key, value, expected))
-            .await
+        let call = self.inner.update_with_ttl(key, value, expected, ttl);
+        self.timed("update", key, call).await
     }
 
     async fn delete(&self, key: &str, expected: Option<Revision>) -> StoreResult<KeyValue> {

@@ -14,6 +14,9 @@ use crate::error::{ApiError, Result};
 /// Events kept per resource for watches that resume from a recent resourceVersion.
 const WATCH_HISTORY: usize = 10_000;
 
+/// `--event-ttl`'s default (kube-apiserver's: one hour).
+pub const DEFAULT_EVENT_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// How long a request served from a watch cache waits for the cache's first load.
 pub const CACHE_READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
@@ -32,6 +35,8 @@ pub struct AppState {
     pub admission: crate::admission::AdmissionSettings,
     /// `/metrics`: requests, watches, etcd latency, watch cache sizes.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// How long Events live after their last write (`--event-ttl`).
+    pub event_ttl: std::time::Duration,
 }
 
 impl AppState {
@@ -46,12 +51,22 @@ impl AppState {
         store: Arc<dyn Store>,
         admission: crate::admission::AdmissionSettings,
     ) -> Arc<AppState> {
+        Self::with_settings(store, admission, DEFAULT_EVENT_TTL)
+    }
+
+    /// Build the state with `admission` settings and Events that live `event_ttl`, and start
+    /// one watch cache per stored resource.
+    pub fn with_settings(
+        store: Arc<dyn Store>,
+        admission: crate::admission::AdmissionSettings,
+        event_ttl: std::time::Duration,
+    ) -> Arc<AppState> {
         let metrics = Arc::new(crate::metrics::Metrics::new());
         let store: Arc<dyn Store> =
             Arc::new(crate::metrics::MeteredStore::new(store, metrics.clone()));
         let caches = registry::resources()
             .iter()
-            .filter(|r| r.supports("watch"))
+            .filter(|r| r.supports("watch") && !r.strategy.stored_elsewhere())
             .map(|r| {
                 (
                     r.plural,
@@ -67,7 +82,13 @@ impl AppState {
             kubelets: Default::default(),
             admission,
             metrics,
+            event_ttl,
         })
+    }
+
+    /// How long objects of `res` live after a write (`None`: until deleted).
+    pub fn ttl_of(&self, res: &ResourceInfo) -> Option<std::time::Duration> {
+        res.strategy.expires().then_some(self.event_ttl)
     }
 
     /// Each watch cache's counters, by resource.
@@ -137,14 +158,16 @@ pub fn key(res: &ResourceInfo, namespace: Option<&str>, name: &str) -> String {
     format!("{}{}", prefix(res, namespace), name)
 }
 
-/// Decode a stored object and stamp its resourceVersion from the store revision.
-pub fn decode(kv: &KeyValue) -> Result<Value> {
-    decode_at(&kv.value, kv.mod_revision)
+/// Decode a stored object of `res` (in `res`'s version) and stamp its resourceVersion from
+/// the store revision.
+pub fn decode(res: &ResourceInfo, kv: &KeyValue) -> Result<Value> {
+    decode_at(res, &kv.value, kv.mod_revision)
 }
 
-pub fn decode_at(bytes: &[u8], revision: i64) -> Result<Value> {
-    let mut obj: Value = serde_json::from_slice(bytes)
+pub fn decode_at(res: &ResourceInfo, bytes: &[u8], revision: i64) -> Result<Value> {
+    let stored: Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::internal(format!("stored object is not valid JSON: {e}")))?;
+    let mut obj = res.strategy.served_form(stored);
     crate::object::set_meta(
         &mut obj,
         "resourceVersion",
@@ -153,9 +176,10 @@ pub fn decode_at(bytes: &[u8], revision: i64) -> Result<Value> {
     Ok(obj)
 }
 
-/// Encode an object for storage (the resourceVersion is never stored: it is the revision).
-pub fn encode(obj: &Value) -> Result<Vec<u8>> {
-    let mut obj = obj.clone();
+/// Encode an object of `res` for storage, in the version it is stored in (the
+/// resourceVersion is never stored: it is the revision).
+pub fn encode(res: &ResourceInfo, obj: &Value) -> Result<Vec<u8>> {
+    let mut obj = res.strategy.stored_form(obj.clone());
     crate::object::remove_meta(&mut obj, "resourceVersion");
     serde_json::to_vec(&obj).map_err(|e| ApiError::internal(format!("cannot encode object: {e}")))
 }

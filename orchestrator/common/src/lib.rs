@@ -16,6 +16,8 @@ pub mod exit;
 pub mod informer;
 #[cfg(feature = "runtime")]
 pub mod logging;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod platform;
 pub mod quantity;
 pub mod resolv_conf;

@@ -14,11 +14,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use etcd_client::{
     Client, CompactionOptions, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType,
-    GetOptions, KvClient, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, TxnResponse,
-    WatchClient, WatchOptions, WatchResponse, WatchStream,
+    GetOptions, KvClient, LeaseClient, PutOptions, SortOrder, SortTarget, Txn, TxnOp,
+    TxnOpResponse, TxnResponse, WatchClient, WatchOptions, WatchResponse, WatchStream,
 };
 use futures::StreamExt;
 
+use crate::leases::{grant_seconds, Leases};
 use crate::{
     Event, EventStream, KeyValue, ListOptions, ListResult, PrefixSummary, Result, Revision, Store,
     StoreError, WatchItem, WatchItemStream,
@@ -56,6 +57,9 @@ impl Default for EtcdConfig {
 pub struct EtcdStore {
     kv: KvClient,
     watch: WatchClient,
+    lease: LeaseClient,
+    /// Leases shared by keys that expire (Events).
+    leases: std::sync::Arc<std::sync::Mutex<Leases>>,
     config: EtcdConfig,
 }
 
@@ -109,6 +113,8 @@ impl EtcdStore {
             watch: client
                 .watch_client()
                 .max_decoding_message_size(MAX_RESPONSE_BYTES),
+            lease: client.lease_client(),
+            leases: Default::default(),
             config,
         })
     }
@@ -189,6 +195,56 @@ impl EtcdStore {
         tokio::time::timeout(Duration::from_secs(1), learn)
             .await
             .unwrap_or(0)
+    }
+}
+
+impl EtcdStore {
+    /// The lease a key expiring `ttl` from now is attached to: a shared one (see
+    /// [`crate::leases`]), granted when none fits.
+    async fn lease_for(&self, ttl: Duration) -> Result<i64> {
+        let now = std::time::Instant::now();
+        if let Some(id) = self.lock_leases().reusable(ttl, now) {
+            return Ok(id);
+        }
+        let mut lease = self.lease.clone();
+        let seconds = grant_seconds(ttl);
+        let granted = bounded(self.config.request_timeout, "lease grant", async move {
+            lease.grant(seconds, None).await.map_err(map_error)
+        })
+        .await?;
+        self.lock_leases().granted(ttl, granted.id(), now);
+        Ok(granted.id())
+    }
+
+    fn lock_leases(&self) -> std::sync::MutexGuard<'_, Leases> {
+        self.leases.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Run the put transaction `build` makes with the put options of a key expiring `ttl`
+    /// from now; when etcd no longer knows the shared lease (etcd was restored, say),
+    /// forget it and try once more with a new one.
+    async fn put_txn(
+        &self,
+        what: &str,
+        ttl: Option<Duration>,
+        build: impl Fn(Option<PutOptions>) -> Txn,
+    ) -> Result<TxnResponse> {
+        let Some(ttl) = ttl else {
+            return self.txn(what, build(None)).await;
+        };
+        let id = self.lease_for(ttl).await?;
+        match self
+            .txn(what, build(Some(PutOptions::new().with_lease(id))))
+            .await
+        {
+            Err(StoreError::Internal(m)) if m.contains("lease not found") => {
+                self.lock_leases().forget(id);
+                let id = self.lease_for(ttl).await?;
+                self.txn(what, build(Some(PutOptions::new().with_lease(id))))
+                    .await
+            }
+            other => other,
+        }
     }
 }
 
@@ -399,32 +455,42 @@ impl Store for EtcdStore {
         Ok(resp.kvs().first().map(convert))
     }
 
-    async fn create(&self, key: &str, value: Vec<u8>) -> Result<Revision> {
-        let txn = Txn::new()
-            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(key, value, None)]);
-        let resp = self.txn("create", txn).await?;
+    async fn create_with_ttl(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> Result<Revision> {
+        let build = |options: Option<PutOptions>| {
+            Txn::new()
+                .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+                .and_then([TxnOp::put(key, value.clone(), options)])
+        };
+        let resp = self.put_txn("create", ttl, build).await?;
         if !resp.succeeded() {
             return Err(StoreError::AlreadyExists(key.to_string()));
         }
         header_revision(resp.header())
     }
 
-    async fn update(
+    async fn update_with_ttl(
         &self,
         key: &str,
         value: Vec<u8>,
         expected: Option<Revision>,
+        ttl: Option<Duration>,
     ) -> Result<Revision> {
         let compare = match expected {
             Some(rev) => Compare::mod_revision(key, CompareOp::Equal, rev),
             None => Compare::create_revision(key, CompareOp::Greater, 0),
         };
-        let txn = Txn::new()
-            .when([compare])
-            .and_then([TxnOp::put(key, value, None)])
-            .or_else([TxnOp::get(key, None)]);
-        let resp = self.txn("update", txn).await?;
+        let build = |options: Option<PutOptions>| {
+            Txn::new()
+                .when([compare.clone()])
+                .and_then([TxnOp::put(key, value.clone(), options)])
+                .or_else([TxnOp::get(key, None)])
+        };
+        let resp = self.put_txn("update", ttl, build).await?;
         if resp.succeeded() {
             return header_revision(resp.header());
         }

@@ -11,8 +11,10 @@
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use futures::StreamExt;
+use std::time::Duration;
 
 pub mod etcd;
+pub mod leases;
 pub mod watch_cache;
 
 /// An etcd revision (Kubernetes resourceVersion).
@@ -139,7 +141,17 @@ pub struct PrefixSummary {
 pub trait Store: Send + Sync + 'static {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>>;
     /// Create; fails with `AlreadyExists` when the key exists. Returns the new revision.
-    async fn create(&self, key: &str, value: Vec<u8>) -> Result<Revision>;
+    async fn create(&self, key: &str, value: Vec<u8>) -> Result<Revision> {
+        self.create_with_ttl(key, value, None).await
+    }
+    /// Create, the key deleted by the backend once `ttl` has passed (an etcd lease, as
+    /// kube-apiserver keeps Events); `None` = kept until deleted.
+    async fn create_with_ttl(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> Result<Revision>;
     /// Replace an existing key. `expected`: required current mod_revision (else `Conflict`).
     /// Fails with `NotFound` when the key does not exist.
     async fn update(
@@ -147,6 +159,16 @@ pub trait Store: Send + Sync + 'static {
         key: &str,
         value: Vec<u8>,
         expected: Option<Revision>,
+    ) -> Result<Revision> {
+        self.update_with_ttl(key, value, expected, None).await
+    }
+    /// Replace, the key then expiring `ttl` after this write (`None` = kept until deleted).
+    async fn update_with_ttl(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        expected: Option<Revision>,
+        ttl: Option<Duration>,
     ) -> Result<Revision>;
     /// Delete; returns the deleted value with `mod_revision` = revision of the delete.
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue>;

@@ -133,6 +133,32 @@ pub trait KindStrategy: Sync {
     fn allocation(&self) -> Allocates {
         Allocates::Nothing
     }
+
+    /// Whether objects of this resource are stored as another resource's (in its version,
+    /// under its keys, e.g. `events.k8s.io/v1` Events as core/v1 Events, as kube-apiserver
+    /// stores them): they share that resource's watch cache, and sweeps over every resource
+    /// visit them once, through it.
+    fn stored_elsewhere(&self) -> bool {
+        false
+    }
+
+    /// A stored object as this resource's version shows it (the identity unless
+    /// [`KindStrategy::stored_elsewhere`]).
+    fn served_form(&self, stored: Value) -> Value {
+        stored
+    }
+
+    /// An object of this resource's version as it is stored (the inverse of
+    /// [`KindStrategy::served_form`]).
+    fn stored_form(&self, obj: Value) -> Value {
+        obj
+    }
+
+    /// Whether objects expire the server's `--event-ttl` after their last write (Events, kept
+    /// under an etcd lease as kube-apiserver keeps them).
+    fn expires(&self) -> bool {
+        false
+    }
 }
 
 /// Declares each group's kind modules and the one table of served resources, in
@@ -173,5 +199,8 @@ register! {
     apps [workload] {
         deployment,
         replica_set,
+    }
+    events [] {
+        event,
     }
 }

@@ -182,7 +182,7 @@ pub async fn delete(
             }
             match state
                 .store
-                .update(&key, state::encode(&next)?, Some(rev))
+                .update(&key, state::encode(res, &next)?, Some(rev))
                 .await
             {
                 Ok(new_rev) => {
@@ -237,7 +237,7 @@ pub async fn delete(
 async fn orphan_dependents(state: &AppState, ns: Option<&str>, owner_uid: &str) -> Result<()> {
     for res in registry::resources()
         .iter()
-        .filter(|r| r.supports("list") && r.supports("update"))
+        .filter(|r| r.supports("list") && r.supports("update") && !r.strategy.stored_elsewhere())
     {
         if ns.is_some() && !res.namespaced {
             continue;
@@ -245,7 +245,7 @@ async fn orphan_dependents(state: &AppState, ns: Option<&str>, owner_uid: &str) 
         let cache = state.ready_cache(res).await?;
         let (items, _) = cache.list().await;
         for kv in items {
-            let Ok(obj) = state::decode(&kv) else {
+            let Ok(obj) = state::decode(res, &kv) else {
                 continue;
             };
             if ns.is_some() && object::namespace(&obj) != ns {

@@ -81,7 +81,7 @@ pub async fn get(
             .map_err(|e| store_err(res, name, e))?
     };
     let kv = kv.ok_or_else(|| not_found(res, name))?;
-    state::decode(&kv)
+    state::decode(res, &kv)
 }
 
 /// Continue token: where a paged list goes on, at which revision.
@@ -217,7 +217,7 @@ fn decode_matching<'a>(
         if !filter.key_in_scope(&kv.key) {
             continue;
         }
-        let obj = state::decode(kv)?;
+        let obj = state::decode(filter.res, kv)?;
         if filter.matches(&obj) {
             out.push(obj);
         }

@@ -8,6 +8,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use bpfk_apimachinery::registry::ResourceInfo;
 use bpfk_store::{Event, KeyValue};
 use bytes::Bytes;
 use serde_json::Value;
@@ -17,26 +18,30 @@ use crate::state;
 /// Events remembered; a watch that lags further behind renders its events again.
 const CAPACITY: usize = 4096;
 
-/// One event's object, decoded (with its resourceVersion) and as JSON.
+/// One event's object, decoded (with its resourceVersion, in its resource's version) and as
+/// JSON.
 pub struct Rendered {
     pub object: Value,
     pub json: Bytes,
+    res: &'static ResourceInfo,
     prev: Option<KeyValue>,
     prev_object: OnceLock<Option<Value>>,
 }
 
 impl Rendered {
-    /// Decode and encode the object of `event`; None when the stored value is not JSON.
-    pub fn of(event: &Event) -> Option<Rendered> {
+    /// Decode and encode the object of `event` as `res` shows it; None when the stored value
+    /// is not JSON.
+    pub fn of(res: &'static ResourceInfo, event: &Event) -> Option<Rendered> {
         let (kv, prev) = match event {
             Event::Added { kv } | Event::Deleted { kv } => (kv, None),
             Event::Modified { kv, prev } => (kv, prev.clone()),
         };
-        let object = state::decode(kv).ok()?;
+        let object = state::decode(res, kv).ok()?;
         let json = Bytes::from(serde_json::to_vec(&object).ok()?);
         Some(Rendered {
             object,
             json,
+            res,
             prev,
             prev_object: OnceLock::new(),
         })
@@ -46,7 +51,11 @@ impl Rendered {
     /// need it).
     pub fn prev_object(&self) -> Option<&Value> {
         self.prev_object
-            .get_or_init(|| self.prev.as_ref().and_then(|kv| state::decode(kv).ok()))
+            .get_or_init(|| {
+                self.prev
+                    .as_ref()
+                    .and_then(|kv| state::decode(self.res, kv).ok())
+            })
             .as_ref()
     }
 
@@ -62,23 +71,27 @@ impl Rendered {
     }
 }
 
-/// The memo: recent events by identity. An entry holds its `Arc<Event>`, so the address it
+/// The memo: recent events by identity and the group they are shown in (one stored Event
+/// is rendered for core/v1 and for events.k8s.io/v1 watches). An entry holds its `Arc<Event>`, so the address it
 /// is keyed by cannot be reused while the entry lives.
 #[derive(Default)]
 pub struct RenderMemo {
     inner: Mutex<Inner>,
 }
 
+/// An event's address and the group of the watches it is rendered for.
+type MemoKey = (usize, &'static str);
+
 #[derive(Default)]
 struct Inner {
-    entries: HashMap<usize, (Arc<Event>, Arc<Rendered>)>,
-    order: VecDeque<usize>,
+    entries: HashMap<MemoKey, (Arc<Event>, Arc<Rendered>)>,
+    order: VecDeque<MemoKey>,
 }
 
 impl RenderMemo {
-    /// The rendering of `event`, made by the first watch that asks.
-    pub fn get(&self, event: &Arc<Event>) -> Option<Arc<Rendered>> {
-        let id = Arc::as_ptr(event) as usize;
+    /// The rendering of `event` for watches of `res`, made by the first watch that asks.
+    pub fn get(&self, res: &'static ResourceInfo, event: &Arc<Event>) -> Option<Arc<Rendered>> {
+        let id = (Arc::as_ptr(event) as usize, res.group);
         if let Some((_, r)) = self
             .lock()
             .entries
@@ -87,7 +100,7 @@ impl RenderMemo {
         {
             return Some(r.clone());
         }
-        let rendered = Arc::new(Rendered::of(event)?);
+        let rendered = Arc::new(Rendered::of(res, event)?);
         let mut inner = self.lock();
         if inner
             .entries
@@ -119,6 +132,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn pods() -> &'static ResourceInfo {
+        bpfk_apimachinery::registry::find("", "v1", "pods").unwrap()
+    }
+
     fn kv(rev: i64, value: Value) -> KeyValue {
         KeyValue {
             key: "/registry/pods/default/a".into(),
@@ -141,8 +158,8 @@ mod tests {
                 json!({"kind": "Pod", "metadata": {"name": "a", "labels": {"x": "1"}}}),
             )),
         });
-        let a = memo.get(&event).unwrap();
-        let b = memo.get(&event).unwrap();
+        let a = memo.get(pods(), &event).unwrap();
+        let b = memo.get(pods(), &event).unwrap();
         assert!(Arc::ptr_eq(&a, &b));
         assert_eq!(a.object["metadata"]["resourceVersion"], "7");
         assert_eq!(a.prev_object().unwrap()["metadata"]["labels"]["x"], "1");
@@ -153,13 +170,38 @@ mod tests {
     }
 
     #[test]
+    fn an_event_is_rendered_in_each_version_that_watches_it() {
+        let memo = RenderMemo::default();
+        let event = Arc::new(Event::Added {
+            kv: kv(
+                3,
+                json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "e"},
+                       "involvedObject": {"kind": "Pod", "name": "a"}, "message": "hi"}),
+            ),
+        });
+        let core = bpfk_apimachinery::registry::find("", "v1", "events").unwrap();
+        let structured =
+            bpfk_apimachinery::registry::find("events.k8s.io", "v1", "events").unwrap();
+        let c = memo.get(core, &event).unwrap();
+        let s = memo.get(structured, &event).unwrap();
+        assert_eq!(
+            (&c.object["message"], &c.object["apiVersion"]),
+            (&json!("hi"), &json!("v1"))
+        );
+        assert_eq!(s.object["note"], "hi");
+        assert_eq!(s.object["regarding"]["name"], "a");
+        assert_eq!(s.object["apiVersion"], "events.k8s.io/v1");
+        assert!(Arc::ptr_eq(&s, &memo.get(structured, &event).unwrap()));
+    }
+
+    #[test]
     fn a_different_event_is_rendered_anew_and_the_memo_stays_bounded() {
         let memo = RenderMemo::default();
         for rev in 0..(CAPACITY as i64 + 10) {
             let event = Arc::new(Event::Added {
                 kv: kv(rev, json!({"metadata": {"name": "a"}})),
             });
-            let r = memo.get(&event).unwrap();
+            let r = memo.get(pods(), &event).unwrap();
             assert_eq!(r.object["metadata"]["resourceVersion"], rev.to_string());
         }
         assert_eq!(memo.len(), CAPACITY);
@@ -171,6 +213,6 @@ mod tests {
                 create_revision: 1,
             },
         });
-        assert!(memo.get(&bad).is_none());
+        assert!(memo.get(pods(), &bad).is_none());
     }
 }

@@ -192,7 +192,7 @@ pub async fn start(
                 for kv in items {
                     let event = Event::Added { kv };
                     if !watcher
-                        .forward(&event, || Rendered::of(&event).map(Arc::new))
+                        .forward(&event, || Rendered::of(res, &event).map(Arc::new))
                         .await
                     {
                         return;
@@ -244,7 +244,7 @@ pub async fn start(
                 next = events.next() => match next {
                     None => return,
                     Some(Ok(event)) => {
-                        if !watcher.forward(&event, || state.renders.get(&event)).await {
+                        if !watcher.forward(&event, || state.renders.get(res, &event)).await {
                             return;
                         }
                     }

@@ -248,8 +248,12 @@ pub async fn create(
         });
     }
     let allocation = allocator::allocate(state, res, &mut obj).await?;
-    let bytes = state::encode(&obj)?;
-    match state.store.create(&key, bytes).await {
+    let bytes = state::encode(res, &obj)?;
+    match state
+        .store
+        .create_with_ttl(&key, bytes, state.ttl_of(res))
+        .await
+    {
         Ok(rev) => {
             object::set_meta(&mut obj, "resourceVersion", Value::String(rev.to_string()));
             Ok(Written {
@@ -401,7 +405,8 @@ async fn commit_update(
             Ok(kv) => {
                 allocator::after_delete(state, res, &next).await;
                 Ok(Some(state::decode_at(
-                    &state::encode(&next)?,
+                    res,
+                    &state::encode(res, &next)?,
                     kv.mod_revision,
                 )?))
             }
@@ -410,14 +415,18 @@ async fn commit_update(
         };
     }
     let allocation = allocator::allocate_on_update(state, res, current, &mut next).await?;
-    let encoded = match state::encode(&next) {
+    let encoded = match state::encode(res, &next) {
         Ok(b) => b,
         Err(e) => {
             allocation.release(state).await;
             return Err(e);
         }
     };
-    match state.store.update(&key, encoded, Some(rev)).await {
+    match state
+        .store
+        .update_with_ttl(&key, encoded, Some(rev), state.ttl_of(res))
+        .await
+    {
         Ok(new_rev) => {
             allocator::release_after_update(state, res, current, &next).await;
             object::set_meta(
@@ -453,7 +462,7 @@ pub async fn load(
         .await
         .map_err(|e| store_err(res, name, e))?
         .ok_or_else(|| not_found(res, name))?;
-    Ok((state::decode(&kv)?, kv.mod_revision))
+    Ok((state::decode(res, &kv)?, kv.mod_revision))
 }
 
 /// The object a write starts from.
@@ -480,7 +489,7 @@ async fn load_for_write(
         if let Some(cache) = state.cache(res).ok().filter(|c| c.is_ready()) {
             if let Some(kv) = cache.get(&state::key(res, ns, name)).await {
                 return Ok(Current {
-                    object: state::decode(&kv)?,
+                    object: state::decode(res, &kv)?,
                     rev: kv.mod_revision,
                     fresh: false,
                 });

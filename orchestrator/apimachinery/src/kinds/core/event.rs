@@ -71,6 +71,10 @@ impl KindStrategy for EventStrategy {
             other => other,
         }
     }
+
+    fn expires(&self) -> bool {
+        true
+    }
 }
 
 fn validate_event(obj: &Value, errs: &mut Errors) {
@@ -100,7 +104,7 @@ fn validate_event(obj: &Value, errs: &mut Errors) {
     check_enum(errs, &Path::new(""), obj, "type", &["Normal", "Warning"]);
 }
 
-fn event_cells(ev: &Value, name: Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn event_cells(ev: &Value, name: Value, now: DateTime<Utc>) -> Vec<Value> {
     let first = if ev.get("firstTimestamp").is_some_and(|v| !v.is_null()) {
         age_of(ev.get("firstTimestamp"), now)
     } else {
