@@ -102,3 +102,63 @@ async fn metrics_count_requests_watches_and_etcd_calls() {
     }
     assert!(closed, "the closed watch is still counted as open");
 }
+
+/// Scrapes until `series` has a value of at least `min` (the components run asynchronously).
+async fn wait_sample(cluster: &Cluster, series: &str, min: f64) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let text = scrape(cluster);
+        if sample(&text, series).is_some_and(|v| v >= min) {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{series} never reached {min}:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+}
+
+/// The scheduler's and the controllers' metrics (in-process) on the API server's /metrics,
+/// under kube-scheduler's and the work queues' names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_of_the_scheduler_and_controllers_are_served_beside_the_apiservers() {
+    let cluster = Cluster::start();
+    let client = cluster.client().await;
+    let deploy = bpfk_lab::server::manifest("nginx-deployment.yaml");
+    bpfk_lab::server::success(&cluster.kubectl(&["apply", "-f", &deploy.to_string_lossy()]));
+    // no node exists: the deployment's pod and this one are unschedulable
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client, "default");
+    let pod = serde_json::from_value(json!({"metadata": {"name": "lonely"},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]}}))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+
+    let attempts =
+        "scheduler_schedule_attempts_total{result=\"unschedulable\",profile=\"default-scheduler\"}";
+    wait_sample(&cluster, attempts, 2.0).await;
+    let durations = "scheduler_scheduling_attempt_duration_seconds_count{result=\"unschedulable\",profile=\"default-scheduler\"}";
+    wait_sample(&cluster, durations, 2.0).await;
+    wait_sample(
+        &cluster,
+        "scheduler_pending_pods{queue=\"unschedulable\"}",
+        2.0,
+    )
+    .await;
+    for name in ["deployment", "replicaset"] {
+        let work = format!("workqueue_work_duration_seconds_count{{name=\"{name}\"}}");
+        wait_sample(&cluster, &work, 1.0).await;
+    }
+    let text = scrape(&cluster);
+    for family in [
+        "# TYPE scheduler_schedule_attempts counter",
+        "# TYPE scheduler_scheduling_attempt_duration_seconds histogram",
+        "# TYPE scheduler_pending_pods gauge",
+        "# TYPE workqueue_work_duration_seconds histogram",
+        "# TYPE apiserver_request_duration_seconds histogram",
+    ] {
+        assert_eq!(text.matches(family).count(), 1, "{family} once in:\n{text}");
+    }
+    assert!(text.trim_end().ends_with("# EOF"), "one # EOF at the end");
+    assert_eq!(text.matches("# EOF").count(), 1, "{text}");
+}

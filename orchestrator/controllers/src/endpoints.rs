@@ -82,7 +82,11 @@ pub async fn run(
     }
     let results = controller
         .with_config(ControllerConfig::default().concurrency(concurrency))
-        .run(reconcile, error_policy, ctx);
+        .run(
+            |obj, ctx| crate::metrics::timed("endpoint", reconcile(obj, ctx)),
+            error_policy,
+            ctx,
+        );
     run_until_stopped("endpoint", results).await
 }
 

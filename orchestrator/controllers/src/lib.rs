@@ -15,6 +15,7 @@ pub mod endpoints;
 pub mod error;
 pub mod expectations;
 pub mod garbagecollector;
+pub mod metrics;
 pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;

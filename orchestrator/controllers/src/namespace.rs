@@ -35,7 +35,11 @@ pub async fn run(client: Client, concurrency: u16) -> Result<()> {
     });
     let results = Controller::new(Api::<Namespace>::all(client), watcher::Config::default())
         .with_config(ControllerConfig::default().concurrency(concurrency))
-        .run(reconcile, error_policy, ctx);
+        .run(
+            |obj, ctx| crate::metrics::timed("namespace", reconcile(obj, ctx)),
+            error_policy,
+            ctx,
+        );
     run_until_stopped("namespace", results).await
 }
 

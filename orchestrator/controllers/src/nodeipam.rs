@@ -125,7 +125,11 @@ pub async fn run(
     });
     let results = controller
         .with_config(ControllerConfig::default().concurrency(concurrency))
-        .run(reconcile, error_policy, ctx);
+        .run(
+            |obj, ctx| crate::metrics::timed("nodeipam", reconcile(obj, ctx)),
+            error_policy,
+            ctx,
+        );
     run_until_stopped("nodeipam", results).await
 }
 

@@ -6,17 +6,19 @@
 //! taint is removed.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bpfk_common::events::{self, EventType, Recorder};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Node, NodeCondition, Pod, Taint};
+use k8s_openapi::api::core::v1::{Namespace, Node, NodeCondition, ObjectReference, Pod, Taint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
 use crate::error::{is_conflict, is_not_found, Error, Result};
@@ -129,6 +131,10 @@ pub async fn run(client: Client, settings: Settings, pods: Store<Pod>) -> Result
         }
     }
     let mut health: HashMap<String, Health> = HashMap::new();
+    let recorders = Recorders {
+        nodes: events::recorder(client.clone(), "node-controller"),
+        eviction: events::recorder(client.clone(), "taint-eviction-controller"),
+    };
     let mut tick = tokio::time::interval(settings.monitor_period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -136,7 +142,12 @@ pub async fn run(client: Client, settings: Settings, pods: Store<Pod>) -> Result
         if node_task.is_finished() || lease_task.is_finished() {
             return Err(Error::Stopped("nodelifecycle", "watch ended".into()));
         }
-        if let Err(e) = monitor(&client, &nodes, &leases, &pods, &mut health, &settings).await {
+        let stores = Stores {
+            nodes: &nodes,
+            leases: &leases,
+            pods: &pods,
+        };
+        if let Err(e) = monitor(&client, &recorders, stores, &mut health, &settings).await {
             tracing::warn!(error = %e, "node health check failed");
         }
     }
@@ -161,22 +172,76 @@ fn has_unreachable_taint(node: &Node) -> bool {
         })
 }
 
+/// The event recorders of the node lifecycle (`node-controller`) and of taint eviction.
+struct Recorders {
+    nodes: Recorder,
+    eviction: Recorder,
+}
+
+/// The caches the health check reads.
+#[derive(Clone, Copy)]
+struct Stores<'a> {
+    nodes: &'a Store<Node>,
+    leases: &'a Store<Lease>,
+    pods: &'a Store<Pod>,
+}
+
+/// Records `reason` about the node `regarding` as the node lifecycle controller does.
+async fn node_event(recorder: &Recorder, regarding: &ObjectReference, reason: &str, note: String) {
+    let ev = events::event(EventType::Normal, reason, reason, note);
+    events::record(recorder, regarding, ev).await;
+}
+
+/// Forgets the nodes that are gone, recording `RemovingNode` about each.
+async fn forget_removed(
+    recorder: &Recorder,
+    all: &[Arc<Node>],
+    health: &mut HashMap<String, Health>,
+) {
+    let gone: Vec<String> = health
+        .keys()
+        .filter(|name| !all.iter().any(|n| n.name_any() == **name))
+        .cloned()
+        .collect();
+    for name in gone {
+        health.remove(&name);
+        let regarding = ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Node".into()),
+            name: Some(name.clone()),
+            ..Default::default()
+        };
+        let note = format!("Node {name} event: Removing Node {name} from Controller");
+        node_event(recorder, &regarding, "RemovingNode", note).await;
+    }
+}
+
 async fn monitor(
     client: &Client,
-    nodes: &Store<Node>,
-    leases: &Store<Lease>,
-    pods: &Store<Pod>,
+    recorders: &Recorders,
+    stores: Stores<'_>,
     health: &mut HashMap<String, Health>,
     s: &Settings,
 ) -> Result<()> {
     let now = Instant::now();
-    let all = nodes.state();
-    health.retain(|name, _| all.iter().any(|n| n.name_any() == *name));
+    let all = stores.nodes.state();
+    forget_removed(&recorders.nodes, &all, health).await;
     for node in all {
         let name = node.name_any();
-        let renew = leases
+        let renew = stores
+            .leases
             .get(&ObjectRef::new(&name).within(LEASE_NAMESPACE))
             .and_then(|l| lease_renew(&l));
+        if !health.contains_key(&name) {
+            let note = format!("Node {name} event: Registered Node {name} in Controller");
+            node_event(
+                &recorders.nodes,
+                &node.object_ref(&()),
+                "RegisteredNode",
+                note,
+            )
+            .await;
+        }
         let h = health.entry(name.clone()).or_insert_with(|| Health {
             renew: renew.clone(),
             observed: now,
@@ -187,19 +252,20 @@ async fn monitor(
         }
         match verdict(h, now, s) {
             Verdict::Healthy if has_unreachable_taint(&node) => {
-                mark_reachable(client, &node).await?
+                mark_reachable(client, &recorders.nodes, &node).await?
             }
             Verdict::Healthy => {}
             Verdict::Unreachable => {
-                mark_unreachable(client, &node).await?;
-                mark_pods_not_ready(client, pods, &name).await?;
+                mark_unreachable(client, &recorders.nodes, &node).await?;
+                mark_pods_not_ready(client, &recorders.nodes, stores.pods, &name).await?;
             }
         }
     }
-    crate::taint_eviction::evict_due(client, &nodes.state(), pods).await
+    let nodes = stores.nodes.state();
+    crate::taint_eviction::evict_due(client, &recorders.eviction, &nodes, stores.pods).await
 }
 
-async fn mark_unreachable(client: &Client, node: &Node) -> Result<()> {
+async fn mark_unreachable(client: &Client, recorder: &Recorder, node: &Node) -> Result<()> {
     let name = node.name_any();
     let now = Time(Timestamp::now());
     let conditions = node_conditions(node);
@@ -211,6 +277,8 @@ async fn mark_unreachable(client: &Client, node: &Node) -> Result<()> {
         if !patch_conditions(client, &name, unknown_conditions(conditions, &now)).await? {
             return Ok(());
         }
+        let note = format!("Node {name} status is now: NodeNotReady");
+        node_event(recorder, &node.object_ref(&()), "NodeNotReady", note).await;
     }
     if !has_unreachable_taint(node) {
         let mut taints = node_taints(node);
@@ -306,7 +374,7 @@ async fn set_taints(client: &Client, node: &Node, taints: Vec<Taint>) -> Result<
     }
 }
 
-async fn mark_reachable(client: &Client, node: &Node) -> Result<()> {
+async fn mark_reachable(client: &Client, recorder: &Recorder, node: &Node) -> Result<()> {
     let name = node.name_any();
     let taints: Vec<Taint> = node_taints(node)
         .into_iter()
@@ -336,7 +404,10 @@ async fn mark_reachable(client: &Client, node: &Node) -> Result<()> {
                 c
             })
             .collect();
-        patch_conditions(client, &name, renewed).await?;
+        if patch_conditions(client, &name, renewed).await? {
+            let note = format!("Node {name} status is now: NodeReady");
+            node_event(recorder, &node.object_ref(&()), "NodeReady", note).await;
+        }
     }
     Ok(())
 }
@@ -353,7 +424,12 @@ fn ready_not_false(pod: &Pod) -> bool {
 /// Kubernetes' `MarkPodsNotReady`: the Ready condition of every pod bound to `node` turns
 /// False, so endpoints (and every node's service maps) stop sending it traffic; the node's
 /// kubelet sets it again when it is back.
-async fn mark_pods_not_ready(client: &Client, pods: &Store<Pod>, node: &str) -> Result<()> {
+async fn mark_pods_not_ready(
+    client: &Client,
+    recorder: &Recorder,
+    pods: &Store<Pod>,
+    node: &str,
+) -> Result<()> {
     let on_node = pods
         .state()
         .into_iter()
@@ -375,7 +451,15 @@ async fn mark_pods_not_ready(client: &Client, pods: &Store<Pod>, node: &str) -> 
             )
             .await
         {
-            Ok(_) => {}
+            Ok(_) => {
+                let ev = events::event(
+                    EventType::Warning,
+                    "NodeNotReady",
+                    "MarkNotReady",
+                    "Node is not ready".into(),
+                );
+                events::record(recorder, &pod.object_ref(&()), ev).await;
+            }
             Err(e) if is_not_found(&e) || is_conflict(&e) => {}
             Err(e) => return Err(e.into()),
         }

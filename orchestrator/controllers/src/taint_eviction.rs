@@ -6,11 +6,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use bpfk_common::events::{self, EventType, Recorder};
 use k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, DeleteParams};
 use kube::runtime::reflector::Store;
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 
 use crate::error::{is_not_found, Result};
 
@@ -73,7 +74,12 @@ fn no_execute_taints(node: &Node) -> Vec<Taint> {
 }
 
 /// Deletes every pod whose eviction time on its NoExecute-tainted node has come.
-pub async fn evict_due(client: &Client, nodes: &[Arc<Node>], pods: &Store<Pod>) -> Result<()> {
+pub async fn evict_due(
+    client: &Client,
+    recorder: &Recorder,
+    nodes: &[Arc<Node>],
+    pods: &Store<Pod>,
+) -> Result<()> {
     let tainted: HashMap<String, Vec<Taint>> = nodes
         .iter()
         .map(|n| (n.name_any(), no_execute_taints(n)))
@@ -91,17 +97,20 @@ pub async fn evict_due(client: &Client, nodes: &[Arc<Node>], pods: &Store<Pod>) 
         let tolerations = pod.spec.as_ref().and_then(|s| s.tolerations.as_deref());
         let due = eviction_time(tolerations.unwrap_or_default(), taints, now);
         if pod.metadata.deletion_timestamp.is_none() && due.is_some_and(|at| at <= now) {
-            evict(client, &pod, node.unwrap_or_default()).await?;
+            evict(client, recorder, &pod, node.unwrap_or_default()).await?;
         }
     }
     Ok(())
 }
 
-async fn evict(client: &Client, pod: &Pod, node: &str) -> Result<()> {
+async fn evict(client: &Client, recorder: &Recorder, pod: &Pod, node: &str) -> Result<()> {
     let ns = pod.namespace().unwrap_or_else(|| "default".into());
     let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let name = pod.name_any();
     tracing::warn!(pod = %format!("{ns}/{name}"), %node, "evicting pod: its node's NoExecute taint is no longer tolerated");
+    let note = format!("Marking for deletion Pod {ns}/{name}");
+    let ev = events::event(EventType::Normal, "TaintManagerEviction", "Evict", note);
+    events::record(recorder, &pod.object_ref(&()), ev).await;
     match api.delete(&name, &DeleteParams::default()).await {
         Ok(_) => Ok(()),
         Err(e) if is_not_found(&e) => Ok(()),

@@ -1,8 +1,9 @@
 //! Writes decisions to the API server: bindings, the `PodScheduled=False` condition and
-//! `FailedScheduling` events.
+//! `Scheduled` and `FailedScheduling` events (through kube's event recorder).
 
 use bpfk_common::api_error::api_code;
-use k8s_openapi::api::core::v1::{Binding, Event, EventSource, ObjectReference, Pod};
+use bpfk_common::events::{self, EventType, Recorder};
+use k8s_openapi::api::core::v1::{Binding, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::Client;
@@ -63,7 +64,7 @@ pub async fn bind(
 /// Sets `PodScheduled=False, reason Unschedulable` with `message` on the pod (keeping its other
 /// conditions) and records a `FailedScheduling` event. Errors are logged, not returned: the
 /// next attempt reports again.
-pub async fn report_unschedulable(client: Client, pod: &Pod, message: &str, component: &str) {
+pub async fn report_unschedulable(client: Client, recorder: &Recorder, pod: &Pod, message: &str) {
     let (Some(ns), Some(name)) = (
         pod.metadata.namespace.as_deref(),
         pod.metadata.name.as_deref(),
@@ -104,37 +105,30 @@ pub async fn report_unschedulable(client: Client, pod: &Pod, message: &str, comp
             tracing::warn!(pod = %format!("{ns}/{name}"), error = %e, "could not set PodScheduled=False");
         }
     }
-    let event = Event {
-        metadata: ObjectMeta {
-            name: Some(format!("{name}.{:016x}", rand::random::<u64>())),
-            namespace: Some(ns.to_string()),
-            ..Default::default()
-        },
-        involved_object: ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("Pod".into()),
-            name: Some(name.to_string()),
-            namespace: Some(ns.to_string()),
-            uid: pod.metadata.uid.clone(),
-            resource_version: pod.metadata.resource_version.clone(),
-            ..Default::default()
-        },
-        reason: Some("FailedScheduling".into()),
-        message: Some(message.to_string()),
-        type_: Some("Warning".into()),
-        count: Some(1),
-        first_timestamp: Some(now.clone()),
-        last_timestamp: Some(now),
-        source: Some(EventSource {
-            component: Some(component.to_string()),
-            host: None,
-        }),
-        reporting_component: Some(component.to_string()),
-        reporting_instance: Some(component.to_string()),
+    let note = message.to_string();
+    let regarding = pod_reference(pod);
+    let ev = events::event(EventType::Warning, "FailedScheduling", "Scheduling", note);
+    events::record(recorder, &regarding, ev).await;
+}
+
+/// Records `Scheduled` about the pod `regarding` bound to `node`.
+pub async fn report_scheduled(recorder: &Recorder, regarding: &ObjectReference, node: &str) {
+    let ns = regarding.namespace.as_deref().unwrap_or_default();
+    let name = regarding.name.as_deref().unwrap_or_default();
+    let note = format!("Successfully assigned {ns}/{name} to {node}");
+    let ev = events::event(EventType::Normal, "Scheduled", "Binding", note);
+    events::record(recorder, regarding, ev).await;
+}
+
+/// The reference events about `pod` carry.
+pub fn pod_reference(pod: &Pod) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Pod".into()),
+        name: pod.metadata.name.clone(),
+        namespace: pod.metadata.namespace.clone(),
+        uid: pod.metadata.uid.clone(),
+        resource_version: pod.metadata.resource_version.clone(),
         ..Default::default()
-    };
-    let events: Api<Event> = Api::namespaced(client, ns);
-    if let Err(e) = events.create(&PostParams::default(), &event).await {
-        tracing::debug!(error = %e, "could not record FailedScheduling event");
     }
 }

@@ -11,6 +11,7 @@ pub mod cache;
 pub mod config;
 pub mod error;
 pub mod filter_score;
+pub mod metrics;
 pub mod nodeaffinity;
 pub mod queue;
 pub mod resources;

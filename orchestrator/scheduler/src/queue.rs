@@ -144,6 +144,17 @@ impl Queue {
         self.active.len()
     }
 
+    /// How many pods wait in each of `Active`, `Backoff` and `Unschedulable` (the
+    /// `scheduler_pending_pods` queues `active`, `backoff` and `unschedulable`).
+    pub fn pending(&self) -> [(&'static str, usize); 3] {
+        let count = |state: State| self.entries.values().filter(|e| e.state == state).count();
+        [
+            ("active", count(State::Active)),
+            ("backoff", count(State::Backoff)),
+            ("unschedulable", count(State::Unschedulable)),
+        ]
+    }
+
     /// A queued pod's entry.
     pub fn get_mut(&mut self, uid: &str) -> Option<&mut Entry> {
         self.entries.get_mut(uid)

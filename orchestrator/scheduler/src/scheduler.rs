@@ -14,11 +14,12 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tokio::sync::{mpsc, Semaphore};
 
-use crate::binder::{bind, report_unschedulable, BindResult};
+use crate::binder::{bind, pod_reference, report_scheduled, report_unschedulable, BindResult};
 use crate::cache::{Cache, PodFacts};
 use crate::config::SchedulerConfig;
 use crate::error::{Error, Result};
 use crate::filter_score::{select_node, Weights};
+use crate::metrics::{metrics, AttemptResult};
 use crate::queue::{Queue, Timing};
 
 /// Pods scheduled before the loop looks at events again.
@@ -29,6 +30,8 @@ struct Outcome {
     result: BindResult,
     /// From the decision to the binding's answer (semaphore wait included).
     took: Duration,
+    /// The whole attempt: deciding, then binding.
+    attempt: Duration,
 }
 
 /// What the loop did since the last report (logged at debug level every [`STATS_PERIOD`]).
@@ -80,6 +83,8 @@ impl Stats {
 
 struct Loop {
     client: Client,
+    /// Records `Scheduled` and `FailedScheduling`.
+    recorder: bpfk_common::events::Recorder,
     config: SchedulerConfig,
     cache: Cache,
     queue: Queue,
@@ -217,6 +222,11 @@ impl Loop {
     }
 
     fn on_outcome(&mut self, o: Outcome) {
+        let result = match o.result {
+            BindResult::Bound => AttemptResult::Scheduled,
+            BindResult::Gone | BindResult::Failed(_) => AttemptResult::Error,
+        };
+        metrics().attempt(&self.config.scheduler_name, result, o.attempt);
         self.stats.in_flight = self.stats.in_flight.saturating_sub(1);
         self.stats.bound += 1;
         self.stats.bind_total += o.took;
@@ -275,22 +285,36 @@ impl Loop {
                     let sem = self.binds.clone();
                     let tx = self.outcomes.clone();
                     let decided = Instant::now();
+                    let (recorder, regarding) = (self.recorder.clone(), pod_reference(&pod));
                     tokio::spawn(async move {
-                        let _permit = sem.acquire_owned().await;
+                        let permit = sem.acquire_owned().await;
                         let result = bind(client, &ns, &name, &uid, &node).await;
-                        let took = decided.elapsed();
-                        let _ = tx.send(Outcome { uid, result, took });
+                        let (took, attempt) = (decided.elapsed(), deciding.elapsed());
+                        let bound = matches!(result, BindResult::Bound);
+                        let _ = tx.send(Outcome {
+                            uid,
+                            result,
+                            took,
+                            attempt,
+                        });
+                        drop(permit);
+                        if bound {
+                            report_scheduled(&recorder, &regarding, &node).await;
+                        }
                     });
                 }
                 Err(fit) => {
+                    let profile = &self.config.scheduler_name;
+                    let result = AttemptResult::Unschedulable;
+                    metrics().attempt(profile, result, deciding.elapsed());
                     self.stats.unschedulable += 1;
                     let message = fit.to_string();
                     tracing::debug!(pod = %format!("{ns}/{name}"), %message, "unschedulable");
                     if self.queue.unschedulable(&uid, &message) {
                         let client = self.client.clone();
-                        let component = self.config.scheduler_name.clone();
+                        let recorder = self.recorder.clone();
                         tokio::spawn(async move {
-                            report_unschedulable(client, &pod, &message, &component).await;
+                            report_unschedulable(client, &recorder, &pod, &message).await;
                         });
                     }
                 }
@@ -347,7 +371,9 @@ pub async fn run_with_pods(
         max_backoff: config.max_backoff,
         unschedulable_flush: config.unschedulable_retry,
     };
+    let recorder = bpfk_common::events::recorder(client.clone(), &config.scheduler_name);
     let mut l = Loop {
+        recorder,
         client,
         binds: Arc::new(Semaphore::new(config.bind_concurrency.max(1))),
         config,
@@ -389,7 +415,10 @@ pub async fn run_with_pods(
                 None => return Err(Error::WatchEnded("pods")),
             },
             Some(o) = rx.recv() => l.on_outcome(o),
-            _ = tick.tick() => l.queue.flush(Instant::now()),
+            _ = tick.tick() => {
+                l.queue.flush(Instant::now());
+                metrics().set_pending(&l.queue.pending());
+            }
             _ = report.tick() => l.stats.report(&l.queue),
             _ = std::future::ready(()), if ready => l.schedule_batch(),
         }

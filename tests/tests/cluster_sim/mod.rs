@@ -58,7 +58,12 @@ impl Sim {
     /// Starts etcd and bpfk-server (with its scheduler and/or controllers as asked), then the
     /// fake kubelet loop.
     pub async fn start(scheduler: bool, controllers: bool) -> Sim {
-        let mut flags: Vec<&'static str> = Vec::new();
+        Self::start_with(scheduler, controllers, &[]).await
+    }
+
+    /// [`Sim::start`] with `extra` server flags.
+    pub async fn start_with(scheduler: bool, controllers: bool, extra: &[&'static str]) -> Sim {
+        let mut flags: Vec<&'static str> = extra.to_vec();
         if !scheduler {
             flags.push("--disable-scheduler");
         }

@@ -42,6 +42,8 @@ pub const MAX_REPLICAS: &str = "deployment.kubernetes.io/max-replicas";
 pub struct Context {
     client: Client,
     replicasets: Store<ReplicaSet>,
+    /// Records `ScalingReplicaSet`.
+    recorder: bpfk_common::events::Recorder,
 }
 
 /// Runs the controller until its watches end.
@@ -59,13 +61,18 @@ pub async fn run(client: Client, concurrency: u16) -> Result<()> {
         .reflect(rs_writer)
         .touched_objects();
     let ctx = Arc::new(Context {
+        recorder: bpfk_common::events::recorder(client.clone(), "deployment-controller"),
         client,
         replicasets: rs_store,
     });
     let results = Controller::for_stream(deployments, d_store)
         .owns_stream(replicasets)
         .with_config(ControllerConfig::default().concurrency(concurrency))
-        .run(reconcile, error_policy, ctx);
+        .run(
+            |obj, ctx| crate::metrics::timed("deployment", reconcile(obj, ctx)),
+            error_policy,
+            ctx,
+        );
     run_until_stopped("deployment", results).await
 }
 

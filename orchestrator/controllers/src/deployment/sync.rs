@@ -3,11 +3,12 @@
 
 use std::collections::BTreeMap;
 
+use bpfk_common::events::{self, EventType};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, ReplicaSet, ReplicaSetSpec};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::ResourceExt;
+use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::hash::POD_TEMPLATE_HASH;
@@ -54,10 +55,28 @@ impl Sync<'_> {
             }},
             "spec": {"replicas": replicas}
         });
+        let from = rs_replicas(rs);
         tracing::info!(deployment = %format!("{}/{}", self.ns, self.name), replicaset = %rs.name_any(),
-            from = rs_replicas(rs), to = replicas, "scaling replica set");
+            from, to = replicas, "scaling replica set");
         *rs = self.patch_rs(rs, patch).await?;
+        self.record_scaling(rs, from, replicas);
         Ok(())
+    }
+
+    /// `ScalingReplicaSet` about the Deployment, related to the ReplicaSet at the version the
+    /// scaling wrote (so each scaling is its own event, not a repeat of the last one).
+    fn record_scaling(&self, rs: &ReplicaSet, from: i32, to: i32) {
+        let direction = if to > from { "up" } else { "down" };
+        let note = format!(
+            "Scaled {direction} replica set {} from {from} to {to}",
+            rs.name_any()
+        );
+        let mut ev = events::event(EventType::Normal, "ScalingReplicaSet", "Scale", note);
+        let mut related = rs.object_ref(&());
+        related.resource_version = rs.metadata.resource_version.clone();
+        ev.secondary = Some(related);
+        let (recorder, regarding) = (self.ctx.recorder.clone(), self.d.object_ref(&()));
+        tokio::spawn(async move { events::record(&recorder, &regarding, ev).await });
     }
 
     /// Creates the ReplicaSet for the current template; `None` when a foreign ReplicaSet holds
@@ -74,6 +93,9 @@ impl Sync<'_> {
             Ok(rs) => {
                 tracing::info!(deployment = %format!("{}/{}", self.ns, self.name), replicaset = %rs.name_any(),
                     replicas, "created replica set");
+                if replicas > 0 {
+                    self.record_scaling(&rs, 0, replicas);
+                }
                 return Ok(Some(rs));
             }
             Err(e) => e,

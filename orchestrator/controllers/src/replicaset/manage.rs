@@ -4,13 +4,14 @@
 use std::cmp::Reverse;
 use std::collections::HashSet;
 
+use bpfk_common::events::{self, EventType, Recorder};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, PostParams, Preconditions};
-use kube::ResourceExt;
+use kube::{Resource, ResourceExt};
 
 use crate::error::{is_conflict, is_not_found, Result};
 use crate::expectations::Expectations;
@@ -125,10 +126,17 @@ pub fn new_pod(rs: &ReplicaSet) -> Option<Pod> {
     })
 }
 
+/// What creates and deletes a ReplicaSet's pods: the API, the expectations it then waits
+/// for, and the recorder of the events about it.
+pub struct PodWriter<'a> {
+    pub api: &'a Api<Pod>,
+    pub expectations: &'a Expectations,
+    pub recorder: &'a Recorder,
+}
+
 /// Creates or deletes pods per [`replica_diff`]; `active` loses the pods deleted.
 pub async fn manage_replicas(
-    api: &Api<Pod>,
-    expectations: &Expectations,
+    w: &PodWriter<'_>,
     rs: &ReplicaSet,
     active: &mut Vec<&Pod>,
     want: usize,
@@ -136,29 +144,40 @@ pub async fn manage_replicas(
     let uid = rs.metadata.uid.as_deref().unwrap_or_default();
     match replica_diff(active.len(), want) {
         ReplicaDiff::InSync => Ok(()),
-        ReplicaDiff::Create(n) => create_pods(api, expectations, rs, n).await,
+        ReplicaDiff::Create(n) => create_pods(w, rs, n).await,
         ReplicaDiff::Delete(n) => {
             let victims: Vec<Pod> = pods_to_delete(active, n).into_iter().cloned().collect();
-            let result = delete_pods(api, expectations, uid, victims).await;
+            let result = delete_pods(w, rs, victims).await;
             tracing::info!(replicaset = %key(&rs.metadata), deleted = n, "deleted pods");
             result?;
-            let deleted = expectations.pending_deletions(uid);
+            let deleted = w.expectations.pending_deletions(uid);
             active.retain(|p| !p.metadata.uid.as_ref().is_some_and(|u| deleted.contains(u)));
             Ok(())
         }
     }
 }
 
-async fn create_pods(
-    api: &Api<Pod>,
-    expectations: &Expectations,
+/// Records an event about `rs` concerning its pod `pod` (the event's related object), in
+/// the background: a sync never waits for its events.
+fn pod_event(
+    recorder: &Recorder,
     rs: &ReplicaSet,
-    n: usize,
-) -> Result<()> {
+    pod: Option<ObjectReference>,
+    (type_, reason, action): (EventType, &str, &str),
+    note: String,
+) {
+    let mut ev = events::event(type_, reason, action, note);
+    ev.secondary = pod;
+    let (recorder, regarding) = (recorder.clone(), rs.object_ref(&()));
+    tokio::spawn(async move { events::record(&recorder, &regarding, ev).await });
+}
+
+async fn create_pods(w: &PodWriter<'_>, rs: &ReplicaSet, n: usize) -> Result<()> {
     let uid = rs.metadata.uid.as_deref().unwrap_or_default();
     let pods: Vec<Pod> = (0..n).filter_map(|_| new_pod(rs)).collect();
     let names = pods.iter().filter_map(|p| p.metadata.name.clone());
-    expectations.expect(uid, names, std::iter::empty());
+    w.expectations.expect(uid, names, std::iter::empty());
+    let api = w.api;
     let results: Vec<(String, Result<Pod, kube::Error>)> = futures::stream::iter(pods)
         .map(|p| async move { (p.name_any(), api.create(&PostParams::default(), &p).await) })
         .buffer_unordered(PARALLEL)
@@ -168,10 +187,17 @@ async fn create_pods(
     let mut created = 0;
     for (name, r) in results {
         match r {
-            Ok(_) => created += 1,
+            Ok(pod) => {
+                created += 1;
+                let how = (EventType::Normal, "SuccessfulCreate", "Create");
+                let note = format!("Created pod: {name}");
+                pod_event(w.recorder, rs, Some(pod.object_ref(&())), how, note);
+            }
             Err(e) => {
-                expectations.creation_failed(uid, &name);
+                w.expectations.creation_failed(uid, &name);
                 if !is_conflict(&e) && first_err.is_none() {
+                    let how = (EventType::Warning, "FailedCreate", "Create");
+                    pod_event(w.recorder, rs, None, how, format!("Error creating: {e}"));
                     first_err = Some(e);
                 }
             }
@@ -181,32 +207,47 @@ async fn create_pods(
     first_err.map_or(Ok(()), |e| Err(e.into()))
 }
 
-async fn delete_pods(
-    api: &Api<Pod>,
-    expectations: &Expectations,
-    uid: &str,
-    victims: Vec<Pod>,
-) -> Result<()> {
+async fn delete_pods(w: &PodWriter<'_>, rs: &ReplicaSet, victims: Vec<Pod>) -> Result<()> {
+    let uid = rs.metadata.uid.as_deref().unwrap_or_default();
     let uids = victims.iter().filter_map(|p| p.metadata.uid.clone());
-    expectations.expect(uid, std::iter::empty(), uids);
-    let results: Vec<(String, Result<(), kube::Error>)> = futures::stream::iter(victims)
+    w.expectations.expect(uid, std::iter::empty(), uids);
+    let api = w.api;
+    let results: Vec<(Pod, Result<(), kube::Error>)> = futures::stream::iter(victims)
         .map(|p| async move {
             let pod_uid = p.metadata.uid.clone().unwrap_or_default();
             let dp = DeleteParams::default().preconditions(Preconditions {
-                uid: Some(pod_uid.clone()),
+                uid: Some(pod_uid),
                 resource_version: None,
             });
-            (pod_uid, api.delete(&p.name_any(), &dp).await.map(|_| ()))
+            let r = api.delete(&p.name_any(), &dp).await.map(|_| ());
+            (p, r)
         })
         .buffer_unordered(PARALLEL)
         .collect()
         .await;
     let mut first_err = None;
-    for (pod_uid, r) in results {
-        if let Err(e) = r {
-            expectations.deletion_observed(uid, &pod_uid);
-            if !is_not_found(&e) && first_err.is_none() {
-                first_err = Some(e);
+    for (pod, r) in results {
+        let regarding = Some(pod.object_ref(&()));
+        match r {
+            Ok(()) => {
+                let how = (EventType::Normal, "SuccessfulDelete", "Delete");
+                let note = format!("Deleted pod: {}", pod.name_any());
+                pod_event(w.recorder, rs, regarding, how, note);
+            }
+            Err(e) => {
+                let pod_uid = pod.metadata.uid.as_deref().unwrap_or_default();
+                w.expectations.deletion_observed(uid, pod_uid);
+                if !is_not_found(&e) && first_err.is_none() {
+                    let how = (EventType::Warning, "FailedDelete", "Delete");
+                    pod_event(
+                        w.recorder,
+                        rs,
+                        regarding,
+                        how,
+                        format!("Error deleting: {e}"),
+                    );
+                    first_err = Some(e);
+                }
             }
         }
     }

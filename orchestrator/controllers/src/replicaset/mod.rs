@@ -33,6 +33,8 @@ pub struct Context {
     client: Client,
     pods: Store<Pod>,
     expectations: Expectations,
+    /// Records `SuccessfulCreate`, `SuccessfulDelete`, `FailedCreate`, `FailedDelete`.
+    recorder: bpfk_common::events::Recorder,
 }
 
 /// Runs the controller until its watches end. Pods come from the process's shared pod
@@ -51,6 +53,7 @@ pub async fn run(
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
     let ctx = Arc::new(Context {
+        recorder: bpfk_common::events::recorder(client.clone(), "replicaset-controller"),
         client,
         pods,
         expectations: Expectations::default(),
@@ -62,7 +65,11 @@ pub async fn run(
             pod_to_replicasets(&rs_cache, &pod)
         })
         .with_config(ControllerConfig::default().concurrency(concurrency))
-        .run(reconcile, error_policy, ctx);
+        .run(
+            |obj, ctx| crate::metrics::timed("replicaset", reconcile(obj, ctx)),
+            error_policy,
+            ctx,
+        );
     run_until_stopped("replicaset", results).await
 }
 
@@ -123,7 +130,12 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action> {
     let mut active = active_pods(&owned, &pending_deletions);
     if synced {
         let want = spec.replicas.unwrap_or(1).max(0) as usize;
-        manage_replicas(&api, &ctx.expectations, &rs, &mut active, want).await?;
+        let writer = manage::PodWriter {
+            api: &api,
+            expectations: &ctx.expectations,
+            recorder: &ctx.recorder,
+        };
+        manage_replicas(&writer, &rs, &mut active, want).await?;
     }
 
     // status from the pods the cache shows (minus those being deleted)
