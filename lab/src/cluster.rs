@@ -27,7 +27,9 @@
 //! is forwarded out of the lab) and its own cgroup for the
 //! socket load balancer, `<cgroup2>/bpfk-<node>`; the kubelet's cgroup parent is the same
 //! `/bpfk-<node>`, so pod processes (runc joins the unified hierarchy too on a v1+v2 hybrid
-//! host) sit below the cgroup the sock_addr programs are attached to.
+//! host) sit below the cgroup the sock_addr programs are attached to. A test of other agent
+//! or kubelet flags puts them in `BPFK_LAB_AGENT_ARGS` (whitespace separated, e.g.
+//! `--container-log-max-size 4Ki`): every agent of a lab started afterwards gets them.
 //!
 //! Dropping the [`Lab`] (also while panicking) kills the agents by PID and runs
 //! `bpfk-agent --teardown` for each node's pins, stops containerd (its pods, mounts and
@@ -81,6 +83,17 @@ pub fn lab_pod_range(octet: u8) -> String {
 pub struct Binaries {
     pub server: PathBuf,
     pub agent: PathBuf,
+}
+
+/// Where tests put extra flags for every agent of the labs they start.
+pub const AGENT_ARGS_ENV: &str = "BPFK_LAB_AGENT_ARGS";
+
+fn extra_agent_args() -> Vec<String> {
+    std::env::var(AGENT_ARGS_ENV)
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(String::from)
+        .collect()
 }
 
 /// What to build.
@@ -715,6 +728,7 @@ impl Lab {
             .args(containerd.kubelet_runtime_args())
             .args(["--cgroup-parent", &node.cgroup_parent()])
             .args(["--pod-infra-container-image", crate::images::PAUSE_IMAGE])
+            .args(extra_agent_args())
             .env("RUST_LOG", &options.log_level)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -885,6 +899,55 @@ impl Lab {
             }
         }
     }
+
+    /// Polls `check` every [`WAIT_POLL`] until it gives a value. Panics after `within`,
+    /// naming `what` and the last reason `check` gave, or at once when a lab process died.
+    pub async fn wait_for<T, Fut>(
+        &mut self,
+        what: &str,
+        within: Duration,
+        mut check: impl FnMut() -> Fut,
+    ) -> T
+    where
+        Fut: std::future::Future<Output = Result<T, String>>,
+    {
+        let deadline = Instant::now() + within;
+        loop {
+            self.assert_running();
+            match check().await {
+                Ok(v) => return v,
+                Err(last) => wait_or_give_up(what, within, deadline, &last).await,
+            }
+        }
+    }
+
+    /// [`Lab::wait_for`] for a check that needs the lab itself (its nodes, its kubeconfig).
+    pub async fn wait_with<T>(
+        &mut self,
+        what: &str,
+        within: Duration,
+        mut check: impl FnMut(&Lab) -> Result<T, String>,
+    ) -> T {
+        let deadline = Instant::now() + within;
+        loop {
+            self.assert_running();
+            match check(self) {
+                Ok(v) => return v,
+                Err(last) => wait_or_give_up(what, within, deadline, &last).await,
+            }
+        }
+    }
+}
+
+/// How often [`Lab::wait_for`] checks.
+pub const WAIT_POLL: Duration = Duration::from_millis(300);
+
+async fn wait_or_give_up(what: &str, within: Duration, deadline: Instant, last: &str) {
+    assert!(
+        Instant::now() < deadline,
+        "timed out after {within:?} waiting for {what}; last: {last}"
+    );
+    tokio::time::sleep(WAIT_POLL).await;
 }
 
 impl Drop for Lab {

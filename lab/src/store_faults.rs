@@ -76,16 +76,22 @@ impl<S: Store, F: WatchFault> Store for FaultyWatchStore<S, F> {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
         self.inner.get(key).await
     }
-    async fn create(&self, key: &str, value: Vec<u8>) -> Result<Revision> {
-        self.inner.create(key, value).await
+    async fn create_with_ttl(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Option<std::time::Duration>,
+    ) -> Result<Revision> {
+        self.inner.create_with_ttl(key, value, ttl).await
     }
-    async fn update(
+    async fn update_with_ttl(
         &self,
         key: &str,
         value: Vec<u8>,
         expected: Option<Revision>,
+        ttl: Option<std::time::Duration>,
     ) -> Result<Revision> {
-        self.inner.update(key, value, expected).await
+        self.inner.update_with_ttl(key, value, expected, ttl).await
     }
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue> {
         self.inner.delete(key, expected).await

@@ -27,6 +27,7 @@ fn spec(name: &str, ip: Ipv4Addr) -> ServiceSpec {
             node_port: None,
         }],
         affinity_timeout_s: None,
+        lb_algorithm: Default::default(),
     }
 }
 

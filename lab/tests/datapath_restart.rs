@@ -40,6 +40,7 @@ fn streams_survive_datapath_restart_and_teardown_cleans_up() {
             node_port: None,
         }],
         affinity_timeout_s: None,
+        lb_algorithm: Default::default(),
     };
     let eps: Vec<Endpoint> = [a.pods[0].addr, b.pods[0].addr]
         .iter()

@@ -30,6 +30,7 @@ fn spec(name: &str, ip: Ipv4Addr, node_port: Option<u16>) -> ServiceSpec {
             },
         ],
         affinity_timeout_s: None,
+        lb_algorithm: Default::default(),
     }
 }
 
@@ -284,6 +285,20 @@ fn per_packet_lb_clusterip_and_nodeport_across_nodes() {
         "not refused within 100 ms: {v}"
     );
 
+    // And UDP with ICMP port unreachable from the service address: a connected client's
+    // receive fails at once, as on the socket path.
+    let empty_dns = format!("{empty_vip}:53");
+    let v = run_client(
+        client,
+        None,
+        &["refused", "--addr", &empty_dns, "--udp", "--connected"],
+    );
+    assert_eq!(v["outcome"], "recv:ConnectionRefused", "{v}");
+    assert!(
+        v["elapsed_ms"].as_u64().unwrap() < 100,
+        "not refused within 100 ms: {v}"
+    );
+
     // Pod to pod across nodes over the peer routes.
     let direct = format!("{}:8080", b.pods[0].addr);
     let v = run_client(
@@ -382,6 +397,193 @@ fn per_packet_connection_reusing_a_socket_balanced_tuple() {
         assert_eq!(count(&v, "names", "a1"), 1, "({cgroup:?}) {v}");
         assert_eq!(v["wrong_peer"], 0, "({cgroup:?}) {v}");
     }
+    let (att_a, att_b) = (lab.attachments(0), lab.attachments(1));
+    dpa.teardown().unwrap();
+    dpb.teardown().unwrap();
+    lab.assert_clean(0, &att_a);
+    lab.assert_clean(1, &att_b);
+}
+
+/// A connected UDP client (a resolver) whose backend pod goes away: the datapath destroys
+/// the socket the socket LB connected to it (ECONNABORTED), the client opens a new one and
+/// is answered by the live backend. Without that it would send into the void for good.
+#[test]
+fn connected_udp_client_moves_to_a_live_backend_when_its_backend_goes() {
+    let lab = Lab::new(2);
+    let a = lab.node(0);
+    let b = lab.node(1);
+    let mut servers = [
+        ("a1", &a.pods[0], serve(&a.pods[0].ns, "a1")),
+        ("b1", &b.pods[0], serve(&b.pods[0].ns, "b1")),
+    ];
+    let mut dpa = lab.load_datapath(0);
+    let dpb = lab.load_datapath(1);
+    let vip = Ipv4Addr::new(10, 96, 0, 80);
+    let svc = spec("resolver", vip, None);
+    let eps = [endpoint(a.pods[0].addr), endpoint(b.pods[0].addr)];
+    dpa.sync_service(&svc, &eps).unwrap();
+
+    let dns = format!("{vip}:53");
+    let mut client = Proc::spawn(
+        &a.pods[1].ns,
+        Some(&a.cgroup),
+        &["udp-connected", "--addr", &dns, "--seconds", "5"],
+    );
+    let first = client.json()["name"].as_str().unwrap().to_string();
+    let (gone, live) = if first == "a1" { (0, 1) } else { (1, 0) };
+    // The pod is deleted: its servers stop and its address goes (silence, no ICMP).
+    let (_, pod, procs) = &mut servers[gone];
+    procs.0.kill();
+    procs.1.kill();
+    netlab::sh(&["ip", "-n", &pod.ns, "addr", "flush", "dev", "eth0"]);
+    let remaining = [endpoint(servers[live].1.addr)];
+    dpa.sync_service(&svc, &remaining).unwrap();
+
+    let end = client.json();
+    let live_name = servers[live].0;
+    assert_eq!(end["last"], live_name, "{end}");
+    assert!(
+        end["names"][live_name].as_u64().unwrap_or(0) >= 10,
+        "the client was not answered by the live backend for most of the run: {end}"
+    );
+    // One error on the destroyed socket: ECONNABORTED, or EDESTADDRREQ when the send
+    // comes first (the destroyed socket is disconnected).
+    let errors = end["errors"].as_object().unwrap();
+    assert_eq!(errors.len(), 1, "{end}");
+    assert!(
+        ["errno 103", "errno 89"].contains(&errors.keys().next().unwrap().as_str()),
+        "{end}"
+    );
+    assert_eq!(end["reopened"], 1, "{end}");
+    let (att_a, att_b) = (lab.attachments(0), lab.attachments(1));
+    dpa.teardown().unwrap();
+    dpb.teardown().unwrap();
+    lab.assert_clean(0, &att_a);
+    lab.assert_clean(1, &att_b);
+}
+
+/// The backend each of `ports` (a client source port, one connection each) reaches at `addr`.
+fn placements(ns: &str, addr: &str, ports: &[u16]) -> Vec<String> {
+    ports
+        .iter()
+        .map(|port| {
+            let port = port.to_string();
+            let args = [
+                "tcp-client",
+                "--addr",
+                addr,
+                "--count",
+                "1",
+                "--source-port",
+                &port,
+            ];
+            let v = run_client(ns, None, &args);
+            no_errors(&v);
+            let names = v["names"].as_object().unwrap();
+            assert_eq!(names.len(), 1, "{v}");
+            names.keys().next().unwrap().clone()
+        })
+        .collect()
+}
+
+/// NodePorts place new flows by Maglev: the same client address and port reach the same
+/// backend every time, and when one of three backends goes only its flows move (about 1/N;
+/// Maglev may move a few more, the unit test and bench/results/maglev.md measure it).
+#[test]
+fn nodeport_maglev_places_flows_consistently_and_moves_only_the_gone_backends() {
+    let lab = Lab::new(2);
+    let a = lab.node(0);
+    let b = lab.node(1);
+    let _sa = serve(&a.pods[0].ns, "a1");
+    let _sb = serve(&b.pods[0].ns, "b1");
+    let _sc = serve(&b.pods[1].ns, "b2");
+    let mut dpa = lab.load_datapath(0);
+    let mut dpb = lab.load_datapath(1);
+    let svc = spec("maglev", Ipv4Addr::new(10, 96, 0, 90), Some(30090));
+    let all = [a.pods[0].addr, b.pods[0].addr, b.pods[1].addr].map(endpoint);
+    dpa.sync_service(&svc, &all).unwrap();
+    dpb.sync_service(&svc, &all).unwrap();
+
+    let np = format!("{}:30090", a.addr);
+    let ports: Vec<u16> = (0..24).map(|i| 41000 + i * 37).collect();
+    let before = placements(&b.ns, &np, &ports);
+    let used: std::collections::BTreeSet<_> = before.iter().collect();
+    assert!(used.len() >= 2, "24 flows on one backend: {before:?}");
+    assert_eq!(
+        placements(&b.ns, &np, &ports),
+        before,
+        "the same flows must reach the same backends"
+    );
+
+    dpa.sync_service(&svc, &all[..2]).unwrap();
+    let after = placements(&b.ns, &np, &ports);
+    let mut moved_survivors = 0;
+    for (was, is) in before.iter().zip(&after) {
+        assert_ne!(
+            is, "b2",
+            "a flow still reaches the removed backend: {after:?}"
+        );
+        if was != "b2" && was != is {
+            moved_survivors += 1;
+        }
+    }
+    assert!(
+        moved_survivors <= 2,
+        "{moved_survivors} of the flows on live backends moved: {before:?} → {after:?}"
+    );
+    let (att_a, att_b) = (lab.attachments(0), lab.attachments(1));
+    dpa.teardown().unwrap();
+    dpb.teardown().unwrap();
+    lab.assert_clean(0, &att_a);
+    lab.assert_clean(1, &att_b);
+}
+
+/// The node's own processes (in the node's network namespace, under the socket-balanced
+/// cgroup, as host processes and hostNetwork pods are under the agent's default cgroup2
+/// root) reach ClusterIPs, TCP and UDP, and the node's own NodePorts through the socket LB.
+#[test]
+fn host_processes_reach_clusterip_and_nodeport() {
+    let lab = Lab::new(1);
+    let a = lab.node(0);
+    let b = lab.node(1);
+    let _sa = serve(&a.pods[0].ns, "a1");
+    let _sb = serve(&b.pods[0].ns, "b1");
+    let mut dpa = lab.load_datapath(0);
+    let mut dpb = lab.load_datapath(1);
+    let vip = Ipv4Addr::new(10, 96, 0, 100);
+    let svc = spec("from-host", vip, Some(30100));
+    let eps = [endpoint(a.pods[0].addr), endpoint(b.pods[0].addr)];
+    dpa.sync_service(&svc, &eps).unwrap();
+    dpb.sync_service(&svc, &eps).unwrap();
+    let http = format!("{vip}:80");
+    let np = format!("{}:30100", a.addr);
+    for addr in [&http, &np] {
+        let v = run_client(
+            &a.ns,
+            Some(&a.cgroup),
+            &["tcp-client", "--addr", addr, "--count", "40"],
+        );
+        no_errors(&v);
+        assert_eq!(v["wrong_peer"], 0, "{addr}: {v}");
+        let (na, nb) = (count(&v, "names", "a1"), count(&v, "names", "b1"));
+        assert!(
+            na >= 5 && nb >= 5 && na + nb == 40,
+            "{addr}: not spread: {v}"
+        );
+    }
+    let dns = format!("{vip}:53");
+    let v = run_client(
+        &a.ns,
+        Some(&a.cgroup),
+        &["udp-client", "--addr", &dns, "--count", "40"],
+    );
+    no_errors(&v);
+    assert_eq!(v["wrong_source"], 0, "{v}");
+    assert_eq!(
+        count(&v, "names", "a1") + count(&v, "names", "b1"),
+        40,
+        "{v}"
+    );
     let (att_a, att_b) = (lab.attachments(0), lab.attachments(1));
     dpa.teardown().unwrap();
     dpb.teardown().unwrap();

@@ -241,6 +241,7 @@ fn bpfk_services(svcs: &[Svc]) -> Vec<(ServiceSpec, Vec<Endpoint>)> {
                     })
                     .collect(),
                 affinity_timeout_s: None,
+                lb_algorithm: Default::default(),
             };
             let eps = s
                 .endpoints

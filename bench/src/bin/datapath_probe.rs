@@ -104,6 +104,7 @@ fn service(name: &str, vip: Ipv4Addr, backends: &[Ipv4Addr]) -> (ServiceSpec, Ve
             node_port: None,
         }],
         affinity_timeout_s: None,
+        lb_algorithm: Default::default(),
     };
     let eps = backends
         .iter()

@@ -36,6 +36,13 @@ pub const SVC_STATS_MAP: &str = "BPFK_SVC_STATS_V1";
 pub const BACKEND_STATS_MAP: &str = "BPFK_BACKEND_STATS_V1";
 /// Drops and failed map writes by reason (per-CPU array): `DROP_*` index → `u64` count.
 pub const DROPS_MAP: &str = "BPFK_DROPS_V1";
+/// Backends that just left a UDP frontend: [`GoneBackendKey`] → `u8`. User space fills it
+/// before it runs the UDP socket iterator (which reports the sockets connected through the
+/// socket load balancer to one of them) and empties it afterwards.
+pub const GONE_BACKENDS_MAP: &str = "BPFK_GONE_BACKENDS_V1";
+/// Maglev lookup tables of the frontends with [`SVC_F_MAGLEV`]: [`MaglevKey`] → backend id
+/// (`u32`). A frontend's table has as many entries as its master entry says.
+pub const MAGLEV_MAP: &str = "BPFK_MAGLEV_V1";
 
 // Entries of each map as compiled into the object (`ebpf/programs/src/maps.rs`) and the
 // datapath's default `MapSizes`; the loader may size them otherwise. (The `#[map]` macro
@@ -61,9 +68,15 @@ pub const SVC_STATS_MAP_ENTRIES: u32 = REVNAT_MAP_ENTRIES;
 pub const BACKEND_STATS_MAP_ENTRIES: u32 = BACKEND_MAP_ENTRIES;
 /// Entries of [`DROPS_MAP`]: one per `DROP_*` reason.
 pub const DROPS_MAP_ENTRIES: u32 = DROP_REASONS.len() as u32;
+/// Entries of [`GONE_BACKENDS_MAP`]: backends removed in one service update (user space
+/// runs the iterator in batches of at most this many).
+pub const GONE_BACKENDS_MAP_ENTRIES: u32 = 1024;
+
+/// Entries of [`MAGLEV_MAP`] (allocated as used: a cap, not a reservation).
+pub const MAGLEV_MAP_ENTRIES: u32 = 1 << 20;
 
 /// Every map of the object with its compiled-in entries.
-pub const MAPS: [(&str, u32); 10] = [
+pub const MAPS: [(&str, u32); 12] = [
     (SVC_MAP, SVC_MAP_ENTRIES),
     (BACKEND_MAP, BACKEND_MAP_ENTRIES),
     (REVNAT_MAP, REVNAT_MAP_ENTRIES),
@@ -74,12 +87,14 @@ pub const MAPS: [(&str, u32); 10] = [
     (SVC_STATS_MAP, SVC_STATS_MAP_ENTRIES),
     (BACKEND_STATS_MAP, BACKEND_STATS_MAP_ENTRIES),
     (DROPS_MAP, DROPS_MAP_ENTRIES),
+    (GONE_BACKENDS_MAP, GONE_BACKENDS_MAP_ENTRIES),
+    (MAGLEV_MAP, MAGLEV_MAP_ENTRIES),
 ];
 
 /// [`DROPS_MAP`] index: connect()/sendmsg() to a frontend without backends was refused.
 pub const DROP_NO_BACKEND_SOCK: u32 = 0;
 /// [`DROPS_MAP`] index: a packet to a frontend without backends was rejected (TCP RST) or
-/// dropped (UDP) by the TC program.
+/// answered with ICMP port unreachable (UDP) by the TC program.
 pub const DROP_NO_BACKEND_TC: u32 = 1;
 /// [`DROPS_MAP`] index: a conntrack entry could not be written (the flow was translated
 /// but its replies will not be).
@@ -112,6 +127,10 @@ pub const PROTO_UDP: u8 = 17;
 pub const SVC_F_NODEPORT: u8 = 1;
 /// [`ServiceValue::flags`]: `sessionAffinity: ClientIP`.
 pub const SVC_F_AFFINITY: u8 = 2;
+
+/// [`ServiceValue::flags`]: new flows pick their backend from the frontend's Maglev table
+/// ([`MAGLEV_MAP`]) by [`flow_hash`]; the master entry's `backend_id` holds the table size.
+pub const SVC_F_MAGLEV: u8 = 4;
 
 /// [`Backend::flags`]: the backend lives on this node (no SNAT needed for NodePort).
 pub const BACKEND_F_LOCAL: u8 = 1;
@@ -279,6 +298,65 @@ pub struct TrafficCounters {
     pub connections: u64,
 }
 
+/// An entry of a frontend's Maglev table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct MaglevKey {
+    pub rev_nat_index: u16,
+    pub pad: u16,
+    /// `0..table size`.
+    pub index: u32,
+}
+
+/// The hash a Maglev frontend's new flow is placed by: the client's address and port, the
+/// frontend port and protocol (not the frontend address, so a NodePort flow hashes alike on
+/// every node). Addresses and ports in network order, as the packet holds them. Shared by
+/// the programs and the user-space measurements.
+#[inline(always)]
+pub fn flow_hash(saddr: u32, sport: u16, dport: u16, proto: u8) -> u32 {
+    // murmur3's 32-bit finaliser over a mix of the fields.
+    let mut h = saddr ^ 0x9e37_79b9;
+    h = h.rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64);
+    h ^= (u32::from(sport) << 16) | u32::from(dport);
+    h = h.rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64);
+    h ^= u32::from(proto);
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
+}
+
+/// A backend that left a frontend (by the frontend's reverse-NAT index).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct GoneBackendKey {
+    /// Backend address, network order.
+    pub addr: u32,
+    /// Backend port, network order.
+    pub port: u16,
+    pub rev_nat_index: u16,
+}
+
+/// What the UDP socket iterator (`iter/udp`) writes for each socket connected through the
+/// socket load balancer to a gone backend: enough for user space to destroy it with
+/// `SOCK_DESTROY` (sock_diag), which looks the socket up by its tuple and checks the cookie.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UdpSockRecord {
+    pub cookie: u64,
+    /// Remote (backend) address, network order.
+    pub daddr: u32,
+    /// Local address, network order.
+    pub saddr: u32,
+    /// Remote port, network order.
+    pub dport: u16,
+    /// Local port, host order (the kernel's `skc_num`).
+    pub sport: u16,
+    /// The device the socket is bound to (0: none).
+    pub bound_dev_if: u32,
+}
+
 /// Per-node settings the programs need (array index 0).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -313,6 +391,9 @@ mod pod {
     unsafe impl aya::Pod for SockRevValue {}
     unsafe impl aya::Pod for NodeConfig {}
     unsafe impl aya::Pod for TrafficCounters {}
+    unsafe impl aya::Pod for GoneBackendKey {}
+    unsafe impl aya::Pod for MaglevKey {}
+    unsafe impl aya::Pod for UdpSockRecord {}
 }
 
 #[cfg(test)]
@@ -334,5 +415,8 @@ mod tests {
         assert_eq!(size_of::<SockRevValue>(), 8);
         assert_eq!(size_of::<NodeConfig>(), 24);
         assert_eq!(size_of::<TrafficCounters>(), 24);
+        assert_eq!(size_of::<GoneBackendKey>(), 8);
+        assert_eq!(size_of::<MaglevKey>(), 8);
+        assert_eq!(size_of::<UdpSockRecord>(), 24);
     }
 }

@@ -2,11 +2,11 @@
 
 use aya_ebpf::helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns};
 use bpfk_ebpf_common::{
-    AffinityKey, AffinityValue, Backend, ServiceKey, ServiceValue, DROP_AFFINITY_INSERT,
-    DROP_BACKEND_MISSING, SVC_F_AFFINITY,
+    AffinityKey, AffinityValue, Backend, MaglevKey, ServiceKey, ServiceValue,
+    DROP_AFFINITY_INSERT, DROP_BACKEND_MISSING, SVC_F_AFFINITY, SVC_F_MAGLEV,
 };
 
-use crate::maps::{count_drop, AFFINITY, BACKENDS, SVC};
+use crate::maps::{count_drop, AFFINITY, BACKENDS, MAGLEV, SVC};
 
 /// Result of a service lookup.
 pub enum Lookup {
@@ -42,8 +42,8 @@ pub fn backend(id: u32) -> Option<Backend> {
 }
 
 /// Looks the frontend up and picks a backend: the affine one when the
-/// service has `sessionAffinity: ClientIP` and the entry is fresh, otherwise a
-/// random slot.
+/// service has `sessionAffinity: ClientIP` and the entry is fresh, otherwise the Maglev
+/// table's entry for `flow()` (frontends with `SVC_F_MAGLEV`) or a random slot.
 #[inline(always)]
 pub fn select(
     addr: u32,
@@ -51,6 +51,7 @@ pub fn select(
     proto: u8,
     client: impl FnOnce() -> u64,
     client_kind: u8,
+    flow: impl FnOnce() -> u32,
 ) -> Lookup {
     let Some(master) = master(addr, port, proto) else {
         return Lookup::NotService;
@@ -60,7 +61,7 @@ pub fn select(
     }
     let affinity = master.flags & SVC_F_AFFINITY != 0;
     if !affinity {
-        return pick(addr, port, proto, master);
+        return pick(addr, port, proto, master, flow);
     }
     // SAFETY: helper without side effects.
     let now = unsafe { bpf_ktime_get_ns() };
@@ -92,7 +93,7 @@ pub fn select(
             }
         }
     }
-    let chosen = pick(addr, port, proto, master);
+    let chosen = pick(addr, port, proto, master, flow);
     if let Lookup::Backend { id, .. } = chosen {
         let v = AffinityValue {
             backend_id: id,
@@ -104,9 +105,43 @@ pub fn select(
     chosen
 }
 
-/// A random backend slot of the frontend.
+/// The Maglev table's backend for `hash`, when the frontend has a table and the entry is
+/// there (a table update may be in flight).
 #[inline(always)]
-fn pick(addr: u32, port: u16, proto: u8, master: ServiceValue) -> Lookup {
+fn maglev(master: &ServiceValue, hash: u32) -> Option<(u32, Backend)> {
+    let size = master.backend_id;
+    if size == 0 {
+        return None;
+    }
+    let key = MaglevKey {
+        rev_nat_index: master.rev_nat_index,
+        pad: 0,
+        index: hash % size,
+    };
+    // SAFETY: value copied out immediately.
+    let id = unsafe { MAGLEV.get(&key) }.copied()?;
+    backend(id).map(|b| (id, b))
+}
+
+/// The frontend's backend for the flow: by its Maglev table, or a random slot.
+#[inline(always)]
+fn pick(
+    addr: u32,
+    port: u16,
+    proto: u8,
+    master: ServiceValue,
+    flow: impl FnOnce() -> u32,
+) -> Lookup {
+    if master.flags & SVC_F_MAGLEV != 0 {
+        if let Some((id, backend)) = maglev(&master, flow()) {
+            return Lookup::Backend {
+                id,
+                backend,
+                master,
+            };
+        }
+        count_drop(DROP_BACKEND_MISSING);
+    }
     // SAFETY: helper without side effects.
     let rnd = unsafe { bpf_get_prandom_u32() };
     let slot = (rnd % (master.count as u32)) as u16 + 1;

@@ -3,6 +3,7 @@
 #![no_std]
 #![no_main]
 
+mod iter;
 mod lb;
 mod maps;
 mod sock;

@@ -4,15 +4,15 @@
 //! name so a restarted agent reuses it.
 
 use aya_ebpf::{
-    bindings::BPF_F_NO_COMMON_LRU,
+    bindings::{BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC},
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap},
 };
 use bpfk_ebpf_common::{
-    AffinityKey, AffinityValue, Backend, CtKey, CtValue, NodeConfig, RevNat, ServiceKey,
+    AffinityKey, AffinityValue, Backend, CtKey, CtValue, GoneBackendKey, MaglevKey, NodeConfig, RevNat, ServiceKey,
     ServiceValue, SockRevKey, SockRevValue, TrafficCounters, AFFINITY_MAP_ENTRIES,
     BACKEND_MAP_ENTRIES, BACKEND_STATS_MAP_ENTRIES, CONFIG_MAP_ENTRIES, CT_MAP_ENTRIES,
-    DROPS_MAP_ENTRIES, REVNAT_MAP_ENTRIES, SOCK_REVNAT_MAP_ENTRIES, SVC_MAP_ENTRIES,
+    DROPS_MAP_ENTRIES, GONE_BACKENDS_MAP_ENTRIES, MAGLEV_MAP_ENTRIES, REVNAT_MAP_ENTRIES, SOCK_REVNAT_MAP_ENTRIES, SVC_MAP_ENTRIES,
     SVC_STATS_MAP_ENTRIES,
 };
 
@@ -53,6 +53,15 @@ pub static BACKEND_STATS: PerCpuHashMap<u32, TrafficCounters> =
 
 #[map(name = "BPFK_DROPS_V1")]
 pub static DROPS: PerCpuArray<u64> = PerCpuArray::pinned(DROPS_MAP_ENTRIES, 0);
+
+#[map(name = "BPFK_GONE_BACKENDS_V1")]
+pub static GONE_BACKENDS: HashMap<GoneBackendKey, u8> =
+    HashMap::pinned(GONE_BACKENDS_MAP_ENTRIES, 0);
+
+/// Written by user space only, and only as Maglev frontends need it: not preallocated.
+#[map(name = "BPFK_MAGLEV_V1")]
+pub static MAGLEV: HashMap<MaglevKey, u32> =
+    HashMap::pinned(MAGLEV_MAP_ENTRIES, BPF_F_NO_PREALLOC);
 
 /// Adds one to the drop counter `reason` (`DROP_*`).
 #[inline(always)]

@@ -16,7 +16,7 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use bpfk_ebpf_common::{
-    SockRevKey, SockRevValue, AFFINITY_KIND_NETNS, DROP_NO_BACKEND_SOCK, DROP_SOCK_REVNAT_INSERT,
+    flow_hash, SockRevKey, SockRevValue, AFFINITY_KIND_NETNS, DROP_NO_BACKEND_SOCK, DROP_SOCK_REVNAT_INSERT,
 };
 
 use crate::{
@@ -89,7 +89,13 @@ fn translate(ctx: &SockAddrContext) -> i32 {
         // SAFETY: helper valid for sock_addr programs.
         bpf_get_netns_cookie(ctx.as_ptr())
     };
-    match select(addr, port, proto, netns, AFFINITY_KIND_NETNS) {
+    // Maglev frontends place each socket by its cookie (its source port is not bound yet).
+    let flow = || {
+        // SAFETY: helper valid for sock_addr programs.
+        let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
+        flow_hash(cookie as u32, (cookie >> 32) as u16, port, proto)
+    };
+    match select(addr, port, proto, netns, AFFINITY_KIND_NETNS, flow) {
         Lookup::NotService => ALLOW,
         Lookup::NoBackends => {
             debug!(

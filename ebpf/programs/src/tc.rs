@@ -13,13 +13,13 @@
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
-    helpers::{bpf_redirect, bpf_redirect_neigh},
+    helpers::{bpf_redirect, bpf_redirect_neigh, bpf_skb_change_tail},
     macros::classifier,
     programs::TcContext,
 };
 use aya_log_ebpf::debug;
 use bpfk_ebpf_common::{
-    CtKey, CtValue, NodeConfig, AFFINITY_KIND_ADDR, BACKEND_F_LOCAL, CT_DIR_FORWARD,
+    flow_hash, CtKey, CtValue, NodeConfig, AFFINITY_KIND_ADDR, BACKEND_F_LOCAL, CT_DIR_FORWARD,
     CT_DIR_REPLY, CT_F_SNAT, CT_F_VIA_UNDERLAY, DROP_CT_INSERT, DROP_NO_BACKEND_TC, PROTO_TCP,
     PROTO_UDP, SVC_F_NODEPORT,
 };
@@ -181,6 +181,7 @@ fn try_ingress(ctx: &TcContext) -> Result<i32, i64> {
         p.proto,
         || p.saddr as u64,
         AFFINITY_KIND_ADDR,
+        || flow_hash(p.saddr, p.sport, p.dport, p.proto),
     ) {
         Lookup::NotService => {
             forget_stale_reply(ctx, &p)?;
@@ -197,9 +198,8 @@ fn try_ingress(ctx: &TcContext) -> Result<i32, i64> {
             if p.proto == PROTO_TCP {
                 return reject_tcp(ctx, &p);
             }
-            // UDP: dropped (ICMP generation is not implemented in TC;
-            // sockets in the node cgroup get ECONNREFUSED from sendmsg4).
-            return Ok(TC_ACT_SHOT);
+            // UDP: ICMP port unreachable, as the socket path's ECONNREFUSED.
+            return reject_udp(ctx, &p);
         }
         Lookup::Backend {
             id,
@@ -449,6 +449,74 @@ fn reject_tcp(ctx: &TcContext, p: &Packet) -> Result<i32, i64> {
     ctx.l4_csum_replace(csum_off, old_win as u64, 0, 2)?;
     ctx.store(p.l4 + 14, &0u16, 0)?;
 
+    // SAFETY: the context wraps a valid __sk_buff.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    // SAFETY: plain helper call.
+    Ok(unsafe { bpf_redirect(ifindex, 0) } as i32)
+}
+
+const IPV4_HLEN: usize = 20;
+const ICMP_HLEN: usize = 8;
+/// The original IP header (without options) and the first 8 bytes of its datagram.
+const ICMP_QUOTE: usize = IPV4_HLEN + 8;
+/// IP + ICMP headers + quote.
+const ICMP_REPLY_L3: usize = IPV4_HLEN + ICMP_HLEN + ICMP_QUOTE;
+const IPPROTO_ICMP: u8 = 1;
+const ICMP_DEST_UNREACH: u8 = 3;
+const ICMP_PORT_UNREACH: u8 = 3;
+const BPF_F_RECOMPUTE_CSUM: u64 = 1;
+
+/// The ones'-complement checksum of `bytes` (an even number of them).
+#[inline(always)]
+fn csum(bytes: &[u8]) -> u16 {
+    let mut sum = 0u32;
+    let mut i = 0;
+    while i + 1 < bytes.len() {
+        sum += u32::from(u16::from_be_bytes([bytes[i], bytes[i + 1]]));
+        i += 2;
+    }
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    !(sum as u16)
+}
+
+/// Answers a UDP datagram to a service without backends with ICMP port unreachable from
+/// the service address (quoting the datagram's IP header and first 8 bytes, RFC 792),
+/// turned into that reply in place and sent back out of the interface it came in on, so a
+/// connected client's next receive fails with ECONNREFUSED. Datagrams with IP options are
+/// dropped.
+#[inline(always)]
+fn reject_udp(ctx: &TcContext, p: &Packet) -> Result<i32, i64> {
+    if p.l4 != ETH_HLEN + IPV4_HLEN {
+        return Ok(TC_ACT_SHOT);
+    }
+    let quote: [u8; ICMP_QUOTE] = ctx.load(ETH_HLEN)?;
+    let dmac: [u8; 6] = ctx.load(0)?;
+    let smac: [u8; 6] = ctx.load(6)?;
+    let mut l3 = [0u8; ICMP_REPLY_L3];
+    l3[0] = 0x45;
+    l3[2..4].copy_from_slice(&(ICMP_REPLY_L3 as u16).to_be_bytes());
+    l3[6] = 0x40; // DF
+    l3[8] = 64; // TTL
+    l3[9] = IPPROTO_ICMP;
+    l3[12..16].copy_from_slice(&p.daddr.to_ne_bytes());
+    l3[16..20].copy_from_slice(&p.saddr.to_ne_bytes());
+    let ip_csum = csum(&l3[..IPV4_HLEN]);
+    l3[10..12].copy_from_slice(&ip_csum.to_be_bytes());
+    l3[IPV4_HLEN] = ICMP_DEST_UNREACH;
+    l3[IPV4_HLEN + 1] = ICMP_PORT_UNREACH;
+    l3[IPV4_HLEN + ICMP_HLEN..].copy_from_slice(&quote);
+    let icmp_csum = csum(&l3[IPV4_HLEN..]);
+    l3[IPV4_HLEN + 2..IPV4_HLEN + 4].copy_from_slice(&icmp_csum.to_be_bytes());
+
+    // SAFETY: the context wraps a valid __sk_buff.
+    let r = unsafe { bpf_skb_change_tail(ctx.skb.skb, (ETH_HLEN + ICMP_REPLY_L3) as u32, 0) };
+    if r != 0 {
+        return Ok(TC_ACT_SHOT);
+    }
+    ctx.store(0, &smac, 0)?;
+    ctx.store(6, &dmac, 0)?;
+    ctx.store(ETH_HLEN, &l3, BPF_F_RECOMPUTE_CSUM)?;
     // SAFETY: the context wraps a valid __sk_buff.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     // SAFETY: plain helper call.

@@ -64,12 +64,25 @@ enum Cmd {
         #[arg(long)]
         seconds: u64,
     },
+    /// One connected UDP socket sending a datagram every 100 ms for `seconds`, as a
+    /// resolver does: a timeout retries on the same socket, a socket error (ECONNABORTED
+    /// when the datapath destroyed it) opens a new one. Prints its first peer's name, then
+    /// the counts.
+    UdpConnected {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long)]
+        seconds: u64,
+    },
     /// How a connection attempt fails.
     Refused {
         #[arg(long)]
         addr: SocketAddr,
         #[arg(long)]
         udp: bool,
+        /// UDP: connect the socket first (an ICMP error then fails its next receive).
+        #[arg(long)]
+        connected: bool,
     },
     /// Loads a datapath, applies a plan and waits to be killed.
     Datapath {
@@ -129,7 +142,12 @@ fn run(cmd: Cmd) -> Result<()> {
         } => tcp_client(addr, count, source_port),
         Cmd::UdpClient { addr, count } => udp_client(addr, count),
         Cmd::TcpStream { addr, seconds } => tcp_stream(addr, seconds),
-        Cmd::Refused { addr, udp } => refused(addr, udp),
+        Cmd::UdpConnected { addr, seconds } => udp_connected(addr, seconds),
+        Cmd::Refused {
+            addr,
+            udp,
+            connected,
+        } => refused(addr, udp, connected),
         Cmd::Datapath { node, plan } => datapath(&node, &plan),
         Cmd::Teardown { node, pin_root } => {
             bpfk_datapath::teardown_pins(&pin_root, &node)?;
@@ -333,9 +351,65 @@ fn tcp_stream(addr: SocketAddr, seconds: u64) -> Result<()> {
     Ok(())
 }
 
-fn refused(addr: SocketAddr, udp: bool) -> Result<()> {
+fn connected_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let s = UdpSocket::bind("0.0.0.0:0")?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    s.connect(addr)?;
+    Ok(s)
+}
+
+fn udp_connected(addr: SocketAddr, seconds: u64) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut names: BTreeMap<String, u32> = BTreeMap::new();
+    let mut errors: BTreeMap<String, u32> = BTreeMap::new();
+    let (mut timeouts, mut reopened, mut last) = (0u32, 0u32, String::new());
+    let mut sock = connected_udp(addr)?;
+    let mut buf = [0u8; 2048];
+    while Instant::now() < deadline {
+        let outcome = sock.send(b"ping").and_then(|_| sock.recv(&mut buf));
+        match outcome {
+            Ok(n) => {
+                let name = String::from_utf8_lossy(&buf[..n]).to_string();
+                if last.is_empty() {
+                    println!("{}", json!({"name": name}));
+                    std::io::stdout().flush()?;
+                }
+                *names.entry(name.clone()).or_default() += 1;
+                last = name;
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                timeouts += 1;
+            }
+            Err(e) => {
+                // ECONNABORTED (or EDESTADDRREQ on the send of a destroyed, hence
+                // disconnected, socket), by errno.
+                let errno = e.raw_os_error().unwrap_or(0);
+                *errors.entry(format!("errno {errno}")).or_default() += 1;
+                sock = connected_udp(addr)?;
+                reopened += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!(
+        "{}",
+        json!({"names": names, "errors": errors, "timeouts": timeouts,
+            "reopened": reopened, "last": last})
+    );
+    Ok(())
+}
+
+fn refused(addr: SocketAddr, udp: bool, connected: bool) -> Result<()> {
     let start = Instant::now();
-    let outcome = if udp {
+    let outcome = if udp && connected {
+        match connected_udp(addr) {
+            Err(e) => format!("connect:{:?}", e.kind()),
+            Ok(s) => match s.send(b"x").and_then(|_| s.recv(&mut [0u8; 64])) {
+                Ok(_) => "answered".to_string(),
+                Err(e) => format!("recv:{:?}", e.kind()),
+            },
+        }
+    } else if udp {
         let s = UdpSocket::bind("0.0.0.0:0")?;
         s.set_read_timeout(Some(Duration::from_secs(2)))?;
         match s.send_to(b"x", addr) {

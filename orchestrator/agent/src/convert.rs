@@ -3,7 +3,8 @@
 use std::net::Ipv4Addr;
 
 use bpfk_datapath::{
-    Endpoint, EndpointPort, Ipv4Cidr, PeerNode, Protocol, ServiceName, ServicePort, ServiceSpec,
+    Endpoint, EndpointPort, Ipv4Cidr, LbAlgorithm, PeerNode, Protocol, ServiceName, ServicePort,
+    ServiceSpec,
 };
 use k8s_openapi::api::{
     core::v1::{Node, Service},
@@ -138,12 +139,37 @@ pub fn service_spec(svc: &Service) -> Result<Option<ServiceSpec>, Error> {
     } else {
         None
     };
+    let lb_algorithm = lb_algorithm(svc, &object)?;
     Ok(Some(ServiceSpec {
         name,
         cluster_ip,
         ports,
         affinity_timeout_s,
+        lb_algorithm,
     }))
+}
+
+/// Annotation choosing how a Service's ClusterIP picks backends: `random` (the default) or
+/// `maglev` (consistent hashing). NodePorts always use Maglev.
+pub const LB_ALGORITHM_ANNOTATION: &str = "bpfk.io/lb-algorithm";
+
+fn lb_algorithm(svc: &Service, object: &str) -> Result<LbAlgorithm, Error> {
+    let value = svc
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(LB_ALGORITHM_ANNOTATION));
+    let Some(value) = value else {
+        return Ok(LbAlgorithm::Random);
+    };
+    let field = format!("metadata.annotations[{LB_ALGORITHM_ANNOTATION}]");
+    LbAlgorithm::from_annotation(value, &field).map_err(|_| {
+        err(
+            object,
+            field,
+            format!("{value:?} is not a load-balancing algorithm (random or maglev)"),
+        )
+    })
 }
 
 /// Ready IPv4 endpoints of a set of slices (other address types are skipped).
@@ -297,6 +323,26 @@ mod tests {
         let s = service_spec(&svc("ClusterIP", "UDP")).unwrap().unwrap();
         assert_eq!(s.ports[0].node_port, None);
         assert_eq!(s.ports[0].protocol, Protocol::Udp);
+    }
+
+    #[test]
+    fn lb_algorithm_annotation_selects_maglev_and_rejects_others() {
+        let mut service = svc("ClusterIP", "TCP");
+        let s = service_spec(&service).unwrap().unwrap();
+        assert_eq!(s.lb_algorithm, LbAlgorithm::Random);
+        let annotate = |service: &mut Service, v: &str| {
+            service.metadata.annotations =
+                Some([(LB_ALGORITHM_ANNOTATION.to_string(), v.to_string())].into());
+        };
+        annotate(&mut service, "maglev");
+        let s = service_spec(&service).unwrap().unwrap();
+        assert_eq!(s.lb_algorithm, LbAlgorithm::Maglev);
+        annotate(&mut service, "round-robin");
+        let e = service_spec(&service).unwrap_err().to_string();
+        assert!(
+            e.contains("bpfk.io/lb-algorithm") && e.contains("round-robin"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -214,6 +214,7 @@ mod tests {
             cluster_ip: Some(Ipv4Addr::new(10, 96, 0, 10)),
             ports: vec![port("dns", Protocol::Udp), port("dns-tcp", Protocol::Tcp)],
             affinity_timeout_s: None,
+            lb_algorithm: Default::default(),
         }
     }
 

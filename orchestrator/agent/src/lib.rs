@@ -73,6 +73,12 @@ pub struct Args {
     /// agent runs; they cost two clock reads per program run.
     #[arg(long)]
     pub bpf_stats: bool,
+    /// Entries of each Maglev table (NodePorts, and ClusterIPs annotated
+    /// `bpfk.io/lb-algorithm: maglev`): a prime, e.g. 1021, 4093, 16381; larger tables spread
+    /// more evenly and cost more map writes per change.
+    #[arg(long, default_value_t = bpfk_datapath::maglev::DEFAULT_TABLE_SIZE,
+        value_parser = parse_maglev_table_size)]
+    pub maglev_table_size: u32,
     #[command(flatten)]
     pub map_sizes: MapSizeArgs,
     #[command(flatten)]
@@ -105,6 +111,13 @@ pub struct MapSizeArgs {
     pub bpf_map_sock_rev_nat: u32,
 }
 
+/// `--maglev-table-size`: a prime in range, or clap's error with the reason.
+fn parse_maglev_table_size(s: &str) -> Result<u32, String> {
+    let size: u32 = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
+    bpfk_datapath::maglev::validate_table_size(size).map_err(|e| e.to_string())?;
+    Ok(size)
+}
+
 impl MapSizeArgs {
     fn sizes(&self) -> MapSizes {
         MapSizes {
@@ -114,6 +127,7 @@ impl MapSizeArgs {
             conntrack: self.bpf_map_conntrack,
             affinity: self.bpf_map_affinity,
             sock_rev_nat: self.bpf_map_sock_rev_nat,
+            ..MapSizes::default()
         }
     }
 }
@@ -217,6 +231,7 @@ fn proxy_part(
         pod_cidr: args.pod_cidr,
         service_cidr: args.service_cidr,
         map_sizes: args.map_sizes.sizes(),
+        maglev_table_size: Some(args.maglev_table_size),
     };
     let node = args.node_name.clone();
     let (metrics_addr, bpf_stats) = (args.metrics_addr, args.bpf_stats);

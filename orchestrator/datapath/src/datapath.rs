@@ -17,25 +17,26 @@ use aya::{
     maps::{Array, HashMap, MapData, MapError, PerCpuHashMap, PerCpuValues},
     programs::{
         links::{FdLink, PinnedLink},
-        CgroupAttachMode, CgroupSock, CgroupSockAddr, SchedClassifier, TcAttachType,
+        CgroupAttachMode, CgroupSock, CgroupSockAddr, Iter, SchedClassifier, TcAttachType,
     },
     Ebpf, EbpfLoader,
 };
 use bpfk_ebpf_common::{
-    Backend, NodeConfig, RevNat, ServiceKey, ServiceValue, TrafficCounters, AFFINITY_MAP,
-    AFFINITY_MAP_ENTRIES, BACKEND_MAP, BACKEND_MAP_ENTRIES, BACKEND_STATS_MAP, CONFIG_MAP, CT_MAP,
-    CT_MAP_ENTRIES, REVNAT_MAP, REVNAT_MAP_ENTRIES, SOCK_REVNAT_MAP, SOCK_REVNAT_MAP_ENTRIES,
-    SVC_MAP, SVC_MAP_ENTRIES, SVC_STATS_MAP,
+    Backend, GoneBackendKey, MaglevKey, NodeConfig, RevNat, ServiceKey, ServiceValue,
+    TrafficCounters, AFFINITY_MAP, AFFINITY_MAP_ENTRIES, BACKEND_MAP, BACKEND_MAP_ENTRIES,
+    BACKEND_STATS_MAP, CONFIG_MAP, CT_MAP, CT_MAP_ENTRIES, GONE_BACKENDS_MAP,
+    GONE_BACKENDS_MAP_ENTRIES, MAGLEV_MAP, MAGLEV_MAP_ENTRIES, REVNAT_MAP, REVNAT_MAP_ENTRIES,
+    SOCK_REVNAT_MAP, SOCK_REVNAT_MAP_ENTRIES, SVC_MAP, SVC_MAP_ENTRIES, SVC_STATS_MAP,
 };
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
 use crate::{
     counters::{FrontendNames, Observer},
-    map_mirror::{addr_be, desired_frontends, MapMirror, MapOp},
+    map_mirror::{addr_be, desired_frontends, port_be, BackendAddr, MapMirror, MapOp},
     model::{Endpoint, Ipv4Cidr, PeerNode, ServiceName, ServiceSpec},
     routes::BlockingPeerRoutes,
-    sys, Error, Result,
+    sys, udp_destroy, Error, Result,
 };
 
 /// The eBPF object built by `cargo xtask build-ebpf`.
@@ -53,6 +54,8 @@ const CGROUP_PROGRAMS: &[(&str, &str)] = &[
 /// Forgets the reverse-NAT entry of a closing socket.
 const SOCK_RELEASE_PROGRAM: (&str, &str) = ("bpfk_sock_release", "link_cgroup_sock_release");
 const TC_PROGRAM: &str = "bpfk_tc_ingress";
+/// Reports UDP sockets connected to a gone backend (run per network namespace, not attached).
+const ITER_UDP_PROGRAM: &str = "bpfk_iter_udp";
 const TC_LINK_PREFIX: &str = "link_tc_";
 
 /// Map sizes (entries). A full map makes updates fail with [`Error::MapFull`].
@@ -64,6 +67,13 @@ pub struct MapSizes {
     pub conntrack: u32,
     pub affinity: u32,
     pub sock_rev_nat: u32,
+    /// Maglev table entries of all frontends together (allocated as used).
+    #[serde(default = "default_maglev_entries")]
+    pub maglev: u32,
+}
+
+fn default_maglev_entries() -> u32 {
+    MAGLEV_MAP_ENTRIES
 }
 
 impl Default for MapSizes {
@@ -76,6 +86,7 @@ impl Default for MapSizes {
             conntrack: CT_MAP_ENTRIES,
             affinity: AFFINITY_MAP_ENTRIES,
             sock_rev_nat: SOCK_REVNAT_MAP_ENTRIES,
+            maglev: MAGLEV_MAP_ENTRIES,
         }
     }
 }
@@ -83,7 +94,7 @@ impl Default for MapSizes {
 impl MapSizes {
     /// Each sized map's name with its size (the config map has a fixed single entry, the
     /// drop counters one per reason).
-    fn by_map(&self) -> [(&'static str, u32); 6] {
+    fn by_map(&self) -> [(&'static str, u32); 7] {
         [
             (SVC_MAP, self.services),
             (BACKEND_MAP, self.backends),
@@ -91,6 +102,7 @@ impl MapSizes {
             (CT_MAP, self.conntrack),
             (AFFINITY_MAP, self.affinity),
             (SOCK_REVNAT_MAP, self.sock_rev_nat),
+            (MAGLEV_MAP, self.maglev),
         ]
     }
 
@@ -148,6 +160,10 @@ pub struct DatapathConfig {
     pub service_cidr: Option<Ipv4Cidr>,
     #[serde(default)]
     pub map_sizes: MapSizes,
+    /// Entries of each Maglev table (a prime; default
+    /// [`crate::maglev::DEFAULT_TABLE_SIZE`]).
+    #[serde(default)]
+    pub maglev_table_size: Option<u32>,
 }
 
 /// Counts of what the maps hold.
@@ -184,6 +200,8 @@ pub struct Datapath {
     rev_nat: HashMap<MapData, u16, RevNat>,
     svc_stats: PerCpuHashMap<MapData, u32, TrafficCounters>,
     backend_stats: PerCpuHashMap<MapData, u32, TrafficCounters>,
+    gone_backends: HashMap<MapData, GoneBackendKey, u8>,
+    maglev: HashMap<MapData, MaglevKey, u32>,
     mirror: MapMirror,
     /// Frontend of each reverse-NAT index with its service, shared with [`Observer`]s.
     names: Arc<RwLock<FrontendNames>>,
@@ -303,6 +321,10 @@ impl Datapath {
             prog.load().map_err(|e| prog_err(name, e))?;
             let prog: &mut SchedClassifier = program(&mut ebpf, TC_PROGRAM)?;
             prog.load().map_err(|e| prog_err(TC_PROGRAM, e))?;
+            let btf = aya::Btf::from_sys_fs()?;
+            let prog: &mut Iter = program(&mut ebpf, ITER_UDP_PROGRAM)?;
+            prog.load("udp", &btf)
+                .map_err(|e| prog_err(ITER_UDP_PROGRAM, e))?;
         }
 
         let svc: HashMap<MapData, ServiceKey, ServiceValue> =
@@ -317,11 +339,18 @@ impl Datapath {
             .map_err(|e| map_err(SVC_STATS_MAP, e))?;
         let backend_stats = PerCpuHashMap::try_from(take_map(&mut ebpf, BACKEND_STATS_MAP)?)
             .map_err(|e| map_err(BACKEND_STATS_MAP, e))?;
+        let gone_backends = HashMap::try_from(take_map(&mut ebpf, GONE_BACKENDS_MAP)?)
+            .map_err(|e| map_err(GONE_BACKENDS_MAP, e))?;
+        let maglev = HashMap::try_from(take_map(&mut ebpf, MAGLEV_MAP)?)
+            .map_err(|e| map_err(MAGLEV_MAP, e))?;
         let node_config = node_config(&config)?;
 
         let services: Vec<(ServiceKey, ServiceValue)> = svc.iter().filter_map(|r| r.ok()).collect();
         let backend_entries: Vec<(u32, Backend)> = backends.iter().filter_map(|r| r.ok()).collect();
-        let mirror = MapMirror::rebuild(config.pod_cidr, services, backend_entries);
+        let mut mirror = MapMirror::rebuild(config.pod_cidr, services, backend_entries);
+        if let Some(size) = config.maglev_table_size {
+            mirror.set_maglev_size(size)?;
+        }
         if mirror.frontend_count() > 0 {
             info!(
                 node,
@@ -343,6 +372,8 @@ impl Datapath {
             rev_nat,
             svc_stats,
             backend_stats,
+            gone_backends,
+            maglev,
             mirror,
             names: Arc::default(),
             node_config,
@@ -527,6 +558,7 @@ impl Datapath {
         let applied = self.apply(&ops);
         self.update_names(&spec.name);
         applied?;
+        self.destroy_gone_udp_sockets();
         Ok(ops.len())
     }
 
@@ -536,7 +568,76 @@ impl Datapath {
         let applied = self.apply(&ops);
         self.update_names(name);
         applied?;
+        self.destroy_gone_udp_sockets();
         Ok(ops.len())
+    }
+
+    /// Destroys the UDP sockets the socket load balancer connected to backends that just
+    /// left a frontend, in every network namespace of the socket-balanced cgroup (see
+    /// `udp_destroy`). Failures are logged: the maps are right either way.
+    fn destroy_gone_udp_sockets(&mut self) {
+        let gone = self.mirror.take_gone_udp();
+        if gone.is_empty() {
+            return;
+        }
+        let cgroup = match &self.config.cgroup {
+            Some(c) => c.clone(),
+            None => match sys::cgroup2_mount() {
+                Ok(c) => c,
+                Err(e) => return warn!("destroying UDP sockets of gone backends: {e}"),
+            },
+        };
+        let namespaces = udp_destroy::netns_of_cgroup(&cgroup);
+        for batch in gone.chunks(GONE_BACKENDS_MAP_ENTRIES as usize) {
+            match self.destroy_batch(batch, &namespaces) {
+                Ok(0) => {}
+                Ok(n) => info!(
+                    sockets = n,
+                    "destroyed UDP sockets connected to gone backends"
+                ),
+                Err(e) => warn!("destroying UDP sockets of gone backends: {e}"),
+            }
+        }
+    }
+
+    fn destroy_batch(
+        &mut self,
+        batch: &[(u16, BackendAddr)],
+        namespaces: &[PathBuf],
+    ) -> Result<usize> {
+        let keys: Vec<GoneBackendKey> = batch
+            .iter()
+            .map(|(rev_nat_index, b)| GoneBackendKey {
+                addr: addr_be(b.addr),
+                port: port_be(b.port),
+                rev_nat_index: *rev_nat_index,
+            })
+            .collect();
+        for key in &keys {
+            self.gone_backends
+                .insert(key, 1, 0)
+                .map_err(|e| map_err(GONE_BACKENDS_MAP, e))?;
+        }
+        let mut destroyed = 0;
+        for ns in namespaces {
+            let prog: &mut Iter = program(&mut self.ebpf, ITER_UDP_PROGRAM)?;
+            let id = prog.attach().map_err(|e| prog_err(ITER_UDP_PROGRAM, e))?;
+            let link = prog
+                .take_link(id)
+                .map_err(|e| prog_err(ITER_UDP_PROGRAM, e))?;
+            match udp_destroy::destroy_in(ns, link) {
+                Ok(n) => destroyed += n,
+                // The namespace's last process may have exited meanwhile.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    debug!(netns = %ns.display(), "UDP socket iterator: {e}")
+                }
+                Err(e) => warn!(netns = %ns.display(), "UDP socket iterator: {e}"),
+            }
+        }
+        for key in &keys {
+            let _ = self.gone_backends.remove(key);
+        }
+        Ok(destroyed)
     }
 
     /// Widens the service range the programs check to hold `addrs` (the node address aside,
@@ -613,6 +714,12 @@ impl Datapath {
                     .map_err(|e| (REVNAT_MAP, self.sizes.rev_nat, e)),
                 MapOp::DelBackend { id } => ignore_missing(self.backends.remove(id))
                     .map_err(|e| (BACKEND_MAP, self.sizes.backends, e)),
+                MapOp::PutMaglev { key, backend_id } => self
+                    .maglev
+                    .insert(key, backend_id, 0)
+                    .map_err(|e| (MAGLEV_MAP, self.sizes.maglev, e)),
+                MapOp::DelMaglev { key } => ignore_missing(self.maglev.remove(key))
+                    .map_err(|e| (MAGLEV_MAP, self.sizes.maglev, e)),
             };
             let r = r.and_then(|()| self.apply_counters(op));
             if let Err((name, max, e)) = r {
@@ -679,6 +786,10 @@ impl Datapath {
         let owners = self.mirror.take_owners();
         self.mirror = MapMirror::rebuild(self.config.pod_cidr, services, backends);
         self.mirror.set_owners(owners);
+        if let Some(size) = self.config.maglev_table_size {
+            // Validated at load.
+            let _ = self.mirror.set_maglev_size(size);
+        }
     }
 
     /// Routes every peer's pod range via its node address over the underlay
@@ -878,9 +989,9 @@ mod tests {
             .collect();
         let common = &bpfk_ebpf_common::MAPS;
         assert_eq!(
-            defaults.len() + 2,
+            defaults.len() + 3,
             common.len(),
-            "every map but the config map and the drop counters"
+            "every map but the config map, the drop counters and the gone backends"
         );
         for (name, entries) in defaults {
             assert!(common.contains(&(name, entries)), "{name}: {entries}");

@@ -15,6 +15,8 @@ pub enum Error {
         #[source]
         source: aya::programs::ProgramError,
     },
+    #[error("kernel BTF (/sys/kernel/btf/vmlinux, needed by the UDP socket iterator): {0}")]
+    Btf(#[from] aya::BtfError),
     #[error("eBPF program {0} is missing from the object")]
     MissingProgram(String),
     #[error("eBPF map {0} is missing from the object")]

@@ -11,15 +11,18 @@
 pub mod counters;
 mod datapath;
 mod error;
+pub mod maglev;
 pub mod map_mirror;
 pub mod model;
 mod routes;
 pub mod sys;
+mod udp_destroy;
 
 pub use counters::{enable_run_stats, Observer, Snapshot};
 pub use datapath::{teardown_pins, Datapath, DatapathConfig, MapSizes, Stats, DEFAULT_PIN_ROOT};
 pub use error::{Error, Result};
 pub use model::{
-    Endpoint, EndpointPort, Ipv4Cidr, PeerNode, Protocol, ServiceName, ServicePort, ServiceSpec,
+    Endpoint, EndpointPort, Ipv4Cidr, LbAlgorithm, PeerNode, Protocol, ServiceName, ServicePort,
+    ServiceSpec,
 };
 pub use routes::PeerRoutes;

@@ -13,11 +13,13 @@ use std::{
 };
 
 use bpfk_ebpf_common::{
-    Backend, RevNat, ServiceKey, ServiceValue, BACKEND_F_LOCAL, SVC_F_AFFINITY, SVC_F_NODEPORT,
+    Backend, MaglevKey, RevNat, ServiceKey, ServiceValue, BACKEND_F_LOCAL, SVC_F_AFFINITY,
+    SVC_F_MAGLEV, SVC_F_NODEPORT,
 };
 
 use crate::{
-    model::{Endpoint, Ipv4Cidr, Protocol, ServiceName, ServiceSpec},
+    maglev,
+    model::{Endpoint, Ipv4Cidr, LbAlgorithm, Protocol, ServiceName, ServiceSpec},
     Error, Result,
 };
 
@@ -69,6 +71,13 @@ pub enum MapOp {
     DelBackend {
         id: u32,
     },
+    PutMaglev {
+        key: MaglevKey,
+        backend_id: u32,
+    },
+    DelMaglev {
+        key: MaglevKey,
+    },
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -80,6 +89,8 @@ struct FrontendEntry {
     count: u16,
     /// Backend id of slot `i + 1` (0 = hole left by an interrupted update).
     slots: Vec<u32>,
+    /// The Maglev table as written (backend ids; 0 = unknown, after a restart).
+    maglev: Vec<u32>,
 }
 
 #[derive(Clone, Debug)]
@@ -99,6 +110,32 @@ pub struct MapMirror {
     local_pods: Option<Ipv4Cidr>,
     next_backend_id: u32,
     next_rev_nat: u16,
+    /// Backends that left a UDP frontend (its reverse-NAT index) since the last
+    /// [`MapMirror::take_gone_udp`]: their connected sockets are to be destroyed.
+    gone_udp: Vec<(u16, BackendAddr)>,
+    /// Entries of the Maglev tables written from now on (a prime).
+    maglev_size: u32,
+}
+
+fn maglev_key(rev_nat_index: u16, index: usize) -> MaglevKey {
+    MaglevKey {
+        rev_nat_index,
+        pad: 0,
+        index: index as u32,
+    }
+}
+
+/// Writes the entries of `new` that differ from `old` (the shrunk tail is deleted after the
+/// master entry stops pointing into it).
+fn table_ops(rev_nat_index: u16, old: &[u32], new: &[u32], ops: &mut Vec<MapOp>) {
+    for (index, id) in new.iter().enumerate() {
+        if old.get(index) != Some(id) {
+            ops.push(MapOp::PutMaglev {
+                key: maglev_key(rev_nat_index, index),
+                backend_id: *id,
+            });
+        }
+    }
 }
 
 pub(crate) fn addr_be(ip: Ipv4Addr) -> u32 {
@@ -183,6 +220,11 @@ pub fn desired_frontends(
         backends.sort();
         backends.dedup();
         if let Some(ip) = spec.cluster_ip.filter(|ip| !ip.is_unspecified()) {
+            let maglev = if spec.lb_algorithm == LbAlgorithm::Maglev {
+                SVC_F_MAGLEV
+            } else {
+                0
+            };
             out.insert(
                 Frontend {
                     addr: ip,
@@ -191,7 +233,7 @@ pub fn desired_frontends(
                 },
                 DesiredFrontend {
                     backends: backends.clone(),
-                    flags,
+                    flags: flags | maglev,
                     affinity_timeout_s: timeout,
                 },
             );
@@ -211,7 +253,7 @@ pub fn desired_frontends(
                 },
                 DesiredFrontend {
                     backends,
-                    flags: flags | SVC_F_NODEPORT,
+                    flags: flags | SVC_F_NODEPORT | SVC_F_MAGLEV,
                     affinity_timeout_s: timeout,
                 },
             );
@@ -226,6 +268,7 @@ impl MapMirror {
             local_pods,
             next_backend_id: 1,
             next_rev_nat: 1,
+            maglev_size: maglev::DEFAULT_TABLE_SIZE,
             ..Default::default()
         }
     }
@@ -267,6 +310,10 @@ impl MapMirror {
                 e.flags = v.flags;
                 e.affinity_timeout_s = v.affinity_timeout_s;
                 e.count = v.count;
+                if v.flags & SVC_F_MAGLEV != 0 {
+                    // Entries unknown: the next sync rewrites them all, a delete removes them.
+                    e.maglev = vec![0; v.backend_id as usize];
+                }
             } else {
                 slots.entry(fe).or_default().insert(k.slot, v.backend_id);
             }
@@ -465,15 +512,20 @@ impl MapMirror {
                 },
             });
         }
+        let table = self.maglev_table(d, &ids);
+        let old_table = std::mem::take(&mut entry.maglev);
+        table_ops(entry.rev_nat_index, &old_table, &table, ops);
         if is_new
             || entry.count != count
             || entry.flags != d.flags
             || entry.affinity_timeout_s != d.affinity_timeout_s
+            || old_table.len() != table.len()
         {
             ops.push(MapOp::PutSlot {
                 key: fe.key(0),
                 value: ServiceValue {
-                    backend_id: 0,
+                    // The table size, for the programs' `hash % size`.
+                    backend_id: table.len() as u32,
                     count,
                     rev_nat_index: entry.rev_nat_index,
                     flags: d.flags,
@@ -487,6 +539,12 @@ impl MapMirror {
                 key: fe.key(i as u16 + 1),
             });
         }
+        for index in table.len()..old_table.len() {
+            ops.push(MapOp::DelMaglev {
+                key: maglev_key(entry.rev_nat_index, index),
+            });
+        }
+        entry.maglev = table;
         for id in wanted.difference(&old_ids) {
             if let Some(b) = self.backends.get_mut(id) {
                 b.refs += 1;
@@ -497,6 +555,7 @@ impl MapMirror {
                 b.refs = b.refs.saturating_sub(1);
             }
         }
+        self.note_gone(&fe, entry.rev_nat_index, old_ids.difference(&wanted));
         entry.slots = slots;
         entry.count = count;
         entry.flags = d.flags;
@@ -515,6 +574,11 @@ impl MapMirror {
                 key: fe.key(i as u16 + 1),
             });
         }
+        for index in 0..entry.maglev.len() {
+            ops.push(MapOp::DelMaglev {
+                key: maglev_key(entry.rev_nat_index, index),
+            });
+        }
         if entry.rev_nat_index != 0 {
             ops.push(MapOp::DelRevNat {
                 index: entry.rev_nat_index,
@@ -522,11 +586,51 @@ impl MapMirror {
             self.rev_nat_used.remove(&entry.rev_nat_index);
         }
         let ids: BTreeSet<u32> = entry.slots.iter().copied().filter(|i| *i != 0).collect();
-        for id in ids {
-            if let Some(b) = self.backends.get_mut(&id) {
+        for id in &ids {
+            if let Some(b) = self.backends.get_mut(id) {
                 b.refs = b.refs.saturating_sub(1);
             }
         }
+        self.note_gone(fe, entry.rev_nat_index, ids.iter());
+    }
+
+    /// Sets the size of the Maglev tables written from now on (a prime, see
+    /// [`maglev::validate_table_size`]); tables of another size are rewritten at their
+    /// frontend's next sync.
+    pub fn set_maglev_size(&mut self, size: u32) -> Result<()> {
+        maglev::validate_table_size(size)?;
+        self.maglev_size = size;
+        Ok(())
+    }
+
+    /// The Maglev table (backend ids) a frontend wants: empty without `SVC_F_MAGLEV` or
+    /// backends. `ids` are the ids of `d.backends`, in order.
+    fn maglev_table(&self, d: &DesiredFrontend, ids: &[u32]) -> Vec<u32> {
+        if d.flags & SVC_F_MAGLEV == 0 {
+            return Vec::new();
+        }
+        maglev::table(&d.backends, self.maglev_size)
+            .into_iter()
+            .map(|i| ids[i])
+            .collect()
+    }
+
+    /// Records the backends `ids` leaving the UDP frontend `fe`.
+    fn note_gone<'a>(&mut self, fe: &Frontend, rev_nat: u16, ids: impl Iterator<Item = &'a u32>) {
+        if fe.proto != Protocol::Udp || rev_nat == 0 {
+            return;
+        }
+        for id in ids {
+            if let Some(b) = self.backends.get(id) {
+                self.gone_udp.push((rev_nat, b.addr));
+            }
+        }
+    }
+
+    /// The backends that left a UDP frontend since the last call, with the frontend's
+    /// reverse-NAT index.
+    pub fn take_gone_udp(&mut self) -> Vec<(u16, BackendAddr)> {
+        std::mem::take(&mut self.gone_udp)
     }
 
     fn collect_unreferenced(&mut self, ops: &mut Vec<MapOp>) {
@@ -617,6 +721,7 @@ mod tests {
                 })
                 .collect(),
             affinity_timeout_s: None,
+            lb_algorithm: Default::default(),
         }
     }
 
@@ -646,6 +751,8 @@ mod tests {
                 MapOp::DelSlot { key } => format!("S{}-", key.slot),
                 MapOp::DelRevNat { index } => format!("R-{index}"),
                 MapOp::DelBackend { id } => format!("B-{id}"),
+                MapOp::PutMaglev { .. } => "M+".to_string(),
+                MapOp::DelMaglev { .. } => "M-".to_string(),
             })
             .collect()
     }
@@ -671,6 +778,63 @@ mod tests {
         let ops = t.sync(&spec.name, &d).unwrap();
         // Slot 2 now points at backend 3, count shrinks, slot 3 goes, backend 2 last.
         assert_eq!(kinds(&ops), ["S2=3", "S0=2", "S3-", "B-2"]);
+    }
+
+    #[test]
+    fn backends_leaving_udp_frontends_are_noted_for_socket_destruction() {
+        let mut t = MapMirror::new(None);
+        let udp_ep = |last: u8| Endpoint {
+            addr: Ipv4Addr::new(10, 244, 1, last),
+            ports: vec![
+                EndpointPort {
+                    name: "dns".into(),
+                    protocol: Protocol::Udp,
+                    port: 53,
+                },
+                EndpointPort {
+                    name: "http".into(),
+                    protocol: Protocol::Tcp,
+                    port: 80,
+                },
+            ],
+        };
+        let spec = svc(
+            [10, 96, 0, 10],
+            &[
+                ("dns", Protocol::Udp, 53, None),
+                ("http", Protocol::Tcp, 80, None),
+            ],
+        );
+        let d = desired_frontends(&spec, &[udp_ep(1), udp_ep(2)], None).unwrap();
+        t.sync(&spec.name, &d).unwrap();
+        assert!(t.take_gone_udp().is_empty(), "nothing left yet");
+        let d = desired_frontends(&spec, &[udp_ep(2)], None).unwrap();
+        t.sync(&spec.name, &d).unwrap();
+        let gone = t.take_gone_udp();
+        let udp_fe = t
+            .frontends_of(&spec.name)
+            .into_iter()
+            .find(|(_, fe)| fe.proto == Protocol::Udp);
+        let rev = udp_fe.unwrap().0;
+        // Only the UDP frontend's backend: TCP flows drain on their own.
+        assert_eq!(
+            gone,
+            [(
+                rev,
+                BackendAddr {
+                    addr: Ipv4Addr::new(10, 244, 1, 1),
+                    port: 53,
+                    proto: Protocol::Udp
+                }
+            )]
+        );
+        t.delete(&spec.name);
+        assert_eq!(gone.len(), 1);
+        assert_eq!(
+            t.take_gone_udp().len(),
+            1,
+            "the last backend goes with the service"
+        );
     }
 
     #[test]

@@ -79,6 +79,34 @@ pub struct ServiceSpec {
     pub ports: Vec<ServicePort>,
     /// `sessionAffinity: ClientIP` timeout in seconds.
     pub affinity_timeout_s: Option<u32>,
+    /// How the ClusterIP frontends pick a backend for a new flow (NodePorts always use
+    /// Maglev).
+    #[serde(default)]
+    pub lb_algorithm: LbAlgorithm,
+}
+
+/// Backend selection of a frontend.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LbAlgorithm {
+    /// A random backend per connection (socket level) or flow (per packet).
+    #[default]
+    Random,
+    /// Maglev consistent hashing: a backend change moves about 1/N of the flows.
+    Maglev,
+}
+
+impl LbAlgorithm {
+    /// Parses the `bpfk.io/lb-algorithm` annotation's value.
+    pub fn from_annotation(s: &str, field: &str) -> Result<Self> {
+        match s {
+            "random" => Ok(Self::Random),
+            "maglev" => Ok(Self::Maglev),
+            other => Err(Error::invalid(
+                field,
+                format!("{other:?} is not a load-balancing algorithm (random or maglev)"),
+            )),
+        }
+    }
 }
 
 /// A port of an endpoint, named like the service port it serves.
