@@ -68,6 +68,15 @@ pub fn results_path(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The build this benchmark runs as, for its results file.
+pub fn build_profile() -> &'static str {
+    if cfg!(debug_assertions) {
+        "an unoptimized (debug) build"
+    } else {
+        "a release build"
+    }
+}
+
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }

@@ -32,26 +32,6 @@ use serde_json::json;
 /// Correctness deadline of each step.
 const DEADLINE: Duration = Duration::from_secs(90);
 
-async fn wait_for<T, F, Fut>(what: &str, lab: &mut Lab, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        lab.assert_running();
-        let last = match f().await {
-            Ok(v) => return v,
-            Err(e) => e,
-        };
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {DEADLINE:?} waiting for {what}; last: {last}"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
-
 /// (reason, message) of the first container's waiting state, or "Running".
 fn container_state(p: &Pod) -> (String, String) {
     let status = p
@@ -72,7 +52,7 @@ fn container_state(p: &Pod) -> (String, String) {
 
 async fn wait_state(lab: &mut Lab, pods: &Api<Pod>, name: &str, reason: &str) -> String {
     let what = format!("pod {name} in {reason}");
-    wait_for(&what, lab, || async {
+    lab.wait_for(&what, DEADLINE, || async {
         let p = pods.get(name).await.map_err(|e| e.to_string())?;
         let (r, message) = container_state(&p);
         if r == reason {
@@ -144,18 +124,19 @@ async fn deployment_is_pulled(lab: &mut Lab, kubectl: &Path) {
     server::success(&out);
     let client = lab.client();
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    let name = wait_for("a Running nginx pod", lab, || async {
-        let list = pods
-            .list(&kube::api::ListParams::default().labels("app=nginx"))
-            .await
-            .map_err(|e| e.to_string())?;
-        list.items
-            .iter()
-            .find(|p| container_state(p).0 == "Running")
-            .and_then(|p| p.metadata.name.clone())
-            .ok_or_else(|| format!("{} pods, none Running", list.items.len()))
-    })
-    .await;
+    let name = lab
+        .wait_for("a Running nginx pod", DEADLINE, || async {
+            let list = pods
+                .list(&kube::api::ListParams::default().labels("app=nginx"))
+                .await
+                .map_err(|e| e.to_string())?;
+            list.items
+                .iter()
+                .find(|p| container_state(p).0 == "Running")
+                .and_then(|p| p.metadata.name.clone())
+                .ok_or_else(|| format!("{} pods, none Running", list.items.len()))
+        })
+        .await;
     let events = events_of(&client, &name).await;
     let image = format!("{}/library/nginx:1.14.2", lab.registry());
     assert!(

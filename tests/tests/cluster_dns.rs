@@ -9,7 +9,8 @@
 //!   points at the Service, a headless Service lists its ready pod and not the unready one,
 //!   the ready pod's own `hostname.subdomain` record resolves, and `wget` fetches
 //!   `http://nginx/`, `http://nginx.default/` and `http://nginx.default.svc.cluster.local/`
-//!   through the datapath by name;
+//!   through the datapath by name; its /etc/hosts is the kubelet's, with its own
+//!   `hostname.subdomain.<ns>.svc.cluster.local` line;
 //! * straight from the test to a node's DNS server: a name outside the cluster is REFUSED
 //!   at once (forwarding is off: no packet leaves the lab, whose nodes have no default
 //!   route anyway), and a deleted Service is NXDOMAIN as soon as the agent's watch sees it.
@@ -32,26 +33,6 @@ use serde_json::json;
 
 /// Correctness deadline of each step (nginx is pulled from the lab registry).
 const DEADLINE: Duration = Duration::from_secs(90);
-
-async fn wait_for<T, F, Fut>(what: &str, lab: &mut Lab, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        lab.assert_running();
-        let last = match f().await {
-            Ok(v) => return v,
-            Err(e) => e,
-        };
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {DEADLINE:?} waiting for {what}; last: {last}"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
 
 async fn create<K>(api: &Api<K>, value: serde_json::Value) -> K
 where
@@ -116,6 +97,8 @@ echo "== missing"; q missing.default.svc.cluster.local.
 for n in nginx nginx.default nginx.default.svc.cluster.local; do
   echo "== fetch $n"; busybox timeout 10 wget -q -O - "http://$n/hostname" || echo "wget failed"
 done
+echo "== hosts"; cat /etc/hosts
+echo "== ip"; ip -4 -o addr show eth0
 echo "== end"
 "#;
 
@@ -141,10 +124,11 @@ async fn pods_find_services_by_name_through_the_node_local_dns() {
 
     // The well-known address, made by the server at start-up.
     let system: Api<Service> = Api::namespaced(client.clone(), "kube-system");
-    let kube_dns = wait_for("kube-system/kube-dns", &mut lab, || async {
-        system.get("kube-dns").await.map_err(|e| e.to_string())
-    })
-    .await;
+    let kube_dns = lab
+        .wait_for("kube-system/kube-dns", DEADLINE, || async {
+            system.get("kube-dns").await.map_err(|e| e.to_string())
+        })
+        .await;
     let spec = kube_dns.spec.expect("kube-dns spec");
     assert_eq!(spec.cluster_ip.as_deref(), Some("10.96.0.10"));
     let ports: Vec<(i32, String)> = spec
@@ -206,33 +190,34 @@ async fn pods_find_services_by_name_through_the_node_local_dns() {
     // Both nginx pods serve, and the headless Service's slice has the ready pod ready and
     // the broken one not.
     let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
-    let (ready_ip, broken_ip) = wait_for("headless endpoints", &mut lab, || async {
-        let ready = pods.get("hl-ready").await.map_err(|e| e.to_string())?;
-        let broken = pods.get("hl-broken").await.map_err(|e| e.to_string())?;
-        let (Some(r), Some(b)) = (pod_ip(&ready), pod_ip(&broken)) else {
-            return Err("pod IPs".into());
-        };
-        let list = slices
-            .list(&ListParams::default().labels("kubernetes.io/service-name=hl"))
-            .await
-            .map_err(|e| e.to_string())?;
-        let state: Vec<(String, bool)> = list
-            .items
-            .iter()
-            .flat_map(|s| s.endpoints.iter())
-            .map(|e| {
-                let ready = e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
-                (e.addresses.join(","), ready)
-            })
-            .collect();
-        let want_ready = state.contains(&(r.clone(), true));
-        let want_unready = state.contains(&(b.clone(), false));
-        (want_ready && want_unready)
-            .then_some((r, b))
-            .ok_or(format!("slice endpoints {state:?}"))
-    })
-    .await;
-    wait_for("nginx pods Running", &mut lab, || async {
+    let (ready_ip, broken_ip) = lab
+        .wait_for("headless endpoints", DEADLINE, || async {
+            let ready = pods.get("hl-ready").await.map_err(|e| e.to_string())?;
+            let broken = pods.get("hl-broken").await.map_err(|e| e.to_string())?;
+            let (Some(r), Some(b)) = (pod_ip(&ready), pod_ip(&broken)) else {
+                return Err("pod IPs".into());
+            };
+            let list = slices
+                .list(&ListParams::default().labels("kubernetes.io/service-name=hl"))
+                .await
+                .map_err(|e| e.to_string())?;
+            let state: Vec<(String, bool)> = list
+                .items
+                .iter()
+                .flat_map(|s| s.endpoints.iter())
+                .map(|e| {
+                    let ready = e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
+                    (e.addresses.join(","), ready)
+                })
+                .collect();
+            let want_ready = state.contains(&(r.clone(), true));
+            let want_unready = state.contains(&(b.clone(), false));
+            (want_ready && want_unready)
+                .then_some((r, b))
+                .ok_or(format!("slice endpoints {state:?}"))
+        })
+        .await;
+    lab.wait_for("nginx pods Running", DEADLINE, || async {
         let list = pods
             .list(&ListParams::default().labels("app=nginx"))
             .await
@@ -253,11 +238,12 @@ async fn pods_find_services_by_name_through_the_node_local_dns() {
         &pods,
         json!({"metadata": {"name": "client"},
             "spec": {"nodeName": n2, "restartPolicy": "Never",
+                "hostname": "client-0", "subdomain": "hl",
                 "containers": [{"name": "client", "image": "busybox:1.36",
                     "command": ["sh", "-c", CLIENT_SCRIPT]}]}}),
     )
     .await;
-    wait_for("client pod done", &mut lab, || async {
+    lab.wait_for("client pod done", DEADLINE, || async {
         let p = pods.get("client").await.map_err(|e| e.to_string())?;
         match p.status.as_ref().and_then(|s| s.phase.as_deref()) {
             Some("Succeeded") | Some("Failed") => Ok(()),
@@ -268,6 +254,25 @@ async fn pods_find_services_by_name_through_the_node_local_dns() {
     let log = lab.node(&n2).container_log("default", "client", "client");
     eprintln!("client log:\n{log}");
     check_client_log(&log, &vip, &ready_ip, &broken_ip);
+    // The kubelet's /etc/hosts: the pod's own name under its subdomain, as Kubernetes'.
+    let client_ip = section(&log, "ip")
+        .iter()
+        .flat_map(|l| l.split_whitespace().skip_while(|w| *w != "inet").nth(1))
+        .find_map(|a| a.split('/').next())
+        .unwrap_or_else(|| panic!("no eth0 address in the client log:\n{log}"))
+        .to_string();
+    let hosts = section(&log, "hosts");
+    let own = format!("{client_ip}\tclient-0.hl.default.svc.cluster.local\tclient-0");
+    assert!(
+        hosts.iter().any(|l| l.trim_end() == own),
+        "/etc/hosts lacks {own:?}:\n{}",
+        hosts.join("\n")
+    );
+    assert!(
+        hosts.first() == Some(&"# Kubernetes-managed hosts file."),
+        "/etc/hosts is not the kubelet's:\n{}",
+        hosts.join("\n")
+    );
 
     // Straight to node 1's server: outside names are refused at once, never forwarded.
     let server = SocketAddr::new(lab.nodes()[0].ip().into(), 53);
@@ -285,13 +290,14 @@ async fn pods_find_services_by_name_through_the_node_local_dns() {
         .await
         .expect("delete gone");
     let deleted = Instant::now();
-    let nxdomain_after = wait_for("NXDOMAIN for the deleted Service", &mut lab, || async {
-        let (msg, _) = ask(server, "gone.default.svc.cluster.local.", RecordType::A);
-        (msg.metadata.response_code == ResponseCode::NXDomain)
-            .then(|| deleted.elapsed())
-            .ok_or(format!("{:?}", msg.metadata.response_code))
-    })
-    .await;
+    let nxdomain_after = lab
+        .wait_for("NXDOMAIN for the deleted Service", DEADLINE, || async {
+            let (msg, _) = ask(server, "gone.default.svc.cluster.local.", RecordType::A);
+            (msg.metadata.response_code == ResponseCode::NXDomain)
+                .then(|| deleted.elapsed())
+                .ok_or(format!("{:?}", msg.metadata.response_code))
+        })
+        .await;
     eprintln!("deleted Service NXDOMAIN after {nxdomain_after:?}");
     assert!(
         nxdomain_after < Duration::from_secs(2),

@@ -44,6 +44,13 @@ where
     }
 }
 
+/// Whether the kubelet of `NODE` reported `e`: kube's Recorder writes events.k8s.io/v1
+/// Events naming the node as `reportingInstance` (no deprecated `source`).
+fn reported_by_node(e: &Event) -> bool {
+    let host = e.source.as_ref().and_then(|s| s.host.as_deref());
+    e.reporting_instance.as_deref() == Some(NODE) || host == Some(NODE)
+}
+
 /// The node-side fixture: its network namespace, its containerd and the stand-in images.
 /// Field order is drop order: containerd goes before the namespace.
 struct NodeFixture {
@@ -540,7 +547,7 @@ async fn kubelet_runs_pods_on_real_containerd() {
             .filter(|e| {
                 e.involved_object.name.as_deref() == Some(pod)
                     && e.reason.as_deref() == Some(reason)
-                    && e.source.as_ref().and_then(|s| s.host.as_deref()) == Some(NODE)
+                    && reported_by_node(e)
             })
             .count()
     };

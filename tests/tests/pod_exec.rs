@@ -102,6 +102,11 @@ impl Background {
             .spawn()
             .expect("kubectl must be on PATH (v1.32)");
         let stdout = child.stdout.take().expect("stdout");
+        Background::adopt(child, stdout)
+    }
+
+    /// A started kubectl whose stdout was taken.
+    fn adopt(child: Child, stdout: std::process::ChildStdout) -> Background {
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -140,27 +145,20 @@ impl Drop for Background {
 }
 
 async fn wait_running(lab: &mut Lab, pods: &Api<Pod>, name: &str) {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        lab.assert_running();
-        let pod = pods.get(name).await.ok();
+    let what = format!("pod {name} running");
+    lab.wait_for(&what, DEADLINE, || async {
+        let pod = pods.get(name).await.map_err(|e| e.to_string())?;
         let running = pod
+            .status
             .as_ref()
-            .and_then(|p| p.status.as_ref()?.container_statuses.as_ref())
+            .and_then(|s| s.container_statuses.as_ref())
             .is_some_and(|cs| {
                 cs.iter()
                     .all(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
             });
-        if running {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "pod {name} not running after {DEADLINE:?}: {:?}",
-            pod.and_then(|p| p.status)
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+        running.then_some(()).ok_or(format!("{:?}", pod.status))
+    })
+    .await
 }
 
 fn shell_pod(node: &str) -> Pod {

@@ -31,47 +31,6 @@ const DEADLINE: Duration = Duration::from_secs(90);
 /// Requests sent through the ClusterIP while the pod is not ready.
 const PROBING_REQUESTS: usize = 10;
 
-async fn wait_for<T, F, Fut>(what: &str, lab: &mut Lab, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        lab.assert_running();
-        let last = match f().await {
-            Ok(v) => return v,
-            Err(e) => e,
-        };
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {DEADLINE:?} waiting for {what}; last: {last}"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
-
-/// [`wait_for`] for a check that runs commands in the lab.
-async fn wait_in_lab<T>(
-    what: &str,
-    lab: &mut Lab,
-    mut f: impl FnMut(&Lab) -> Result<T, String>,
-) -> T {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        lab.assert_running();
-        let last = match f(lab) {
-            Ok(v) => return v,
-            Err(e) => e,
-        };
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {DEADLINE:?} waiting for {what}; last: {last}"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
-
 fn condition(p: &Pod, type_: &str) -> Option<String> {
     p.status
         .as_ref()?
@@ -189,7 +148,7 @@ async fn assert_logs_follow_until_the_container_ends(lab: &mut Lab, pods: &Api<P
     pods.create(&PostParams::default(), &pod)
         .await
         .expect("create talker");
-    wait_for("talker Running", lab, || async {
+    lab.wait_for("talker Running", DEADLINE, || async {
         let p = pods.get("talker").await.map_err(|e| e.to_string())?;
         running(&p).then_some(()).ok_or("not running".to_string())
     })
@@ -232,15 +191,16 @@ async fn assert_termination_messages(lab: &mut Lab, pods: &Api<Pod>, node: &str)
     pods.create(&PostParams::default(), &pod)
         .await
         .expect("create quitter");
-    let statuses = wait_for("quitter Failed", lab, || async {
-        let p = pods.get("quitter").await.map_err(|e| e.to_string())?;
-        let status = p.status.unwrap_or_default();
-        match status.phase.as_deref() {
-            Some("Failed") => Ok(status.container_statuses.unwrap_or_default()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await;
+    let statuses = lab
+        .wait_for("quitter Failed", DEADLINE, || async {
+            let p = pods.get("quitter").await.map_err(|e| e.to_string())?;
+            let status = p.status.unwrap_or_default();
+            match status.phase.as_deref() {
+                Some("Failed") => Ok(status.container_statuses.unwrap_or_default()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
     let message = |name: &str| {
         statuses
             .iter()
@@ -297,24 +257,25 @@ async fn probes_gate_traffic_and_restart_unhealthy_containers() {
         .expect("create web pod");
 
     // Running, serving on its own address, but not ready: no endpoint, no answer via the VIP.
-    let pod_ip = wait_for("web Running and started", &mut lab, || async {
-        let p = pods.get("web").await.map_err(|e| e.to_string())?;
-        let started = p
-            .status
-            .as_ref()
-            .and_then(|s| s.container_statuses.as_ref())
-            .and_then(|cs| cs.first())
-            .and_then(|c| c.started)
-            .unwrap_or(false);
-        match (
-            running(&p) && started,
-            p.status.as_ref().and_then(|s| s.pod_ip.clone()),
-        ) {
-            (true, Some(ip)) => Ok(ip),
-            _ => Err(format!("{:?}", p.status)),
-        }
-    })
-    .await;
+    let pod_ip = lab
+        .wait_for("web Running and started", DEADLINE, || async {
+            let p = pods.get("web").await.map_err(|e| e.to_string())?;
+            let started = p
+                .status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .and_then(|cs| cs.first())
+                .and_then(|c| c.started)
+                .unwrap_or(false);
+            match (
+                running(&p) && started,
+                p.status.as_ref().and_then(|s| s.pod_ip.clone()),
+            ) {
+                (true, Some(ip)) => Ok(ip),
+                _ => Err(format!("{:?}", p.status)),
+            }
+        })
+        .await;
     let (status, body) = lab
         .node(&node)
         .http_get(&format!("{pod_ip}:80"), "/hostname")
@@ -323,7 +284,7 @@ async fn probes_gate_traffic_and_restart_unhealthy_containers() {
         status.contains(" 200") && body.trim() == "web",
         "{status} {body}"
     );
-    wait_for("the not-ready endpoint", &mut lab, || async {
+    lab.wait_for("the not-ready endpoint", DEADLINE, || async {
         match endpoint_ready(&slices).await? {
             Some(false) => Ok(()),
             other => Err(format!("endpoint ready {other:?}")),
@@ -353,30 +314,31 @@ async fn probes_gate_traffic_and_restart_unhealthy_containers() {
 
     // The file the probe reads appears: Ready, and the ClusterIP answers with the pod.
     std::fs::write(tmp.join("ready"), "ok\n").expect("write ready file");
-    wait_for("web Ready", &mut lab, || async {
+    lab.wait_for("web Ready", DEADLINE, || async {
         let p = pods.get("web").await.map_err(|e| e.to_string())?;
         (condition(&p, "Ready").as_deref() == Some("True"))
             .then_some(())
             .ok_or(format!("{:?}", p.status.and_then(|s| s.conditions)))
     })
     .await;
-    let answer = wait_in_lab("an answer through the ClusterIP", &mut lab, |lab| {
-        fetch_through(lab, &node, &url)
-    })
-    .await;
+    let answer = lab
+        .wait_with("an answer through the ClusterIP", DEADLINE, |lab| {
+            fetch_through(lab, &node, &url)
+        })
+        .await;
     assert_eq!(answer, "web");
     assert_eq!(endpoint_ready(&slices).await.expect("slices"), Some(true));
 
     // Gone again: not ready, and the ClusterIP has no backend left.
     std::fs::remove_file(tmp.join("ready")).expect("remove ready file");
-    wait_for("web not Ready", &mut lab, || async {
+    lab.wait_for("web not Ready", DEADLINE, || async {
         let p = pods.get("web").await.map_err(|e| e.to_string())?;
         (condition(&p, "Ready").as_deref() == Some("False"))
             .then_some(())
             .ok_or("still Ready".to_string())
     })
     .await;
-    wait_in_lab("the VIP closed", &mut lab, |lab| {
+    lab.wait_with("the VIP closed", DEADLINE, |lab| {
         match fetch_through(lab, &node, &url) {
             Ok(a) => Err(format!("answered {a}")),
             Err(_) => Ok(()),
@@ -407,9 +369,9 @@ async fn probes_gate_traffic_and_restart_unhealthy_containers() {
     pods.create(&PostParams::default(), &flaky)
         .await
         .expect("create flaky pod");
-    wait_for(
+    lab.wait_for(
         "flaky restarted by its liveness probe",
-        &mut lab,
+        DEADLINE,
         || async {
             let p = pods.get("flaky").await.map_err(|e| e.to_string())?;
             let restarts = restart_count(&p);
@@ -453,7 +415,7 @@ async fn probes_gate_traffic_and_restart_unhealthy_containers() {
     pods.delete("web", &Default::default())
         .await
         .expect("delete web");
-    wait_for("web gone", &mut lab, || async {
+    lab.wait_for("web gone", DEADLINE, || async {
         match pods.get_opt("web").await.map_err(|e| e.to_string())? {
             None => Ok(()),
             Some(_) => Err("still there".into()),

@@ -451,20 +451,7 @@ fn demo(info: &LabInfo, bin: &dyn Fn(&str) -> PathBuf, keep: bool) -> Result<()>
         .with_context(|| format!("writing {}", client_file.display()))?;
     print!("{client}");
     show(&mut bpfk(&["apply", "-f", &client_file.to_string_lossy()]))?;
-    wait_until("the client pod to finish", || {
-        let phase = capture(&mut kubectl(&[
-            "get",
-            "pod",
-            "client",
-            "-o",
-            "jsonpath={.status.phase}",
-        ]))?;
-        match phase.trim() {
-            "Succeeded" => Ok(Some(())),
-            "Failed" => bail!("the client pod failed"),
-            _ => Ok(None),
-        }
-    })?;
+    wait_succeeded(&kubectl, "client")?;
     show(&mut bpfk(&["get", "pod", "client", "-o", "wide"]))?;
     let log = if show_may_fail(&mut bpfk(&["logs", "client"]))? {
         capture(&mut bpfk(&["logs", "client"]))?
@@ -512,6 +499,8 @@ fn demo(info: &LabInfo, bin: &dyn Fn(&str) -> PathBuf, keep: bool) -> Result<()>
         bail!("the ClusterIP was not answered from pods on several nodes: {answers:?}");
     }
 
+    by_name(info, &bpfk, &kubectl, &vip)?;
+
     step("only the eBPF socket load balancer knows the ClusterIP");
     println!(
         "(same netns {}: outside the node's cgroup there is no route to {vip}; a process in \
@@ -544,6 +533,60 @@ fn demo(info: &LabInfo, bin: &dyn Fn(&str) -> PathBuf, keep: bool) -> Result<()>
     show(&mut bpfk(&["get", "pods", "-o", "wide"]))?;
     println!("(a ClusterIP without endpoints is refused by the socket load balancer)");
     show_may_fail(Command::new("nsenter").args([&netns, "sh", "-c", &fetch_in_cgroup]))?;
+    Ok(())
+}
+
+/// Waits for pod `name` to succeed (an error when it fails).
+fn wait_succeeded(kubectl: &dyn Fn(&[&str]) -> Command, name: &str) -> Result<()> {
+    wait_until(&format!("the {name} pod to finish"), || {
+        let phase = capture(&mut kubectl(&[
+            "get",
+            "pod",
+            name,
+            "-o",
+            "jsonpath={.status.phase}",
+        ]))?;
+        match phase.trim() {
+            "Succeeded" => Ok(Some(())),
+            "Failed" => bail!("the {name} pod failed"),
+            _ => Ok(None),
+        }
+    })
+}
+
+/// A pod asks the cluster DNS (kube-dns 10.96.0.10, answered by its node's agent) for
+/// `nginx` and fetches `http://nginx/` by name.
+fn by_name(
+    info: &LabInfo,
+    bpfk: &dyn Fn(&[&str]) -> Command,
+    kubectl: &dyn Fn(&[&str]) -> Command,
+    vip: &str,
+) -> Result<()> {
+    let node = info.nodes.last().context("no nodes")?;
+    step(&format!(
+        "a pod on {} finds the Service by name: its resolv.conf names kube-dns 10.96.0.10, which the eBPF datapath steers to the node's own DNS server in the agent",
+        node.name
+    ));
+    let pod = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: by-name\nspec:\n  nodeName: {}\n  restartPolicy: Never\n  containers:\n  - name: by-name\n    image: busybox:1.36\n    command: [\"sh\", \"-c\", \"cat /etc/resolv.conf; busybox timeout 10 nslookup nginx; echo fetched: $(busybox timeout 5 wget -q -O - http://nginx/hostname)\"]\n",
+        node.name
+    );
+    let file = info.dir.join("by-name-pod.yaml");
+    std::fs::write(&file, &pod).with_context(|| format!("writing {}", file.display()))?;
+    print!("{pod}");
+    show(&mut bpfk(&["apply", "-f", &file.to_string_lossy()]))?;
+    wait_succeeded(&kubectl, "by-name")?;
+    let log = capture(&mut bpfk(&["logs", "by-name"]))?;
+    print!("{log}");
+    let fetched = log
+        .lines()
+        .find_map(|l| l.strip_prefix("fetched:"))
+        .map(str::trim)
+        .unwrap_or_default();
+    if fetched.is_empty() || !log.contains(vip) {
+        bail!("http://nginx/ by name was not answered through {vip}:\n{log}");
+    }
+    println!("\nhttp://nginx/hostname fetched by name: nginx resolved to ClusterIP {vip}, answered by pod {fetched}");
     Ok(())
 }
 

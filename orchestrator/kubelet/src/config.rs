@@ -73,6 +73,8 @@ pub struct Config {
     pub pod_infra_image: String,
     /// How long a ConfigMap or Secret read from the API is reused.
     pub object_cache_ttl: Duration,
+    /// Container log rotation (the container log manager).
+    pub log_rotation: crate::log_rotation::RotationPolicy,
 }
 
 impl Config {
@@ -107,6 +109,7 @@ impl Config {
             image_gc_period: Duration::from_secs(300),
             pod_infra_image: "registry.k8s.io/pause:3.10".into(),
             object_cache_ttl: Duration::from_secs(1),
+            log_rotation: crate::log_rotation::RotationPolicy::default(),
         }
     }
 }
@@ -164,6 +167,15 @@ pub struct KubeletArgs {
     /// The runtime's sandbox image (containerd's sandbox_image), never garbage collected.
     #[arg(long, default_value = "registry.k8s.io/pause:3.10")]
     pub pod_infra_container_image: String,
+    /// A running container's log file is rotated once it reaches this size (a quantity).
+    #[arg(long, default_value = "10Mi", value_parser = crate::log_rotation::parse_max_size)]
+    pub container_log_max_size: u64,
+    /// Log files kept per container, the current one included (at least 2).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(2..))]
+    pub container_log_max_files: u16,
+    /// How often container log sizes are checked (at least 3s).
+    #[arg(long, default_value = "10s", value_parser = crate::log_rotation::parse_interval)]
+    pub container_log_monitor_interval: Duration,
 }
 
 impl KubeletArgs {
@@ -194,6 +206,11 @@ impl KubeletArgs {
         c.image_gc_high_percent = self.image_gc_high_threshold;
         c.image_gc_low_percent = self.image_gc_low_threshold;
         c.pod_infra_image = self.pod_infra_container_image.clone();
+        c.log_rotation = crate::log_rotation::RotationPolicy {
+            max_size: self.container_log_max_size,
+            max_files: self.container_log_max_files.into(),
+            interval: self.container_log_monitor_interval,
+        };
         c
     }
 }

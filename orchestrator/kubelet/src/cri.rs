@@ -342,6 +342,19 @@ impl CriClient {
             .map_err(call_err("PortForward"))
     }
 
+    /// Asks the runtime to reopen container `id`'s log file at its path (after the kubelet
+    /// renamed it away when rotating).
+    pub async fn reopen_container_log(&self, id: &str) -> Result<()> {
+        self.runtime
+            .clone()
+            .reopen_container_log(proto::ReopenContainerLogRequest {
+                container_id: id.into(),
+            })
+            .await
+            .map(drop)
+            .map_err(call_err("ReopenContainerLog"))
+    }
+
     /// The image `reference` names, or None when the runtime does not have it.
     pub async fn image_status(&self, reference: &str) -> Result<Option<proto::Image>> {
         self.images

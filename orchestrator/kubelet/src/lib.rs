@@ -22,11 +22,13 @@ pub mod cri_config;
 pub mod downward;
 pub mod env;
 pub mod error;
+pub mod etc_hosts;
 pub mod events;
 pub mod image_gc;
 pub mod images;
 pub mod keyring;
 pub mod lifecycle;
+pub mod log_rotation;
 pub mod log_server;
 pub mod log_stream;
 pub mod logs;
@@ -109,6 +111,10 @@ pub async fn run_sharing_pod_cidr(
             period: config.image_gc_period,
             keep: vec![config.pod_infra_image.clone()],
         },
+    )));
+    let _log_rotation = AbortOnDrop(tokio::spawn(log_rotation::run(
+        cri.clone(),
+        config.log_rotation,
     )));
     let backoff =
         images::PullBackOff::new(config.image_pull_backoff, config.image_pull_backoff_max);

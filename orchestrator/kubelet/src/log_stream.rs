@@ -87,6 +87,8 @@ async fn still_running(cri: Option<&CriClient>, source: &Source) -> bool {
 /// Reading position in a followed file.
 struct Tail {
     source: Source,
+    /// The followed file, open since the first read.
+    file: Option<std::fs::File>,
     offset: u64,
     carry: String,
     opts: LogOptions,
@@ -97,12 +99,32 @@ struct Tail {
 }
 
 impl Tail {
-    /// New bytes since the last read (empty at the end of the file).
+    /// New bytes since the last read (empty at the end of the file). The file stays open,
+    /// so that when the log is rotated (renamed away, the runtime writing a new file at
+    /// the path) the rest of the old file is read before the new one from its start.
     fn read_new(&mut self) -> std::io::Result<String> {
-        let mut f = std::fs::File::open(&self.source.path)?;
+        let fresh = self.read_open()?;
+        if !fresh.is_empty() || !self.rotated() {
+            return Ok(fresh);
+        }
+        // what the runtime wrote to the old file before it reopened the path
+        let mut text = self.read_open()?;
+        self.file = None;
+        self.offset = 0;
+        text.push_str(&self.read_open()?);
+        Ok(text)
+    }
+
+    fn read_open(&mut self) -> std::io::Result<String> {
+        if self.file.is_none() {
+            self.file = Some(std::fs::File::open(&self.source.path)?);
+        }
+        let Some(f) = self.file.as_mut() else {
+            return Ok(String::new());
+        };
         let len = f.metadata()?.len();
         if len < self.offset {
-            // truncated (rotated in place): start over
+            // truncated in place: start over
             self.offset = 0;
         }
         f.seek(SeekFrom::Start(self.offset))?;
@@ -110,6 +132,17 @@ impl Tail {
         f.take(len - self.offset).read_to_end(&mut buf)?;
         self.offset += buf.len() as u64;
         Ok(String::from_utf8_lossy(&buf).into_owned())
+    }
+
+    /// Whether the path now names another file than the open one (a rotation).
+    fn rotated(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let open = self.file.as_ref().and_then(|f| f.metadata().ok());
+        let at_path = std::fs::metadata(&self.source.path).ok();
+        match (open, at_path) {
+            (Some(a), Some(b)) => (a.dev(), a.ino()) != (b.dev(), b.ino()),
+            _ => false,
+        }
     }
 
     /// The complete new lines, rendered, cut to the budget.
@@ -146,6 +179,7 @@ pub fn follow(
         .map(|limit| limit.saturating_sub(first.len()));
     let tail = Tail {
         source,
+        file: None,
         offset,
         carry: String::new(),
         opts: LogOptions {
@@ -208,6 +242,38 @@ mod tests {
         let (done, rest) = split_complete(text);
         assert_eq!(done, "t stdout F one\nt stdout P par\nt stdout F tial\n");
         assert_eq!(rest, "t stdout P open\nt stdout F unterminat");
+    }
+
+    #[tokio::test]
+    async fn a_followed_file_is_followed_across_a_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        std::fs::write(&path, "").unwrap();
+        let source = Source {
+            path: path.clone(),
+            pod_uid: "u".into(),
+            container: "c".into(),
+            attempt: 0,
+        };
+        let opts = LogOptions {
+            limit_bytes: None,
+            timestamps: false,
+            tail_lines: None,
+        };
+        let mut body = Box::pin(follow(String::new(), source, 0, opts, None));
+        assert_eq!(body.next().await.unwrap().unwrap(), "");
+        let mut old = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        old.write_all(b"t1 stdout F before\n").unwrap();
+        assert_eq!(body.next().await.unwrap().unwrap(), "before\n");
+        // the runtime still writes to the renamed file, then reopens the path
+        std::fs::rename(&path, dir.path().join("0.log.20260101-000000")).unwrap();
+        old.write_all(b"t2 stdout F during\n").unwrap();
+        std::fs::write(&path, "t3 stdout F after\n").unwrap();
+        assert_eq!(body.next().await.unwrap().unwrap(), "during\n");
+        assert_eq!(body.next().await.unwrap().unwrap(), "after\n");
     }
 
     #[tokio::test]

@@ -929,6 +929,13 @@ impl Worker {
                 )
             })?;
         mounts.push(message_mount);
+        let domain = &self.config().dns.cluster_domain;
+        let hosts =
+            crate::etc_hosts::mount_for(root, pod, container, sandbox.ip.as_deref(), domain)
+                .map_err(|e| {
+                    waiting("CreateContainerConfigError", format!("pod hosts file: {e}"))
+                })?;
+        mounts.extend(hosts);
         let config =
             cri_config::container_config(pod, id, container, attempt, &image_id, &env, mounts);
         let log_dir = std::path::Path::new(&sandbox.config.log_directory).join(&container.name);

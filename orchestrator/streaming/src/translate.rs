@@ -23,6 +23,10 @@ use crate::spdy::{self, Frame, HeaderDecoder, HeaderEncoder, SpdyError};
 
 /// How long the upstream may take to accept the streams.
 const STREAM_CREATION_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the client may take to answer our Close before its connection is dropped: a
+/// connection closed with the client's late messages unread ends in a reset, and a reset
+/// can destroy the last messages (the exit status) before the client has read them.
+const CLIENT_CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// Largest chunk of client input put in one data frame.
 const MAX_DATA_FRAME: usize = 32 * 1024;
 
@@ -93,7 +97,10 @@ where
     let by_type: HashMap<StreamType, u32> = ids.iter().map(|(id, t)| (*t, *id)).collect();
     let mut up = tokio::spawn(client_to_upstream(ws_in, by_type, frames, ready_rx));
     tokio::select! {
-        _ = &mut down => up.abort(),
+        _ = &mut down => {
+            let _ = tokio::time::timeout(CLIENT_CLOSE_GRACE, &mut up).await;
+            up.abort();
+        }
         _ = &mut up => down.abort(),
     }
     writer_task.abort();
@@ -244,8 +251,11 @@ where
         }
         let _ = writer.shutdown().await;
     };
+    tokio::pin!(down, up);
     tokio::select! {
-        _ = down => {},
-        _ = up => {},
+        _ = &mut down => {
+            let _ = tokio::time::timeout(CLIENT_CLOSE_GRACE, &mut up).await;
+        }
+        _ = &mut up => {}
     }
 }
