@@ -28,7 +28,8 @@ pub const APPLETS: &[&str] = &[
     "kill", "ls", "mkdir", "nc", "nslookup", "ping", "ps", "rm", "sed", "sleep", "tail", "test",
     "touch", "true", "wc", "wget", "printf", "date", "uname", "ifconfig", "netstat", "seq",
     // kubectl cp runs tar in the container
-    "tar", "tty",
+    "tar", "tty", // the terminal size of `kubectl exec -it`
+    "stty",
 ];
 
 /// A building or import failure.

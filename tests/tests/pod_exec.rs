@@ -6,9 +6,11 @@
 //! (`KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false`, `KUBECTL_PORT_FORWARD_WEBSOCKETS=false`):
 //!
 //! - exec: stdout and stderr apart, the exit code propagated, stdin to the end of input,
-//!   a TTY (kubectl under `script`, so its stdin is a terminal);
+//!   a TTY (kubectl under `script`, so its stdin is a terminal) of kubectl's terminal size
+//!   (sent on the resize stream);
 //! - cp: a file with every byte value into the pod and back, unchanged;
-//! - attach: the output of the container's own process;
+//! - attach: the output of the container's own process; `attach -i`: kubectl's input
+//!   reaches the stdin of a container with `stdin: true`;
 //! - port-forward to a pod and to a Service: the stand-in nginx answers on 127.0.0.1;
 //! - a missing pod and a completed request are Status errors.
 //!
@@ -32,6 +34,9 @@ use serde_json::json;
 const DEADLINE: Duration = Duration::from_secs(120);
 /// How long one kubectl call may take.
 const KUBECTL_TIMEOUT: Duration = Duration::from_secs(60);
+/// The terminal size `kubectl exec -it` runs in (the resize check).
+const TTY_ROWS: u16 = 41;
+const TTY_COLS: u16 = 117;
 
 /// kubectl's two transports: its default WebSocket protocols, and SPDY/3.1.
 const TRANSPORTS: [(&str, &[(&str, &str)]); 2] = [
@@ -177,6 +182,23 @@ fn shell_pod(node: &str) -> Pod {
     .expect("shell pod")
 }
 
+/// A pod with an open stdin: each line read comes back as `got-<line>`.
+fn reader_pod(node: &str) -> Pod {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "reader"},
+        "spec": {
+            "nodeName": node,
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{
+                "name": "reader", "image": "busybox:1.36", "stdin": true,
+                "command": ["sh", "-c", "while read -r l; do echo got-$l; done"]
+            }]
+        }
+    }))
+    .expect("reader pod")
+}
+
 fn web_pod(node: &str) -> Pod {
     serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Pod",
@@ -247,6 +269,29 @@ fn check_exec(lab: &Lab, transport: &str, env: &[(&str, &str)]) {
         text(&out.stdout).contains("/dev/pts/"),
         "{transport}: {out:?}"
     );
+    check_tty_size(lab, transport, env);
+}
+
+/// kubectl sends its terminal's size on the resize stream: the container's TTY has it (a
+/// moment after the start: the first size, as every resize, is applied to the running
+/// process).
+fn check_tty_size(lab: &Lab, transport: &str, env: &[(&str, &str)]) {
+    let kubeconfig = lab.kubeconfig().display().to_string();
+    let line = format!(
+        "stty rows {TTY_ROWS} cols {TTY_COLS}; \
+         kubectl --kubeconfig {kubeconfig} exec -it shell -- sh -c 'sleep 1; stty size'"
+    );
+    let mut script = Command::new("script");
+    script.args(["-qec", &line, "/dev/null"]);
+    for (k, v) in env {
+        script.env(k, v);
+    }
+    let out = run(script, b"");
+    assert!(out.status.success(), "{transport}: {out:?}");
+    assert!(
+        text(&out.stdout).contains(&format!("{TTY_ROWS} {TTY_COLS}")),
+        "{transport}: the container's terminal size: {out:?}"
+    );
 }
 
 fn check_cp(lab: &Lab, transport: &str, env: &[(&str, &str)], dir: &Path) {
@@ -290,6 +335,30 @@ fn check_attach(lab: &Lab, transport: &str, env: &[(&str, &str)]) {
         l.starts_with("tick-").then(|| l.to_string())
     });
     assert!(line.starts_with("tick-"), "{transport}: {line}");
+}
+
+/// `kubectl attach -i`: a line written to kubectl's stdin reaches the container's stdin
+/// (the reader pod echoes it back on its stdout, which attach streams).
+fn check_attach_stdin(lab: &Lab, transport: &str, env: &[(&str, &str)]) {
+    let mut child = kubectl_command(lab, env, &["attach", "-i", "reader"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("kubectl must be on PATH (v1.32)");
+    let mut input = child.stdin.take().expect("stdin");
+    let stdout = child.stdout.take().expect("stdout");
+    let attach = Background::adopt(child, stdout);
+    let word = format!("hello-{transport}");
+    input
+        .write_all(format!("{word}\n").as_bytes())
+        .expect("write to kubectl attach");
+    let want = format!("got-{word}");
+    let line = attach.wait_line(Duration::from_secs(30), |l| {
+        (l.trim() == want).then(|| l.to_string())
+    });
+    assert_eq!(line.trim(), want, "{transport}");
+    drop(input);
 }
 
 /// Port-forward to `target` (`pod/web` or `svc/fwd-web`) and GET / through it.
@@ -354,9 +423,13 @@ async fn kubectl_exec_cp_attach_and_port_forward() {
         .await
         .expect("shell pod");
     pods.create(&pp, &web_pod(&node)).await.expect("web pod");
+    pods.create(&pp, &reader_pod(&node))
+        .await
+        .expect("reader pod");
     services.create(&pp, &web_service()).await.expect("service");
     wait_running(&mut lab, &pods, "shell").await;
     wait_running(&mut lab, &pods, "web").await;
+    wait_running(&mut lab, &pods, "reader").await;
     let dir = tempfile::tempdir().expect("tempdir");
 
     for (transport, env) in TRANSPORTS {
@@ -364,6 +437,7 @@ async fn kubectl_exec_cp_attach_and_port_forward() {
         check_exec(&lab, transport, env);
         check_cp(&lab, transport, env, dir.path());
         check_attach(&lab, transport, env);
+        check_attach_stdin(&lab, transport, env);
         check_port_forward(&lab, transport, env, "pod/web", 80);
         check_port_forward(&lab, transport, env, "svc/fwd-web", 8080);
         lab.assert_running();
