@@ -476,6 +476,57 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn grpc_probes_ask_the_health_service() {
+        use tonic_health::ServingStatus;
+        let (reporter, health) = tonic_health::server::health_reporter();
+        reporter
+            .set_service_status("ready", ServingStatus::Serving)
+            .await;
+        reporter
+            .set_service_status("down", ServingStatus::NotServing)
+            .await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port() as i32;
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(health)
+                .serve_with_incoming(incoming),
+        );
+        let t = target(serde_json::json!([]));
+        let probe = |port, service: Option<&str>| {
+            Action::Grpc(GRPCAction {
+                port,
+                service: service.map(str::to_string),
+            })
+        };
+        let second = Duration::from_secs(2);
+        // no service name: the server's overall health, which tonic-health reports serving
+        assert_eq!(run(&probe(port, None), &t, second).await, Outcome::Success);
+        assert_eq!(
+            run(&probe(port, Some("ready")), &t, second).await,
+            Outcome::Success
+        );
+        let down = run(&probe(port, Some("down")), &t, second).await;
+        assert!(
+            matches!(&down, Outcome::Failure(m) if m.contains("NOT_SERVING")),
+            "{down:?}"
+        );
+        let unknown = run(&probe(port, Some("nope")), &t, second).await;
+        assert!(
+            matches!(&unknown, Outcome::Failure(m) if m.starts_with("health rpc failed")),
+            "{unknown:?}"
+        );
+        server.abort();
+        let _ = server.await;
+        let gone = run(&probe(port, None), &t, second).await;
+        assert!(
+            matches!(&gone, Outcome::Failure(m) if m.starts_with("failed to connect")),
+            "{gone:?}"
+        );
+    }
+
     #[test]
     fn ports_resolve_by_number_or_name() {
         let ports: Vec<ContainerPort> =
