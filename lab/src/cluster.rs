@@ -113,6 +113,23 @@ pub struct LabOptions {
     pub log_level: String,
 }
 
+impl LabOptions {
+    /// A test's lab: `nodes` nodes named after `id`, the workspace's own bpfk-server and
+    /// bpfk-agent, logging at info.
+    pub fn for_test(id: impl Into<String>, nodes: u8) -> LabOptions {
+        LabOptions {
+            id: id.into(),
+            nodes,
+            node_prefix: None,
+            binaries: Binaries {
+                server: crate::server::binary("bpfk-server"),
+                agent: crate::server::binary("bpfk-agent"),
+            },
+            log_level: "info".into(),
+        }
+    }
+}
+
 /// The cgroup v2 mount point (`/sys/fs/cgroup/unified` on a hybrid host).
 pub fn cgroup2_mount() -> PathBuf {
     bpfk_datapath::sys::cgroup2_mount()

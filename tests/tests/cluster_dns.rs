@@ -21,9 +21,8 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use bpfk_lab::cluster::{Binaries, Lab, LabOptions};
+use bpfk_lab::cluster::{Lab, LabOptions};
 use bpfk_lab::host::require_root;
-use bpfk_lab::server::binary;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
 use k8s_openapi::api::core::v1::{Pod, Service};
@@ -106,16 +105,7 @@ echo "== end"
 async fn pods_find_services_by_name_through_the_node_local_dns() {
     require_root("the cluster DNS test");
     let pid = std::process::id();
-    let mut lab = Lab::start(LabOptions {
-        id: format!("dns{pid}"),
-        nodes: 2,
-        node_prefix: None,
-        binaries: Binaries {
-            server: binary("bpfk-server"),
-            agent: binary("bpfk-agent"),
-        },
-        log_level: "info".into(),
-    });
+    let mut lab = Lab::start(LabOptions::for_test(format!("dns{pid}"), 2));
     let (n1, n2) = (
         lab.nodes()[0].name().to_string(),
         lab.nodes()[1].name().to_string(),

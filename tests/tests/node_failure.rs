@@ -14,9 +14,9 @@ use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bpfk_lab::cluster::{Binaries, Lab, LabOptions, UNDERLAY_IFACE};
+use bpfk_lab::cluster::{Lab, LabOptions, UNDERLAY_IFACE};
 use bpfk_lab::host::{require_root, require_tool};
-use bpfk_lab::server::{self, binary};
+use bpfk_lab::server;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ListParams};
@@ -123,16 +123,7 @@ async fn a_lost_nodes_pods_leave_the_service_within_the_grace_period_and_come_ba
         &["version", "--client"],
         "kubectl (v1.32 on PATH)",
     );
-    let mut lab = Lab::start(LabOptions {
-        id: format!("nf{}", std::process::id()),
-        nodes: 2,
-        node_prefix: None,
-        binaries: Binaries {
-            server: binary("bpfk-server"),
-            agent: binary("bpfk-agent"),
-        },
-        log_level: "info".into(),
-    });
+    let mut lab = Lab::start(LabOptions::for_test(format!("nf{}", std::process::id()), 2));
     let (n1, n2) = (
         lab.nodes()[0].name().to_string(),
         lab.nodes()[1].name().to_string(),

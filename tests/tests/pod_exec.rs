@@ -24,9 +24,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use bpfk_lab::cluster::{http_get, Binaries, Lab, LabOptions};
+use bpfk_lab::cluster::{http_get, Lab, LabOptions};
 use bpfk_lab::host::require_root;
-use bpfk_lab::server::binary;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{Api, PostParams};
 use serde_json::json;
@@ -404,16 +403,7 @@ fn check_errors(lab: &Lab) {
 async fn kubectl_exec_cp_attach_and_port_forward() {
     require_root("the pod exec lab (network namespaces, containerd, eBPF)");
     let pid = std::process::id() % 10_000;
-    let mut lab = Lab::start(LabOptions {
-        id: format!("exe{pid}"),
-        nodes: 1,
-        node_prefix: None,
-        binaries: Binaries {
-            server: binary("bpfk-server"),
-            agent: binary("bpfk-agent"),
-        },
-        log_level: "info".into(),
-    });
+    let mut lab = Lab::start(LabOptions::for_test(format!("exe{pid}"), 1));
     let node = lab.nodes()[0].name().to_string();
     let client = lab.client();
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");

@@ -19,9 +19,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use bpfk_lab::cluster::{Binaries, Lab, LabOptions};
+use bpfk_lab::cluster::{Lab, LabOptions};
 use bpfk_lab::host::require_root;
-use bpfk_lab::server::binary;
 use k8s_openapi::api::core::v1::{Event, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ListParams, PostParams};
@@ -221,16 +220,7 @@ async fn assert_termination_messages(lab: &mut Lab, pods: &Api<Pod>, node: &str)
 async fn probes_gate_traffic_and_restart_unhealthy_containers() {
     require_root("the probes test");
     let pid = std::process::id();
-    let mut lab = Lab::start(LabOptions {
-        id: format!("prb{pid}"),
-        nodes: 1,
-        node_prefix: None,
-        binaries: Binaries {
-            server: binary("bpfk-server"),
-            agent: binary("bpfk-agent"),
-        },
-        log_level: "info".into(),
-    });
+    let mut lab = Lab::start(LabOptions::for_test(format!("prb{pid}"), 1));
     let node = lab.nodes()[0].name().to_string();
     let client = lab.client();
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");

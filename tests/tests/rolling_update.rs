@@ -21,10 +21,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bpfk_lab::cluster::{Binaries, Lab, LabOptions};
+use bpfk_lab::cluster::{Lab, LabOptions};
 use bpfk_lab::host::require_root;
 use bpfk_lab::netns::output_in;
-use bpfk_lab::server::binary;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{Api, ListParams, PostParams};
@@ -170,16 +169,7 @@ async fn only_pods_of(pods: &Api<Pod>, version: &str, count: usize) -> Result<()
 async fn a_rolling_update_under_steady_traffic_fails_no_request() {
     require_root("the rolling update test");
     let pid = std::process::id();
-    let mut lab = Lab::start(LabOptions {
-        id: format!("rol{pid}"),
-        nodes: 2,
-        node_prefix: None,
-        binaries: Binaries {
-            server: binary("bpfk-server"),
-            agent: binary("bpfk-agent"),
-        },
-        log_level: "info".into(),
-    });
+    let mut lab = Lab::start(LabOptions::for_test(format!("rol{pid}"), 2));
     let client = lab.client();
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
