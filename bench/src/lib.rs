@@ -4,6 +4,21 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub mod dns_query;
+
+/// `median [min–max]` of per-round figures, with `digits` decimals.
+pub fn median_range(v: &[f64], digits: usize) -> String {
+    let mut sorted = v.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match (sorted.first(), sorted.last()) {
+        (Some(lo), Some(hi)) => {
+            let mid = sorted[sorted.len() / 2];
+            format!("{mid:.digits$} [{lo:.digits$}–{hi:.digits$}]")
+        }
+        _ => "–".into(),
+    }
+}
+
 /// Latency summary of a set of samples.
 #[derive(Debug, Clone, Copy)]
 pub struct Summary {

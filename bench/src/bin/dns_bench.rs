@@ -8,14 +8,12 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
-use bpfk_bench::{build_profile, ms, no_arguments, results_path, summarize, Summary};
+use anyhow::{Context, Result};
+use bpfk_bench::dns_query::{exchange, query, socket_to};
+use bpfk_bench::{build_profile, median_range, ms, no_arguments, results_path, summarize, Summary};
 use bpfk_dns::{
     Bound, Cluster, ClusterDns, Forwarding, PortRecord, ServiceKind, ServiceRecord, Zone,
 };
-use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::{Name, RecordType};
-use tokio::net::UdpSocket;
 
 const SIZES: [usize; 2] = [1_000, 10_000];
 const LATENCY_QUERIES: usize = 5_000;
@@ -48,37 +46,8 @@ fn cluster(services: usize) -> Cluster {
     c
 }
 
-fn query(i: usize, services: usize, id: u16) -> Result<Vec<u8>> {
-    let name = format!("svc-{}.bench.svc.cluster.local.", (i * 7919) % services);
-    let mut msg = Message::new(id, MessageType::Query, OpCode::Query);
-    msg.metadata.recursion_desired = true;
-    msg.add_query(Query::query(Name::from_ascii(name)?, RecordType::A));
-    Ok(msg.to_vec()?)
-}
-
-/// One query and its answer; checks the answer is the Service's address.
-async fn exchange(socket: &UdpSocket, q: &[u8], buf: &mut [u8]) -> Result<Duration> {
-    let started = Instant::now();
-    socket.send(q).await?;
-    let n = tokio::time::timeout(Duration::from_secs(2), socket.recv(buf))
-        .await
-        .context("no answer in 2 s")??;
-    let took = started.elapsed();
-    let msg = Message::from_vec(&buf[..n])?;
-    if msg.metadata.response_code != ResponseCode::NoError || msg.answers.len() != 1 {
-        bail!("unexpected answer: {msg:?}");
-    }
-    Ok(took)
-}
-
-async fn client(server: SocketAddr) -> Result<UdpSocket> {
-    let socket = UdpSocket::bind("127.0.0.1:0").await?;
-    socket.connect(server).await?;
-    Ok(socket)
-}
-
 async fn latency(server: SocketAddr, services: usize) -> Result<Summary> {
-    let socket = client(server).await?;
+    let socket = socket_to("127.0.0.1:0", server).await?;
     let mut buf = vec![0u8; 1500];
     let mut samples = Vec::with_capacity(LATENCY_QUERIES);
     let deadline = Instant::now() + TIME_BOUND;
@@ -98,7 +67,7 @@ async fn throughput(server: SocketAddr, services: usize) -> Result<(f64, usize)>
     let mut tasks = Vec::new();
     for c in 0..CLIENTS {
         tasks.push(tokio::spawn(async move {
-            let socket = client(server).await?;
+            let socket = socket_to("127.0.0.1:0", server).await?;
             let mut buf = vec![0u8; 1500];
             let mut done = 0usize;
             for i in 0..QUERIES_PER_CLIENT {
@@ -127,19 +96,6 @@ struct Rounds {
     qps: Vec<f64>,
     latency_queries: usize,
     throughput_queries: usize,
-}
-
-/// `median [min–max]` of `v`.
-fn median_range(v: &[f64], digits: usize) -> String {
-    let mut sorted = v.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    match (sorted.first(), sorted.last()) {
-        (Some(lo), Some(hi)) => {
-            let mid = sorted[sorted.len() / 2];
-            format!("{mid:.digits$} [{lo:.digits$}–{hi:.digits$}]")
-        }
-        _ => "–".into(),
-    }
 }
 
 /// The agent's DNS handler over `services` Services, bound on loopback.

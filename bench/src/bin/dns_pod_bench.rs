@@ -16,17 +16,15 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use bpfk_bench::{build_profile, ms, results_path, summarize};
+use bpfk_bench::dns_query::{exchange, query, query_for, socket_to};
+use bpfk_bench::{build_profile, median_range, ms, results_path, summarize};
 use bpfk_lab::cluster::{Binaries, Lab, LabOptions};
 use bpfk_lab::netns::output_in;
 use bpfk_lab::server::target_dir;
 use futures::{StreamExt, TryStreamExt};
-use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::{Name, RecordType};
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use kube::api::{Api, PostParams};
 use serde_json::json;
-use tokio::net::UdpSocket;
 
 const SIZES: [usize; 2] = [1_000, 10_000];
 const LATENCY_QUERIES: usize = 3_000;
@@ -39,39 +37,10 @@ const TIME_BOUND: Duration = Duration::from_secs(10);
 const CREATE_CONCURRENCY: usize = 16;
 const KUBE_DNS: &str = "10.96.0.10:53";
 
-fn query(i: usize, services: usize, id: u16) -> Result<Vec<u8>> {
-    let name = format!("svc-{}.bench.svc.cluster.local.", (i * 7919) % services);
-    let mut msg = Message::new(id, MessageType::Query, OpCode::Query);
-    msg.metadata.recursion_desired = true;
-    msg.add_query(Query::query(Name::from_ascii(name)?, RecordType::A));
-    Ok(msg.to_vec()?)
-}
-
-/// One query and its answer; checks it is one address.
-async fn exchange(socket: &UdpSocket, q: &[u8], buf: &mut [u8]) -> Result<Duration> {
-    let started = Instant::now();
-    socket.send(q).await?;
-    let n = tokio::time::timeout(Duration::from_secs(2), socket.recv(buf))
-        .await
-        .context("no answer in 2 s")??;
-    let took = started.elapsed();
-    let msg = Message::from_vec(&buf[..n])?;
-    if msg.metadata.response_code != ResponseCode::NoError || msg.answers.len() != 1 {
-        bail!("unexpected answer: {msg:?}");
-    }
-    Ok(took)
-}
-
-async fn socket_to(server: SocketAddr) -> Result<UdpSocket> {
-    let socket = UdpSocket::bind("0.0.0.0:0").await?;
-    socket.connect(server).await?;
-    Ok(socket)
-}
-
 /// The client side, run inside the pod: prints `p50_ns p99_ns latency_queries qps
 /// throughput_queries`.
 async fn client(server: SocketAddr, services: usize) -> Result<()> {
-    let socket = socket_to(server).await?;
+    let socket = socket_to("0.0.0.0:0", server).await?;
     let mut buf = vec![0u8; 1500];
     let mut samples = Vec::with_capacity(LATENCY_QUERIES);
     let deadline = Instant::now() + TIME_BOUND;
@@ -87,7 +56,7 @@ async fn client(server: SocketAddr, services: usize) -> Result<()> {
     let mut tasks = Vec::new();
     for c in 0..CLIENTS {
         tasks.push(tokio::spawn(async move {
-            let socket = socket_to(server).await?;
+            let socket = socket_to("0.0.0.0:0", server).await?;
             let mut buf = vec![0u8; 1500];
             let mut done = 0usize;
             for i in 0..QUERIES_PER_CLIENT {
@@ -117,11 +86,8 @@ async fn client(server: SocketAddr, services: usize) -> Result<()> {
 
 /// Whether the last Service's name already resolves (one query, the client's check).
 async fn resolves(server: SocketAddr, services: usize) -> Result<()> {
-    let socket = socket_to(server).await?;
-    let name = format!("svc-{}.bench.svc.cluster.local.", services - 1);
-    let mut msg = Message::new(1, MessageType::Query, OpCode::Query);
-    msg.add_query(Query::query(Name::from_ascii(name)?, RecordType::A));
-    exchange(&socket, &msg.to_vec()?, &mut [0u8; 1500]).await?;
+    let socket = socket_to("0.0.0.0:0", server).await?;
+    exchange(&socket, &query_for(services - 1, 1)?, &mut [0u8; 1500]).await?;
     Ok(())
 }
 
@@ -231,19 +197,6 @@ fn median(v: &[f64]) -> f64 {
     let mut sorted = v.to_vec();
     sorted.sort_by(f64::total_cmp);
     sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
-/// `median [min–max]` of `v`.
-fn median_range(v: &[f64], digits: usize) -> String {
-    let mut sorted = v.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    match (sorted.first(), sorted.last()) {
-        (Some(lo), Some(hi)) => {
-            let mid = sorted[sorted.len() / 2];
-            format!("{mid:.digits$} [{lo:.digits$}–{hi:.digits$}]")
-        }
-        _ => "–".into(),
-    }
 }
 
 fn row(services: usize, path: &str, r: &Rounds, baseline: &Rounds) -> String {

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use bpfk_bench::{build_profile, ms, no_arguments, results_path, summarize, Summary};
+use bpfk_bench::{build_profile, median_range, ms, no_arguments, results_path, summarize, Summary};
 use bpfk_lab::cluster::{Binaries, Lab, LabOptions};
 use bpfk_lab::server::target_dir;
 use k8s_openapi::api::core::v1::Pod;
@@ -111,16 +111,6 @@ async fn delete_all(pods: &Api<Pod>) -> Result<()> {
     Ok(())
 }
 
-/// `median [min–max]` of `v`.
-fn median_range(v: &[f64]) -> String {
-    let mut sorted = v.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    match (sorted.first(), sorted.last()) {
-        (Some(lo), Some(hi)) => format!("{:.0} [{lo:.0}–{hi:.0}]", sorted[sorted.len() / 2]),
-        _ => "–".into(),
-    }
-}
-
 /// One run's figures, per round.
 #[derive(Default)]
 struct Rounds {
@@ -134,8 +124,8 @@ fn row(name: &str, r: &mut Rounds) -> String {
     format!(
         "| {name} | {} | {} | {} | {:.0} | {:.0} |",
         pooled.count,
-        median_range(&r.p50_ms),
-        median_range(&r.p99_ms),
+        median_range(&r.p50_ms, 0),
+        median_range(&r.p99_ms, 0),
         ms(pooled.p99),
         ms(pooled.max)
     )
