@@ -130,6 +130,25 @@ impl LabOptions {
     }
 }
 
+/// GET `url` with busybox wget (3 s at most) from `netns` inside `cgroup`: the body
+/// (trimmed), or the exit status and output of the failure.
+pub fn fetch_in(netns: &str, cgroup: &Path, url: &str) -> Result<String, String> {
+    let args = [
+        "busybox", "timeout", "3", "busybox", "wget", "-q", "-O", "-", url,
+    ];
+    let out = crate::netns::output_in(&args, Some(netns), Some(cgroup));
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if out.status.success() {
+        Ok(stdout)
+    } else {
+        Err(format!(
+            "{} {stdout} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
 /// The cgroup v2 mount point (`/sys/fs/cgroup/unified` on a hybrid host).
 pub fn cgroup2_mount() -> PathBuf {
     bpfk_datapath::sys::cgroup2_mount()
@@ -400,6 +419,12 @@ impl LabNode {
             Some(self.netns()),
             in_node_cgroup.then_some(self.cgroup.as_path()),
         )
+    }
+
+    /// GET `url` with busybox wget from this node's netns and cgroup (so the socket load
+    /// balancer translates ClusterIPs, as for a pod): the body, or why it failed.
+    pub fn fetch(&self, url: &str) -> Result<String, String> {
+        fetch_in(self.netns(), &self.cgroup, url)
     }
 
     fn teardown_pins(&self) {

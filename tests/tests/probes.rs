@@ -90,25 +90,6 @@ fn web_pod(node: &str, tmp: &Path) -> Pod {
     .expect("web pod")
 }
 
-/// Whether `cmd` run in the node netns, inside the node cgroup (the socket load balancer
-/// translates ClusterIPs there), printed `want`.
-fn fetch_through(lab: &Lab, node: &str, url: &str) -> Result<String, String> {
-    let fetch = [
-        "busybox", "timeout", "3", "busybox", "wget", "-q", "-O", "-", url,
-    ];
-    let out = lab.node(node).exec(&fetch, true);
-    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if out.status.success() {
-        Ok(stdout)
-    } else {
-        Err(format!(
-            "{} {stdout} {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
 async fn endpoint_ready(slices: &Api<EndpointSlice>) -> Result<Option<bool>, String> {
     let list = slices
         .list(&ListParams::default().labels("kubernetes.io/service-name=probed-web"))
@@ -289,7 +270,7 @@ async fn probes_gate_traffic_and_restart_unhealthy_containers() {
             "request {i}"
         );
         assert_eq!(condition(&p, "ContainersReady").as_deref(), Some("False"));
-        if let Ok(answer) = fetch_through(&lab, &node, &url) {
+        if let Ok(answer) = lab.node(&node).fetch(&url) {
             panic!("request {i} through {vip} reached the not-ready pod: {answer}");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -313,7 +294,7 @@ async fn probes_gate_traffic_and_restart_unhealthy_containers() {
     .await;
     let answer = lab
         .wait_with("an answer through the ClusterIP", DEADLINE, |lab| {
-            fetch_through(lab, &node, &url)
+            lab.node(&node).fetch(&url)
         })
         .await;
     assert_eq!(answer, "web");
@@ -329,7 +310,7 @@ async fn probes_gate_traffic_and_restart_unhealthy_containers() {
     })
     .await;
     lab.wait_with("the VIP closed", DEADLINE, |lab| {
-        match fetch_through(lab, &node, &url) {
+        match lab.node(&node).fetch(&url) {
             Ok(a) => Err(format!("answered {a}")),
             Err(_) => Ok(()),
         }

@@ -21,9 +21,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bpfk_lab::cluster::{Lab, LabOptions};
+use bpfk_lab::cluster::{fetch_in, Lab, LabOptions};
 use bpfk_lab::host::require_root;
-use bpfk_lab::netns::output_in;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{Api, ListParams, PostParams};
@@ -87,20 +86,7 @@ struct Client {
 
 impl Client {
     fn fetch(&self) -> Result<String, String> {
-        let args = [
-            "busybox", "timeout", "3", "busybox", "wget", "-q", "-O", "-", &self.url,
-        ];
-        let out = output_in(&args, Some(&self.netns), Some(&self.cgroup));
-        let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        if out.status.success() {
-            Ok(stdout)
-        } else {
-            Err(format!(
-                "{} {stdout} {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        }
+        fetch_in(&self.netns, &self.cgroup, &self.url)
     }
 }
 
