@@ -49,6 +49,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Node;
 
+use crate::api_client::ApiCredentials;
 use crate::containerd::{ContainerdOptions, ContainerdProcess};
 use crate::etcd::EtcdProcess;
 use crate::host::{require_root, require_tool, sh_or_panic, sh_quiet};
@@ -479,6 +480,8 @@ pub struct Lab {
     dir: Option<tempfile::TempDir>,
     api: SocketAddr,
     kubeconfig: PathBuf,
+    /// The admin credentials of `kubeconfig`, once the server wrote it.
+    credentials: Option<ApiCredentials>,
     id_lock: LockFile,
     registry: Option<LabRegistry>,
     /// containerd's registry `config_path` on every node (hosts.toml per registry).
@@ -537,6 +540,7 @@ impl Lab {
             dir: None,
             api: SocketAddr::from((host_ip, 0)),
             kubeconfig: PathBuf::new(),
+            credentials: None,
             id_lock,
             registry: None,
             registry_hosts: PathBuf::new(),
@@ -648,6 +652,8 @@ impl Lab {
             .args(["--cluster-cidr", &lab_pod_range(octet)])
             .arg("--write-kubeconfig")
             .arg(&self.kubeconfig)
+            .arg("--data-dir")
+            .arg(dir.join("server-data"))
             .env("RUST_LOG", &options.log_level)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -660,11 +666,12 @@ impl Lab {
         let deadline = Instant::now() + START_DEADLINE;
         let api = loop {
             server.assert_running();
-            let url = fs::read_to_string(&self.kubeconfig)
-                .ok()
-                .and_then(|k| server_url(&k));
-            if let Some(addr) = url {
-                if let Ok((200, _)) = http_get(addr, "/api/v1/namespaces/default") {
+            if let Some(creds) = ApiCredentials::read(&self.kubeconfig) {
+                if let (Some(addr), Ok((200, _))) = (
+                    creds.addr(),
+                    creds.request("GET", "/api/v1/namespaces/default", None),
+                ) {
+                    self.credentials = Some(creds);
                     break addr;
                 }
             }
@@ -788,13 +795,14 @@ impl Lab {
     fn wait_nodes_ready(&mut self) -> Vec<String> {
         let deadline = Instant::now() + START_DEADLINE;
         let mut cidrs: Vec<Option<String>> = vec![None; self.nodes.len()];
+        let api = self.credentials().clone();
         loop {
             let mut waiting = Vec::new();
             for (i, node) in self.nodes.iter_mut().enumerate() {
                 if let Some(a) = node.agent.as_mut() {
                     a.assert_running();
                 }
-                match self_node(self.api, &node.name) {
+                match self_node(&api, &node.name) {
                     Some(n) if node_ready(&n) => {
                         cidrs[i] = n.spec.and_then(|s| s.pod_cidr);
                         if cidrs[i].is_none() {
@@ -859,6 +867,31 @@ impl Lab {
             .unwrap_or_default()
     }
 
+    /// A client certificate of the cluster CA for `user` in `groups` (the lab acts as the
+    /// cluster's operator, as `kubeadm kubeconfig user` does with the CA key).
+    pub fn issue_client_cert(&self, user: &str, groups: &[&str]) -> bpfk_auth::pki::CertKey {
+        let pki = self.dir().join("server-data").join("pki");
+        let read = |f: &str| fs::read_to_string(pki.join(f)).expect("the server's PKI");
+        let ca = bpfk_auth::pki::ClusterCa::from_pem(&read("ca.crt"), &read("ca.key"))
+            .expect("the cluster CA");
+        ca.issue_client(user, groups, std::time::Duration::from_secs(3600))
+            .expect("a client certificate")
+    }
+
+    /// Push [`crate::images::KUBECTL_IMAGE`] (the host's kubectl) to the lab registry, for
+    /// pods that are API clients; returns the reference pods pull it by.
+    pub fn push_kubectl_image(&self) -> String {
+        let image = crate::images::kubectl_image()
+            .unwrap_or_else(|e| panic!("{}: {e} (install kubectl)", crate::images::HOST_KUBECTL));
+        let busybox = fs::read(crate::images::DEFAULT_BUSYBOX).expect("busybox-static");
+        self.registry
+            .as_ref()
+            .expect("the lab registry")
+            .push_image(&image, &busybox);
+        let repository = crate::images::KUBECTL_IMAGE.trim_start_matches("docker.io/");
+        format!("{}/{repository}", self.registry())
+    }
+
     /// Both registries' logs.
     pub fn registry_logs(&self) -> String {
         self.registry
@@ -872,9 +905,14 @@ impl Lab {
         self.api
     }
 
-    /// `http://10.250.k.1:PORT`
+    /// `https://10.250.k.1:PORT`
     pub fn api_url(&self) -> String {
-        format!("http://{}", self.api)
+        format!("https://{}", self.api)
+    }
+
+    /// The admin credentials of the kubeconfig the server wrote.
+    pub fn credentials(&self) -> &ApiCredentials {
+        self.credentials.as_ref().expect("the lab's server is up")
     }
 
     /// The host end of the lab's underlay veth (`bpfkl<k>h`, holding the API address).
@@ -926,8 +964,7 @@ impl Lab {
 
     /// A kube-rs client for the server.
     pub fn client(&self) -> kube::Client {
-        let config = kube::Config::new(self.api_url().parse().expect("server url"));
-        kube::Client::try_from(config).expect("kube client")
+        self.credentials().kube_client()
     }
 
     /// Panics (with the log tail) when an agent or the server has exited.
@@ -1021,16 +1058,8 @@ impl Drop for Lab {
     }
 }
 
-/// `http://A:P` of the first `server:` line of a kubeconfig.
-fn server_url(kubeconfig: &str) -> Option<SocketAddr> {
-    kubeconfig.lines().find_map(|l| {
-        let url = l.trim().strip_prefix("server:")?.trim();
-        url.trim_matches('"').strip_prefix("http://")?.parse().ok()
-    })
-}
-
-fn self_node(api: SocketAddr, name: &str) -> Option<Node> {
-    match http_get(api, &format!("/api/v1/nodes/{name}")) {
+fn self_node(api: &ApiCredentials, name: &str) -> Option<Node> {
+    match api.request("GET", &format!("/api/v1/nodes/{name}"), None) {
         Ok((200, body)) => serde_json::from_str(&body).ok(),
         _ => None,
     }
@@ -1143,17 +1172,5 @@ fn sweep_stale_netns(id: &str) {
             eprintln!("lab: removing stale network namespace {name}");
             sh_quiet(&["ip", "netns", "del", &name]);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn server_url_of_the_written_kubeconfig() {
-        let k = "apiVersion: v1\nclusters:\n- cluster:\n    server: http://10.250.0.1:41234\n  name: bpfk\n";
-        assert_eq!(server_url(k), Some("10.250.0.1:41234".parse().unwrap()));
-        assert_eq!(server_url("server: https://x:1"), None);
     }
 }

@@ -115,6 +115,28 @@ pub const NGINX_COMMAND: &str =
 /// The page the stand-in nginx image serves.
 pub const NGINX_INDEX_HTML: &str = "<!DOCTYPE html>\n<html><head><title>Welcome to nginx!</title></head>\n<body><h1>Welcome to nginx!</h1>\n<p>bpfk stand-in image: busybox httpd built locally from the host's busybox-static, not nginx.</p>\n</body></html>\n";
 
+/// Name of the kubectl image (busybox plus the host's static `kubectl`), pushed to the lab
+/// registry only by the tests that run API clients in pods ([`kubectl_image`]).
+pub const KUBECTL_IMAGE: &str = "docker.io/bitnami/kubectl:1.32";
+/// Where the host's kubectl is (a static Go binary).
+pub const HOST_KUBECTL: &str = "/usr/bin/kubectl";
+
+/// An image running the host's kubectl (entrypoint `kubectl`), as `bitnami/kubectl`: a real
+/// Kubernetes client in a pod, with in-cluster configuration from the pod's service-account
+/// volume and `KUBERNETES_SERVICE_*` variables.
+pub fn kubectl_image() -> std::io::Result<BusyboxImage> {
+    let path = std::fs::canonicalize(HOST_KUBECTL)?;
+    let binary = std::fs::read(&path)?;
+    let mut image = BusyboxImage::new(&[KUBECTL_IMAGE], &["version"]);
+    image.entrypoint = vec!["/usr/bin/kubectl".into()];
+    image.extra_files.push(ExtraFile {
+        path: "usr/bin/kubectl".into(),
+        contents: binary,
+        mode: 0o755,
+    });
+    Ok(image)
+}
+
 /// The images bpfk builds locally: busybox, the "nginx" stand-in and the sandbox image.
 pub fn stand_in_images() -> Vec<BusyboxImage> {
     let busybox = BusyboxImage::new(

@@ -16,6 +16,7 @@
 //! The `bpfk-datapath-lab` binary holds the small servers and clients the datapath's lab tests
 //! (`lab/tests/datapath_*.rs`) run inside their namespaces.
 
+pub mod api_client;
 pub mod cgroups;
 pub mod cluster;
 pub mod containerd;

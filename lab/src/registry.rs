@@ -215,6 +215,15 @@ impl LabRegistry {
         run(&mut cmd);
     }
 
+    /// Push `image` (named `docker.io/<repository>:<tag>`) to the open registry.
+    pub fn push_image(&self, image: &BusyboxImage, busybox: &[u8]) {
+        let name = image.names.first().expect("an image name");
+        let reference = name
+            .strip_prefix("docker.io/")
+            .unwrap_or_else(|| panic!("{name}: only docker.io/ names are mirrored by the lab"));
+        self.push(REGISTRY_PORT, reference, image, busybox);
+    }
+
     /// `registry.bpfk.lab:5000`.
     pub fn name(&self) -> String {
         registry_name(self.open.addr.port())

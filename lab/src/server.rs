@@ -11,6 +11,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
+use crate::api_client::ApiCredentials;
 use crate::etcd::EtcdProcess;
 
 const START_DEADLINE: Duration = Duration::from_secs(60);
@@ -89,7 +90,8 @@ pub fn free_port() -> u16 {
         .expect("cannot find a free port")
 }
 
-/// A plain HTTP/1.1 GET on loopback, returning (status code, body). For readiness polling.
+/// A plain HTTP/1.1 GET on loopback, returning (status code, body). For plain endpoints
+/// (health, a test's own servers); the API server is reached with [`ServerProcess::request`].
 pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     http_request(port, "GET", path, None)
 }
@@ -166,6 +168,8 @@ impl ServerProcess {
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--write-kubeconfig")
             .arg(self.kubeconfig())
+            .arg("--data-dir")
+            .arg(self.dir.path().join("data"))
             .args(&self.args)
             .env(
                 "RUST_LOG",
@@ -187,7 +191,9 @@ impl ServerProcess {
                     panic!("bpfk-server exited with {status}; log:\n{}", self.log());
                 }
             }
-            if let Ok((200, _)) = http_get(self.port, "/api/v1/namespaces/default") {
+            let answer = ApiCredentials::read(&self.kubeconfig())
+                .map(|c| c.request("GET", "/api/v1/namespaces/default", None));
+            if let Some(Ok((200, _))) = answer {
                 return;
             }
             if Instant::now() > deadline {
@@ -217,7 +223,27 @@ impl ServerProcess {
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    /// The admin credentials of the kubeconfig the server wrote.
+    pub fn credentials(&self) -> ApiCredentials {
+        ApiCredentials::read(&self.kubeconfig()).expect("the server's admin kubeconfig")
+    }
+
+    /// One HTTPS request as the admin: (status code, body).
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        json_body: Option<&str>,
+    ) -> std::io::Result<(u16, String)> {
+        self.credentials().request(method, path, json_body)
+    }
+
+    /// The server's data directory (`--data-dir`: its PKI).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
     }
 
     pub fn kubeconfig(&self) -> PathBuf {
@@ -261,8 +287,7 @@ impl Cluster {
 
     /// A kube-rs client for the server.
     pub async fn client(&self) -> kube::Client {
-        let config = kube::Config::new(self.server.url().parse().expect("server url"));
-        kube::Client::try_from(config).expect("kube client")
+        self.server.credentials().kube_client()
     }
 
     /// Run the real `kubectl` against the server.

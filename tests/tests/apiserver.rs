@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use bpfk_lab::server::{http_request, Cluster};
+use bpfk_lab::server::Cluster;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
@@ -561,13 +561,11 @@ async fn bad_objects_name_the_field_and_store_nothing() {
     assert_eq!(warned.metadata.name.as_deref(), Some("u-warn"));
 
     // values of the wrong type are 400 BadRequest naming the field, whatever the mode
-    let port = cluster.server.port();
+    let api = cluster.server.credentials();
     let mut typed = serde_json::to_value(deployment("typed")).unwrap();
     typed["spec"]["replicas"] = json!("three");
     for mode in ["Strict", "Ignore"] {
-        let (http_code, body) = http_request(
-            port,
-            "POST",
+        let (http_code, body) = api.request("POST",
             &format!("/apis/apps/v1/namespaces/default/deployments?fieldValidation={mode}"),
             Some(&typed.to_string()),
         )
@@ -589,9 +587,7 @@ async fn bad_objects_name_the_field_and_store_nothing() {
     // on update (PUT), patch and the scale subresource too; nothing changes
     let mut put = serde_json::to_value(&ok).unwrap();
     put["metadata"]["creationTimestamp"] = json!("yesterday");
-    let (http_code, body) = http_request(
-        port,
-        "PUT",
+    let (http_code, body) = api.request("PUT",
         "/apis/apps/v1/namespaces/default/deployments/typed",
         Some(&put.to_string()),
     )
@@ -864,10 +860,8 @@ async fn restart_keeps_objects_and_etcd_outage_gives_503() {
     // closed has an unknown outcome (504, "may still be applied"); once the client knows the
     // connection is gone, a write is refused before it is sent.
     cluster.etcd.stop();
-    let port = cluster.server.port();
-    let (code, _) = http_request(
-        port,
-        "GET",
+    let api = cluster.server.credentials();
+    let (code, _) = api.request("GET",
         "/apis/apps/v1/namespaces/default/deployments/keep",
         None,
     )
@@ -875,11 +869,11 @@ async fn restart_keeps_objects_and_etcd_outage_gives_503() {
     assert_eq!(code, 503);
     let body = serde_json::to_string(&pod("during-outage")).unwrap();
     let (code, status) =
-        http_request(port, "POST", "/api/v1/namespaces/default/pods", Some(&body)).unwrap();
+        api.request("POST", "/api/v1/namespaces/default/pods", Some(&body)).unwrap();
     assert_eq!(code, 503, "{status}");
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert_eq!(status["reason"], "ServiceUnavailable");
-    let (code, _) = http_request(port, "GET", "/readyz", None).unwrap();
+    let (code, _) = api.request("GET", "/readyz", None).unwrap();
     assert_eq!(code, 503);
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
 
@@ -1101,10 +1095,16 @@ async fn kube_rs_watch_modes_and_503_while_the_cache_cannot_load() {
     cluster.server.stop();
     cluster.etcd.stop();
     let port = bpfk_lab::server::free_port();
+    let api = cluster
+        .server
+        .credentials()
+        .at(format!("127.0.0.1:{port}").parse().unwrap());
     let _server = KillOnDrop(
         std::process::Command::new(bpfk_lab::server::binary("bpfk-server"))
             .args(["--etcd-servers", &cluster.etcd.endpoint()])
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(cluster.server.data_dir())
             .args(["--disable-scheduler", "--disable-controllers"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -1112,7 +1112,7 @@ async fn kube_rs_watch_modes_and_503_while_the_cache_cannot_load() {
             .expect("cannot start bpfk-server"),
     );
     wait_for(
-        || matches!(http_request(port, "GET", "/healthz", None), Ok((200, _))),
+        || matches!(api.request("GET", "/healthz", None), Ok((200, _))),
         "bpfk-server to listen",
     )
     .await;
@@ -1121,7 +1121,7 @@ async fn kube_rs_watch_modes_and_503_while_the_cache_cannot_load() {
         "/api/v1/namespaces/default/pods/p0?resourceVersion=0",
         "/api/v1/pods?watch=true",
     ] {
-        let (code, body) = http_request(port, "GET", path, None).unwrap();
+        let (code, body) = api.request("GET", path, None).unwrap();
         assert_eq!(code, 503, "{path}: {body}");
         let status: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(status["reason"], "ServiceUnavailable", "{path}");
@@ -1130,7 +1130,7 @@ async fn kube_rs_watch_modes_and_503_while_the_cache_cannot_load() {
     wait_for(
         || {
             matches!(
-                http_request(port, "GET", "/api/v1/namespaces/default/pods?resourceVersion=0", None),
+                api.request("GET", "/api/v1/namespaces/default/pods?resourceVersion=0", None),
                 Ok((200, body)) if body.contains("\"p0\"")
             )
         },
@@ -1143,27 +1143,25 @@ async fn kube_rs_watch_modes_and_503_while_the_cache_cannot_load() {
 async fn namespace_finalize_subresource_completes_deletion() {
     // no namespace controller: the test plays it through the finalize subresource
     let cluster = Cluster::start_with(&["--disable-scheduler", "--disable-controllers"]);
-    let port = cluster.server.port();
+    let api = cluster.server.credentials();
     let ns = r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"fin"}}"#;
-    let (code, body) = http_request(port, "POST", "/api/v1/namespaces", Some(ns)).unwrap();
+    let (code, body) = api.request("POST", "/api/v1/namespaces", Some(ns)).unwrap();
     assert_eq!(code, 201, "{body}");
-    let (code, body) = http_request(port, "DELETE", "/api/v1/namespaces/fin", None).unwrap();
+    let (code, body) = api.request("DELETE", "/api/v1/namespaces/fin", None).unwrap();
     assert!(code == 200 || code == 202, "{code} {body}");
-    let (code, body) = http_request(port, "GET", "/api/v1/namespaces/fin", None).unwrap();
+    let (code, body) = api.request("GET", "/api/v1/namespaces/fin", None).unwrap();
     assert_eq!(code, 200, "the kubernetes finalizer keeps it: {body}");
     let live: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(live["status"]["phase"], "Terminating");
     let mut finalized = live.clone();
     finalized["spec"]["finalizers"] = json!([]);
-    let (code, body) = http_request(
-        port,
-        "PUT",
+    let (code, body) = api.request("PUT",
         "/api/v1/namespaces/fin/finalize",
         Some(&finalized.to_string()),
     )
     .unwrap();
     assert_eq!(code, 200, "{body}");
-    let (code, body) = http_request(port, "GET", "/api/v1/namespaces/fin", None).unwrap();
+    let (code, body) = api.request("GET", "/api/v1/namespaces/fin", None).unwrap();
     assert_eq!(code, 404, "finalized namespace is gone: {body}");
 }
 

@@ -4,10 +4,9 @@
 //! concurrent unconditional writes, deep YAML, watch-list, aggregated discovery and
 //! metadata-only answers.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
+use bpfk_lab::api_client::ApiCredentials;
 use bpfk_lab::server::{success, Cluster};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
@@ -43,26 +42,10 @@ impl Answer {
     }
 }
 
-fn raw(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(40))).unwrap();
-    let mut head =
-        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if !headers
-        .iter()
-        .any(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-    {
-        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read the answer");
-    let raw = String::from_utf8_lossy(&raw).into_owned();
+fn raw(api: &ApiCredentials, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+    let raw = api
+        .exchange(method, path, headers, body)
+        .expect("an answer");
     let (headers, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
     let code = headers
         .split_whitespace()
@@ -103,12 +86,12 @@ const PODS: &str = "/api/v1/namespaces/default/pods";
 #[test]
 fn writes_check_their_body_type_size_and_options() {
     let cluster = api_only();
-    let port = cluster.server.port();
-    let get = |name: &str| raw(port, "GET", &format!("{PODS}/{name}"), &[], b"").code;
+    let api = cluster.server.credentials();
+    let get = |name: &str| raw(&api, "GET", &format!("{PODS}/{name}"), &[], b"").code;
 
     // text/plain is 415 and nothing is stored; no Content-Type is JSON, as kube-apiserver
     let a = raw(
-        port,
+        &api,
         "POST",
         PODS,
         &[("Content-Type", "text/plain")],
@@ -117,13 +100,12 @@ fn writes_check_their_body_type_size_and_options() {
     assert_eq!(a.code, 415, "{}", a.body);
     assert_eq!(a.json()["reason"], "UnsupportedMediaType");
     assert_eq!(get("plain"), 404);
-    let a = raw(port, "POST", PODS, &[], pod_json("untyped").as_bytes());
+    let a = raw(&api, "POST", PODS, &[], pod_json("untyped").as_bytes());
     assert_eq!(a.code, 201, "{}", a.body);
 
     // only dryRun=All is a dry run; anything else is refused and stores nothing
     for bad in ["all", "true", "Al"] {
-        let a = raw(
-            port,
+        let a = raw(&api,
             "POST",
             &format!("{PODS}?dryRun={bad}"),
             &[JSON],
@@ -138,7 +120,7 @@ fn writes_check_their_body_type_size_and_options() {
         assert_eq!(get("dry"), 404, "dryRun={bad} stored the pod");
     }
     let a = raw(
-        port,
+        &api,
         "POST",
         &format!("{PODS}?dryRun=All"),
         &[JSON],
@@ -147,7 +129,7 @@ fn writes_check_their_body_type_size_and_options() {
     assert_eq!(a.code, 201, "{}", a.body);
     assert_eq!(get("dry"), 404, "a dry run stores nothing");
     let a = raw(
-        port,
+        &api,
         "DELETE",
         &format!("{PODS}/untyped?dryRun=yes"),
         &[],
@@ -158,7 +140,7 @@ fn writes_check_their_body_type_size_and_options() {
 
     // percent-encoded path segments name the same object
     let a = raw(
-        port,
+        &api,
         "GET",
         "/api/v1/namespaces/%64efault/pods/%75ntyped",
         &[],
@@ -169,7 +151,7 @@ fn writes_check_their_body_type_size_and_options() {
 
     // a body over the 3 MiB limit is 413, refused before it is sent
     let a = raw(
-        port,
+        &api,
         "POST",
         PODS,
         &[
@@ -185,7 +167,7 @@ fn writes_check_their_body_type_size_and_options() {
     // 1,000,000-deep YAML (and JSON) is refused, quickly enough for the read timeout
     let deep = "[".repeat(1_000_000);
     let a = raw(
-        port,
+        &api,
         "POST",
         PODS,
         &[("Content-Type", "application/yaml")],
@@ -193,7 +175,7 @@ fn writes_check_their_body_type_size_and_options() {
     );
     assert_eq!(a.code, 400, "{}", a.body);
     assert!(a.body.contains("nests deeper"), "{}", a.body);
-    let a = raw(port, "POST", PODS, &[JSON], deep.as_bytes());
+    let a = raw(&api, "POST", PODS, &[JSON], deep.as_bytes());
     assert_eq!(a.code, 400, "{}", a.body);
     // the server still answers
     assert_eq!(get("untyped"), 200);
@@ -202,8 +184,8 @@ fn writes_check_their_body_type_size_and_options() {
 #[test]
 fn reads_check_resource_versions_and_accept_any_true() {
     let cluster = api_only();
-    let port = cluster.server.port();
-    let a = raw(port, "POST", PODS, &[JSON], pod_json("p1").as_bytes());
+    let api = cluster.server.credentials();
+    let a = raw(&api, "POST", PODS, &[JSON], pod_json("p1").as_bytes());
     assert_eq!(a.code, 201, "{}", a.body);
     let rv: i64 = a.json()["metadata"]["resourceVersion"]
         .as_str()
@@ -217,7 +199,7 @@ fn reads_check_resource_versions_and_accept_any_true() {
             format!("{PODS}?watch=1&resourceVersion={bad}"),
             format!("{PODS}/p1?resourceVersion={bad}"),
         ] {
-            let a = raw(port, "GET", &path, &[], b"");
+            let a = raw(&api, "GET", &path, &[], b"");
             assert_eq!(a.code, 400, "{path}: {}", a.body);
         }
     }
@@ -227,7 +209,7 @@ fn reads_check_resource_versions_and_accept_any_true() {
         format!("{PODS}?resourceVersion={future}&resourceVersionMatch=Exact"),
         format!("{PODS}?watch=true&resourceVersion={future}"),
     ] {
-        let a = raw(port, "GET", &path, &[], b"");
+        let a = raw(&api, "GET", &path, &[], b"");
         assert_eq!(a.code, 504, "{path}: {}", a.body);
         let status = a.json();
         assert_eq!(status["reason"], "Timeout");
@@ -245,7 +227,7 @@ fn reads_check_resource_versions_and_accept_any_true() {
     }
     // a revision the server has is served
     let a = raw(
-        port,
+        &api,
         "GET",
         &format!("{PODS}?resourceVersion={rv}"),
         &[],
@@ -255,7 +237,7 @@ fn reads_check_resource_versions_and_accept_any_true() {
 
     // python's client sends watch=True and allowWatchBookmarks=True
     let a = raw(
-        port,
+        &api,
         "GET",
         &format!("{PODS}?watch=True&allowWatchBookmarks=True&timeoutSeconds=1"),
         &[],
@@ -271,24 +253,24 @@ fn reads_check_resource_versions_and_accept_any_true() {
         a.body
     );
     // watch=False is a list
-    let a = raw(port, "GET", &format!("{PODS}?watch=False"), &[], b"");
+    let a = raw(&api, "GET", &format!("{PODS}?watch=False"), &[], b"");
     assert_eq!(a.json()["kind"], "PodList");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_list_ends_its_initial_events_with_the_bookmark() {
     let cluster = api_only();
-    let port = cluster.server.port();
+    let api = cluster.server.credentials();
     for name in ["w1", "w2"] {
         assert_eq!(
-            raw(port, "POST", PODS, &[JSON], pod_json(name).as_bytes()).code,
+            raw(&api, "POST", PODS, &[JSON], pod_json(name).as_bytes()).code,
             201
         );
     }
     // client-go's watch-list: a consistent read (no resourceVersion), then the bookmark
     let base = "watch=1&sendInitialEvents=true&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan&timeoutSeconds=2";
     for rv in ["", "&resourceVersion=0", "&resourceVersion=1"] {
-        let a = raw(port, "GET", &format!("{PODS}?{base}{rv}"), &[], b"");
+        let a = raw(&api, "GET", &format!("{PODS}?{base}{rv}"), &[], b"");
         assert_eq!(a.code, 200, "{}", a.body);
         let events = a.events();
         let end = events
@@ -310,7 +292,7 @@ async fn watch_list_ends_its_initial_events_with_the_bookmark() {
     }
     // as Kubernetes validates it
     let a = raw(
-        port,
+        &api,
         "GET",
         &format!("{PODS}?watch=1&sendInitialEvents=true&allowWatchBookmarks=true"),
         &[],
@@ -319,7 +301,7 @@ async fn watch_list_ends_its_initial_events_with_the_bookmark() {
     assert_eq!(a.code, 422, "{}", a.body);
     assert!(a.body.contains("resourceVersionMatch"), "{}", a.body);
     let a = raw(
-        port,
+        &api,
         "GET",
         &format!("{PODS}?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan"),
         &[],
@@ -353,9 +335,9 @@ async fn watch_list_ends_its_initial_events_with_the_bookmark() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metadata_only_patch_and_put() {
     let cluster = api_only();
-    let port = cluster.server.port();
+    let api = cluster.server.credentials();
     assert_eq!(
-        raw(port, "POST", PODS, &[JSON], pod_json("m1").as_bytes()).code,
+        raw(&api, "POST", PODS, &[JSON], pod_json("m1").as_bytes()).code,
         201
     );
     let meta_accept = (
@@ -363,7 +345,7 @@ async fn metadata_only_patch_and_put() {
         "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1",
     );
     let a = raw(
-        port,
+        &api,
         "PATCH",
         &format!("{PODS}/m1"),
         &[
@@ -464,9 +446,9 @@ async fn unconditional_concurrent_writes_never_conflict() {
 #[test]
 fn aggregated_discovery_serves_kubectl() {
     let cluster = api_only();
-    let port = cluster.server.port();
+    let api = cluster.server.credentials();
     let accept = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
-    let a = raw(port, "GET", "/apis", &[("Accept", accept)], b"");
+    let a = raw(&api, "GET", "/apis", &[("Accept", accept)], b"");
     assert_eq!(a.code, 200, "{}", a.body);
     assert!(
         a.headers
@@ -486,12 +468,12 @@ fn aggregated_discovery_serves_kubectl() {
         names.contains(&"apps") && names.contains(&"apiregistration.k8s.io"),
         "{names:?}"
     );
-    let core = raw(port, "GET", "/api", &[("Accept", accept)], b"").json();
+    let core = raw(&api, "GET", "/api", &[("Accept", accept)], b"").json();
     assert_eq!(core["items"][0]["versions"][0]["version"], "v1");
     // the legacy documents stay for clients that do not ask
-    let legacy = raw(port, "GET", "/apis", &[], b"").json();
+    let legacy = raw(&api, "GET", "/apis", &[], b"").json();
     assert_eq!(legacy["kind"], "APIGroupList");
-    let group = raw(port, "GET", "/apis/apiregistration.k8s.io/v1", &[], b"").json();
+    let group = raw(&api, "GET", "/apis/apiregistration.k8s.io/v1", &[], b"").json();
     assert_eq!(group["kind"], "APIResourceList");
 
     // kubectl with an empty cache reads the aggregated documents only
@@ -541,8 +523,8 @@ fn etcd_history_is_compacted_on_the_interval() {
         "--disable-controllers",
         "--etcd-compaction-interval=1s",
     ]);
-    let port = cluster.server.port();
-    let a = raw(port, "POST", PODS, &[JSON], pod_json("c1").as_bytes());
+    let api = cluster.server.credentials();
+    let a = raw(&api, "POST", PODS, &[JSON], pod_json("c1").as_bytes());
     assert_eq!(a.code, 201, "{}", a.body);
     let first: i64 = a.json()["metadata"]["resourceVersion"]
         .as_str()
@@ -558,8 +540,7 @@ fn etcd_history_is_compacted_on_the_interval() {
     let mut compacted = false;
     for i in 0..60 {
         let patch = format!(r#"{{"metadata":{{"labels":{{"n":"{i}"}}}}}}"#);
-        let a = raw(
-            port,
+        let a = raw(&api,
             "PATCH",
             &format!("{PODS}/c1"),
             &[("Content-Type", "application/merge-patch+json")],
@@ -581,7 +562,7 @@ fn etcd_history_is_compacted_on_the_interval() {
     // a read of the compacted revision from etcd is told it is gone (410); watches still
     // resume from the watch cache's own window, as Kubernetes' watch cache serves them
     let a = raw(
-        port,
+        &api,
         "GET",
         &format!("{PODS}?resourceVersion={first}&resourceVersionMatch=Exact"),
         &[],
@@ -590,6 +571,6 @@ fn etcd_history_is_compacted_on_the_interval() {
     assert_eq!(a.code, 410, "{}", a.body);
     assert_eq!(a.json()["reason"], "Expired");
     // the server keeps serving and writing
-    let a = raw(port, "POST", PODS, &[JSON], pod_json("c2").as_bytes());
+    let a = raw(&api, "POST", PODS, &[JSON], pod_json("c2").as_bytes());
     assert_eq!(a.code, 201, "{}", a.body);
 }

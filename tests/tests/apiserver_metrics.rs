@@ -2,7 +2,7 @@
 //! code, open watches, etcd latency by operation and resource, watch cache sizes, all in the
 //! Prometheus text format that a Prometheus scrape parses.
 
-use bpfk_lab::server::{http_request, Cluster};
+use bpfk_lab::server::Cluster;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, PostParams, WatchParams};
@@ -10,7 +10,7 @@ use serde_json::json;
 
 fn scrape(cluster: &Cluster) -> String {
     let (code, text) =
-        http_request(cluster.server.port(), "GET", "/metrics", None).expect("GET /metrics");
+        cluster.server.request("GET", "/metrics", None).expect("GET /metrics");
     assert_eq!(code, 200, "{text}");
     text
 }

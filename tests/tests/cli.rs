@@ -411,9 +411,15 @@ fn bpfk_reapplies_what_kubectl_applied_and_handles_dirs_and_services() {
     let via_flag = Command::new(binary("bpfk"))
         .env_remove("KUBECONFIG")
         .env("HOME", "/nonexistent")
+        .arg("--server")
+        .arg(c.server.url())
+        .arg("--certificate-authority")
+        .arg(c.server.data_dir().join("pki/ca.crt"))
+        .arg("--client-certificate")
+        .arg(c.server.data_dir().join("pki/admin.crt"))
+        .arg("--client-key")
+        .arg(c.server.data_dir().join("pki/admin.key"))
         .args([
-            "--server",
-            &c.server.url(),
             "get",
             "svc",
             "nginx",

@@ -554,9 +554,26 @@ fn route_listed(route: &str, table: &str) -> bool {
     })
 }
 
-/// A busybox pod on `node` fetches the API server's /version at its host address.
+/// A kubectl pod on `node` reads the API server's /version at its host address over TLS,
+/// trusting the cluster CA and with a client certificate of its own (from a Secret): the
+/// address is reachable from pods and the server's certificate names it.
 async fn assert_pod_reaches_the_api_server(lab: &mut Lab, pods: &Api<Pod>, node: &str) {
-    let url = format!("http://{}/version", lab.api_addr());
+    let image = lab.push_kubectl_image();
+    let server = lab.api_url();
+    let identity = lab.issue_client_cert("lab:api-client", &[]);
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(lab.client(), "default");
+    let credentials: k8s_openapi::api::core::v1::Secret =
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "api-client-tls"},
+            "stringData": {"ca.crt": lab.credentials().ca_pem, "tls.crt": identity.cert_pem,
+                           "tls.key": identity.key_pem},
+        }))
+        .expect("credentials Secret");
+    secrets
+        .create(&PostParams::default(), &credentials)
+        .await
+        .expect("create the credentials Secret");
     let pod: Pod = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1",
         "kind": "Pod",
@@ -564,8 +581,13 @@ async fn assert_pod_reaches_the_api_server(lab: &mut Lab, pods: &Api<Pod>, node:
         "spec": {
             "nodeName": node,
             "restartPolicy": "Never",
-            "containers": [{"name": "wget", "image": "busybox:1.36",
-                "command": ["busybox", "timeout", "10", "busybox", "wget", "-q", "-O", "-", url]}]
+            "automountServiceAccountToken": false,
+            "containers": [{"name": "kubectl", "image": image,
+                "args": ["--server", server, "--certificate-authority", "/tls/ca.crt",
+                         "--client-certificate", "/tls/tls.crt", "--client-key", "/tls/tls.key",
+                         "--request-timeout", "10s", "get", "--raw", "/version"],
+                "volumeMounts": [{"name": "tls", "mountPath": "/tls"}]}],
+            "volumes": [{"name": "tls", "secret": {"secretName": "api-client-tls"}}]
         }
     }))
     .expect("api-client pod");
@@ -582,10 +604,10 @@ async fn assert_pod_reaches_the_api_server(lab: &mut Lab, pods: &Api<Pod>, node:
     .await;
     let log = lab
         .node(node)
-        .container_log("default", "api-client", "wget");
+        .container_log("default", "api-client", "kubectl");
     assert!(
         phase == "Succeeded" && log.contains("gitVersion"),
-        "a pod on {node} could not reach the API server at {url} ({phase}): {log}"
+        "a pod on {node} could not reach the API server at {server} ({phase}): {log}"
     );
     pods.delete("api-client", &DeleteParams::default())
         .await

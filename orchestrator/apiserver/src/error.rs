@@ -72,6 +72,9 @@ pub enum ApiError {
     /// Kubernetes answers it: clients relist at a revision the server has).
     #[error("Too large resource version: {requested}, current: {current}")]
     TooLargeResourceVersion { requested: i64, current: i64 },
+    /// A request without valid credentials (401).
+    #[error("Unauthorized")]
+    Unauthorized,
     /// A request body over the limit (413).
     #[error("Request entity too large: limit is {limit}")]
     RequestEntityTooLarge { limit: usize },
@@ -94,6 +97,7 @@ impl ApiError {
     pub fn code(&self) -> u16 {
         match self {
             ApiError::BadRequest { .. } => 400,
+            ApiError::Unauthorized => 401,
             ApiError::Forbidden { .. } => 403,
             ApiError::NotFound { .. } | ApiError::NotFoundPath => 404,
             ApiError::MethodNotAllowed { .. } => 405,
@@ -112,6 +116,7 @@ impl ApiError {
     pub fn reason(&self) -> &'static str {
         match self {
             ApiError::BadRequest { .. } => "BadRequest",
+            ApiError::Unauthorized => "Unauthorized",
             ApiError::Forbidden { .. } => "Forbidden",
             ApiError::NotFound { .. } | ApiError::NotFoundPath => "NotFound",
             ApiError::MethodNotAllowed { .. } => "MethodNotAllowed",

@@ -1,22 +1,21 @@
-//! Writing a kubeconfig that points clients at this server.
+//! Writing the admin kubeconfig that `--write-kubeconfig` asks for.
 
 use std::path::Path;
 
-/// A kubeconfig for `server` (plain HTTP, no credentials) with context `bpfk`.
-pub fn render(server: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: bpfk\n  cluster:\n    server: {server}\ncontexts:\n- name: bpfk\n  context:\n    cluster: bpfk\n    user: bpfk\n    namespace: default\ncurrent-context: bpfk\nusers:\n- name: bpfk\n  user: {{}}\npreferences: {{}}\n"
-    )
-}
+use bpfk_auth::kubeconfig::{render, Credential};
+use bpfk_auth::pki::{self, ServerPki, ADMIN_USER};
 
-/// Write the kubeconfig atomically (temp file + rename).
-pub fn write(path: &Path, server: &str) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir)?;
-        }
-    }
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, render(server))?;
-    std::fs::rename(&tmp, path)
+/// Write an admin kubeconfig for `server` (https, the cluster CA, the admin's client
+/// certificate) to `path`, mode 0600, atomically.
+pub fn write_admin(path: &Path, server: &str, pki: &ServerPki) -> Result<(), pki::PkiError> {
+    let text = render(
+        server,
+        &pki.ca.cert_pem,
+        ADMIN_USER,
+        Credential::Certificate {
+            cert_pem: &pki.admin.cert_pem,
+            key_pem: &pki.admin.key_pem,
+        },
+    );
+    pki::write_private(path, &text, 0o600)
 }

@@ -8,6 +8,7 @@
 
 pub mod admission;
 pub mod allocator;
+pub mod authn;
 pub mod cluster_dns;
 pub mod codec;
 pub mod compaction;
@@ -22,6 +23,7 @@ pub mod path;
 pub mod query;
 pub mod rest;
 pub mod router;
+pub mod serve;
 pub mod state;
 pub mod streaming;
 
@@ -31,6 +33,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bpfk_apimachinery::registry;
+use bpfk_auth::pki::{self, ServerPki};
+use bpfk_auth::token_file::TokenFile;
 use bpfk_store::etcd::EtcdStore;
 use serde_json::json;
 
@@ -46,12 +50,25 @@ pub struct ApiServerConfig {
         default_value = "http://127.0.0.1:2379"
     )]
     pub etcd_servers: Vec<String>,
-    /// Address to serve the API on (plain HTTP; keep it on loopback).
+    /// Address to serve the API on (HTTPS, with the certificate under `--data-dir`).
     #[arg(long, default_value = "127.0.0.1:6443")]
     pub listen: SocketAddr,
-    /// Write a kubeconfig for this server to PATH once it listens.
+    /// Write an admin kubeconfig for this server (https, the CA, the admin's client
+    /// certificate; mode 0600) to PATH once it listens.
     #[arg(long = "write-kubeconfig", value_name = "PATH")]
     pub write_kubeconfig: Option<PathBuf>,
+    /// Where the server keeps its PKI (`pki/`: cluster CA, serving certificate,
+    /// service-account key, admin certificate), made on first start and reused after.
+    #[arg(long = "data-dir", value_name = "DIR", default_value = "/var/lib/bpfk/server")]
+    pub data_dir: PathBuf,
+    /// More names (DNS names or IP addresses) the serving certificate is valid for, besides
+    /// loopback, the listen address, the host name and the `kubernetes` Service's names.
+    #[arg(long = "tls-san", value_name = "NAME", value_delimiter = ',')]
+    pub tls_san: Vec<String>,
+    /// A static token file (CSV lines `token,user,uid[,"group1,group2"]`), as
+    /// kube-apiserver's flag of the same name.
+    #[arg(long = "token-auth-file", value_name = "PATH")]
+    pub token_auth_file: Option<PathBuf>,
     /// Seconds a pod tolerates `node.kubernetes.io/not-ready:NoExecute` when it has no
     /// toleration of it (the DefaultTolerationSeconds admission).
     #[arg(long = "default-not-ready-toleration-seconds", default_value_t = 300)]
@@ -97,13 +114,14 @@ pub enum Error {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("cannot write kubeconfig {path}: {source}")]
-    Kubeconfig {
-        path: PathBuf,
-        source: std::io::Error,
-    },
     #[error("server failed: {0}")]
     Serve(std::io::Error),
+    #[error("PKI under --data-dir: {0}")]
+    Pki(#[from] bpfk_auth::pki::PkiError),
+    #[error("TLS: {0}")]
+    Tls(#[from] bpfk_auth::tls::TlsError),
+    #[error("--token-auth-file {path}: {reason}")]
+    TokenFile { path: PathBuf, reason: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -113,13 +131,30 @@ pub struct Running {
     /// The address it listens on (the real port when the flag said port 0).
     pub addr: SocketAddr,
     pub state: Arc<AppState>,
+    /// The cluster PKI it serves with.
+    pub pki: Arc<ServerPki>,
     task: tokio::task::JoinHandle<Result<()>>,
 }
 
 impl Running {
-    /// `http://ADDR`
+    /// `https://ADDR` (loopback when it listens on every address).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        server_url(self.addr)
+    }
+
+    /// A kubeconfig for this server as `user` in `groups`, with a new client certificate:
+    /// what the in-process scheduler and controllers connect with.
+    pub fn component_kubeconfig(&self, user: &str, groups: &[&str]) -> Result<String> {
+        let pair = self.pki.ca.issue_client(user, groups, pki::LEAF_VALIDITY)?;
+        Ok(bpfk_auth::kubeconfig::render(
+            &self.url(),
+            &self.pki.ca.cert_pem,
+            user,
+            bpfk_auth::kubeconfig::Credential::Certificate {
+                cert_pem: &pair.cert_pem,
+                key_pem: &pair.key_pem,
+            },
+        ))
     }
 
     /// Wait until the server stops (it stops on error only).
@@ -131,10 +166,57 @@ impl Running {
     }
 }
 
-/// Connect to etcd, start the watch caches and serve the API.
+/// `https://ADDR`, with loopback for an unspecified address.
+fn server_url(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("https://127.0.0.1:{}", addr.port())
+    } else {
+        format!("https://{addr}")
+    }
+}
+
+/// The names the serving certificate must hold for `config`.
+fn serving_names(config: &ApiServerConfig) -> Vec<String> {
+    let mut names = pki::default_serving_names(KUBERNETES_SERVICE_IP);
+    if !config.listen.ip().is_unspecified() {
+        names.push(config.listen.ip().to_string());
+    }
+    names.extend(config.tls_san.iter().cloned());
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| seen.insert(n.clone()));
+    names
+}
+
+/// The ClusterIP of the `kubernetes` Service (the first of the service range), a name of the
+/// serving certificate.
+pub const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
+
+fn authenticator(config: &ApiServerConfig) -> Result<authn::Authenticator> {
+    let Some(path) = &config.token_auth_file else {
+        return Ok(authn::Authenticator::default());
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| Error::TokenFile {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    let token_file = TokenFile::parse(&text).map_err(|e| Error::TokenFile {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    Ok(authn::Authenticator { token_file })
+}
+
+/// Connect to etcd, start the watch caches and serve the API over TLS.
 pub async fn start(config: &ApiServerConfig) -> Result<Running> {
+    let pki = Arc::new(ServerPki::load_or_create(&config.data_dir, &serving_names(config))?);
+    let tls = Arc::new(bpfk_auth::tls::server_config(
+        &pki.serving.cert_pem,
+        &pki.serving.key_pem,
+        &pki.ca.cert_pem,
+    )?);
+    let authn = authenticator(config)?;
     let store = Arc::new(EtcdStore::connect(&config.etcd_servers).await?);
-    let state = AppState::with_settings(store, config.admission(), config.event_ttl);
+    let state = AppState::with_authenticator(store, config.admission(), config.event_ttl, authn);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| Error::Listen {
@@ -151,15 +233,17 @@ pub async fn start(config: &ApiServerConfig) -> Result<Running> {
         config.etcd_compaction_interval,
     ));
     if let Some(path) = &config.write_kubeconfig {
-        kubeconfig::write(path, &format!("http://{addr}")).map_err(|source| Error::Kubeconfig {
-            path: path.clone(),
-            source,
-        })?;
+        kubeconfig::write_admin(path, &server_url(addr), &pki)?;
     }
-    tracing::info!(%addr, etcd = ?config.etcd_servers, "API server listening");
+    tracing::info!(%addr, etcd = ?config.etcd_servers, "API server listening (TLS)");
     let app = router::router(state.clone());
-    let task = tokio::spawn(async move { axum::serve(listener, app).await.map_err(Error::Serve) });
-    Ok(Running { addr, state, task })
+    let task = tokio::spawn(async move { serve::serve(listener, tls, app).await.map_err(Error::Serve) });
+    Ok(Running {
+        addr,
+        state,
+        pki,
+        task,
+    })
 }
 
 /// Serve until the process is stopped.

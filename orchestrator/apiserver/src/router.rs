@@ -10,7 +10,9 @@ use axum::Router;
 use bpfk_apimachinery::registry::{self, ResourceInfo};
 use serde_json::{json, Value};
 
+use crate::authn::{self, PeerIdentity, RequestUser};
 use crate::error::{ApiError, Result};
+use bpfk_auth::UserInfo;
 use crate::path::{self, ResourcePath, Target};
 use crate::query::{negotiate, Query, Representation};
 use crate::rest::delete::{self, DeleteOptions};
@@ -28,9 +30,14 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new().fallback(dispatch).with_state(state)
 }
 
-async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response {
+async fn dispatch(State(state): State<Arc<AppState>>, mut req: Request) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let user = match authenticated(&state, &req, &path) {
+        Ok(user) => user,
+        Err(e) => return e.into_response(),
+    };
+    req.extensions_mut().insert(RequestUser(user));
     // pods/exec, attach, portforward: upgraded connections, never a buffered body
     if let Some(target) = crate::streaming::stream_target(&path) {
         return crate::streaming::serve(state, target, req).await;
@@ -63,6 +70,17 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
         return counted_watch(response, metrics.watch_opened(&labels.resource));
     }
     response
+}
+
+/// The user `req` comes from; 401 for bad credentials, and for none outside the public
+/// paths.
+fn authenticated(state: &AppState, req: &Request, path: &str) -> Result<Arc<UserInfo>> {
+    let peer = req.extensions().get::<PeerIdentity>();
+    let user = state.authn.authenticate(peer, req.headers())?;
+    if authn::is_anonymous(&user) && !authn::public_path(path) {
+        return Err(ApiError::Unauthorized);
+    }
+    Ok(user)
 }
 
 /// Whether a query string asks for a watch (as the query is parsed: `watch` given with any

@@ -37,6 +37,8 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// How long Events live after their last write (`--event-ttl`).
     pub event_ttl: std::time::Duration,
+    /// Who a request comes from.
+    pub authn: crate::authn::Authenticator,
 }
 
 impl AppState {
@@ -61,6 +63,16 @@ impl AppState {
         admission: crate::admission::AdmissionSettings,
         event_ttl: std::time::Duration,
     ) -> Arc<AppState> {
+        Self::with_authenticator(store, admission, event_ttl, Default::default())
+    }
+
+    /// [`with_settings`](Self::with_settings), authenticating requests with `authn`.
+    pub fn with_authenticator(
+        store: Arc<dyn Store>,
+        admission: crate::admission::AdmissionSettings,
+        event_ttl: std::time::Duration,
+        authn: crate::authn::Authenticator,
+    ) -> Arc<AppState> {
         let metrics = Arc::new(crate::metrics::Metrics::new());
         let store: Arc<dyn Store> =
             Arc::new(crate::metrics::MeteredStore::new(store, metrics.clone()));
@@ -83,6 +95,7 @@ impl AppState {
             admission,
             metrics,
             event_ttl,
+            authn,
         })
     }
 

@@ -16,6 +16,22 @@ pub struct Cli {
     #[arg(short = 's', long, global = true, value_name = "URL")]
     pub server: Option<String>,
 
+    /// With --server: the CA certificate (PEM file) the server's certificate must chain to.
+    #[arg(long = "certificate-authority", global = true, value_name = "PATH", requires = "server")]
+    pub certificate_authority: Option<PathBuf>,
+
+    /// With --server: a client certificate (PEM file) to authenticate with.
+    #[arg(long = "client-certificate", global = true, value_name = "PATH", requires_all = ["server", "client_key"])]
+    pub client_certificate: Option<PathBuf>,
+
+    /// With --server: the key (PEM file) of --client-certificate.
+    #[arg(long = "client-key", global = true, value_name = "PATH", requires_all = ["server", "client_certificate"])]
+    pub client_key: Option<PathBuf>,
+
+    /// With --server: a bearer token to authenticate with.
+    #[arg(long, global = true, value_name = "TOKEN", requires = "server")]
+    pub token: Option<String>,
+
     /// Kubeconfig context to use (default: its current-context).
     #[arg(long, global = true, value_name = "NAME")]
     pub context: Option<String>,

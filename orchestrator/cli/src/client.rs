@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use base64::Engine;
 use http::{header, Method, Request};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::Status;
@@ -23,6 +24,11 @@ pub struct ConnectOptions {
     pub server: Option<String>,
     pub context: Option<String>,
     pub namespace: Option<String>,
+    /// With `server`: the CA file, a client certificate and key, a bearer token.
+    pub certificate_authority: Option<PathBuf>,
+    pub client_certificate: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    pub token: Option<String>,
 }
 
 /// A connected client plus what commands need to know about the connection.
@@ -57,6 +63,30 @@ fn kubeconfig_paths(explicit: Option<&PathBuf>) -> Vec<PathBuf> {
     }
 }
 
+/// The configuration of `--server` with the credentials of the other flags.
+fn server_config(uri: http::Uri, opts: &ConnectOptions) -> Result<Config> {
+    let mut config = Config::new(uri);
+    let read = |flag: &str, path: &PathBuf| {
+        std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("--{flag} {}: {e}", path.display())))
+    };
+    if let Some(ca) = &opts.certificate_authority {
+        let pem = read("certificate-authority", ca)?;
+        let certs = bpfk_auth::tls::certificates(&pem, "CA")
+            .map_err(|e| Error::Config(format!("--certificate-authority {}: {e}", ca.display())))?;
+        config.root_cert = Some(certs.iter().map(|c| c.to_vec()).collect());
+    }
+    let b64 = |s: String| base64::engine::general_purpose::STANDARD.encode(s);
+    if let (Some(cert), Some(key)) = (&opts.client_certificate, &opts.client_key) {
+        config.auth_info.client_certificate_data = Some(b64(read("client-certificate", cert)?));
+        config.auth_info.client_key_data = Some(b64(read("client-key", key)?).into());
+    }
+    if let Some(token) = &opts.token {
+        config.auth_info.token = Some(token.clone().into());
+    }
+    Ok(config)
+}
+
 /// Build the kube-rs configuration from the options.
 pub async fn load_config(opts: &ConnectOptions) -> Result<Config> {
     if let Some(server) = &opts.server {
@@ -68,7 +98,7 @@ pub async fn load_config(opts: &ConnectOptions) -> Result<Config> {
         let uri: http::Uri = server
             .parse()
             .map_err(|e| Error::Config(format!("invalid --server URL {server:?}: {e}")))?;
-        return Ok(Config::new(uri));
+        return server_config(uri, opts);
     }
     let paths = kubeconfig_paths(opts.kubeconfig.as_ref());
     if paths.is_empty() {

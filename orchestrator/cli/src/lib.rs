@@ -33,6 +33,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         server: cli.server.clone(),
         context: cli.context.clone(),
         namespace: cli.namespace.clone(),
+        certificate_authority: cli.certificate_authority.clone(),
+        client_certificate: cli.client_certificate.clone(),
+        client_key: cli.client_key.clone(),
+        token: cli.token.clone(),
     };
     // Manifests are read (stdin only once) and checked before contacting the server.
     let manifests = match &cli.command {

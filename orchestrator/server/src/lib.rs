@@ -27,9 +27,10 @@ pub struct Cli {
 /// Run the control plane until a component fails or the process is stopped.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let server = bpfk_apiserver::start(&cli.apiserver).await?;
-    // the in-process components reach the API like any client, over loopback HTTP
-    let config = kube::Config::new(server.url().parse()?);
-    let client = kube::Client::try_from(config)?;
+    // the in-process components reach the API like any client, over loopback TLS, each with
+    // its own identity (and so its own RBAC)
+    let client = component_client(&server, "system:kube-controller-manager").await?;
+    let scheduler_client = component_client(&server, "system:kube-scheduler").await?;
     // each component is its own task: polled inside this function, they would all share the
     // runtime's main thread (and one task's wake-ups) with each other
     let mut pods = bpfk_controllers::pod_informer(&client);
@@ -40,7 +41,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Box::pin(events) as bpfk_scheduler::PodEvents
     });
     let scheduler = {
-        let (client, config) = (client.clone(), cli.scheduler.clone());
+        let (client, config) = (scheduler_client, cli.scheduler.clone());
         let disabled = cli.disable_scheduler;
         tokio::spawn(async move {
             if disabled {
@@ -79,6 +80,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     result?;
     Ok(())
+}
+
+/// A client of `server` as `user`, with a client certificate of its own.
+async fn component_client(
+    server: &bpfk_apiserver::Running,
+    user: &str,
+) -> anyhow::Result<kube::Client> {
+    let text = server.component_kubeconfig(user, &[])?;
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&text)?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+    Ok(kube::Client::try_from(config)?)
 }
 
 async fn shutdown_signal() {

@@ -1,0 +1,11 @@
+//! Who may talk to the cluster and how they prove it: the cluster PKI ([`pki`]), TLS
+//! configuration ([`tls`]), the user model ([`user`]) and the token authenticators
+//! ([`token_file`]), shared by the API server, the agent and the CLI.
+
+pub mod kubeconfig;
+pub mod pki;
+pub mod tls;
+pub mod token_file;
+pub mod user;
+
+pub use user::UserInfo;
