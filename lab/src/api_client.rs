@@ -131,7 +131,10 @@ impl ApiCredentials {
             .nth(1)
             .and_then(|c| c.parse().ok())
             .unwrap_or(0);
-        let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        let body = if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
             dechunked(body)
         } else {
             body.to_string()
@@ -153,7 +156,9 @@ impl ApiCredentials {
             .ok_or_else(|| std::io::Error::other(format!("not https://A:P: {}", self.server)))?;
         let tls = bpfk_auth::tls::client_config(
             &self.ca_pem,
-            self.identity.as_ref().map(|(c, k)| (c.as_str(), k.as_str())),
+            self.identity
+                .as_ref()
+                .map(|(c, k)| (c.as_str(), k.as_str())),
         )
         .map_err(std::io::Error::other)?;
         let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
@@ -212,7 +217,10 @@ mod tests {
 
     #[test]
     fn chunked_bodies_are_joined() {
-        assert_eq!(dechunked("5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"), "hello world");
+        assert_eq!(
+            dechunked("5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"),
+            "hello world"
+        );
     }
 
     #[test]

@@ -565,11 +565,13 @@ async fn bad_objects_name_the_field_and_store_nothing() {
     let mut typed = serde_json::to_value(deployment("typed")).unwrap();
     typed["spec"]["replicas"] = json!("three");
     for mode in ["Strict", "Ignore"] {
-        let (http_code, body) = api.request("POST",
-            &format!("/apis/apps/v1/namespaces/default/deployments?fieldValidation={mode}"),
-            Some(&typed.to_string()),
-        )
-        .unwrap();
+        let (http_code, body) = api
+            .request(
+                "POST",
+                &format!("/apis/apps/v1/namespaces/default/deployments?fieldValidation={mode}"),
+                Some(&typed.to_string()),
+            )
+            .unwrap();
         assert_eq!(http_code, 400, "{body}");
         let status: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(status["reason"], "BadRequest");
@@ -587,11 +589,13 @@ async fn bad_objects_name_the_field_and_store_nothing() {
     // on update (PUT), patch and the scale subresource too; nothing changes
     let mut put = serde_json::to_value(&ok).unwrap();
     put["metadata"]["creationTimestamp"] = json!("yesterday");
-    let (http_code, body) = api.request("PUT",
-        "/apis/apps/v1/namespaces/default/deployments/typed",
-        Some(&put.to_string()),
-    )
-    .unwrap();
+    let (http_code, body) = api
+        .request(
+            "PUT",
+            "/apis/apps/v1/namespaces/default/deployments/typed",
+            Some(&put.to_string()),
+        )
+        .unwrap();
     assert_eq!(http_code, 400, "{body}");
     assert!(body.contains("metadata.creationTimestamp"), "{body}");
     let err = deploys
@@ -861,15 +865,18 @@ async fn restart_keeps_objects_and_etcd_outage_gives_503() {
     // connection is gone, a write is refused before it is sent.
     cluster.etcd.stop();
     let api = cluster.server.credentials();
-    let (code, _) = api.request("GET",
-        "/apis/apps/v1/namespaces/default/deployments/keep",
-        None,
-    )
-    .unwrap();
+    let (code, _) = api
+        .request(
+            "GET",
+            "/apis/apps/v1/namespaces/default/deployments/keep",
+            None,
+        )
+        .unwrap();
     assert_eq!(code, 503);
     let body = serde_json::to_string(&pod("during-outage")).unwrap();
-    let (code, status) =
-        api.request("POST", "/api/v1/namespaces/default/pods", Some(&body)).unwrap();
+    let (code, status) = api
+        .request("POST", "/api/v1/namespaces/default/pods", Some(&body))
+        .unwrap();
     assert_eq!(code, 503, "{status}");
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert_eq!(status["reason"], "ServiceUnavailable");
@@ -1147,7 +1154,9 @@ async fn namespace_finalize_subresource_completes_deletion() {
     let ns = r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"fin"}}"#;
     let (code, body) = api.request("POST", "/api/v1/namespaces", Some(ns)).unwrap();
     assert_eq!(code, 201, "{body}");
-    let (code, body) = api.request("DELETE", "/api/v1/namespaces/fin", None).unwrap();
+    let (code, body) = api
+        .request("DELETE", "/api/v1/namespaces/fin", None)
+        .unwrap();
     assert!(code == 200 || code == 202, "{code} {body}");
     let (code, body) = api.request("GET", "/api/v1/namespaces/fin", None).unwrap();
     assert_eq!(code, 200, "the kubernetes finalizer keeps it: {body}");
@@ -1155,11 +1164,13 @@ async fn namespace_finalize_subresource_completes_deletion() {
     assert_eq!(live["status"]["phase"], "Terminating");
     let mut finalized = live.clone();
     finalized["spec"]["finalizers"] = json!([]);
-    let (code, body) = api.request("PUT",
-        "/api/v1/namespaces/fin/finalize",
-        Some(&finalized.to_string()),
-    )
-    .unwrap();
+    let (code, body) = api
+        .request(
+            "PUT",
+            "/api/v1/namespaces/fin/finalize",
+            Some(&finalized.to_string()),
+        )
+        .unwrap();
     assert_eq!(code, 200, "{body}");
     let (code, body) = api.request("GET", "/api/v1/namespaces/fin", None).unwrap();
     assert_eq!(code, 404, "finalized namespace is gone: {body}");

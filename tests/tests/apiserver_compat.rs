@@ -42,7 +42,13 @@ impl Answer {
     }
 }
 
-fn raw(api: &ApiCredentials, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+fn raw(
+    api: &ApiCredentials,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Answer {
     let raw = api
         .exchange(method, path, headers, body)
         .expect("an answer");
@@ -105,7 +111,8 @@ fn writes_check_their_body_type_size_and_options() {
 
     // only dryRun=All is a dry run; anything else is refused and stores nothing
     for bad in ["all", "true", "Al"] {
-        let a = raw(&api,
+        let a = raw(
+            &api,
             "POST",
             &format!("{PODS}?dryRun={bad}"),
             &[JSON],
@@ -540,7 +547,8 @@ fn etcd_history_is_compacted_on_the_interval() {
     let mut compacted = false;
     for i in 0..60 {
         let patch = format!(r#"{{"metadata":{{"labels":{{"n":"{i}"}}}}}}"#);
-        let a = raw(&api,
+        let a = raw(
+            &api,
             "PATCH",
             &format!("{PODS}/c1"),
             &[("Content-Type", "application/merge-patch+json")],

@@ -9,8 +9,10 @@ use kube::api::{Api, ListParams, PostParams, WatchParams};
 use serde_json::json;
 
 fn scrape(cluster: &Cluster) -> String {
-    let (code, text) =
-        cluster.server.request("GET", "/metrics", None).expect("GET /metrics");
+    let (code, text) = cluster
+        .server
+        .request("GET", "/metrics", None)
+        .expect("GET /metrics");
     assert_eq!(code, 200, "{text}");
     text
 }

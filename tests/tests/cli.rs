@@ -419,13 +419,7 @@ fn bpfk_reapplies_what_kubectl_applied_and_handles_dirs_and_services() {
         .arg(c.server.data_dir().join("pki/admin.crt"))
         .arg("--client-key")
         .arg(c.server.data_dir().join("pki/admin.key"))
-        .args([
-            "get",
-            "svc",
-            "nginx",
-            "-o",
-            "name",
-        ])
+        .args(["get", "svc", "nginx", "-o", "name"])
         .output()
         .unwrap();
     assert_eq!(success(&via_flag), "service/nginx\n");

@@ -561,8 +561,7 @@ async fn assert_pod_reaches_the_api_server(lab: &mut Lab, pods: &Api<Pod>, node:
     let image = lab.push_kubectl_image();
     let server = lab.api_url();
     let identity = lab.issue_client_cert("lab:api-client", &[]);
-    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
-        Api::namespaced(lab.client(), "default");
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(lab.client(), "default");
     let credentials: k8s_openapi::api::core::v1::Secret =
         serde_json::from_value(serde_json::json!({
             "metadata": {"name": "api-client-tls"},

@@ -111,7 +111,10 @@ mod tests {
         assert!(is_anonymous(&anon));
         for bad in ["Bearer wrong", "Basic YTpi", "Bearer ", "secret-token"] {
             assert!(
-                matches!(authn.authenticate(None, &headers(Some(bad))), Err(ApiError::Unauthorized)),
+                matches!(
+                    authn.authenticate(None, &headers(Some(bad))),
+                    Err(ApiError::Unauthorized)
+                ),
                 "{bad}"
             );
         }

@@ -59,7 +59,11 @@ pub struct ApiServerConfig {
     pub write_kubeconfig: Option<PathBuf>,
     /// Where the server keeps its PKI (`pki/`: cluster CA, serving certificate,
     /// service-account key, admin certificate), made on first start and reused after.
-    #[arg(long = "data-dir", value_name = "DIR", default_value = "/var/lib/bpfk/server")]
+    #[arg(
+        long = "data-dir",
+        value_name = "DIR",
+        default_value = "/var/lib/bpfk/server"
+    )]
     pub data_dir: PathBuf,
     /// More names (DNS names or IP addresses) the serving certificate is valid for, besides
     /// loopback, the listen address, the host name and the `kubernetes` Service's names.
@@ -208,7 +212,10 @@ fn authenticator(config: &ApiServerConfig) -> Result<authn::Authenticator> {
 
 /// Connect to etcd, start the watch caches and serve the API over TLS.
 pub async fn start(config: &ApiServerConfig) -> Result<Running> {
-    let pki = Arc::new(ServerPki::load_or_create(&config.data_dir, &serving_names(config))?);
+    let pki = Arc::new(ServerPki::load_or_create(
+        &config.data_dir,
+        &serving_names(config),
+    )?);
     let tls = Arc::new(bpfk_auth::tls::server_config(
         &pki.serving.cert_pem,
         &pki.serving.key_pem,
@@ -237,7 +244,8 @@ pub async fn start(config: &ApiServerConfig) -> Result<Running> {
     }
     tracing::info!(%addr, etcd = ?config.etcd_servers, "API server listening (TLS)");
     let app = router::router(state.clone());
-    let task = tokio::spawn(async move { serve::serve(listener, tls, app).await.map_err(Error::Serve) });
+    let task =
+        tokio::spawn(async move { serve::serve(listener, tls, app).await.map_err(Error::Serve) });
     Ok(Running {
         addr,
         state,

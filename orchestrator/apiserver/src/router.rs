@@ -12,7 +12,6 @@ use serde_json::{json, Value};
 
 use crate::authn::{self, PeerIdentity, RequestUser};
 use crate::error::{ApiError, Result};
-use bpfk_auth::UserInfo;
 use crate::path::{self, ResourcePath, Target};
 use crate::query::{negotiate, Query, Representation};
 use crate::rest::delete::{self, DeleteOptions};
@@ -22,6 +21,7 @@ use crate::rest::write::{self, Part, PatchKind};
 use crate::rest::{read, watch, watch_body};
 use crate::state::AppState;
 use crate::{codec, discovery, discovery_v2, metrics, openapi};
+use bpfk_auth::UserInfo;
 
 /// Largest request body accepted (as Kubernetes: 3 MiB).
 const MAX_BODY: usize = 3 * 1024 * 1024;

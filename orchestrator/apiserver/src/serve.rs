@@ -65,10 +65,11 @@ async fn connection(
             .and_then(|cert| bpfk_auth::pki::user_of_certificate(cert))
             .map(Arc::new),
     );
-    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-        req.extensions_mut().insert(identity.clone());
-        app.clone().oneshot(req.map(axum::body::Body::new))
-    });
+    let service =
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(identity.clone());
+            app.clone().oneshot(req.map(axum::body::Body::new))
+        });
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     if let Err(e) = builder
         .serve_connection_with_upgrades(TokioIo::new(stream), service)

@@ -38,10 +38,7 @@ pub enum PkiError {
         source: std::io::Error,
     },
     #[error("{what}: {source}")]
-    Certificate {
-        what: String,
-        source: rcgen::Error,
-    },
+    Certificate { what: String, source: rcgen::Error },
     #[error("{what}: {reason}")]
     Invalid { what: String, reason: String },
 }
@@ -152,7 +149,9 @@ impl ClusterCa {
             KeyUsagePurpose::DigitalSignature,
         ];
         validity(&mut params, CA_VALIDITY);
-        let cert = params.self_signed(&key).map_err(cert_err("CA certificate"))?;
+        let cert = params
+            .self_signed(&key)
+            .map_err(cert_err("CA certificate"))?;
         let key_pem = key.serialize_pem();
         let ca = ClusterCa {
             cert_pem: cert.pem(),
@@ -189,14 +188,16 @@ impl ClusterCa {
     }
 
     /// A serving certificate for `names` (IP addresses and DNS names), with a new key.
-    pub fn issue_serving(&self, common_name: &str, names: &[String], valid: Duration) -> Result<CertKey> {
+    pub fn issue_serving(
+        &self,
+        common_name: &str,
+        names: &[String],
+        valid: Duration,
+    ) -> Result<CertKey> {
         let key = KeyPair::generate().map_err(cert_err("serving key"))?;
         let mut params = CertificateParams::default();
         params.distinguished_name = subject(common_name, &[]);
-        params.subject_alt_names = names
-            .iter()
-            .map(|n| san(n))
-            .collect::<Result<Vec<_>>>()?;
+        params.subject_alt_names = names.iter().map(|n| san(n)).collect::<Result<Vec<_>>>()?;
         params.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyEncipherment,
@@ -216,12 +217,11 @@ impl ClusterCa {
     /// request names, valid for `valid` (the CertificateSigningRequest signer's job: what may
     /// be asked for was checked before).
     pub fn sign_client_request(&self, csr_pem: &str, valid: Duration) -> Result<String> {
-        let mut request = CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| {
-            PkiError::Invalid {
+        let mut request =
+            CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| PkiError::Invalid {
                 what: "spec.request".into(),
                 reason: format!("not a PEM certificate request: {e}"),
-            }
-        })?;
+            })?;
         request.params.is_ca = IsCa::ExplicitNoCa;
         request.params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         request.params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
@@ -298,9 +298,12 @@ impl ServerPki {
         let _ = fs::set_permissions(&pki, fs::Permissions::from_mode(0o700));
         let ca = load_or_create_ca(&pki)?;
         let serving = load_or_create_serving(&pki, &ca, serving_names)?;
-        let admin = load_or_create_pair(&pki, "admin", |ca| {
-            ca.issue_client(ADMIN_USER, &[ADMIN_GROUP], LEAF_VALIDITY)
-        }, &ca)?;
+        let admin = load_or_create_pair(
+            &pki,
+            "admin",
+            |ca| ca.issue_client(ADMIN_USER, &[ADMIN_GROUP], LEAF_VALIDITY),
+            &ca,
+        )?;
         let sa_path = pki.join("sa.key");
         let service_account_key_pem = match read(&sa_path)? {
             Some(pem) => pem,
@@ -344,7 +347,10 @@ fn load_or_create_pair(
     make: impl FnOnce(&ClusterCa) -> Result<CertKey>,
     ca: &ClusterCa,
 ) -> Result<CertKey> {
-    let (cert_path, key_path) = (pki.join(format!("{name}.crt")), pki.join(format!("{name}.key")));
+    let (cert_path, key_path) = (
+        pki.join(format!("{name}.crt")),
+        pki.join(format!("{name}.key")),
+    );
     if let (Some(cert_pem), Some(key_pem)) = (read(&cert_path)?, read(&key_path)?) {
         if !expires_within(&cert_pem, RENEW_BEFORE) {
             return Ok(CertKey { cert_pem, key_pem });
@@ -363,9 +369,12 @@ fn load_or_create_serving(pki: &Path, ca: &ClusterCa, names: &[String]) -> Resul
         // new names: the old certificate goes
         let _ = fs::remove_file(pki.join("apiserver.crt"));
     }
-    let pair = load_or_create_pair(pki, "apiserver", |ca| {
-        ca.issue_serving("kube-apiserver", names, LEAF_VALIDITY)
-    }, ca)?;
+    let pair = load_or_create_pair(
+        pki,
+        "apiserver",
+        |ca| ca.issue_serving("kube-apiserver", names, LEAF_VALIDITY),
+        ca,
+    )?;
     write_private(&names_path, &wanted, 0o644)?;
     Ok(pair)
 }
@@ -398,7 +407,12 @@ fn first_der(pem: &str) -> Option<Vec<u8>> {
 pub fn user_of_certificate(der: &[u8]) -> Option<UserInfo> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let subject = cert.subject();
-    let name = subject.iter_common_name().next()?.as_str().ok()?.to_string();
+    let name = subject
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
     if name.is_empty() {
         return None;
     }
@@ -510,7 +524,10 @@ mod tests {
         let (csr, _key) = client_request("system:node:n2", &["system:nodes"]).unwrap();
         assert_eq!(
             request_subject(&csr).unwrap(),
-            ("system:node:n2".to_string(), vec!["system:nodes".to_string()])
+            (
+                "system:node:n2".to_string(),
+                vec!["system:nodes".to_string()]
+            )
         );
         let cert = ca.sign_client_request(&csr, LEAF_VALIDITY).unwrap();
         let user = user_of_certificate(&first_der(&cert).unwrap()).unwrap();

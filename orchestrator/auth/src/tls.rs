@@ -58,16 +58,14 @@ pub fn roots(ca_pem: &str) -> Result<RootCertStore> {
 /// A server serving `cert_pem`/`key_pem`; a client certificate is asked for and, when sent,
 /// must chain to `client_ca_pem` (requests without one are authenticated another way).
 pub fn server_config(cert_pem: &str, key_pem: &str, client_ca_pem: &str) -> Result<ServerConfig> {
-    let verifier = WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots(client_ca_pem)?),
-        provider(),
-    )
-    .allow_unauthenticated()
-    .build()
-    .map_err(|e| TlsError::Invalid {
-        what: "client CA",
-        reason: e.to_string(),
-    })?;
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots(client_ca_pem)?), provider())
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| TlsError::Invalid {
+                what: "client CA",
+                reason: e.to_string(),
+            })?;
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Invalid {

@@ -98,10 +98,7 @@ mod tests {
 
     #[test]
     fn lines_with_and_without_groups() {
-        let file = TokenFile::parse(
-            "# comment\nt1,alice,1\n\nt2,bob,2,\"dev,ops\"\n",
-        )
-        .unwrap();
+        let file = TokenFile::parse("# comment\nt1,alice,1\n\nt2,bob,2,\"dev,ops\"\n").unwrap();
         assert_eq!(file.len(), 2);
         let bob = file.user("t2").unwrap();
         assert_eq!(bob.name, "bob");

@@ -17,7 +17,12 @@ pub struct Cli {
     pub server: Option<String>,
 
     /// With --server: the CA certificate (PEM file) the server's certificate must chain to.
-    #[arg(long = "certificate-authority", global = true, value_name = "PATH", requires = "server")]
+    #[arg(
+        long = "certificate-authority",
+        global = true,
+        value_name = "PATH",
+        requires = "server"
+    )]
     pub certificate_authority: Option<PathBuf>,
 
     /// With --server: a client certificate (PEM file) to authenticate with.
