@@ -31,6 +31,33 @@ impl std::fmt::Debug for ApiCredentials {
     }
 }
 
+/// A client certificate of the cluster CA under `pki_dir` (a server's `--data-dir`/pki) for
+/// `user` in `groups`: the lab acts as the cluster's operator, as `kubeadm kubeconfig user`
+/// does with the CA key.
+pub fn issue_client_cert(pki_dir: &Path, user: &str, groups: &[&str]) -> bpfk_auth::pki::CertKey {
+    let read = |f: &str| std::fs::read_to_string(pki_dir.join(f)).expect("the server's PKI");
+    let ca = bpfk_auth::pki::ClusterCa::from_pem(&read("ca.crt"), &read("ca.key"))
+        .expect("the cluster CA");
+    ca.issue_client(user, groups, Duration::from_secs(3600))
+        .expect("a client certificate")
+}
+
+/// A kubeconfig like `admin`'s (same server and CA) for `user` in `groups`, with a client
+/// certificate from the CA under `pki_dir`.
+pub fn user_kubeconfig(
+    admin: &ApiCredentials,
+    pki_dir: &Path,
+    user: &str,
+    groups: &[&str],
+) -> String {
+    let cert = issue_client_cert(pki_dir, user, groups);
+    let credential = bpfk_auth::kubeconfig::Credential::Certificate {
+        cert_pem: &cert.cert_pem,
+        key_pem: &cert.key_pem,
+    };
+    bpfk_auth::kubeconfig::render(&admin.server, &admin.ca_pem, user, credential)
+}
+
 fn field<'a>(kubeconfig: &'a str, key: &str) -> Option<&'a str> {
     kubeconfig.lines().find_map(|l| {
         let value = l.trim().strip_prefix(key)?.strip_prefix(':')?;

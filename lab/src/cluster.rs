@@ -667,10 +667,9 @@ impl Lab {
         let api = loop {
             server.assert_running();
             if let Some(creds) = ApiCredentials::read(&self.kubeconfig) {
-                if let (Some(addr), Ok((200, _))) = (
-                    creds.addr(),
-                    creds.request("GET", "/api/v1/namespaces/default", None),
-                ) {
+                if let (Some(addr), Ok((200, _))) =
+                    (creds.addr(), creds.request("GET", "/readyz", None))
+                {
                     self.credentials = Some(creds);
                     break addr;
                 }
@@ -871,11 +870,7 @@ impl Lab {
     /// cluster's operator, as `kubeadm kubeconfig user` does with the CA key).
     pub fn issue_client_cert(&self, user: &str, groups: &[&str]) -> bpfk_auth::pki::CertKey {
         let pki = self.dir().join("server-data").join("pki");
-        let read = |f: &str| fs::read_to_string(pki.join(f)).expect("the server's PKI");
-        let ca = bpfk_auth::pki::ClusterCa::from_pem(&read("ca.crt"), &read("ca.key"))
-            .expect("the cluster CA");
-        ca.issue_client(user, groups, std::time::Duration::from_secs(3600))
-            .expect("a client certificate")
+        crate::api_client::issue_client_cert(&pki, user, groups)
     }
 
     /// Push [`crate::images::KUBECTL_IMAGE`] (the host's kubectl) to the lab registry, for

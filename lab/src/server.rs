@@ -191,8 +191,8 @@ impl ServerProcess {
                     panic!("bpfk-server exited with {status}; log:\n{}", self.log());
                 }
             }
-            let answer = ApiCredentials::read(&self.kubeconfig())
-                .map(|c| c.request("GET", "/api/v1/namespaces/default", None));
+            let answer =
+                ApiCredentials::read(&self.kubeconfig()).map(|c| c.request("GET", "/readyz", None));
             if let Some(Ok((200, _))) = answer {
                 return;
             }
@@ -250,6 +250,23 @@ impl ServerProcess {
         self.dir.path().join("kubeconfig")
     }
 
+    /// A kubeconfig for `user` in `groups` (a client certificate of the server's CA), written
+    /// next to the admin's; its path.
+    pub fn user_kubeconfig(&self, user: &str, groups: &[&str]) -> PathBuf {
+        let text = crate::api_client::user_kubeconfig(
+            &self.credentials(),
+            &self.data_dir().join("pki"),
+            user,
+            groups,
+        );
+        let path = self
+            .dir
+            .path()
+            .join(format!("kubeconfig-{}", user.replace(':', "_")));
+        std::fs::write(&path, text).expect("write a user kubeconfig");
+        path
+    }
+
     fn log_path(&self) -> PathBuf {
         self.dir.path().join("server.log")
     }
@@ -298,6 +315,36 @@ impl Cluster {
                 .arg(self.server.kubeconfig())
                 .args(args),
             "kubectl",
+        )
+    }
+
+    /// `kubectl` as `user` in `groups` (a client certificate of the cluster CA).
+    pub fn kubectl_as(&self, user: &str, groups: &[&str], args: &[&str]) -> Output {
+        let kubeconfig = self.server.user_kubeconfig(user, groups);
+        run_tool(
+            Command::new("kubectl")
+                .arg("--kubeconfig")
+                .arg(kubeconfig)
+                .args(args),
+            "kubectl",
+        )
+    }
+
+    /// `kubectl` as `user` in `groups`, with stdin.
+    pub fn kubectl_stdin_as(
+        &self,
+        user: &str,
+        groups: &[&str],
+        args: &[&str],
+        stdin: &str,
+    ) -> Output {
+        let kubeconfig = self.server.user_kubeconfig(user, groups);
+        run_with_stdin(
+            Command::new("kubectl")
+                .arg("--kubeconfig")
+                .arg(kubeconfig)
+                .args(args),
+            stdin,
         )
     }
 

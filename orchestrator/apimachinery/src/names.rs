@@ -153,6 +153,19 @@ pub fn iana_svc_name(s: &str) -> Vec<String> {
     errs
 }
 
+/// Kubernetes' `IsValidPathSegmentName`: any name but `.` and `..` with no `/` or `%` (RBAC
+/// objects, whose names hold `:` as in `system:node`).
+pub fn path_segment(s: &str) -> Vec<String> {
+    if s == "." || s == ".." {
+        return vec![format!("may not be '{s}'")];
+    }
+    ["/", "%"]
+        .iter()
+        .filter(|bad| s.contains(*bad))
+        .map(|bad| format!("may not contain '{bad}'"))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

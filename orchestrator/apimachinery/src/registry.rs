@@ -425,7 +425,10 @@ mod tests {
                 "discovery.k8s.io",
                 "coordination.k8s.io",
                 "apps",
-                "events.k8s.io"
+                "events.k8s.io",
+                "rbac.authorization.k8s.io",
+                "authorization.k8s.io",
+                "authentication.k8s.io"
             ]
         );
         assert_eq!(

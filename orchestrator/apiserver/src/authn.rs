@@ -55,7 +55,8 @@ impl Authenticator {
         }
     }
 
-    fn token_user(&self, token: &str) -> Option<Arc<UserInfo>> {
+    /// The user of a bearer token, if it is one of the server's.
+    pub fn token_user(&self, token: &str) -> Option<Arc<UserInfo>> {
         self.token_file.user(token).cloned().map(Arc::new)
     }
 }

@@ -25,6 +25,8 @@ const ACCEPTED: &str = "application/json, application/yaml";
 pub enum BodyFormat {
     Json,
     Yaml,
+    /// Kubernetes' protobuf, for the kinds [`crate::protobuf`] reads.
+    Protobuf,
 }
 
 impl BodyFormat {
@@ -39,11 +41,7 @@ impl BodyFormat {
         match media.as_str() {
             "" | "application/json" => Ok(BodyFormat::Json),
             "application/yaml" | "application/x-yaml" => Ok(BodyFormat::Yaml),
-            "application/vnd.kubernetes.protobuf" => Err(ApiError::UnsupportedMediaType {
-                message: format!(
-                    "the body of the request was in an unknown format - accepted media types include: {ACCEPTED} (protobuf is not served yet)"
-                ),
-            }),
+            "application/vnd.kubernetes.protobuf" => Ok(BodyFormat::Protobuf),
             other => Err(ApiError::UnsupportedMediaType {
                 message: format!(
                     "the body of the request was in an unknown format ({other:?}) - accepted media types include: {ACCEPTED}"
@@ -81,6 +79,7 @@ pub fn unreadable_body(err: &axum::Error, limit: usize) -> ApiError {
 /// Decode a write body sent with `content_type`.
 pub fn decode_body(content_type: Option<&str>, body: &[u8]) -> Result<Value> {
     match BodyFormat::from_content_type(content_type)? {
+        BodyFormat::Protobuf => crate::protobuf::decode(body),
         BodyFormat::Json => serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}"))),
         BodyFormat::Yaml => {
@@ -231,11 +230,7 @@ mod tests {
             BodyFormat::from_content_type(Some("application/yaml")).unwrap(),
             BodyFormat::Yaml
         );
-        for bad in [
-            "text/plain",
-            "application/x-www-form-urlencoded",
-            "application/vnd.kubernetes.protobuf",
-        ] {
+        for bad in ["text/plain", "application/x-www-form-urlencoded"] {
             let err = BodyFormat::from_content_type(Some(bad)).unwrap_err();
             assert_eq!(err.code(), 415, "{bad}");
         }

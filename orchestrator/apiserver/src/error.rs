@@ -161,7 +161,9 @@ impl ApiError {
                 name,
                 message,
             } => {
-                if name.is_empty() {
+                if kind.is_empty() {
+                    format!("forbidden: {message}")
+                } else if name.is_empty() {
                     format!("{} is forbidden: {}", qualified(group, kind), message)
                 } else {
                     format!(

@@ -9,18 +9,22 @@
 pub mod admission;
 pub mod allocator;
 pub mod authn;
+pub mod authz;
 pub mod cluster_dns;
 pub mod codec;
 pub mod compaction;
 pub mod discovery;
 pub mod discovery_v2;
 pub mod error;
+pub mod escalation;
 pub mod kubeconfig;
 pub mod metrics;
 pub mod object;
 pub mod openapi;
 pub mod path;
+pub mod protobuf;
 pub mod query;
+pub mod rbac_bootstrap;
 pub mod rest;
 pub mod router;
 pub mod serve;
@@ -254,44 +258,67 @@ pub async fn start(config: &ApiServerConfig) -> Result<Running> {
     })
 }
 
+/// How often the system namespaces are recreated when someone deleted one (as
+/// kube-apiserver's system-namespaces controller does, every minute there).
+const SYSTEM_NAMESPACES_PERIOD: Duration = Duration::from_secs(10);
+
+/// Creates the namespaces that always exist (`default`, `kube-system`, `kube-public`,
+/// `kube-node-lease`) where missing; false when one could not be written.
+async fn ensure_system_namespaces(state: &AppState) -> bool {
+    let Some(res) = registry::find("", "v1", "namespaces") else {
+        return false;
+    };
+    let mut done = true;
+    for ns in admission::SYSTEM_NAMESPACES
+        .iter()
+        .chain(["kube-node-lease"].iter())
+    {
+        let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+        match rest::write::create(state, res, None, obj, &query::Query::default()).await {
+            Ok(_) => tracing::info!(namespace = ns, "created system namespace"),
+            Err(error::ApiError::AlreadyExists { .. }) => {}
+            Err(e) => {
+                tracing::warn!(
+                    namespace = ns,
+                    "cannot create system namespace yet: {}",
+                    e.message()
+                );
+                done = false;
+            }
+        }
+    }
+    done
+}
+
+/// Recreates a deleted system namespace (kube-node-lease: without it no node can renew its
+/// lease and every node goes NotReady).
+async fn keep_system_namespaces(state: Arc<AppState>) {
+    loop {
+        tokio::time::sleep(SYSTEM_NAMESPACES_PERIOD).await;
+        ensure_system_namespaces(&state).await;
+    }
+}
+
 /// Serve until the process is stopped.
 pub async fn run(config: ApiServerConfig) -> Result<()> {
     start(&config).await?.wait().await
 }
 
-/// Create the namespaces that always exist, then repair the Service allocation keys, then
+/// Create the namespaces that always exist and the bootstrap RBAC policy (then /readyz
+/// answers ok), then repair the Service allocation keys, then
 /// create the `kube-dns` Service; each retried until etcd answers.
 async fn bootstrap(state: Arc<AppState>) {
-    let Some(res) = registry::find("", "v1", "namespaces") else {
-        return;
-    };
     let mut delay = Duration::from_millis(200);
-    loop {
-        let mut pending = false;
-        for ns in admission::SYSTEM_NAMESPACES
-            .iter()
-            .chain(["kube-node-lease"].iter())
-        {
-            let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
-            match rest::write::create(&state, res, None, obj, &query::Query::default()).await {
-                Ok(_) | Err(error::ApiError::AlreadyExists { .. }) => {}
-                Err(e) => {
-                    tracing::warn!(
-                        namespace = ns,
-                        "cannot create system namespace yet: {}",
-                        e.message()
-                    );
-                    pending = true;
-                }
-            }
-        }
-        if !pending {
-            tracing::info!("system namespaces present");
-            break;
-        }
+    while !ensure_system_namespaces(&state).await {
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(5));
     }
+    tracing::info!("system namespaces present");
+    tokio::spawn(keep_system_namespaces(state.clone()));
+    rbac_bootstrap::ensure(&state).await;
+    state
+        .bootstrapped
+        .store(true, std::sync::atomic::Ordering::Release);
     let mut delay = Duration::from_millis(200);
     loop {
         match allocator::repair_allocations(&state).await {

@@ -11,6 +11,7 @@ use bpfk_apimachinery::registry::{self, ResourceInfo};
 use serde_json::{json, Value};
 
 use crate::authn::{self, PeerIdentity, RequestUser};
+use crate::authz;
 use crate::error::{ApiError, Result};
 use crate::path::{self, ResourcePath, Target};
 use crate::query::{negotiate, Query, Representation};
@@ -18,7 +19,7 @@ use crate::rest::delete::{self, DeleteOptions};
 use crate::rest::pod_log;
 use crate::rest::subresource::{self, ScaleChange};
 use crate::rest::write::{self, Part, PatchKind};
-use crate::rest::{read, watch, watch_body};
+use crate::rest::{read, review, watch, watch_body};
 use crate::state::AppState;
 use crate::{codec, discovery, discovery_v2, metrics, openapi};
 use bpfk_auth::UserInfo;
@@ -37,7 +38,21 @@ async fn dispatch(State(state): State<Arc<AppState>>, mut req: Request) -> Respo
         Ok(user) => user,
         Err(e) => return e.into_response(),
     };
-    req.extensions_mut().insert(RequestUser(user));
+    let watching = req.uri().query().is_some_and(asks_watch);
+    let attributes = authz::request_attributes(&method, &path, watching);
+    if !authn::public_path(&path) {
+        if let Err(e) = state.authz.authorize(&state, &attributes.of(&user)).await {
+            return e.into_response();
+        }
+    }
+    req.extensions_mut().insert(RequestUser(user.clone()));
+    authz::REQUESTER
+        .scope(user, served(state, method, path, req))
+        .await
+}
+
+/// An authenticated, authorized request, served.
+async fn served(state: Arc<AppState>, method: Method, path: String, req: Request) -> Response {
     // pods/exec, attach, portforward: upgraded connections, never a buffered body
     if let Some(target) = crate::streaming::stream_target(&path) {
         return crate::streaming::serve(state, target, req).await;
@@ -138,6 +153,17 @@ async fn handle(
 ) -> Result<Response> {
     match path {
         "/healthz" | "/livez" => return Ok((StatusCode::OK, "ok").into_response()),
+        "/readyz"
+            if !state
+                .bootstrapped
+                .load(std::sync::atomic::Ordering::Acquire) =>
+        {
+            return Ok((
+                StatusCode::SERVICE_UNAVAILABLE,
+                "[-]poststarthook/rbac/bootstrap-roles failed: not finished\nreadyz check failed",
+            )
+                .into_response())
+        }
         "/readyz" => {
             return Ok(match state.store.health().await {
                 Ok(()) => (StatusCode::OK, "ok").into_response(),
@@ -278,6 +304,10 @@ async fn resource(
                         .ok_or_else(|| ApiError::internal("pods not registered"))?;
                     let status = subresource::bind(&state, pods, ns, &pod, &obj).await?;
                     return Ok(json_response(StatusCode::CREATED, &status, &[]));
+                }
+                if review::is_review(res) {
+                    let answered = review::create(&state, res, ns, obj).await?;
+                    return Ok(json_response(StatusCode::CREATED, &answered, &[]));
                 }
                 let w = write::create(&state, res, ns, obj, &q).await?;
                 Ok(json_response(StatusCode::CREATED, &w.object, &w.warnings))

@@ -39,6 +39,10 @@ pub struct AppState {
     pub event_ttl: std::time::Duration,
     /// Who a request comes from.
     pub authn: crate::authn::Authenticator,
+    /// What a request may do.
+    pub authz: crate::authz::Authorizer,
+    /// The system namespaces and the bootstrap RBAC policy exist (`/readyz` waits for it).
+    pub bootstrapped: std::sync::atomic::AtomicBool,
 }
 
 impl AppState {
@@ -96,6 +100,8 @@ impl AppState {
             metrics,
             event_ttl,
             authn,
+            authz: Default::default(),
+            bootstrapped: Default::default(),
         })
     }
 

@@ -2,8 +2,10 @@
 //! configuration ([`tls`]), the user model ([`user`]) and the token authenticators
 //! ([`token_file`]), shared by the API server, the agent and the CLI.
 
+pub mod authz;
 pub mod kubeconfig;
 pub mod pki;
+pub mod rbac;
 pub mod tls;
 pub mod token_file;
 pub mod user;

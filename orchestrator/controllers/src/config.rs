@@ -12,6 +12,7 @@ pub const ALL_CONTROLLERS: &[&str] = &[
     "nodelifecycle",
     "garbagecollector",
     "namespace",
+    "clusterrole-aggregation",
 ];
 
 /// Parses durations such as `40s`, `5m`.

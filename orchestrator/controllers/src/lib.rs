@@ -5,10 +5,11 @@
 //! [`deployment`] → ReplicaSets, [`replicaset`] → Pods, [`endpoints`] (Endpoints and
 //! EndpointSlices), [`nodeipam`] (pod CIDRs), [`nodelifecycle`] (leases, NotReady nodes and
 //! their pods, taints), [`taint_eviction`] (pods leave NoExecute-tainted nodes as their
-//! tolerations say), [`garbagecollector`] (ownerReferences) and [`namespace`] (emptying terminating
-//! namespaces). Each can be switched off with `--controllers`.
+//! tolerations say), [`garbagecollector`] (ownerReferences), [`namespace`] (emptying terminating
+//! namespaces) and [`clusterrole_aggregation`] (aggregated ClusterRoles' rules). Each can be switched off with `--controllers`.
 
 pub mod claim;
+pub mod clusterrole_aggregation;
 pub mod config;
 pub mod deployment;
 pub mod endpoints;
@@ -115,6 +116,13 @@ pub async fn run_with_pods(
         tasks.push((
             "garbagecollector",
             garbagecollector::run(client.clone()).boxed(),
+        ));
+    }
+    if config.enabled("clusterrole-aggregation") {
+        let client = client.clone();
+        tasks.push((
+            "clusterrole-aggregation",
+            clusterrole_aggregation::run(client, c).boxed(),
         ));
     }
     if config.enabled("namespace") {

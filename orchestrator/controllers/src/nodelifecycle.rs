@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use bpfk_common::events::{self, EventType, Recorder};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Node, NodeCondition, ObjectReference, Pod, Taint};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::api::core::v1::{Node, NodeCondition, ObjectReference, Pod, Taint};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
@@ -81,26 +81,9 @@ where
     })
 }
 
-async fn ensure_namespace(client: &Client) -> Result<()> {
-    let api: Api<Namespace> = Api::all(client.clone());
-    let ns = Namespace {
-        metadata: ObjectMeta {
-            name: Some(LEASE_NAMESPACE.into()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    match api.create(&PostParams::default(), &ns).await {
-        Ok(_) => Ok(()),
-        Err(e) if is_conflict(&e) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// Runs the controller until its watches end. Pods are read from the process's shared pod
 /// informer's store.
 pub async fn run(client: Client, settings: Settings, pods: Store<Pod>) -> Result<()> {
-    ensure_namespace(&client).await?;
     let wc = watcher::Config::default();
     let (nodes, w) = reflector::store::<Node>();
     let node_task = drive(

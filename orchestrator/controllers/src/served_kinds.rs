@@ -3,8 +3,11 @@
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Endpoints, Event, Namespace, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Endpoints, Event, Namespace, Node, Pod, Secret, Service, ServiceAccount,
+};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::api::ApiResource;
 
 /// One kind: its API resource and whether it lives in namespaces.
@@ -33,10 +36,17 @@ pub fn known() -> Vec<Kind> {
         kind::<Service>(true),
         kind::<EndpointSlice>(true),
         kind::<Endpoints>(true),
+        kind::<ConfigMap>(true),
+        kind::<Secret>(true),
+        kind::<ServiceAccount>(true),
+        kind::<RoleBinding>(true),
+        kind::<Role>(true),
         kind::<Lease>(true),
         kind::<Event>(true),
         kind::<Node>(false),
         kind::<Namespace>(false),
+        kind::<ClusterRoleBinding>(false),
+        kind::<ClusterRole>(false),
     ]
 }
 

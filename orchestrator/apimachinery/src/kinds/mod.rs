@@ -203,4 +203,20 @@ register! {
     events [] {
         event,
     }
+    rbac [policy_rules] {
+        cluster_role,
+        cluster_role_binding,
+        role,
+        role_binding,
+    }
+    authorization [review] {
+        self_subject_access_review,
+        self_subject_rules_review,
+        subject_access_review,
+        local_subject_access_review,
+    }
+    authentication [] {
+        self_subject_review,
+        token_review,
+    }
 }

@@ -7,6 +7,7 @@ pub mod read;
 pub mod rendered;
 pub mod resource_version;
 pub mod retry;
+pub mod review;
 pub mod subresource;
 pub mod watch;
 pub mod watch_body;

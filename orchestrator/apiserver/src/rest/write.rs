@@ -210,6 +210,7 @@ pub async fn create(
     if res.namespaced {
         admission::check_namespace_accepts(state, res, &name, ns.unwrap_or_default()).await?;
     }
+    crate::escalation::check(state, res, ns, &obj).await?;
     object::set_meta(
         &mut obj,
         "uid",
@@ -385,6 +386,7 @@ async fn commit_update(
     if !errors.is_empty() {
         return Err(invalid(res, name, &errors));
     }
+    crate::escalation::check(state, res, ns, &next).await?;
     object::set_meta(&mut next, "resourceVersion", Value::String(rev.to_string()));
     if (next == *current || q.dry_run) && !fresh {
         // "nothing changes" is only an answer about the stored object, not a cached copy
