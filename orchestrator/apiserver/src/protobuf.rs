@@ -315,9 +315,9 @@ mod tests {
     fn refuses_what_it_cannot_read() {
         assert_eq!(decode(b"{}").unwrap_err().code(), 400);
         assert_eq!(decode(&envelope("v1", "Pod", &[])).unwrap_err().code(), 415);
-        let truncated = envelope("authorization.k8s.io/v1", "SelfSubjectReview", &[10, 50, 1]);
+        let truncated = envelope("authentication.k8s.io/v1", "SelfSubjectReview", &[10, 50, 1]);
         assert_eq!(decode(&truncated).unwrap_err().code(), 400);
-        let deep = envelope("authorization.k8s.io/v1", "SelfSubjectReview", &[0xff; 12]);
+        let deep = envelope("authentication.k8s.io/v1", "SelfSubjectReview", &[0xff; 12]);
         assert_eq!(decode(&deep).unwrap_err().code(), 400);
     }
 }
