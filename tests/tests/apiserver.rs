@@ -38,7 +38,7 @@ fn deployment(name: &str) -> Deployment {
 /// etcd + bpfk-server without the in-process scheduler and controllers: these tests check the
 /// API server's own behaviour, which controllers writing status would make racy.
 fn api_only() -> Cluster {
-    Cluster::start_with(&["--disable-scheduler", "--disable-controllers"])
+    Cluster::start_with(&["--disable-scheduler", "--controllers=serviceaccount"])
 }
 
 /// The HTTP status of a kube-rs API error.
@@ -1112,7 +1112,7 @@ async fn kube_rs_watch_modes_and_503_while_the_cache_cannot_load() {
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .arg("--data-dir")
             .arg(cluster.server.data_dir())
-            .args(["--disable-scheduler", "--disable-controllers"])
+            .args(["--disable-scheduler", "--controllers=serviceaccount"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -1149,7 +1149,7 @@ async fn kube_rs_watch_modes_and_503_while_the_cache_cannot_load() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn namespace_finalize_subresource_completes_deletion() {
     // no namespace controller: the test plays it through the finalize subresource
-    let cluster = Cluster::start_with(&["--disable-scheduler", "--disable-controllers"]);
+    let cluster = Cluster::start_with(&["--disable-scheduler", "--controllers=serviceaccount"]);
     let api = cluster.server.credentials();
     let ns = r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"fin"}}"#;
     let (code, body) = api.request("POST", "/api/v1/namespaces", Some(ns)).unwrap();

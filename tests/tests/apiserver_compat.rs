@@ -15,7 +15,7 @@ use kube::runtime::watcher;
 use serde_json::{json, Value};
 
 fn api_only() -> Cluster {
-    Cluster::start_with(&["--disable-scheduler", "--disable-controllers"])
+    Cluster::start_with(&["--disable-scheduler", "--controllers=serviceaccount"])
 }
 
 /// One HTTP/1.1 request on loopback: (status, response headers, body with chunk framing
@@ -527,7 +527,7 @@ fn etcd_get_at(cluster: &Cluster, key: &str, rev: i64) -> Result<String, String>
 fn etcd_history_is_compacted_on_the_interval() {
     let cluster = Cluster::start_with(&[
         "--disable-scheduler",
-        "--disable-controllers",
+        "--controllers=serviceaccount",
         "--etcd-compaction-interval=1s",
     ]);
     let api = cluster.server.credentials();

@@ -26,7 +26,7 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_requests_watches_and_etcd_calls() {
-    let cluster = Cluster::start_with(&["--disable-scheduler", "--disable-controllers"]);
+    let cluster = Cluster::start_with(&["--disable-scheduler", "--controllers=serviceaccount"]);
     let cms: Api<ConfigMap> = Api::namespaced(cluster.client().await, "default");
     let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "m"}})).unwrap();
     cms.create(&PostParams::default(), &cm).await.unwrap();

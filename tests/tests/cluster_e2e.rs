@@ -331,6 +331,7 @@ async fn cluster_ip_answers_from_pods_on_both_nodes_through_ebpf() {
         .map(str::to_string)
         .collect();
     assert_pod_reaches_the_api_server(&mut lab, &pods, &n2).await;
+    assert_pod_acts_as_its_service_account(&mut lab, &pods, &n2).await;
     assert_host_routes_stay_in_the_lab(&lab, &pod_addrs, &[vip.to_string(), "10.111.2.3".into()]);
     let host_routes = lab.host_routes();
     assert!(
@@ -611,6 +612,95 @@ async fn assert_pod_reaches_the_api_server(lab: &mut Lab, pods: &Api<Pod>, node:
     pods.delete("api-client", &DeleteParams::default())
         .await
         .expect("delete api-client");
+}
+
+/// The script of the service-account client pod: its mounted token, CA and namespace, the
+/// API through the `kubernetes` Service (10.96.0.1:443, the eBPF datapath's translation to
+/// the API server's address), retried until RBAC lets it list pods.
+const SA_CLIENT_SCRIPT: &str = r#"
+sa=/var/run/secrets/kubernetes.io/serviceaccount
+k() { kubectl --server https://10.96.0.1 --certificate-authority $sa/ca.crt --token "$(cat $sa/token)" --request-timeout 10s "$@"; }
+echo "namespace=$(cat $sa/namespace)"
+n=0
+until k get pods -o name; do n=$((n+1)); [ $n -gt 60 ] && exit 1; sleep 1; done
+k auth whoami -o jsonpath='{.status.userInfo.username} {.status.userInfo.extra}'
+"#;
+
+/// A pod running as ServiceAccount `sa-client` (automounted token volume) reaches the API
+/// through the `kubernetes` Service with that token: forbidden to list pods until a
+/// RoleBinding grants `view`, then allowed, and the server sees it as the account of that
+/// pod.
+async fn assert_pod_acts_as_its_service_account(lab: &mut Lab, pods: &Api<Pod>, node: &str) {
+    let image = lab.push_kubectl_image();
+    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(lab.client(), "default");
+    let account = serde_json::from_value(serde_json::json!({"metadata": {"name": "sa-client"}}))
+        .expect("ServiceAccount");
+    accounts
+        .create(&PostParams::default(), &account)
+        .await
+        .expect("create sa-client");
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "sa-client"},
+        "spec": {
+            "nodeName": node, "restartPolicy": "Never", "serviceAccountName": "sa-client",
+            "containers": [{"name": "kubectl", "image": image,
+                            "command": ["sh", "-c", SA_CLIENT_SCRIPT]}]
+        }
+    }))
+    .expect("sa-client pod");
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .expect("create sa-client pod");
+    let kubelet = lab.node(node).kubelet_addr();
+    let log = move || {
+        let path = "/containerLogs/default/sa-client/kubectl";
+        match bpfk_lab::cluster::http_get(kubelet, path) {
+            Ok((200, body)) => Ok(body),
+            Ok((code, body)) => Err(format!("{code} {body}")),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    let forbidden = r#"User "system:serviceaccount:default:sa-client" cannot list resource "pods""#;
+    wait_for("the service account to be refused", lab, || {
+        let text = log();
+        async move {
+            let text = text?;
+            text.contains(forbidden).then_some(()).ok_or(text)
+        }
+    })
+    .await;
+    let binding = r#"{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "sa-client-view", "namespace": "default"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+        "subjects": [{"kind": "ServiceAccount", "name": "sa-client", "namespace": "default"}]}"#;
+    let path = "/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings";
+    let (code, body) = lab
+        .credentials()
+        .request("POST", path, Some(binding))
+        .expect("POST");
+    assert_eq!(code, 201, "{body}");
+    let phase = wait_for("the sa-client pod to finish", lab, || async {
+        let p = pods.get("sa-client").await.map_err(|e| e.to_string())?;
+        match phase(&p) {
+            done @ ("Succeeded" | "Failed") => Ok(done.to_string()),
+            other => Err(other.to_string()),
+        }
+    })
+    .await;
+    let text = log().unwrap_or_else(|e| e);
+    assert!(
+        phase == "Succeeded"
+            && text.contains("namespace=default")
+            && text.contains("pod/sa-client")
+            && text.contains("system:serviceaccount:default:sa-client")
+            && text.contains("authentication.kubernetes.io/pod-name"),
+        "the pod acting as its service account ({phase}): {text}"
+    );
+    pods.delete("sa-client", &DeleteParams::default())
+        .await
+        .expect("delete sa-client");
 }
 
 /// `ip route get` in the host's namespace sends every pod and service address into the lab

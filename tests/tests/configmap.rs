@@ -21,7 +21,7 @@ fn config_map(name: &str, app: &str, data: serde_json::Value) -> ConfigMap {
 }
 
 fn api_only() -> Cluster {
-    Cluster::start_with(&["--disable-scheduler", "--disable-controllers"])
+    Cluster::start_with(&["--disable-scheduler", "--controllers=serviceaccount"])
 }
 
 /// The `Status` of a refused request (panics on anything else).

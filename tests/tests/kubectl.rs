@@ -131,7 +131,7 @@ fn kubectl_apply_get_describe_scale_delete() {
 #[test]
 fn kubectl_errors_name_the_field() {
     // without controllers: the checks below expect nothing but what kubectl stored
-    let c = Cluster::start_with(&["--disable-scheduler", "--disable-controllers"]);
+    let c = Cluster::start_with(&["--disable-scheduler", "--controllers=serviceaccount"]);
     let bad = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: bad\nspec:\n  selector:\n    matchLabels:\n      app: a\n  template:\n    metadata:\n      labels:\n        app: b\n    spec:\n      containers:\n      - name: c\n        image: busybox\n";
     let err = failure(&c.kubectl_stdin(&["apply", "-f", "-"], bad));
     assert!(err.contains("spec.template.metadata.labels"), "{err}");

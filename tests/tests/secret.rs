@@ -21,7 +21,7 @@ stringData:
 
 #[test]
 fn kubectl_apply_get_and_refusals_of_secrets() {
-    let c = Cluster::start_with(&["--disable-scheduler", "--disable-controllers"]);
+    let c = Cluster::start_with(&["--disable-scheduler", "--controllers=serviceaccount"]);
     let applied = success(&c.kubectl_stdin(&["apply", "-f", "-"], MANIFEST));
     assert_eq!(applied.trim(), "secret/db-credentials created");
     let again = success(&c.kubectl_stdin(&["apply", "-f", "-"], MANIFEST));
@@ -83,7 +83,7 @@ fn kubectl_apply_get_and_refusals_of_secrets() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn immutable_secrets_and_service_accounts_through_kube_rs() {
-    let c = Cluster::start_with(&["--disable-scheduler", "--disable-controllers"]);
+    let c = Cluster::start_with(&["--disable-scheduler", "--controllers=serviceaccount"]);
     let client = c.client().await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
     let frozen: Secret = serde_json::from_value(json!({

@@ -88,7 +88,7 @@ async fn main() -> std::process::ExitCode {
 async fn bench() -> Result<()> {
     // the API server alone: no scheduler or controllers writing pod status behind the load
     let load_before = load_average();
-    let cluster = Cluster::start_with(&["--disable-scheduler", "--disable-controllers"]);
+    let cluster = Cluster::start_with(&["--disable-scheduler", "--controllers=serviceaccount"]);
     let pid = cluster.server.pid().context("server pid")?;
     let client = cluster.client().await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");

@@ -389,12 +389,12 @@ enum Mode {
 async fn run(label: &'static str, mode: Mode) -> Result<RunResult> {
     let backlog = mode == Mode::Backlog;
     let flags: &[&str] = if backlog {
-        &["--disable-scheduler", "--disable-controllers"]
+        &["--disable-scheduler", "--controllers=serviceaccount"]
     } else {
         // a cluster CIDR with a /24 for each of the 1,000 nodes (the default /16 has 256)
         &["--cluster-cidr", "10.0.0.0/14"]
     };
-    // for investigations: extra bpfk-server flags, e.g. "--disable-controllers"
+    // for investigations: extra bpfk-server flags, e.g. "--controllers=serviceaccount"
     let extra = std::env::var("SCHED_BENCH_SERVER_FLAGS").unwrap_or_default();
     let flags: Vec<String> = flags
         .iter()

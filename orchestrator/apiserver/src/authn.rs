@@ -1,6 +1,7 @@
 //! Authentication: who a request comes from, as kube-apiserver's union of authenticators:
 //! the TLS client certificate (verified against the cluster CA by the TLS layer, CN = user,
-//! O = groups), then a bearer token (the static token file). A request with neither is
+//! O = groups), then a bearer token (the static token file, then ServiceAccount tokens
+//! signed by the cluster's service-account key). A request with neither is
 //! anonymous, which only the health and version paths accept; a token that matches nothing
 //! is 401 whatever else the request carries.
 
@@ -11,6 +12,7 @@ use bpfk_auth::token_file::TokenFile;
 use bpfk_auth::user::{self, UserInfo};
 
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// The user of a connection's verified client certificate, put on each of its requests by
 /// the TLS server.
@@ -26,6 +28,8 @@ pub struct RequestUser(pub Arc<UserInfo>);
 pub struct Authenticator {
     /// `--token-auth-file`
     pub token_file: TokenFile,
+    /// ServiceAccount tokens (absent in servers built without a PKI, as some unit tests).
+    pub service_accounts: Option<crate::service_accounts::ServiceAccountTokens>,
 }
 
 /// Paths anyone may read (kube-apiserver's `system:public-info-viewer`).
@@ -41,24 +45,64 @@ pub fn public_path(path: &str) -> bool {
 impl Authenticator {
     /// The user of a request with `peer` (its connection's certificate) and `headers`;
     /// anonymous when it carries no credentials.
-    pub fn authenticate(
+    pub async fn authenticate(
         &self,
+        state: &AppState,
         peer: Option<&PeerIdentity>,
         headers: &HeaderMap,
     ) -> Result<Arc<UserInfo>, ApiError> {
-        if let Some(user) = peer.and_then(|p| p.0.clone()) {
-            return Ok(user);
-        }
-        match bearer_token(headers)? {
-            Some(token) => self.token_user(token).ok_or(ApiError::Unauthorized),
-            None => Ok(Arc::new(user::anonymous())),
+        match presented(peer, headers)? {
+            Presented::User(user) => Ok(user),
+            Presented::Anonymous => Ok(Arc::new(user::anonymous())),
+            Presented::Token(token) => {
+                self.token_user(state, token, None).await.map_err(|reason| {
+                    tracing::debug!(%reason, "bearer token refused");
+                    ApiError::Unauthorized
+                })
+            }
         }
     }
 
-    /// The user of a bearer token, if it is one of the server's.
-    pub fn token_user(&self, token: &str) -> Option<Arc<UserInfo>> {
-        self.token_file.user(token).cloned().map(Arc::new)
+    /// The user of a bearer token, or why it is none (never the token itself); a
+    /// ServiceAccount token must be for one of `audiences` (the API server's when `None`).
+    pub async fn token_user(
+        &self,
+        state: &AppState,
+        token: &str,
+        audiences: Option<&[String]>,
+    ) -> Result<Arc<UserInfo>, String> {
+        if let Some(user) = self.token_file.user(token) {
+            return Ok(Arc::new(user.clone()));
+        }
+        match &self.service_accounts {
+            Some(sa) if bpfk_auth::service_account::looks_like_jwt(token) => {
+                sa.authenticate(state, token, audiences).await.map(Arc::new)
+            }
+            _ => Err("the token is not known".into()),
+        }
     }
+}
+
+/// The credentials a request carries, first the certificate's user.
+#[derive(Debug)]
+pub enum Presented<'a> {
+    User(Arc<UserInfo>),
+    Token(&'a str),
+    Anonymous,
+}
+
+/// What `peer` and `headers` present; a malformed Authorization header is 401.
+pub fn presented<'a>(
+    peer: Option<&PeerIdentity>,
+    headers: &'a HeaderMap,
+) -> Result<Presented<'a>, ApiError> {
+    if let Some(user) = peer.and_then(|p| p.0.clone()) {
+        return Ok(Presented::User(user));
+    }
+    Ok(match bearer_token(headers)? {
+        Some(token) => Presented::Token(token),
+        None => Presented::Anonymous,
+    })
 }
 
 /// The bearer token of `Authorization: Bearer ...`, if any; another scheme is 401 (basic
@@ -96,26 +140,31 @@ mod tests {
 
     #[test]
     fn certificate_then_token_then_anonymous() {
-        let authn = Authenticator {
-            token_file: TokenFile::parse("secret-token,alice,1,dev").unwrap(),
-        };
+        let tokens = TokenFile::parse("secret-token,alice,1,dev").unwrap();
         let cert_user = Arc::new(user::authenticated("bob".into(), String::new(), vec![]));
         let peer = PeerIdentity(Some(cert_user));
-        let bob = authn.authenticate(Some(&peer), &headers(None)).unwrap();
-        assert_eq!(bob.name, "bob");
-        let alice = authn
-            .authenticate(None, &headers(Some("Bearer secret-token")))
-            .unwrap();
-        assert_eq!(alice.name, "alice");
-        assert!(alice.in_group("dev"));
-        let anon = authn.authenticate(None, &headers(None)).unwrap();
-        assert!(is_anonymous(&anon));
-        for bad in ["Bearer wrong", "Basic YTpi", "Bearer ", "secret-token"] {
+        let h = headers(Some("Bearer secret-token"));
+        match presented(Some(&peer), &h).unwrap() {
+            Presented::User(bob) => assert_eq!(bob.name, "bob"),
+            other => panic!("{other:?}"),
+        }
+        match presented(None, &h).unwrap() {
+            Presented::Token(t) => {
+                let alice = tokens.user(t).unwrap();
+                assert_eq!(alice.name, "alice");
+                assert!(alice.in_group("dev"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            presented(None, &headers(None)),
+            Ok(Presented::Anonymous)
+        ));
+        assert!(tokens.user("wrong").is_none());
+        for bad in ["Basic YTpi", "Bearer ", "secret-token"] {
+            let h = headers(Some(bad));
             assert!(
-                matches!(
-                    authn.authenticate(None, &headers(Some(bad))),
-                    Err(ApiError::Unauthorized)
-                ),
+                matches!(presented(None, &h), Err(ApiError::Unauthorized)),
                 "{bad}"
             );
         }

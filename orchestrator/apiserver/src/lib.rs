@@ -18,6 +18,7 @@ pub mod discovery_v2;
 pub mod error;
 pub mod escalation;
 pub mod kubeconfig;
+pub mod kubernetes_service;
 pub mod metrics;
 pub mod object;
 pub mod openapi;
@@ -28,6 +29,8 @@ pub mod rbac_bootstrap;
 pub mod rest;
 pub mod router;
 pub mod serve;
+pub mod service_account_admission;
+pub mod service_accounts;
 pub mod state;
 pub mod streaming;
 
@@ -77,6 +80,19 @@ pub struct ApiServerConfig {
     /// kube-apiserver's flag of the same name.
     #[arg(long = "token-auth-file", value_name = "PATH")]
     pub token_auth_file: Option<PathBuf>,
+    /// The issuer (`iss`) of the ServiceAccount tokens this server signs and accepts.
+    #[arg(long = "service-account-issuer", default_value = bpfk_auth::service_account::DEFAULT_ISSUER)]
+    pub service_account_issuer: String,
+    /// Audiences of tokens meant for this API server (the issuer when not set).
+    #[arg(long = "api-audiences", value_delimiter = ',')]
+    pub api_audiences: Vec<String>,
+    /// The longest lifetime a TokenRequest gets (a Go duration); longer requests are cut.
+    #[arg(long = "service-account-max-token-expiration", default_value = "24h", value_parser = parse_event_ttl)]
+    pub service_account_max_token_expiration: Duration,
+    /// The address the `kubernetes` Service's endpoints point to (default: the listen
+    /// address unless it is loopback or unspecified, then none).
+    #[arg(long = "advertise-address")]
+    pub advertise_address: Option<std::net::IpAddr>,
     /// Seconds a pod tolerates `node.kubernetes.io/not-ready:NoExecute` when it has no
     /// toleration of it (the DefaultTolerationSeconds admission).
     #[arg(long = "default-not-ready-toleration-seconds", default_value_t = 300)]
@@ -95,10 +111,10 @@ pub struct ApiServerConfig {
     pub event_ttl: Duration,
 }
 
-/// `--event-ttl`: a positive Go duration.
+/// `--event-ttl`, `--service-account-max-token-expiration`: a positive Go duration.
 fn parse_event_ttl(text: &str) -> std::result::Result<Duration, String> {
     match compaction::parse_interval(text)? {
-        d if d.is_zero() => Err(format!("{text:?}: the event TTL must be positive")),
+        d if d.is_zero() => Err(format!("{text:?}: the duration must be positive")),
         d => Ok(d),
     }
 }
@@ -128,6 +144,8 @@ pub enum Error {
     Pki(#[from] bpfk_auth::pki::PkiError),
     #[error("TLS: {0}")]
     Tls(#[from] bpfk_auth::tls::TlsError),
+    #[error("the service-account key under --data-dir: {0}")]
+    ServiceAccountKey(String),
     #[error("--token-auth-file {path}: {reason}")]
     TokenFile { path: PathBuf, reason: String },
 }
@@ -189,6 +207,7 @@ fn serving_names(config: &ApiServerConfig) -> Vec<String> {
     if !config.listen.ip().is_unspecified() {
         names.push(config.listen.ip().to_string());
     }
+    names.extend(config.advertise_address.map(|a| a.to_string()));
     names.extend(config.tls_san.iter().cloned());
     let mut seen = std::collections::HashSet::new();
     names.retain(|n| seen.insert(n.clone()));
@@ -199,9 +218,24 @@ fn serving_names(config: &ApiServerConfig) -> Vec<String> {
 /// serving certificate.
 pub const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
 
-fn authenticator(config: &ApiServerConfig) -> Result<authn::Authenticator> {
+fn authenticator(config: &ApiServerConfig, pki: &ServerPki) -> Result<authn::Authenticator> {
+    let key = bpfk_auth::service_account::ServiceAccountKey::from_pem(&pki.service_account_key_pem)
+        .map_err(|e| Error::ServiceAccountKey(e.to_string()))?;
+    let audiences = match config.api_audiences.is_empty() {
+        true => vec![config.service_account_issuer.clone()],
+        false => config.api_audiences.clone(),
+    };
+    let service_accounts = Some(service_accounts::ServiceAccountTokens {
+        key,
+        issuer: config.service_account_issuer.clone(),
+        audiences,
+        max_expiration: config.service_account_max_token_expiration,
+    });
     let Some(path) = &config.token_auth_file else {
-        return Ok(authn::Authenticator::default());
+        return Ok(authn::Authenticator {
+            token_file: TokenFile::default(),
+            service_accounts,
+        });
     };
     let text = std::fs::read_to_string(path).map_err(|e| Error::TokenFile {
         path: path.clone(),
@@ -211,7 +245,10 @@ fn authenticator(config: &ApiServerConfig) -> Result<authn::Authenticator> {
         path: path.clone(),
         reason: e.to_string(),
     })?;
-    Ok(authn::Authenticator { token_file })
+    Ok(authn::Authenticator {
+        token_file,
+        service_accounts,
+    })
 }
 
 /// Connect to etcd, start the watch caches and serve the API over TLS.
@@ -225,7 +262,7 @@ pub async fn start(config: &ApiServerConfig) -> Result<Running> {
         &pki.serving.key_pem,
         &pki.ca.cert_pem,
     )?);
-    let authn = authenticator(config)?;
+    let authn = authenticator(config, &pki)?;
     let store = Arc::new(EtcdStore::connect(&config.etcd_servers).await?);
     let state = AppState::with_authenticator(store, config.admission(), config.event_ttl, authn);
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -238,7 +275,8 @@ pub async fn start(config: &ApiServerConfig) -> Result<Running> {
         addr: config.listen,
         source,
     })?;
-    tokio::spawn(bootstrap(state.clone()));
+    let advertised = kubernetes_service::advertised(addr, config.advertise_address);
+    tokio::spawn(bootstrap(state.clone(), addr.port(), advertised));
     tokio::spawn(compaction::run(
         state.store.clone(),
         config.etcd_compaction_interval,
@@ -306,8 +344,9 @@ pub async fn run(config: ApiServerConfig) -> Result<()> {
 
 /// Create the namespaces that always exist and the bootstrap RBAC policy (then /readyz
 /// answers ok), then repair the Service allocation keys, then
-/// create the `kube-dns` Service; each retried until etcd answers.
-async fn bootstrap(state: Arc<AppState>) {
+/// create the `kube-dns` Service; each retried until etcd answers; then keep the
+/// `kubernetes` Service and its endpoints.
+async fn bootstrap(state: Arc<AppState>, listen_port: u16, advertised: Option<SocketAddr>) {
     let mut delay = Duration::from_millis(200);
     while !ensure_system_namespaces(&state).await {
         tokio::time::sleep(delay).await;
@@ -337,4 +376,5 @@ async fn bootstrap(state: Arc<AppState>) {
         delay = (delay * 2).min(Duration::from_secs(5));
     }
     cluster_dns::ensure_kube_dns(&state).await;
+    kubernetes_service::run(state, KUBERNETES_SERVICE_IP, listen_port, advertised).await;
 }

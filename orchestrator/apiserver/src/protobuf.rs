@@ -20,6 +20,8 @@ enum Field {
     Str,
     Strings,
     Message(&'static [(u32, &'static str, Field)]),
+    /// `int64` (a varint).
+    Int64,
     /// `map<string, string>`.
     StringMap,
     /// `map<string, ExtraValue>` (ExtraValue: `repeated string items = 1`).
@@ -67,6 +69,17 @@ const ACCESS_SPEC: Table = &[
 ];
 const RULES_SPEC: Table = &[(1, "namespace", Field::Str)];
 const TOKEN_SPEC: Table = &[(1, "token", Field::Str), (2, "audiences", Field::Strings)];
+const BOUND_OBJECT_REF: Table = &[
+    (1, "kind", Field::Str),
+    (2, "apiVersion", Field::Str),
+    (3, "name", Field::Str),
+    (4, "uid", Field::Str),
+];
+const TOKEN_REQUEST_SPEC: Table = &[
+    (1, "audiences", Field::Strings),
+    (3, "boundObjectRef", Field::Message(BOUND_OBJECT_REF)),
+    (4, "expirationSeconds", Field::Int64),
+];
 
 /// The field table of `kind` in `api_version`, for the kinds decoded.
 fn table_of(api_version: &str, kind: &str) -> Option<Table> {
@@ -76,6 +89,7 @@ fn table_of(api_version: &str, kind: &str) -> Option<Table> {
     const RULES: Table = &[META, (2, "spec", Field::Message(RULES_SPEC))];
     const SELF_REVIEW: Table = &[META];
     const TOKEN: Table = &[META, (2, "spec", Field::Message(TOKEN_SPEC))];
+    const TOKEN_REQUEST: Table = &[META, (2, "spec", Field::Message(TOKEN_REQUEST_SPEC))];
     match (api_version, kind) {
         ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => Some(SELF_ACCESS),
         ("authorization.k8s.io/v1", "SubjectAccessReview" | "LocalSubjectAccessReview") => {
@@ -84,6 +98,7 @@ fn table_of(api_version: &str, kind: &str) -> Option<Table> {
         ("authorization.k8s.io/v1", "SelfSubjectRulesReview") => Some(RULES),
         ("authentication.k8s.io/v1", "SelfSubjectReview") => Some(SELF_REVIEW),
         ("authentication.k8s.io/v1", "TokenReview") => Some(TOKEN),
+        ("authentication.k8s.io/v1", "TokenRequest") => Some(TOKEN_REQUEST),
         _ => None,
     }
 }
@@ -140,8 +155,12 @@ fn message(bytes: &[u8], table: Table, depth: usize) -> Result<Map<String, Value
         let Some((_, name, kind)) = table.iter().find(|(n, _, _)| *n == number) else {
             continue;
         };
+        if let (Field::Int64, Wire::Varint(v)) = (kind, &wire) {
+            out.insert(name.to_string(), Value::from(*v as i64));
+            continue;
+        }
         let Wire::Bytes(b) = wire else {
-            return Err(bad(&format!("field {name} is not length-delimited")));
+            return Err(bad(&format!("field {name} has the wrong wire type")));
         };
         let name = name.to_string();
         match kind {
@@ -149,6 +168,7 @@ fn message(bytes: &[u8], table: Table, depth: usize) -> Result<Map<String, Value
                 out.insert(name, Value::String(utf8(b)?));
             }
             Field::Strings => push(&mut out, name, Value::String(utf8(b)?)),
+            Field::Int64 => return Err(bad(&format!("field {name} is not a varint"))),
             Field::Message(inner) => {
                 out.insert(name, Value::Object(message(b, inner, depth + 1)?));
             }
@@ -200,7 +220,7 @@ fn map_entry(b: &[u8], kind: Field) -> Result<(String, Value)> {
 
 /// One field's payload on the wire.
 enum Wire<'a> {
-    Varint,
+    Varint(u64),
     Fixed,
     Bytes(&'a [u8]),
 }
@@ -238,7 +258,7 @@ impl<'a> Reader<'a> {
         let key = self.varint()?;
         let number = u32::try_from(key >> 3).map_err(|_| bad("field number out of range"))?;
         let wire = match key & 7 {
-            0 => self.varint().map(|_| Wire::Varint)?,
+            0 => Wire::Varint(self.varint()?),
             1 => self.take(8).map(|_| Wire::Fixed)?,
             2 => {
                 let len =
@@ -312,10 +332,46 @@ mod tests {
     }
 
     #[test]
+    fn decodes_a_token_request_with_its_expiry() {
+        let spec = [
+            bytes_field(1, b"vault"),
+            vec![4 << 3, 0x90, 0x1c], // expirationSeconds 3600
+            bytes_field(
+                3,
+                &[bytes_field(1, b"Pod"), bytes_field(3, b"web")].concat(),
+            ),
+        ]
+        .concat();
+        let raw = [
+            bytes_field(1, &bytes_field(1, b"default")),
+            bytes_field(2, &spec),
+        ]
+        .concat();
+        let obj = decode(&envelope("authentication.k8s.io/v1", "TokenRequest", &raw)).unwrap();
+        assert_eq!(
+            obj["spec"],
+            serde_json::json!({"audiences": ["vault"], "expirationSeconds": 3600,
+                "boundObjectRef": {"kind": "Pod", "name": "web"}})
+        );
+        assert_eq!(obj["metadata"]["name"], "default");
+        let wrong_wire = [bytes_field(1, &[]), bytes_field(2, &bytes_field(4, b"x"))].concat();
+        let err = decode(&envelope(
+            "authentication.k8s.io/v1",
+            "TokenRequest",
+            &wrong_wire,
+        ));
+        assert_eq!(err.unwrap_err().code(), 400);
+    }
+
+    #[test]
     fn refuses_what_it_cannot_read() {
         assert_eq!(decode(b"{}").unwrap_err().code(), 400);
         assert_eq!(decode(&envelope("v1", "Pod", &[])).unwrap_err().code(), 415);
-        let truncated = envelope("authentication.k8s.io/v1", "SelfSubjectReview", &[10, 50, 1]);
+        let truncated = envelope(
+            "authentication.k8s.io/v1",
+            "SelfSubjectReview",
+            &[10, 50, 1],
+        );
         assert_eq!(decode(&truncated).unwrap_err().code(), 400);
         let deep = envelope("authentication.k8s.io/v1", "SelfSubjectReview", &[0xff; 12]);
         assert_eq!(decode(&deep).unwrap_err().code(), 400);

@@ -34,7 +34,8 @@ pub fn router(state: Arc<AppState>) -> Router {
 async fn dispatch(State(state): State<Arc<AppState>>, mut req: Request) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let user = match authenticated(&state, &req, &path) {
+    let peer = req.extensions().get::<PeerIdentity>().cloned();
+    let user = match authenticated(&state, peer, req.headers(), &path).await {
         Ok(user) => user,
         Err(e) => return e.into_response(),
     };
@@ -89,9 +90,16 @@ async fn served(state: Arc<AppState>, method: Method, path: String, req: Request
 
 /// The user `req` comes from; 401 for bad credentials, and for none outside the public
 /// paths.
-fn authenticated(state: &AppState, req: &Request, path: &str) -> Result<Arc<UserInfo>> {
-    let peer = req.extensions().get::<PeerIdentity>();
-    let user = state.authn.authenticate(peer, req.headers())?;
+async fn authenticated(
+    state: &AppState,
+    peer: Option<PeerIdentity>,
+    headers: &HeaderMap,
+    path: &str,
+) -> Result<Arc<UserInfo>> {
+    let user = state
+        .authn
+        .authenticate(state, peer.as_ref(), headers)
+        .await?;
     if authn::is_anonymous(&user) && !authn::public_path(path) {
         return Err(ApiError::Unauthorized);
     }
@@ -449,6 +457,17 @@ async fn resource(
                         subresource::bind(&state, res, ns, name, &parse_body(headers, &body)?)
                             .await?;
                     Ok(json_response(StatusCode::CREATED, &status, &[]))
+                }
+                ("token", Method::POST) => {
+                    let ns =
+                        ns.ok_or_else(|| ApiError::bad_request("serviceaccounts are namespaced"))?;
+                    let tokens = state.authn.service_accounts.as_ref().ok_or_else(|| {
+                        ApiError::internal("this server has no service-account key")
+                    })?;
+                    let answer = tokens
+                        .request(&state, ns, name, parse_body(headers, &body)?)
+                        .await?;
+                    Ok(json_response(StatusCode::CREATED, &answer, &[]))
                 }
                 ("log", Method::GET) => {
                     let ns = ns.ok_or_else(|| ApiError::bad_request("pods are namespaced"))?;

@@ -6,6 +6,7 @@ pub mod authz;
 pub mod kubeconfig;
 pub mod pki;
 pub mod rbac;
+pub mod service_account;
 pub mod tls;
 pub mod token_file;
 pub mod user;

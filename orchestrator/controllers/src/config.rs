@@ -1,5 +1,6 @@
 //! Controller manager settings, usable as command-line flags (`#[command(flatten)]`).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Names accepted by `--controllers`.
@@ -13,6 +14,9 @@ pub const ALL_CONTROLLERS: &[&str] = &[
     "garbagecollector",
     "namespace",
     "clusterrole-aggregation",
+    "serviceaccount",
+    "serviceaccount-token",
+    "root-ca-cert-publisher",
 ];
 
 /// Parses durations such as `40s`, `5m`.
@@ -25,7 +29,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 pub struct ControllersConfig {
     /// Controllers to run: `*` for all, a name to enable one, `-name` to disable one
     /// (deployment, replicaset, endpoint, endpointslice, nodeipam, nodelifecycle,
-    /// garbagecollector, namespace).
+    /// garbagecollector, namespace, clusterrole-aggregation, serviceaccount,
+    /// serviceaccount-token, root-ca-cert-publisher).
     #[arg(long = "controllers", value_delimiter = ',', default_value = "*")]
     pub controllers: Vec<String>,
     /// A node whose lease was not renewed for this long becomes NotReady and tainted.
@@ -43,6 +48,15 @@ pub struct ControllersConfig {
     /// Objects of one kind reconciled at the same time.
     #[arg(long = "concurrent-syncs", default_value_t = 16)]
     pub concurrent_syncs: u16,
+    /// The cluster CA (PEM) published in every namespace as the `kube-root-ca.crt`
+    /// ConfigMap and put into token Secrets; without it, root-ca-cert-publisher and
+    /// serviceaccount-token do not run.
+    #[arg(long = "root-ca-file")]
+    pub root_ca_file: Option<PathBuf>,
+    /// The key (PEM PKCS#8, ECDSA P-256) legacy token Secrets are signed with, the API
+    /// server's service-account key; without it, serviceaccount-token does not run.
+    #[arg(long = "service-account-private-key-file")]
+    pub service_account_private_key_file: Option<PathBuf>,
 }
 
 impl Default for ControllersConfig {
@@ -54,6 +68,8 @@ impl Default for ControllersConfig {
             cluster_cidr: "10.244.0.0/16".into(),
             node_cidr_mask_size: 24,
             concurrent_syncs: 16,
+            root_ca_file: None,
+            service_account_private_key_file: None,
         }
     }
 }

@@ -6,7 +6,8 @@
 //! EndpointSlices), [`nodeipam`] (pod CIDRs), [`nodelifecycle`] (leases, NotReady nodes and
 //! their pods, taints), [`taint_eviction`] (pods leave NoExecute-tainted nodes as their
 //! tolerations say), [`garbagecollector`] (ownerReferences), [`namespace`] (emptying terminating
-//! namespaces) and [`clusterrole_aggregation`] (aggregated ClusterRoles' rules). Each can be switched off with `--controllers`.
+//! namespaces), [`clusterrole_aggregation`] (aggregated ClusterRoles' rules) and
+//! [`service_accounts`] (default accounts, the root CA ConfigMap, token Secrets). Each can be switched off with `--controllers`.
 
 pub mod claim;
 pub mod clusterrole_aggregation;
@@ -22,6 +23,7 @@ pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod replicaset;
 pub mod served_kinds;
+pub mod service_accounts;
 pub mod taint_eviction;
 pub mod util;
 
@@ -58,7 +60,7 @@ pub async fn run_with_pods(
 ) -> Result<()> {
     config.validate()?;
     let c = config.concurrent_syncs.max(1);
-    let mut tasks: Vec<(&'static str, BoxFuture<'static, Result<()>>)> = Vec::new();
+    let mut tasks: Tasks = Vec::new();
     if config.enabled("deployment") {
         tasks.push(("deployment", deployment::run(client.clone(), c).boxed()));
     }
@@ -128,6 +130,7 @@ pub async fn run_with_pods(
     if config.enabled("namespace") {
         tasks.push(("namespace", namespace::run(client.clone(), c).boxed()));
     }
+    service_account_tasks(&client, &config, &mut tasks)?;
     let mut set = JoinSet::new();
     for (name, fut) in tasks {
         tracing::info!(controller = name, "starting controller");
@@ -139,4 +142,62 @@ pub async fn run_with_pods(
         Some(Ok((_, Err(e)))) => Err(e),
         Some(Err(e)) => Err(Error::Stopped("controller task", e.to_string())),
     }
+}
+
+type Tasks = Vec<(&'static str, BoxFuture<'static, Result<()>>)>;
+
+/// The ServiceAccount controllers that are enabled and have what they need (the CA file,
+/// the signing key); a missing file named by a flag is an error, an unset flag a warning.
+fn service_account_tasks(
+    client: &Client,
+    config: &ControllersConfig,
+    tasks: &mut Tasks,
+) -> Result<()> {
+    let c = config.concurrent_syncs.max(1);
+    if config.enabled("serviceaccount") {
+        let fut = service_accounts::default_account::run(client.clone(), c);
+        tasks.push(("serviceaccount", fut.boxed()));
+    }
+    let ca_pem = read_flag_file("root-ca-file", config.root_ca_file.as_deref())?;
+    let key_pem = read_flag_file(
+        "service-account-private-key-file",
+        config.service_account_private_key_file.as_deref(),
+    )?;
+    if config.enabled("root-ca-cert-publisher") {
+        match &ca_pem {
+            Some(ca) => {
+                let fut = service_accounts::root_ca::run(client.clone(), ca.clone(), c);
+                tasks.push(("root-ca-cert-publisher", fut.boxed()));
+            }
+            None => tracing::warn!("root-ca-cert-publisher not started: no --root-ca-file"),
+        }
+    }
+    if config.enabled("serviceaccount-token") {
+        match (ca_pem, key_pem) {
+            (Some(ca), Some(key)) => {
+                let key = bpfk_auth::service_account::ServiceAccountKey::from_pem(&key)
+                    .map_err(|e| Error::Config {
+                        flag: "service-account-private-key-file",
+                        reason: e.to_string(),
+                    })?;
+                let fut = service_accounts::legacy_tokens::run(client.clone(), key, ca, c);
+                tasks.push(("serviceaccount-token", fut.boxed()));
+            }
+            _ => tracing::warn!(
+                "serviceaccount-token not started: it needs --root-ca-file and --service-account-private-key-file"
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// The text of the file a flag names, if it names one.
+fn read_flag_file(flag: &'static str, path: Option<&std::path::Path>) -> Result<Option<String>> {
+    let Some(path) = path else { return Ok(None) };
+    std::fs::read_to_string(path)
+        .map(Some)
+        .map_err(|e| Error::Config {
+            flag,
+            reason: format!("cannot read {}: {e}", path.display()),
+        })
 }

@@ -42,6 +42,7 @@ pub mod prober;
 pub mod status;
 pub mod stream_server;
 pub mod termination;
+pub mod tokens;
 pub mod volumes;
 
 use std::sync::Arc;
@@ -125,6 +126,7 @@ pub async fn run_sharing_pod_cidr(
     let ctx = Arc::new(pod_worker::Ctx {
         host_ip: node::host_ip(&config),
         objects: objects::ObjectCache::new(client.clone(), config.object_cache_ttl),
+        tokens: tokens::TokenManager::new(client.clone()),
         images: images::ImageManager::new(cri.clone(), config.serialize_image_pulls, backoff),
         node_capacity: capacity,
         client,

@@ -44,6 +44,8 @@ pub struct Ctx {
     pub host_ip: Option<String>,
     /// ConfigMaps and Secrets the pods refer to.
     pub objects: ObjectCache,
+    /// Service account tokens of the pods' projected volumes.
+    pub tokens: crate::tokens::TokenManager,
     pub images: ImageManager,
     /// The node's capacity (unset container limits read as it through the Downward API).
     pub node_capacity: crate::config::Capacity,
@@ -1098,12 +1100,13 @@ impl Worker {
             Err(e) => return Err(e.to_string()),
         }
         let values = self.field_values(None);
+        let tokens = self.ctx.tokens.for_pod(pod).await;
         let inputs = VolumeInputs {
             pod,
             id,
             values: &values,
             objects: &self.objects,
-            tokens: &volumes::NoTokens,
+            tokens: &tokens,
         };
         match volumes::sync_pod(&self.config().root_dir, &inputs) {
             Ok(changed) => {

@@ -54,7 +54,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         })
     };
     let controllers = {
-        let (client, config) = (client.clone(), cli.controllers.clone());
+        let (client, config) = (client.clone(), controllers_config(&cli, &server));
         let disabled = cli.disable_controllers;
         tokio::spawn(async move {
             if disabled {
@@ -80,6 +80,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     result?;
     Ok(())
+}
+
+/// The controllers' settings, with the cluster CA and the service-account key of this
+/// server's PKI where the flags name none.
+fn controllers_config(
+    cli: &Cli,
+    server: &bpfk_apiserver::Running,
+) -> bpfk_controllers::ControllersConfig {
+    let mut config = cli.controllers.clone();
+    let dir = &server.pki.dir;
+    config
+        .root_ca_file
+        .get_or_insert_with(|| dir.join("ca.crt"));
+    config
+        .service_account_private_key_file
+        .get_or_insert_with(|| dir.join("sa.key"));
+    config
 }
 
 /// A client of `server` as `user`, with a client certificate of its own.

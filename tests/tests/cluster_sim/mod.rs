@@ -70,7 +70,7 @@ impl Sim {
         if controllers {
             flags.extend(FAST_NODE_FLAGS);
         } else {
-            flags.push("--disable-controllers");
+            flags.push("--controllers=serviceaccount");
         }
         let cluster = tokio::task::spawn_blocking(move || Cluster::start_with(&flags))
             .await

@@ -49,7 +49,7 @@ pub async fn create(
         }
         "SelfSubjectRulesReview" => rules_status(state, &me, spec(&obj)).await?,
         "SelfSubjectReview" => json!({"userInfo": user_info_json(&me)}),
-        "TokenReview" => token_status(state, spec(&obj)),
+        "TokenReview" => token_status(state, spec(&obj)).await,
         other => return Err(ApiError::internal(format!("{other} is not a review"))),
     };
     if let Some(map) = obj.as_object_mut() {
@@ -164,11 +164,36 @@ async fn rules_status(state: &AppState, user: &UserInfo, spec: &Value) -> Result
     )
 }
 
-/// The user of a token, as the server's authenticators see it.
-fn token_status(state: &AppState, spec: &Value) -> Value {
-    match state.authn.token_user(text(spec, "token")) {
-        Some(user) => json!({"authenticated": true, "user": user_info_json(&user)}),
-        None => json!({"authenticated": false, "error": "invalid bearer token"}),
+/// The user of a token, as the server's authenticators see it (for the review's
+/// `audiences`, when it names any).
+async fn token_status(state: &AppState, spec: &Value) -> Value {
+    let audiences: Vec<String> = spec
+        .get("audiences")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    let asked = (!audiences.is_empty()).then_some(audiences.as_slice());
+    match state
+        .authn
+        .token_user(state, text(spec, "token"), asked)
+        .await
+    {
+        Ok(user) => {
+            let mut status = json!({"authenticated": true, "user": user_info_json(&user)});
+            if let Some(aud) = asked {
+                status["audiences"] = json!(aud);
+            }
+            status
+        }
+        // as kube-apiserver: why, never the token itself
+        Err(reason) => {
+            json!({"authenticated": false, "error": format!("[invalid bearer token, {reason}]")})
+        }
     }
 }
 

@@ -140,7 +140,7 @@ mod either {
     }
 }
 
-fn random_suffix() -> String {
+pub(crate) fn random_suffix() -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = rand::thread_rng();
     (0..5)
@@ -209,6 +209,11 @@ pub async fn create(
     }
     if res.namespaced {
         admission::check_namespace_accepts(state, res, &name, ns.unwrap_or_default()).await?;
+    }
+    if res.is("", "Pod") {
+        // after validation: it adds only what the server itself writes correctly
+        let ns = ns.unwrap_or_default();
+        crate::service_account_admission::admit_pod(state, ns, &mut obj).await?;
     }
     crate::escalation::check(state, res, ns, &obj).await?;
     object::set_meta(

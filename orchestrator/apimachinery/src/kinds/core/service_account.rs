@@ -14,7 +14,13 @@ pub const RESOURCE: ResourceInfo = ResourceInfo {
     short_names: &["sa"],
     categories: &[],
     list_kind: "ServiceAccountList",
-    subresources: &[],
+    subresources: &[Subresource {
+        name: "token",
+        group: Some("authentication.k8s.io"),
+        version: Some("v1"),
+        kind: "TokenRequest",
+        verbs: CREATE_ONLY,
+    }],
     verbs: ALL_VERBS,
     strategy: &ServiceAccountStrategy,
 };
