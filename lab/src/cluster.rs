@@ -762,9 +762,10 @@ impl Lab {
         crate::images::import_with_ctr(&containerd.socket(), images, containerd.snapshotter())
             .unwrap_or_else(|e| panic!("importing the stand-in images on {name} failed: {e}"));
         let log = dir.join(format!("bpfk-agent-{name}.log"));
+        let kubeconfig = self.node_kubeconfig(&name);
         let mut cmd = Command::new(&options.binaries.agent);
         cmd.args(["--node-name", &name, "--kubeconfig"])
-            .arg(&self.kubeconfig)
+            .arg(&kubeconfig)
             .args(["--node-ip", &ip.to_string()])
             .args(["--underlay-iface", UNDERLAY_IFACE])
             .arg("--cgroup")
@@ -871,6 +872,21 @@ impl Lab {
     pub fn issue_client_cert(&self, user: &str, groups: &[&str]) -> bpfk_auth::pki::CertKey {
         let pki = self.dir().join("server-data").join("pki");
         crate::api_client::issue_client_cert(&pki, user, groups)
+    }
+
+    /// Writes the kubeconfig of node `name`'s agent (its own node identity) into the lab
+    /// directory (mode 0600: it holds a key); its path.
+    fn node_kubeconfig(&self, name: &str) -> PathBuf {
+        let admin = self
+            .credentials
+            .as_ref()
+            .expect("the server's admin credentials");
+        let pki = self.dir().join("server-data").join("pki");
+        let text = crate::api_client::node_kubeconfig(admin, &pki, name);
+        let path = self.dir().join(format!("kubeconfig-{name}"));
+        fs::write(&path, text).expect("write the node kubeconfig");
+        let _ = fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600));
+        path
     }
 
     /// Push [`crate::images::KUBECTL_IMAGE`] (the host's kubectl) to the lab registry, for

@@ -295,3 +295,132 @@ fn authentication_by_certificate_token_or_nothing() {
     // the secrets of the token file never reach the log
     assert!(!c.server.log().contains("s3cr3t-token-of-tina"));
 }
+
+const NODE_FIXTURES: &str = r#"
+apiVersion: v1
+kind: Node
+metadata: {name: n1}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n2}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: used-by-n1, namespace: default}
+stringData: {k: v}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: unused, namespace: default}
+stringData: {k: v}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: on-n1, namespace: default}
+spec:
+  nodeName: n1
+  containers:
+  - name: c
+    image: busybox:1.36
+    env: [{name: K, valueFrom: {secretKeyRef: {name: used-by-n1, key: k}}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: on-n2, namespace: default}
+spec:
+  nodeName: n2
+  containers: [{name: c, image: busybox:1.36}]
+"#;
+
+/// The Node authorizer and NodeRestriction: node n1's identity reads the Secret its pod uses
+/// and no other, writes its own Node and Lease and its pods' status only, creates no pods,
+/// and gets tokens only for its own pods.
+#[test]
+fn a_node_reaches_only_its_own_objects() {
+    let c = Cluster::start();
+    success(&c.kubectl_stdin(&["apply", "-f", "-"], NODE_FIXTURES));
+    let n1 = |args: &[&str]| c.kubectl_as("system:node:n1", &["system:nodes"], args);
+    let n2 = |args: &[&str]| c.kubectl_as("system:node:n2", &["system:nodes"], args);
+
+    success(&n1(&["get", "secret", "used-by-n1"]));
+    let err = failure(&n1(&["get", "secret", "unused"]));
+    assert!(
+        err.contains(r#"User "system:node:n1" cannot get resource "secrets""#),
+        "{err}"
+    );
+    failure(&n2(&["get", "secret", "used-by-n1"]));
+    failure(&n1(&["get", "secrets"]));
+    success(&n1(&["get", "pods", "-A"]));
+    success(&n1(&["get", "endpointslices", "-A"]));
+
+    let patch = r#"{"metadata":{"labels":{"x":"y"}}}"#;
+    success(&n1(&["patch", "node", "n1", "-p", patch]));
+    let err = failure(&n1(&["patch", "node", "n2", "-p", patch]));
+    assert!(
+        err.contains(r#"nodes "n2" is forbidden: node "n1" is not allowed to modify node "n2""#),
+        "{err}"
+    );
+    let status = r#"{"status":{"message":"from n1"}}"#;
+    success(&n1(&[
+        "patch",
+        "pod",
+        "on-n1",
+        "--subresource=status",
+        "-p",
+        status,
+    ]));
+    let err = failure(&n1(&[
+        "patch",
+        "pod",
+        "on-n2",
+        "--subresource=status",
+        "-p",
+        status,
+    ]));
+    assert!(err.contains("can only modify pods bound to it"), "{err}");
+    let err = failure(&n1(&["delete", "pod", "on-n2", "--wait=false"]));
+    assert!(err.contains("can only modify pods bound to it"), "{err}");
+    let pod = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"sneaky"},"spec":{"containers":[{"name":"c","image":"busybox:1.36"}]}}"#;
+    let err = failure(&c.kubectl_stdin_as(
+        "system:node:n1",
+        &["system:nodes"],
+        &["create", "-f", "-"],
+        pod,
+    ));
+    assert!(err.contains("can only create mirror pods"), "{err}");
+    let lease = r#"{"apiVersion":"coordination.k8s.io/v1","kind":"Lease","metadata":{"name":"n2","namespace":"kube-node-lease"}}"#;
+    let err = failure(&c.kubectl_stdin_as(
+        "system:node:n1",
+        &["system:nodes"],
+        &["create", "-f", "-"],
+        lease,
+    ));
+    assert!(
+        err.contains("is not allowed to modify lease kube-node-lease/n2"),
+        "{err}"
+    );
+
+    success(&n1(&[
+        "create",
+        "token",
+        "default",
+        "--bound-object-kind",
+        "Pod",
+        "--bound-object-name",
+        "on-n1",
+    ]));
+    let err = failure(&n1(&[
+        "create",
+        "token",
+        "default",
+        "--bound-object-kind",
+        "Pod",
+        "--bound-object-name",
+        "on-n2",
+    ]));
+    assert!(
+        err.contains("can only request tokens bound to pods bound to it"),
+        "{err}"
+    );
+}

@@ -614,13 +614,15 @@ async fn assert_pod_reaches_the_api_server(lab: &mut Lab, pods: &Api<Pod>, node:
         .expect("delete api-client");
 }
 
-/// The script of the service-account client pod: its mounted token, CA and namespace, the
-/// API through the `kubernetes` Service (10.96.0.1:443, the eBPF datapath's translation to
-/// the API server's address), retried until RBAC lets it list pods.
+/// The script of the service-account client pod: kubectl's in-cluster configuration (the
+/// mounted token, CA and namespace, and the `KUBERNETES_SERVICE_*` variables), so the API
+/// through the `kubernetes` Service (10.96.0.1:443, the eBPF datapath's translation to the
+/// API server's address), retried until RBAC lets it list pods.
 const SA_CLIENT_SCRIPT: &str = r#"
 sa=/var/run/secrets/kubernetes.io/serviceaccount
-k() { kubectl --server https://10.96.0.1 --certificate-authority $sa/ca.crt --token "$(cat $sa/token)" --request-timeout 10s "$@"; }
-echo "namespace=$(cat $sa/namespace)"
+# no kubectl flags that change the client config: with one it ignores the in-cluster config
+k() { timeout 15 kubectl "$@"; }
+echo "namespace=$(cat $sa/namespace) api=$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT"
 n=0
 until k get pods -o name; do n=$((n+1)); [ $n -gt 60 ] && exit 1; sleep 1; done
 k auth whoami -o jsonpath='{.status.userInfo.username} {.status.userInfo.extra}'
@@ -692,7 +694,7 @@ async fn assert_pod_acts_as_its_service_account(lab: &mut Lab, pods: &Api<Pod>, 
     let text = log().unwrap_or_else(|e| e);
     assert!(
         phase == "Succeeded"
-            && text.contains("namespace=default")
+            && text.contains("namespace=default api=10.96.0.1:443")
             && text.contains("pod/sa-client")
             && text.contains("system:serviceaccount:default:sa-client")
             && text.contains("authentication.kubernetes.io/pod-name"),

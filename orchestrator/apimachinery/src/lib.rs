@@ -22,6 +22,7 @@ pub mod defaults;
 pub mod kinds;
 pub mod names;
 pub mod patch;
+pub mod pod_references;
 pub mod registry;
 pub mod selectors;
 pub mod table;

@@ -1,5 +1,5 @@
 //! Authorization of every authenticated request, as kube-apiserver's authorizer chain:
-//! `system:masters` may do anything, then RBAC (roles and bindings read from the watch
+//! `system:masters` may do anything, then the Node authorizer (nodes' identities), then RBAC (roles and bindings read from the watch
 //! caches). A refusal is 403 with Kubernetes' wording. The user a request runs as is kept for
 //! its handlers in [`REQUESTER`] (kube-apiserver keeps it in the request context): admission
 //! (the RBAC escalation check) reads it there; writes with none are the server's own.
@@ -95,9 +95,18 @@ pub fn request_attributes(method: &Method, path: &str, watch: bool) -> RequestAt
 }
 
 /// The server's authorizers.
-#[derive(Default)]
 pub struct Authorizer {
     rbac: RbacCache,
+    node_rules: Vec<k8s_openapi::api::rbac::v1::PolicyRule>,
+}
+
+impl Default for Authorizer {
+    fn default() -> Self {
+        Authorizer {
+            rbac: RbacCache::default(),
+            node_rules: bpfk_auth::node::node_base_rules(),
+        }
+    }
 }
 
 impl Authorizer {
@@ -105,6 +114,13 @@ impl Authorizer {
     pub async fn decide(&self, state: &AppState, attrs: &Attributes<'_>) -> Result<Decision> {
         if attrs.user.in_group(SYSTEM_MASTERS) {
             return Ok(Decision::Allow(format!("member of {SYSTEM_MASTERS}")));
+        }
+        if let Some(node) = attrs.user.node_name() {
+            let graph = crate::node_authorizer::PodsOfNode::load(state, node, attrs).await?;
+            let decision = bpfk_auth::node::authorize(attrs, &self.node_rules, &graph);
+            if decision != Decision::NoOpinion {
+                return Ok(decision);
+            }
         }
         Ok(self.rbac.policy(state).await?.authorize(attrs))
     }

@@ -20,6 +20,8 @@ pub mod escalation;
 pub mod kubeconfig;
 pub mod kubernetes_service;
 pub mod metrics;
+mod node_authorizer;
+mod node_restriction;
 pub mod object;
 pub mod openapi;
 pub mod path;

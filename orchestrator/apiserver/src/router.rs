@@ -45,6 +45,9 @@ async fn dispatch(State(state): State<Arc<AppState>>, mut req: Request) -> Respo
         if let Err(e) = state.authz.authorize(&state, &attributes.of(&user)).await {
             return e.into_response();
         }
+        if let Err(e) = crate::node_restriction::check_request(&state, &user, &attributes).await {
+            return e.into_response();
+        }
     }
     req.extensions_mut().insert(RequestUser(user.clone()));
     authz::REQUESTER

@@ -20,9 +20,9 @@ pub const TOKEN_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccoun
 pub const ROOT_CA_CONFIG_MAP: &str = "kube-root-ca.crt";
 /// The lifetime the kubelet asks for the projected token (Kubernetes' 3607 s).
 pub const PROJECTED_TOKEN_SECONDS: i64 = 3607;
-/// How long a pod waits for the `default` ServiceAccount of a namespace just created (the
+/// How long a pod waits for the `default` ServiceAccount of a namespace just created or a server just started (the
 /// ServiceAccount controller makes it within moments).
-const DEFAULT_SA_WAIT: Duration = Duration::from_secs(3);
+const DEFAULT_SA_WAIT: Duration = Duration::from_secs(15);
 
 /// Admit a new pod in `ns`: its ServiceAccount, token volume and pull secrets.
 pub async fn admit_pod(state: &AppState, ns: &str, pod: &mut Value) -> Result<()> {

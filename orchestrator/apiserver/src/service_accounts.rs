@@ -155,6 +155,10 @@ impl ServiceAccountTokens {
             ..Default::default()
         };
         bind(state, &mut subject, spec.bound.as_ref()).await?;
+        let requester = crate::authz::requester();
+        let pod_node = subject.pod.as_ref().and(subject.node.as_ref());
+        let pod_node = pod_node.map(|n| n.name.as_str());
+        crate::node_restriction::check_token_binding(requester.as_deref(), pod_node)?;
         let issued = self
             .key
             .issue(

@@ -4,6 +4,7 @@
 
 pub mod authz;
 pub mod kubeconfig;
+pub mod node;
 pub mod pki;
 pub mod rbac;
 pub mod service_account;

@@ -61,6 +61,8 @@ pub struct EnvInputs<'a> {
     pub id: &'a PodRef,
     pub values: &'a FieldValues,
     pub objects: &'a Objects,
+    /// The Service variables ([`crate::service_env`]): below the container's own.
+    pub services: &'a [(String, String)],
 }
 
 /// An envFrom source's kind, `<namespace>/<name>` and its (key, value) pairs.
@@ -200,12 +202,23 @@ pub fn environment(container: &Container, inputs: &EnvInputs) -> Result<Environm
     } in container.env.iter().flatten()
     {
         let resolved = match (value, source) {
-            (Some(v), _) => Some(expand(v, &out.vars)),
+            (Some(v), _) if v.contains("$(") => {
+                let known: Vec<(String, String)> =
+                    inputs.services.iter().chain(&out.vars).cloned().collect();
+                Some(expand(v, &known))
+            }
+            (Some(v), _) => Some(v.clone()),
             (None, None) => Some(String::new()),
             (None, Some(from)) => value_from(name, from, container, inputs)?,
         };
         if let Some(v) = resolved {
             out.set(name.clone(), v);
+        }
+    }
+    let own: std::collections::HashSet<String> = out.vars.iter().map(|(n, _)| n.clone()).collect();
+    for (name, value) in inputs.services {
+        if !own.contains(name) {
+            out.vars.push((name.clone(), value.clone()));
         }
     }
     Ok(out)
@@ -262,6 +275,7 @@ mod tests {
             id: &id,
             values: &values,
             objects: &objects,
+            services: &[],
         };
         let c = container(serde_json::json!({
             "name": "c",
@@ -300,6 +314,39 @@ mod tests {
     }
 
     #[test]
+    fn service_variables_sit_below_the_containers_own() {
+        let (pod, id, objects) = fixture();
+        let values = FieldValues::default();
+        let services = [
+            (
+                "KUBERNETES_SERVICE_HOST".to_string(),
+                "10.96.0.1".to_string(),
+            ),
+            ("KUBERNETES_SERVICE_PORT".to_string(), "443".to_string()),
+        ];
+        let inputs = EnvInputs {
+            pod: &pod,
+            id: &id,
+            values: &values,
+            objects: &objects,
+            services: &services,
+        };
+        let c = container(serde_json::json!({"name": "c", "env": [
+            {"name": "KUBERNETES_SERVICE_PORT", "value": "6443"},
+            {"name": "API", "value": "https://$(KUBERNETES_SERVICE_HOST):$(KUBERNETES_SERVICE_PORT)"}]}));
+        let env = environment(&c, &inputs).unwrap();
+        let get = |n: &str| {
+            env.vars
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("KUBERNETES_SERVICE_PORT"), Some("6443"));
+        assert_eq!(get("KUBERNETES_SERVICE_HOST"), Some("10.96.0.1"));
+        assert_eq!(get("API"), Some("https://10.96.0.1:6443"));
+    }
+
+    #[test]
     fn missing_objects_and_keys_name_them_without_values() {
         let (pod, id, objects) = fixture();
         let values = FieldValues::default();
@@ -308,6 +355,7 @@ mod tests {
             id: &id,
             values: &values,
             objects: &objects,
+            services: &[],
         };
         let err = |spec| environment(&container(spec), &inputs).unwrap_err();
         let e = err(serde_json::json!({"name": "c", "env": [

@@ -39,6 +39,7 @@ pub mod pod_dns;
 pub mod pod_worker;
 pub mod pods;
 pub mod prober;
+pub mod service_env;
 pub mod status;
 pub mod stream_server;
 pub mod termination;
@@ -123,7 +124,12 @@ pub async fn run_sharing_pod_cidr(
         .capacity
         .clone()
         .unwrap_or_else(node::machine_capacity);
+    let services =
+        bpfk_common::informer::Informer::new(kube::Api::all(client.clone()), Default::default());
+    let service_store = services.store();
+    let _services = AbortOnDrop(tokio::spawn(services.run("services")));
     let ctx = Arc::new(pod_worker::Ctx {
+        services: service_store,
         host_ip: node::host_ip(&config),
         objects: objects::ObjectCache::new(client.clone(), config.object_cache_ttl),
         tokens: tokens::TokenManager::new(client.clone()),

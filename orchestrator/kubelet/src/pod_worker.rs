@@ -46,6 +46,8 @@ pub struct Ctx {
     pub objects: ObjectCache,
     /// Service account tokens of the pods' projected volumes.
     pub tokens: crate::tokens::TokenManager,
+    /// Every Service (for the containers' Service variables).
+    pub services: kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Service>,
     pub images: ImageManager,
     /// The node's capacity (unset container limits read as it through the Downward API).
     pub node_capacity: crate::config::Capacity,
@@ -1079,6 +1081,18 @@ impl Worker {
         }
     }
 
+    /// The Service variables of `pod`'s containers (the API server's, and its namespace's
+    /// Services unless `enableServiceLinks: false`).
+    fn service_variables(&self, pod: &Pod, namespace: &str) -> Vec<(String, String)> {
+        let links = pod.spec.as_ref().and_then(|s| s.enable_service_links);
+        let services = self.ctx.services.state();
+        crate::service_env::service_env(
+            services.iter().map(|s| s.as_ref()),
+            namespace,
+            links.unwrap_or(true),
+        )
+    }
+
     /// What the Downward API reads besides the pod object.
     fn field_values(&self, pod_ip: Option<String>) -> FieldValues {
         FieldValues {
@@ -1139,11 +1153,17 @@ impl Worker {
     ) -> Result<ContainerInputs, Observed> {
         let config_error = |message: String| waiting("CreateContainerConfigError", message);
         let values = self.field_values(sandbox.ip.clone());
+        // as the kubelet, containers start once the Services were listed (bounded: a
+        // kubelet cut off from the API starts them without)
+        let listed = self.ctx.services.wait_until_ready();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), listed).await;
+        let services = self.service_variables(pod, &id.namespace);
         let inputs = EnvInputs {
             pod,
             id,
             values: &values,
             objects: &self.objects,
+            services: &services,
         };
         let environment = environment(container, &inputs).map_err(config_error)?;
         for skipped in &environment.skipped {

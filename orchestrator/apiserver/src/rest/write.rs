@@ -210,6 +210,8 @@ pub async fn create(
     if res.namespaced {
         admission::check_namespace_accepts(state, res, &name, ns.unwrap_or_default()).await?;
     }
+    let requester = crate::authz::requester();
+    crate::node_restriction::check_create(requester.as_deref(), res, ns.unwrap_or_default(), &obj)?;
     if res.is("", "Pod") {
         // after validation: it adds only what the server itself writes correctly
         let ns = ns.unwrap_or_default();

@@ -362,7 +362,7 @@ fn view_rules() -> Vec<PolicyRule> {
 
 /// What a node's kubelet may do at most (the Node authorizer narrows it to the node's own
 /// objects).
-fn node_rules() -> Vec<PolicyRule> {
+pub fn node_rules() -> Vec<PolicyRule> {
     vec![
         rule(&["create"], &["authentication.k8s.io"], &["tokenreviews"]),
         rule(
@@ -411,7 +411,8 @@ fn node_rules() -> Vec<PolicyRule> {
     ]
 }
 
-fn node_proxier_rules() -> Vec<PolicyRule> {
+/// What kube-proxy reads (and the events it writes).
+pub fn node_proxier_rules() -> Vec<PolicyRule> {
     vec![
         rule(&["list", "watch"], &[""], &["endpoints", "services"]),
         rule(READ, &[""], &["nodes"]),
