@@ -300,15 +300,15 @@ fn etcdctl(cluster: &Cluster, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The ClusterIP and NodePort allocation keys in etcd, but for the one of kube-system/kube-dns
-/// (made by the server at start-up, see [`kube_dns_key`]).
+/// The ClusterIP and NodePort allocation keys in etcd, but for those of kube-system/kube-dns
+/// and default/kubernetes (made by the server at start-up, see [`kube_dns_key`]).
 fn allocation_keys(cluster: &Cluster) -> BTreeSet<String> {
     etcdctl(
         cluster,
         &["get", "--prefix", "/registry/ranges/", "--keys-only"],
     )
     .lines()
-    .filter(|l| !l.is_empty() && *l != kube_dns_key())
+    .filter(|l| !l.is_empty() && *l != kube_dns_key() && *l != kubernetes_key())
     .map(String::from)
     .collect()
 }
@@ -316,6 +316,11 @@ fn allocation_keys(cluster: &Cluster) -> BTreeSet<String> {
 /// The allocation key of kube-system/kube-dns's 10.96.0.10.
 fn kube_dns_key() -> String {
     ip_key(bpfk_apiserver::cluster_dns::KUBE_DNS_IP)
+}
+
+/// The allocation key of default/kubernetes's 10.96.0.1.
+fn kubernetes_key() -> String {
+    ip_key(bpfk_apiserver::KUBERNETES_SERVICE_IP)
 }
 
 fn kube_dns_key_held(cluster: &Cluster) -> bool {
@@ -473,8 +478,10 @@ async fn service_updates_keep_allocations_and_startup_repairs_keys() {
         .await
         .unwrap();
     assert!(allocation_keys(&cluster).is_empty());
-    // The repair kept kube-dns's key: its Service holds it.
+    // The repair kept kube-dns's and kubernetes's keys: their Services hold them.
     assert!(kube_dns_key_held(&cluster));
+    let kubernetes = etcdctl(&cluster, &["get", &kubernetes_key(), "--print-value-only"]);
+    assert_eq!(kubernetes.trim(), "default/kubernetes");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

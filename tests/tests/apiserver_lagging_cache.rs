@@ -53,6 +53,12 @@ impl Fixture {
         )
         .await
         .unwrap();
+        // what the serviceaccount controller would make: pods run as an account that exists
+        let accounts = registry::find("", "v1", "serviceaccounts").unwrap();
+        let account = json!({"metadata": {"name": "default"}});
+        write::create(&state, accounts, Some("default"), account, &q)
+            .await
+            .unwrap();
         let pod = json!({
             "metadata": {"name": "lag", "labels": {"round": "start"}},
             "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}
