@@ -427,6 +427,32 @@ pub fn failure(out: &Output) -> String {
     stderr
 }
 
+/// stdout of a command that succeeded, else its stderr (for checks that are retried).
+pub fn ok_or_stderr(out: Output) -> Result<String, String> {
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Retries `check` every 200 ms for up to `within` (controllers and the authorizer act
+/// through watches); panics with `what` and the last error after that.
+pub fn eventually(
+    what: &str,
+    within: std::time::Duration,
+    mut check: impl FnMut() -> Result<(), String>,
+) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        match check() {
+            Ok(()) => return,
+            Err(e) if std::time::Instant::now() > deadline => panic!("{what}: {e}"),
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(200)),
+        }
+    }
+}
+
 /// The repo's copy of the design notes' manifests.
 pub fn manifest(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

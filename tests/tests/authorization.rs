@@ -5,27 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use bpfk_lab::server::{failure, success, Cluster};
-
-/// Retries `check` for up to 10 s (RBAC changes reach the authorizer through its watch).
-fn eventually(what: &str, mut check: impl FnMut() -> Result<(), String>) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match check() {
-            Ok(()) => return,
-            Err(e) if Instant::now() > deadline => panic!("{what}: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(200)),
-        }
-    }
-}
-
-fn ok_or_stderr(out: std::process::Output) -> Result<String, String> {
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
+use bpfk_lab::server::{failure, ok_or_stderr, success, Cluster};
 
 const POD_READER: &str = r#"
 apiVersion: rbac.authorization.k8s.io/v1
@@ -42,6 +22,11 @@ roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: pod-reader}
 subjects:
 - {kind: User, name: alice}
 "#;
+
+/// Retries `check` for up to 10 s (controllers and the authorizer act through watches).
+fn eventually_within(what: &str, check: impl FnMut() -> Result<(), String>) {
+    bpfk_lab::server::eventually(what, Duration::from_secs(10), check)
+}
 
 #[test]
 fn rbac_grants_what_bindings_say_and_nothing_more() {
@@ -62,7 +47,7 @@ fn rbac_grants_what_bindings_say_and_nothing_more() {
     success(&alice(&["api-resources"])); // discovery is everyone's
 
     success(&c.kubectl_stdin(&["apply", "-f", "-"], POD_READER));
-    eventually("alice reads pods", || {
+    eventually_within("alice reads pods", || {
         ok_or_stderr(alice(&["get", "pods"])).map(|_| ())
     });
     assert_eq!(success(&alice(&["auth", "can-i", "list", "pods"])), "yes\n");
@@ -143,7 +128,7 @@ fn reviews_aggregation_and_component_identities() {
     // a role labelled aggregate-to-view adds its rules to `view`
     let widgets = "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: widget-viewer\n  labels: {rbac.authorization.k8s.io/aggregate-to-view: \"true\"}\nrules:\n- {apiGroups: [example.com], resources: [widgets], verbs: [get, list]}\n";
     success(&c.kubectl_stdin(&["apply", "-f", "-"], widgets));
-    eventually("view aggregates widgets", || {
+    eventually_within("view aggregates widgets", || {
         let view = ok_or_stderr(c.kubectl(&["describe", "clusterrole", "view"]))?;
         view.contains("widgets.example.com")
             .then_some(())
@@ -163,7 +148,7 @@ fn reviews_aggregation_and_component_identities() {
     let bob_lists_widgets = r#"{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview",
         "spec":{"user":"bob","groups":["viewers"],"resourceAttributes":
         {"verb":"list","group":"example.com","resource":"widgets"}}}"#;
-    eventually("a viewer lists widgets", || {
+    eventually_within("a viewer lists widgets", || {
         let (_, body) = c
             .server
             .request(

@@ -741,6 +741,9 @@ async fn containerd_harness_cleans_up_running_pods() {
         0,
         &config.pod_log_dir,
         &config.cgroup_parent,
+        &config
+            .root_dir
+            .join(bpfk_kubelet::security_context::SECCOMP_DIR),
     );
     std::fs::create_dir_all(format!("{}/main", sandbox_config.log_directory)).expect("log dir");
     // containerd may still be loading the CNI configuration it was just given
@@ -763,10 +766,13 @@ async fn containerd_harness_cleans_up_running_pods() {
                 &pod,
                 &id,
                 container,
-                0,
-                &image.id,
-                &[],
-                Vec::new(),
+                bpfk_kubelet::cri_config::ContainerInputs {
+                    attempt: 0,
+                    image_id: &image.id,
+                    env: &[],
+                    mounts: Vec::new(),
+                    security: Default::default(),
+                },
             ),
             sandbox_config.clone(),
         )

@@ -6,30 +6,15 @@
 //! missing account refused), legacy token Secrets filled and removed with their account,
 //! RBAC for accounts, and the `kubernetes` Service and its endpoints.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
-use bpfk_lab::server::{failure, success, Cluster};
+use bpfk_lab::server::{failure, ok_or_stderr, success, Cluster};
 use serde_json::{json, Value};
 
 /// Retries `check` for up to 15 s (controllers and the authorizer act through watches).
-fn eventually(what: &str, mut check: impl FnMut() -> Result<(), String>) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        match check() {
-            Ok(()) => return,
-            Err(e) if Instant::now() > deadline => panic!("{what}: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(200)),
-        }
-    }
-}
-
-fn ok_or_stderr(out: std::process::Output) -> Result<String, String> {
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
+fn eventually_within(what: &str, check: impl FnMut() -> Result<(), String>) {
+    bpfk_lab::server::eventually(what, Duration::from_secs(15), check)
 }
 
 /// The status of a TokenReview of `token` for `audiences` (the API server's when empty).
@@ -101,13 +86,13 @@ fn check_default_account_and_root_ca(c: &Cluster) {
             .to_string())
     };
     let mut first_uid = String::new();
-    eventually("the default account and the root CA in team", || {
+    eventually_within("the default account and the root CA in team", || {
         first_uid = seen(c)?;
         Ok(())
     });
     success(&c.kubectl(&["delete", "sa", "default", "-n", "team"]));
     success(&c.kubectl(&["delete", "cm", "kube-root-ca.crt", "-n", "team"]));
-    eventually("both made again", || {
+    eventually_within("both made again", || {
         let uid = seen(c)?;
         (uid != first_uid)
             .then_some(())
@@ -143,7 +128,7 @@ fn check_requested_tokens(c: &Cluster) {
         "{body}"
     );
     success(&c.kubectl_stdin(&["apply", "-f", "-"], VIEW_BINDING));
-    eventually("the account to read pods once bound to view", || {
+    eventually_within("the account to read pods once bound to view", || {
         let (code, body) = bearer
             .request("GET", pods, None)
             .map_err(|e| e.to_string())?;
@@ -291,7 +276,7 @@ fn check_pod_bound_token(c: &Cluster) {
         "--grace-period=0",
         "--force",
     ]));
-    eventually("the token to die with its pod", || {
+    eventually_within("the token to die with its pod", || {
         let status = review(c, &token, &[]);
         (status["authenticated"] == false)
             .then_some(())
@@ -312,7 +297,7 @@ metadata:
 "#;
     success(&c.kubectl_stdin(&["apply", "-f", "-"], secret));
     let mut token = String::new();
-    eventually("the token Secret filled", || {
+    eventually_within("the token Secret filled", || {
         let s = get_json(c, &["secret", "default-token", "-n", "team"]);
         let data = &s["data"];
         let (Some(t), Some(_), Some(_)) = (
@@ -335,7 +320,7 @@ metadata:
         "system:serviceaccount:team:default"
     );
     success(&c.kubectl(&["delete", "sa", "default", "-n", "team"]));
-    eventually("the token Secret to go with its account", || {
+    eventually_within("the token Secret to go with its account", || {
         let out = c.kubectl(&["get", "secret", "default-token", "-n", "team"]);
         let gone =
             !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("NotFound");
@@ -367,7 +352,7 @@ fn the_kubernetes_service_points_at_the_api_server() {
     let port = c.server.port();
     let svc = {
         let mut found = Value::Null;
-        eventually("the kubernetes Service", || {
+        eventually_within("the kubernetes Service", || {
             found = serde_json::from_str(&ok_or_stderr(c.kubectl(&[
                 "get",
                 "svc",

@@ -85,28 +85,13 @@ pub async fn check_namespace_accepts(
     name: &str,
     ns: &str,
 ) -> Result<()> {
-    let key = format!("/registry/namespaces/{ns}");
-    // the namespaces watch cache answers without an etcd round trip; a namespace it does
-    // not hold (yet) is looked up in etcd, as Kubernetes' NamespaceLifecycle admission does
-    let cache = registry::find("", "v1", "namespaces")
-        .and_then(|r| state.cache(r).ok())
-        .filter(|c| c.is_ready());
-    let cached = match cache {
-        Some(cache) => cache.get(&key).await,
-        None => None,
-    };
-    let found = match cached {
-        Some(kv) => Some(kv),
-        None => state.store.get(&key).await.map_err(ApiError::from)?,
-    };
-    match found {
+    match namespace_object(state, ns).await? {
         None => Err(ApiError::NotFound {
             group: String::new(),
             kind: "namespaces".into(),
             name: ns.into(),
         }),
-        Some(kv) => {
-            let obj: Value = serde_json::from_slice(&kv.value).unwrap_or_default();
+        Some(obj) => {
             if object::is_deleting(&obj) {
                 Err(ApiError::Forbidden {
                     group: res.group.into(),
@@ -119,6 +104,25 @@ pub async fn check_namespace_accepts(
             }
         }
     }
+}
+
+/// The namespace `ns` as stored, None when it does not exist: from the namespaces watch
+/// cache, else from etcd (a namespace the cache does not hold yet), as Kubernetes'
+/// NamespaceLifecycle admission looks it up.
+pub async fn namespace_object(state: &AppState, ns: &str) -> Result<Option<Value>> {
+    let key = format!("/registry/namespaces/{ns}");
+    let cache = registry::find("", "v1", "namespaces")
+        .and_then(|r| state.cache(r).ok())
+        .filter(|c| c.is_ready());
+    let cached = match cache {
+        Some(cache) => cache.get(&key).await,
+        None => None,
+    };
+    let found = match cached {
+        Some(kv) => Some(kv),
+        None => state.store.get(&key).await.map_err(ApiError::from)?,
+    };
+    Ok(found.map(|kv| serde_json::from_slice(&kv.value).unwrap_or_default()))
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ mod node_restriction;
 pub mod object;
 pub mod openapi;
 pub mod path;
+pub mod pod_security_admission;
 pub mod protobuf;
 pub mod query;
 pub mod rbac_bootstrap;
@@ -35,6 +36,7 @@ pub mod service_account_admission;
 pub mod service_accounts;
 pub mod state;
 pub mod streaming;
+pub mod warnings;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -77,10 +77,13 @@ async fn served(state: Arc<AppState>, method: Method, path: String, req: Request
         Err(e) => return codec::unreadable_body(&e, MAX_BODY).into_response(),
     };
     let metrics = state.metrics.clone();
-    let response = match handle(state, &method, &path, raw_query.as_deref(), &headers, body).await {
+    let handled = handle(state, &method, &path, raw_query.as_deref(), &headers, body);
+    let (handled, admission_warnings) = crate::warnings::collect(handled).await;
+    let mut response = match handled {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
+    add_warning_headers(&mut response, &admission_warnings);
     drop(inflight);
     let code = response.status().as_u16();
     metrics.observe(&labels, code, started.elapsed());
@@ -128,13 +131,18 @@ fn counted_watch(response: Response, guard: metrics::InflightGuard) -> Response 
 fn json_response(code: StatusCode, value: &Value, warnings: &[String]) -> Response {
     let body = serde_json::to_vec(value).unwrap_or_default();
     let mut resp = (code, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+    add_warning_headers(&mut resp, warnings);
+    resp
+}
+
+/// `Warning: 299 - "text"` for each warning, as kube-apiserver sends them.
+fn add_warning_headers(resp: &mut Response, warnings: &[String]) {
     for w in warnings {
         let text = format!("299 - {}", serde_json::to_string(w).unwrap_or_default());
         if let Ok(v) = HeaderValue::from_str(&text) {
             resp.headers_mut().append(header::WARNING, v);
         }
     }
-    resp
 }
 
 fn ok(value: &Value) -> Result<Response> {

@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 use crate::cri::proto;
 use crate::cri::{LABEL_CONTAINER_NAME, LABEL_POD_NAME, LABEL_POD_NAMESPACE, LABEL_POD_UID};
 use crate::logs;
+use crate::security_context;
 
 /// Namespace, name and UID of a pod (`<ns>/<name>` for messages).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +87,7 @@ pub fn sandbox_config(
     attempt: u32,
     log_root: &Path,
     cgroup_parent: &str,
+    seccomp_root: &Path,
 ) -> proto::PodSandboxConfig {
     let spec = pod.spec.as_ref();
     let mut hostname = spec
@@ -129,7 +131,7 @@ pub fn sandbox_config(
             cgroup_parent: format!("{}/pod{}", cgroup_parent.trim_end_matches('/'), id.uid),
             security_context: Some(proto::LinuxSandboxSecurityContext {
                 namespace_options: Some(namespace_options(pod)),
-                ..Default::default()
+                ..security_context::for_sandbox(pod, seccomp_root)
             }),
             sysctls: Default::default(),
         }),
@@ -328,18 +330,32 @@ pub fn expand(input: &str, env: &[(String, String)]) -> String {
 }
 
 /// The CRI configuration of `container` (attempt `attempt`) running image `image_id`.
+/// What the kubelet prepared for one start of a container.
+pub struct ContainerInputs<'a> {
+    pub attempt: u32,
+    /// The image as the runtime resolved it.
+    pub image_id: &'a str,
+    pub env: &'a [(String, String)],
+    pub mounts: Vec<proto::Mount>,
+    /// From [`security_context::for_container`]; namespaces are added here.
+    pub security: proto::LinuxContainerSecurityContext,
+}
+
 pub fn container_config(
     pod: &Pod,
     id: &PodRef,
     container: &Container,
-    attempt: u32,
-    image_id: &str,
-    env: &[(String, String)],
-    mounts: Vec<proto::Mount>,
+    inputs: ContainerInputs<'_>,
 ) -> proto::ContainerConfig {
+    let ContainerInputs {
+        attempt,
+        image_id,
+        env,
+        mounts,
+        security,
+    } = inputs;
     let mut labels = pod_labels(id);
     labels.insert(LABEL_CONTAINER_NAME.into(), container.name.clone());
-    let security = container.security_context.as_ref();
     proto::ContainerConfig {
         metadata: Some(proto::ContainerMetadata {
             name: container.name.clone(),
@@ -382,21 +398,8 @@ pub fn container_config(
         linux: Some(proto::LinuxContainerConfig {
             resources: Some(linux_resources(container)),
             security_context: Some(proto::LinuxContainerSecurityContext {
-                privileged: security.and_then(|s| s.privileged).unwrap_or(false),
                 namespace_options: Some(namespace_options(pod)),
-                run_as_user: security
-                    .and_then(|s| s.run_as_user)
-                    .map(|value| proto::Int64Value { value }),
-                run_as_group: security
-                    .and_then(|s| s.run_as_group)
-                    .map(|value| proto::Int64Value { value }),
-                readonly_rootfs: security
-                    .and_then(|s| s.read_only_root_filesystem)
-                    .unwrap_or(false),
-                no_new_privs: !security
-                    .and_then(|s| s.allow_privilege_escalation)
-                    .unwrap_or(true),
-                ..Default::default()
+                ..security
             }),
         }),
     }
@@ -543,7 +546,7 @@ mod tests {
     #[test]
     fn sandbox_and_container_configs() {
         let (pod, id) = pod();
-        let sb = sandbox_config(&pod, &id, 2, Path::new("/logs"), "/bpfk");
+        let sb = sandbox_config(&pod, &id, 2, Path::new("/logs"), "/bpfk", Path::new("/s"));
         let meta = sb.metadata.as_ref().unwrap();
         assert_eq!(
             (
@@ -565,15 +568,15 @@ mod tests {
             args: Some(vec!["echo $(A)".into()]),
             ..Default::default()
         };
-        let cc = container_config(
-            &pod,
-            &id,
-            &c,
-            3,
-            "sha256:abc",
-            &[("A".into(), "x".into())],
-            Vec::new(),
-        );
+        let env = [("A".into(), "x".into())];
+        let inputs = ContainerInputs {
+            attempt: 3,
+            image_id: "sha256:abc",
+            env: &env,
+            mounts: Vec::new(),
+            security: Default::default(),
+        };
+        let cc = container_config(&pod, &id, &c, inputs);
         assert_eq!(cc.args, ["echo x"]);
         assert_eq!(cc.log_path, "main/3.log");
         assert_eq!(cc.labels[LABEL_CONTAINER_NAME], "main");

@@ -39,6 +39,7 @@ pub mod pod_dns;
 pub mod pod_worker;
 pub mod pods;
 pub mod prober;
+pub mod security_context;
 pub mod service_env;
 pub mod status;
 pub mod stream_server;

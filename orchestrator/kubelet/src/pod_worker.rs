@@ -31,6 +31,7 @@ use crate::pod_actions::{
     RuntimeState, SandboxAction, SandboxSeen,
 };
 use crate::prober::{PodProber, ProbeTarget};
+use crate::security_context::{self, SECCOMP_DIR};
 use crate::status::{self, ContainerObservation, Observed, PodObservation, ProbeView, Terminated};
 use crate::termination;
 use crate::volumes::{self, VolumeInputs};
@@ -679,6 +680,7 @@ impl Worker {
             attempt,
             &config.pod_log_dir,
             &config.cgroup_parent,
+            &config.root_dir.join(SECCOMP_DIR),
         );
         sandbox.dns_config = Some(crate::pod_dns::dns_config_of(pod, &config.dns));
         sandbox
@@ -940,8 +942,17 @@ impl Worker {
                     waiting("CreateContainerConfigError", format!("pod hosts file: {e}"))
                 })?;
         mounts.extend(hosts);
-        let config =
-            cri_config::container_config(pod, id, container, attempt, &image_id, &env, mounts);
+        self.verify_non_root(pod, id, container, &image_id).await?;
+        let seccomp_root = root.join(SECCOMP_DIR);
+        let security = security_context::for_container(pod, container, &seccomp_root);
+        let inputs = cri_config::ContainerInputs {
+            attempt,
+            image_id: &image_id,
+            env: &env,
+            mounts,
+            security,
+        };
+        let config = cri_config::container_config(pod, id, container, inputs);
         let log_dir = std::path::Path::new(&sandbox.config.log_directory).join(&container.name);
         std::fs::create_dir_all(&log_dir).map_err(|e| {
             let message = format!("creating log directory {}: {e}", log_dir.display());
@@ -959,6 +970,28 @@ impl Worker {
         tracing::info!(pod = %id, container = %container.name, id = %cid, attempt, "container started");
         self.post_start(pod, sandbox, container, &cid).await?;
         Ok(Observed::Created { container_id: cid })
+    }
+
+    /// runAsNonRoot: the container must not run as root, by its runAsUser or its image's
+    /// user (`CreateContainerConfigError` otherwise, as the kubelet).
+    async fn verify_non_root(
+        &self,
+        pod: &Pod,
+        id: &PodRef,
+        container: &Container,
+        image_id: &str,
+    ) -> Result<(), Observed> {
+        if !security_context::requires_non_root(pod, container) {
+            return Ok(());
+        }
+        let image = self
+            .cri()
+            .image_status(image_id)
+            .await
+            .map_err(|e| waiting("CreateContainerConfigError", e.to_string()))?;
+        let display = format!("{}_{}({})", id.name, id.namespace, id.uid);
+        security_context::verify_non_root(pod, container, image.as_ref(), &display)
+            .map_err(|message| waiting("CreateContainerConfigError", message))
     }
 
     /// The container's postStart hook; when it fails the container is killed (the next

@@ -68,7 +68,8 @@ pub trait KindStrategy: Sync {
     }
 
     /// Where a pod spec lives in objects of this kind (`spec` for a Pod,
-    /// `spec.template.spec` for workloads); strategic merge patch merges its lists by key.
+    /// `spec.template.spec` for workloads), beside its `metadata`: what PodSecurity
+    /// admission evaluates.
     fn pod_spec_path(&self) -> Option<&'static str> {
         None
     }

@@ -217,6 +217,11 @@ pub async fn create(
         let ns = ns.unwrap_or_default();
         crate::service_account_admission::admit_pod(state, ns, &mut obj).await?;
     }
+    if res.is("", "Namespace") {
+        crate::pod_security_admission::check_namespace_labels(&name, res, &obj)?;
+    } else if let Some(ns) = ns {
+        crate::pod_security_admission::admit_create(state, res, ns, &obj).await?;
+    }
     crate::escalation::check(state, res, ns, &obj).await?;
     object::set_meta(
         &mut obj,
@@ -392,6 +397,11 @@ async fn commit_update(
     let errors = validation::validate_update(res, &next, current);
     if !errors.is_empty() {
         return Err(invalid(res, name, &errors));
+    }
+    if res.is("", "Namespace") {
+        crate::pod_security_admission::admit_namespace_update(state, res, current, &next).await?;
+    } else if let Some(ns) = ns {
+        crate::pod_security_admission::admit_update(state, res, ns, current, &next).await?;
     }
     crate::escalation::check(state, res, ns, &next).await?;
     object::set_meta(&mut next, "resourceVersion", Value::String(rev.to_string()));

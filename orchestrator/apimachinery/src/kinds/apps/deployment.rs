@@ -26,6 +26,10 @@ pub const RESOURCE: ResourceInfo = ResourceInfo {
 pub struct DeploymentStrategy;
 
 impl KindStrategy for DeploymentStrategy {
+    fn pod_spec_path(&self) -> Option<&'static str> {
+        Some("spec.template.spec")
+    }
+
     fn default(&self, obj: &mut Value) {
         default_deployment(obj);
     }

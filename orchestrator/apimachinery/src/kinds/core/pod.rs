@@ -55,6 +55,10 @@ const fn streaming(name: &'static str, kind: &'static str) -> Subresource {
 pub struct PodStrategy;
 
 impl KindStrategy for PodStrategy {
+    fn pod_spec_path(&self) -> Option<&'static str> {
+        Some("spec")
+    }
+
     fn default(&self, obj: &mut Value) {
         default_pod(obj);
     }
