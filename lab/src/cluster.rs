@@ -51,7 +51,7 @@ use k8s_openapi::api::core::v1::Node;
 
 use crate::api_client::ApiCredentials;
 use crate::containerd::{ContainerdOptions, ContainerdProcess};
-use crate::etcd::EtcdProcess;
+use crate::etcd::{EtcdOptions, EtcdProcess};
 use crate::host::{require_root, require_tool, sh_or_panic, sh_quiet};
 use crate::netns::Netns;
 pub use crate::netns::{output_in, spawn_in};
@@ -580,7 +580,10 @@ impl Lab {
         lab.dir = Some(dir);
         lab.kubeconfig = dir_path.join("kubeconfig");
 
-        let etcd = EtcdProcess::start();
+        let etcd = EtcdProcess::start_with(EtcdOptions {
+            tls: true,
+            ..Default::default()
+        });
         let etcd_endpoint = etcd.endpoint();
         lab.etcd = Some(etcd);
         lab.start_server(&options, &etcd_endpoint, host_ip, octet, &dir_path);
@@ -647,8 +650,11 @@ impl Lab {
     ) {
         let log = dir.join("bpfk-server.log");
         let mut cmd = Command::new(&options.binaries.server);
-        cmd.args(["--etcd-servers", etcd])
-            .args(["--listen", &format!("{host_ip}:0")])
+        cmd.args(["--etcd-servers", etcd]);
+        if let Some(tls) = self.etcd.as_ref().and_then(|e| e.tls()) {
+            cmd.args(tls.server_flags());
+        }
+        cmd.args(["--listen", &format!("{host_ip}:0")])
             .args(["--cluster-cidr", &lab_pod_range(octet)])
             .arg("--write-kubeconfig")
             .arg(&self.kubeconfig)

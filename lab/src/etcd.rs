@@ -69,6 +69,68 @@ impl Running {
 pub struct EtcdOptions {
     /// `--experimental-watch-progress-notify-interval` (etcd's default is 10 minutes).
     pub progress_notify_interval: Option<Duration>,
+    /// Serve clients over TLS only, asking for client certificates (`--client-cert-auth`)
+    /// signed by a CA made for this etcd; health and metrics stay on a plain loopback port.
+    pub tls: bool,
+}
+
+/// The PEM files of an etcd started with [`EtcdOptions::tls`].
+#[derive(Debug, Clone)]
+pub struct EtcdTlsFiles {
+    /// The CA of etcd's serving certificate and of its clients' certificates.
+    pub ca: PathBuf,
+    /// A client certificate and key etcd accepts.
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    serving_cert: PathBuf,
+    serving_key: PathBuf,
+}
+
+impl EtcdTlsFiles {
+    /// A CA, a serving certificate for 127.0.0.1 and a client certificate, written to `dir`.
+    fn create(dir: &Path) -> Result<EtcdTlsFiles, String> {
+        let year = Duration::from_secs(365 * 24 * 3600);
+        let (ca, _) = bpfk_auth::pki::ClusterCa::generate("etcd-ca").map_err(|e| e.to_string())?;
+        let serving = ca
+            .issue_serving(
+                "etcd",
+                &["127.0.0.1".to_string(), "localhost".to_string()],
+                year,
+            )
+            .map_err(|e| e.to_string())?;
+        let client = ca
+            .issue_client("kube-apiserver-etcd-client", &[], year)
+            .map_err(|e| e.to_string())?;
+        let files = EtcdTlsFiles {
+            ca: dir.join("ca.crt"),
+            client_cert: dir.join("client.crt"),
+            client_key: dir.join("client.key"),
+            serving_cert: dir.join("server.crt"),
+            serving_key: dir.join("server.key"),
+        };
+        let write = |path: &Path, text: &str| {
+            bpfk_auth::pki::write_private(path, text, 0o600).map_err(|e| e.to_string())
+        };
+        write(&files.ca, &ca.cert_pem)?;
+        write(&files.client_cert, &client.cert_pem)?;
+        write(&files.client_key, &client.key_pem)?;
+        write(&files.serving_cert, &serving.cert_pem)?;
+        write(&files.serving_key, &serving.key_pem)?;
+        Ok(files)
+    }
+
+    /// bpfk-server's flags for this etcd: `--etcd-cafile`, `--etcd-certfile`, `--etcd-keyfile`.
+    pub fn server_flags(&self) -> Vec<String> {
+        let path = |p: &Path| p.display().to_string();
+        vec![
+            "--etcd-cafile".into(),
+            path(&self.ca),
+            "--etcd-certfile".into(),
+            path(&self.client_cert),
+            "--etcd-keyfile".into(),
+            path(&self.client_key),
+        ]
+    }
 }
 
 /// A running (or deliberately stopped) temporary etcd server.
@@ -76,7 +138,10 @@ pub struct EtcdProcess {
     child: Option<Running>,
     client_port: u16,
     peer_port: u16,
+    /// Plain-HTTP `/health` and `/metrics` when clients are served over TLS.
+    metrics_port: u16,
     options: EtcdOptions,
+    tls: Option<EtcdTlsFiles>,
     /// Holds the data directory and the log file; removed on drop (after the kill).
     dir: tempfile::TempDir,
 }
@@ -96,12 +161,22 @@ impl EtcdProcess {
                 .prefix("bpfk-etcd-")
                 .tempdir_in(data_root())
                 .unwrap_or_else(|e| panic!("cannot create a temporary directory for etcd: {e}"));
-            let (client_port, peer_port) = free_port_pair();
+            let [client_port, peer_port, metrics_port] = free_ports();
+            let tls = if options.tls {
+                Some(
+                    EtcdTlsFiles::create(dir.path())
+                        .unwrap_or_else(|e| panic!("cannot make etcd's certificates: {e}")),
+                )
+            } else {
+                None
+            };
             let mut etcd = EtcdProcess {
                 child: None,
                 client_port,
                 peer_port,
+                metrics_port,
                 options: options.clone(),
+                tls,
                 dir,
             };
             match etcd.launch() {
@@ -114,9 +189,43 @@ impl EtcdProcess {
         panic!("etcd did not start after {PORT_ATTEMPTS} attempts: {last_error}");
     }
 
-    /// The client URL, `http://127.0.0.1:PORT`.
+    /// The client URL, `http://127.0.0.1:PORT` (`https://` with [`EtcdOptions::tls`]).
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
+    }
+
+    /// `etcdctl` (API v3) pointed at this etcd, with the client certificate when it asks for
+    /// one.
+    pub fn etcdctl(&self) -> Command {
+        let mut cmd = Command::new("etcdctl");
+        cmd.env("ETCDCTL_API", "3")
+            .arg("--endpoints")
+            .arg(self.endpoint());
+        if let Some(tls) = &self.tls {
+            cmd.arg("--cacert")
+                .arg(&tls.ca)
+                .arg("--cert")
+                .arg(&tls.client_cert)
+                .arg("--key")
+                .arg(&tls.client_key);
+        }
+        cmd
+    }
+
+    /// The certificates of a TLS etcd.
+    pub fn tls(&self) -> Option<&EtcdTlsFiles> {
+        self.tls.as_ref()
+    }
+
+    /// Where `/health` and `/metrics` answer over plain HTTP.
+    fn plain_addr(&self) -> SocketAddr {
+        let port = if self.tls.is_some() {
+            self.metrics_port
+        } else {
+            self.client_port
+        };
+        SocketAddr::from(([127, 0, 0, 1], port))
     }
 
     /// The client port.
@@ -187,7 +296,7 @@ impl EtcdProcess {
     /// `etcd_debugging_mvcc_watcher_total`, the number of watchers etcd serves).
     /// Panics when etcd does not answer or does not export the metric.
     pub fn metric(&self, name: &str) -> f64 {
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.client_port));
+        let addr = self.plain_addr();
         let (status, body) = http_get(addr, "/metrics")
             .unwrap_or_else(|| panic!("etcd on {addr} did not answer GET /metrics"));
         assert_eq!(status, 200, "GET /metrics on {addr} answered {status}");
@@ -241,6 +350,17 @@ impl EtcdProcess {
             .arg("stderr")
             .arg("--log-level")
             .arg("warn");
+        if let Some(tls) = &self.tls {
+            cmd.arg("--cert-file")
+                .arg(&tls.serving_cert)
+                .arg("--key-file")
+                .arg(&tls.serving_key)
+                .arg("--client-cert-auth")
+                .arg("--trusted-ca-file")
+                .arg(&tls.ca)
+                .arg("--listen-metrics-urls")
+                .arg(format!("http://{}", self.plain_addr()));
+        }
         if let Some(interval) = self.options.progress_notify_interval {
             cmd.arg("--experimental-watch-progress-notify-interval")
                 .arg(format!("{}ms", interval.as_millis()));
@@ -279,7 +399,7 @@ impl EtcdProcess {
     }
 
     fn wait_healthy(&mut self) -> Result<(), String> {
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.client_port));
+        let addr = self.plain_addr();
         let deadline = Instant::now() + START_DEADLINE;
         loop {
             if self.child.as_ref().is_some_and(Running::exited) {
@@ -342,20 +462,17 @@ fn check_binary() {
     }
 }
 
-/// Two distinct free loopback ports (probed by binding port 0).
-fn free_port_pair() -> (u16, u16) {
-    let a = TcpListener::bind("127.0.0.1:0")
-        .unwrap_or_else(|e| panic!("cannot bind a loopback port: {e}"));
-    let b = TcpListener::bind("127.0.0.1:0")
-        .unwrap_or_else(|e| panic!("cannot bind a loopback port: {e}"));
-    let ports = (
-        a.local_addr().map(|a| a.port()).unwrap_or_default(),
-        b.local_addr().map(|a| a.port()).unwrap_or_default(),
-    );
-    assert!(
-        ports.0 != 0 && ports.1 != 0,
-        "cannot read probed port numbers"
-    );
+/// Three distinct free loopback ports (probed by binding port 0, all held at once).
+fn free_ports() -> [u16; 3] {
+    let bind = || {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap_or_else(|e| panic!("cannot bind a loopback port: {e}"))
+    };
+    let held = [bind(), bind(), bind()];
+    let ports = held
+        .each_ref()
+        .map(|l| l.local_addr().map(|a| a.port()).unwrap_or_default());
+    assert!(!ports.contains(&0), "cannot read probed port numbers");
     ports
 }
 

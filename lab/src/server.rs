@@ -12,7 +12,7 @@ use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use crate::api_client::ApiCredentials;
-use crate::etcd::EtcdProcess;
+use crate::etcd::{EtcdOptions, EtcdProcess};
 
 const START_DEADLINE: Duration = Duration::from_secs(60);
 
@@ -290,10 +290,16 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// A fresh etcd and a server with `extra` flags.
+    /// A fresh etcd (TLS, client certificates) and a server with `extra` flags.
     pub fn start_with(extra: &[&str]) -> Cluster {
-        let etcd = EtcdProcess::start();
-        let server = ServerProcess::start(&etcd.endpoint(), extra);
+        let etcd = EtcdProcess::start_with(EtcdOptions {
+            tls: true,
+            ..Default::default()
+        });
+        let mut flags = etcd.tls().map(|t| t.server_flags()).unwrap_or_default();
+        flags.extend(extra.iter().map(|s| s.to_string()));
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let server = ServerProcess::start(&etcd.endpoint(), &flags);
         Cluster { server, etcd }
     }
 

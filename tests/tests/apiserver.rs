@@ -285,10 +285,9 @@ async fn services_get_unique_cluster_ips_and_generation_tracks_spec() {
 
 /// `etcdctl` against the test's etcd; stdout.
 fn etcdctl(cluster: &Cluster, args: &[&str]) -> String {
-    let out = std::process::Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg("--endpoints")
-        .arg(cluster.etcd.endpoint())
+    let out = cluster
+        .etcd
+        .etcdctl()
         .args(args)
         .output()
         .expect("cannot run etcdctl (is etcd-client installed?)");
@@ -785,17 +784,10 @@ async fn watcher_sees_every_event_and_recovers_from_gone() {
 
 /// Write a few keys and compact etcd at its current revision; returns that revision.
 async fn compact_etcd(cluster: &Cluster) -> i64 {
-    let out = std::process::Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .args([
-            "--endpoints",
-            &cluster.etcd.endpoint(),
-            "put",
-            "/bpfk-test/compact",
-            "x",
-            "-w",
-            "json",
-        ])
+    let out = cluster
+        .etcd
+        .etcdctl()
+        .args(["put", "/bpfk-test/compact", "x", "-w", "json"])
         .output()
         .expect("etcdctl");
     assert!(
@@ -805,14 +797,10 @@ async fn compact_etcd(cluster: &Cluster) -> i64 {
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let rev = v["header"]["revision"].as_i64().unwrap();
-    let out = std::process::Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .args([
-            "--endpoints",
-            &cluster.etcd.endpoint(),
-            "compact",
-            &rev.to_string(),
-        ])
+    let out = cluster
+        .etcd
+        .etcdctl()
+        .args(["compact", &rev.to_string()])
         .output()
         .expect("etcdctl");
     assert!(
@@ -1116,6 +1104,13 @@ async fn kube_rs_watch_modes_and_503_while_the_cache_cannot_load() {
     let _server = KillOnDrop(
         std::process::Command::new(bpfk_lab::server::binary("bpfk-server"))
             .args(["--etcd-servers", &cluster.etcd.endpoint()])
+            .args(
+                cluster
+                    .etcd
+                    .tls()
+                    .map(|t| t.server_flags())
+                    .unwrap_or_default(),
+            )
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .arg("--data-dir")
             .arg(cluster.server.data_dir())

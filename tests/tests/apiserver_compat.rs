@@ -504,16 +504,10 @@ fn aggregated_discovery_serves_kubectl() {
 
 /// `etcdctl get KEY --rev=REV`: Ok(output) or Err(stderr).
 fn etcd_get_at(cluster: &Cluster, key: &str, rev: i64) -> Result<String, String> {
-    let out = std::process::Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .args([
-            "--endpoints",
-            &cluster.etcd.endpoint(),
-            "get",
-            key,
-            "--rev",
-            &rev.to_string(),
-        ])
+    let out = cluster
+        .etcd
+        .etcdctl()
+        .args(["get", key, "--rev", &rev.to_string()])
         .output()
         .expect("etcdctl must be installed (cargo xtask deps)");
     if out.status.success() {

@@ -6,7 +6,6 @@
 
 mod cluster_sim;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bpfk_lab::server::{manifest, success};
@@ -48,16 +47,11 @@ async fn wait_event(api: &Api<CoreEvent>, reason: &str, kind: &str, name: &str) 
 
 /// The etcd lease a stored key is attached to (0 = none), read with etcdctl.
 fn lease_of(sim: &Sim, key: &str) -> i64 {
-    let out = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .args([
-            "--endpoints",
-            &sim.cluster.etcd.endpoint(),
-            "get",
-            key,
-            "-w",
-            "json",
-        ])
+    let out = sim
+        .cluster
+        .etcd
+        .etcdctl()
+        .args(["get", key, "-w", "json"])
         .output()
         .expect("etcdctl (Debian package etcd-client) must be installed");
     assert!(

@@ -4,8 +4,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bpfk_lab::etcd::EtcdProcess;
-use bpfk_store::etcd::{EtcdConfig, EtcdStore};
+use bpfk_lab::etcd::{EtcdOptions, EtcdProcess};
+use bpfk_store::etcd::{EtcdConfig, EtcdStore, EtcdTls};
 use bpfk_store::{Event, ListOptions, Store, StoreError};
 use futures::StreamExt;
 
@@ -588,5 +588,94 @@ async fn bad_endpoints_are_refused_with_a_clear_error() {
             }
             other => panic!("expected an error for {endpoints:?}, got {other:?}"),
         }
+    }
+}
+
+fn tls_config(etcd: &EtcdProcess, with_client_cert: bool) -> EtcdConfig {
+    let files = etcd.tls().expect("a TLS etcd");
+    let read = |p: &std::path::Path| std::fs::read(p).expect("etcd certificate file");
+    EtcdConfig {
+        request_timeout: Duration::from_secs(3),
+        tls: Some(EtcdTls {
+            ca_pem: read(&files.ca),
+            client: with_client_cert.then(|| (read(&files.client_cert), read(&files.client_key))),
+        }),
+        ..EtcdConfig::default()
+    }
+}
+
+/// etcd serving TLS with `--client-cert-auth`: the store works with the CA and a client
+/// certificate, and gets nothing without the certificate or over plain HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_etcd_answers_only_clients_with_a_certificate() {
+    let etcd = EtcdProcess::start_with(EtcdOptions {
+        tls: true,
+        ..Default::default()
+    });
+    assert!(etcd.endpoint().starts_with("https://127.0.0.1:"));
+    let store = EtcdStore::connect_with(&[etcd.endpoint()], tls_config(&etcd, true))
+        .await
+        .expect("connect over TLS");
+    let rev = store
+        .create("/registry/tls/a", b"x".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get("/registry/tls/a")
+            .await
+            .unwrap()
+            .unwrap()
+            .mod_revision,
+        rev
+    );
+
+    let anonymous = EtcdStore::connect_with(&[etcd.endpoint()], tls_config(&etcd, false)).await;
+    let refused = match anonymous {
+        Ok(store) => store.get("/registry/tls/a").await.err(),
+        Err(e) => Some(e),
+    };
+    assert!(
+        refused.is_some(),
+        "etcd answered a client without a certificate"
+    );
+
+    let plain = format!("http://127.0.0.1:{}", etcd.client_port());
+    let plain_store = EtcdStore::connect_with(
+        &[plain],
+        EtcdConfig {
+            request_timeout: Duration::from_secs(3),
+            ..EtcdConfig::default()
+        },
+    )
+    .await;
+    let refused = match plain_store {
+        Ok(store) => store.get("/registry/tls/a").await.err(),
+        Err(e) => Some(e),
+    };
+    assert!(refused.is_some(), "etcd answered plain HTTP");
+}
+
+#[tokio::test]
+async fn tls_settings_and_endpoint_schemes_must_agree() {
+    let https = ["https://127.0.0.1:2379".to_string()];
+    match EtcdStore::connect(&https).await {
+        Err(StoreError::Internal(message)) => {
+            assert!(message.contains("--etcd-cafile"), "{message}")
+        }
+        other => panic!("https without a CA: {other:?}"),
+    }
+    let config = EtcdConfig {
+        tls: Some(EtcdTls {
+            ca_pem: Vec::new(),
+            client: None,
+        }),
+        ..EtcdConfig::default()
+    };
+    match EtcdStore::connect_with(&["http://127.0.0.1:2379".to_string()], config).await {
+        Err(StoreError::Internal(message)) => {
+            assert!(message.contains("must be https://"), "{message}")
+        }
+        other => panic!("http with TLS configured: {other:?}"),
     }
 }

@@ -533,6 +533,7 @@ async fn wait_for_revision_of_a_write_elsewhere_checks_etcd() {
 async fn etcd_progress_notifications_advance_the_cache_revision() {
     let etcd = EtcdProcess::start_with(EtcdOptions {
         progress_notify_interval: Some(Duration::from_millis(200)),
+        ..Default::default()
     });
     let store = connect(&etcd).await;
     let cache = ready_cache(store.clone(), "/registry/nodes/", 100).await;

@@ -61,6 +61,16 @@ pub struct ApiServerConfig {
         default_value = "http://127.0.0.1:2379"
     )]
     pub etcd_servers: Vec<String>,
+    /// The CA that signed etcd's serving certificate (then every `--etcd-servers` URL is
+    /// https).
+    #[arg(long = "etcd-cafile", value_name = "PATH")]
+    pub etcd_cafile: Option<PathBuf>,
+    /// Client certificate for etcd's `--client-cert-auth` (with `--etcd-keyfile`).
+    #[arg(long = "etcd-certfile", value_name = "PATH", requires = "etcd_keyfile")]
+    pub etcd_certfile: Option<PathBuf>,
+    /// The key of `--etcd-certfile`.
+    #[arg(long = "etcd-keyfile", value_name = "PATH", requires = "etcd_certfile")]
+    pub etcd_keyfile: Option<PathBuf>,
     /// Address to serve the API on (HTTPS, with the certificate under `--data-dir`).
     #[arg(long, default_value = "127.0.0.1:6443")]
     pub listen: SocketAddr,
@@ -150,6 +160,12 @@ pub enum Error {
     Tls(#[from] bpfk_auth::tls::TlsError),
     #[error("the service-account key under --data-dir: {0}")]
     ServiceAccountKey(String),
+    #[error("{flag} {path}: {reason}")]
+    EtcdTls {
+        flag: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
     #[error("--token-auth-file {path}: {reason}")]
     TokenFile { path: PathBuf, reason: String },
 }
@@ -255,6 +271,36 @@ fn authenticator(config: &ApiServerConfig, pki: &ServerPki) -> Result<authn::Aut
     })
 }
 
+/// The TLS material of `--etcd-cafile`, `--etcd-certfile` and `--etcd-keyfile`.
+fn etcd_tls(config: &ApiServerConfig) -> Result<Option<bpfk_store::etcd::EtcdTls>> {
+    let read = |flag: &'static str, path: &PathBuf| {
+        std::fs::read(path).map_err(|e| Error::EtcdTls {
+            flag,
+            path: path.clone(),
+            reason: e.to_string(),
+        })
+    };
+    let client = match (&config.etcd_certfile, &config.etcd_keyfile) {
+        (Some(cert), Some(key)) => {
+            Some((read("--etcd-certfile", cert)?, read("--etcd-keyfile", key)?))
+        }
+        _ => None,
+    };
+    match &config.etcd_cafile {
+        Some(ca) => Ok(Some(bpfk_store::etcd::EtcdTls {
+            ca_pem: read("--etcd-cafile", ca)?,
+            client,
+        })),
+        None if client.is_some() => Err(Error::EtcdTls {
+            flag: "--etcd-certfile",
+            path: config.etcd_certfile.clone().unwrap_or_default(),
+            reason: "a client certificate needs --etcd-cafile (the CA of etcd's certificate)"
+                .into(),
+        }),
+        None => Ok(None),
+    }
+}
+
 /// Connect to etcd, start the watch caches and serve the API over TLS.
 pub async fn start(config: &ApiServerConfig) -> Result<Running> {
     let pki = Arc::new(ServerPki::load_or_create(
@@ -267,7 +313,11 @@ pub async fn start(config: &ApiServerConfig) -> Result<Running> {
         &pki.ca.cert_pem,
     )?);
     let authn = authenticator(config, &pki)?;
-    let store = Arc::new(EtcdStore::connect(&config.etcd_servers).await?);
+    let etcd = bpfk_store::etcd::EtcdConfig {
+        tls: etcd_tls(config)?,
+        ..Default::default()
+    };
+    let store = Arc::new(EtcdStore::connect_with(&config.etcd_servers, etcd).await?);
     let state = AppState::with_authenticator(store, config.admission(), config.event_ttl, authn);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

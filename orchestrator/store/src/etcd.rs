@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use etcd_client::{
-    Client, CompactionOptions, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType,
-    GetOptions, KvClient, LeaseClient, PutOptions, SortOrder, SortTarget, Txn, TxnOp,
-    TxnOpResponse, TxnResponse, WatchClient, WatchOptions, WatchResponse, WatchStream,
+    Certificate, Client, CompactionOptions, Compare, CompareOp, ConnectOptions, DeleteOptions,
+    EventType, GetOptions, Identity, KvClient, LeaseClient, PutOptions, SortOrder, SortTarget,
+    TlsOptions, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchClient, WatchOptions, WatchResponse,
+    WatchStream,
 };
 use futures::StreamExt;
 
@@ -39,6 +40,27 @@ pub struct EtcdConfig {
     /// `keepalive_interval + keepalive_timeout`.
     pub keepalive_interval: Duration,
     pub keepalive_timeout: Duration,
+    /// TLS to etcd (`https://` endpoints): the CA that signed etcd's serving certificate
+    /// and, when etcd asks for one (`--client-cert-auth`), the client certificate.
+    pub tls: Option<EtcdTls>,
+}
+
+/// PEM material for TLS to etcd (kube-apiserver's `--etcd-cafile`, `--etcd-certfile`,
+/// `--etcd-keyfile`).
+#[derive(Clone)]
+pub struct EtcdTls {
+    pub ca_pem: Vec<u8>,
+    /// Client certificate and its key, both or neither.
+    pub client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for EtcdTls {
+    // never the key
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdTls")
+            .field("client_certificate", &self.client.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for EtcdConfig {
@@ -48,6 +70,7 @@ impl Default for EtcdConfig {
             connect_timeout: Duration::from_secs(2),
             keepalive_interval: Duration::from_secs(10),
             keepalive_timeout: Duration::from_secs(5),
+            tls: None,
         }
     }
 }
@@ -71,6 +94,41 @@ impl std::fmt::Debug for EtcdStore {
     }
 }
 
+/// Endpoints are URLs (or host:port, taken as http); all https when TLS is configured, none
+/// https without it.
+fn check_endpoints(endpoints: &[String], tls: bool) -> Result<()> {
+    for endpoint in endpoints {
+        let scheme = match endpoint.split_once("://") {
+            Some((scheme, _)) => scheme,
+            None => "http",
+        };
+        if !matches!(scheme, "http" | "https") || endpoint.is_empty() {
+            return Err(StoreError::Internal(format!(
+                "etcd endpoint {endpoint:?}: expected a URL like https://127.0.0.1:2379"
+            )));
+        }
+        if (scheme == "https") != tls {
+            let why = if tls {
+                "TLS is configured (--etcd-cafile), so every endpoint must be https://"
+            } else {
+                "an https:// endpoint needs the CA that signed etcd's certificate (--etcd-cafile)"
+            };
+            return Err(StoreError::Internal(format!(
+                "etcd endpoint {endpoint:?}: {why}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn tls_options(tls: &EtcdTls) -> TlsOptions {
+    let options = TlsOptions::new().ca_certificate(Certificate::from_pem(&tls.ca_pem));
+    match &tls.client {
+        Some((cert, key)) => options.identity(Identity::from_pem(cert, key)),
+        None => options,
+    }
+}
+
 impl EtcdStore {
     /// Connect with default settings. Does not need etcd to be up: the connection is made
     /// on first use.
@@ -83,23 +141,16 @@ impl EtcdStore {
         if endpoints.is_empty() {
             return Err(StoreError::Internal("no etcd endpoints given".into()));
         }
-        for endpoint in endpoints {
-            let scheme_ok = match endpoint.split_once("://") {
-                Some((scheme, _)) => scheme == "http" || scheme == "https",
-                None => true, // host:port, taken as http
-            };
-            if !scheme_ok || endpoint.is_empty() {
-                return Err(StoreError::Internal(format!(
-                    "etcd endpoint {endpoint:?}: expected a URL like http://127.0.0.1:2379"
-                )));
-            }
-        }
-        let options = ConnectOptions::new()
+        check_endpoints(endpoints, config.tls.is_some())?;
+        let mut options = ConnectOptions::new()
             .with_connect_timeout(config.connect_timeout)
             .with_timeout(config.request_timeout)
             .with_keep_alive(config.keepalive_interval, config.keepalive_timeout)
             .with_keep_alive_while_idle(true)
             .with_require_leader(true);
+        if let Some(tls) = &config.tls {
+            options = options.with_tls(tls_options(tls));
+        }
         let client = bounded(config.request_timeout, "connect", async {
             Client::connect(endpoints, Some(options))
                 .await
