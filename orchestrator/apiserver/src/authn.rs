@@ -1,6 +1,7 @@
 //! Authentication: who a request comes from, as kube-apiserver's union of authenticators:
 //! the TLS client certificate (verified against the cluster CA by the TLS layer, CN = user,
-//! O = groups), then a bearer token (the static token file, then ServiceAccount tokens
+//! O = groups), then a bearer token (the static token file, bootstrap tokens
+//! `abcdef.0123456789abcdef` backed by kube-system Secrets, then ServiceAccount tokens
 //! signed by the cluster's service-account key). A request with neither is
 //! anonymous, which only the health and version paths accept; a token that matches nothing
 //! is 401 whatever else the request carries.
@@ -74,6 +75,9 @@ impl Authenticator {
         if let Some(user) = self.token_file.user(token) {
             return Ok(Arc::new(user.clone()));
         }
+        if bpfk_auth::bootstrap_token::looks_like_bootstrap_token(token) {
+            return bootstrap_user(state, token).await.map(Arc::new);
+        }
         match &self.service_accounts {
             Some(sa) if bpfk_auth::service_account::looks_like_jwt(token) => {
                 sa.authenticate(state, token, audiences).await.map(Arc::new)
@@ -81,6 +85,30 @@ impl Authenticator {
             _ => Err("the token is not known".into()),
         }
     }
+}
+
+/// The user of a bootstrap token: its kube-system Secret (watch cache, else etcd for one
+/// made a moment ago) must hold it, unexpired and usable for authentication.
+async fn bootstrap_user(state: &AppState, token: &str) -> Result<UserInfo, String> {
+    use bpfk_auth::bootstrap_token::{self, BootstrapToken};
+    let token: BootstrapToken = token
+        .parse()
+        .map_err(|e: bootstrap_token::TokenError| e.to_string())?;
+    let res =
+        bpfk_apimachinery::registry::find("", "v1", "secrets").ok_or("secrets are not served")?;
+    let key = crate::state::key(res, Some(bootstrap_token::NAMESPACE), &token.secret_name());
+    let cached = match state.ready_cache(res).await {
+        Ok(cache) => cache.get(&key).await,
+        Err(_) => None,
+    };
+    let stored = match cached {
+        Some(kv) => Some(kv),
+        None => state.store.get(&key).await.map_err(|e| e.to_string())?,
+    };
+    let kv = stored.ok_or("no Secret holds this bootstrap token")?;
+    let secret =
+        serde_json::from_slice(&kv.value).map_err(|_| "the token's Secret does not decode")?;
+    bootstrap_token::authenticate_now(&secret, &token).map_err(|e| e.to_string())
 }
 
 /// The credentials a request carries, first the certificate's user.

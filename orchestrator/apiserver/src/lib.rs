@@ -17,6 +17,7 @@ pub mod discovery;
 pub mod discovery_v2;
 pub mod error;
 pub mod escalation;
+pub mod join_token;
 pub mod kubeconfig;
 pub mod kubernetes_service;
 pub mod metrics;
@@ -307,8 +308,10 @@ pub async fn start(config: &ApiServerConfig) -> Result<Running> {
         &config.data_dir,
         &serving_names(config),
     )?);
+    // the CA goes in the chain too: a joining machine finds it there by its hash
+    let chain = format!("{}{}", pki.serving.cert_pem, pki.ca.cert_pem);
     let tls = Arc::new(bpfk_auth::tls::server_config(
-        &pki.serving.cert_pem,
+        &chain,
         &pki.serving.key_pem,
         &pki.ca.cert_pem,
     )?);
@@ -331,6 +334,11 @@ pub async fn start(config: &ApiServerConfig) -> Result<Running> {
     })?;
     let advertised = kubernetes_service::advertised(addr, config.advertise_address);
     tokio::spawn(bootstrap(state.clone(), addr.port(), advertised));
+    tokio::spawn(join_token::ensure(
+        state.clone(),
+        config.data_dir.join(JOIN_TOKEN_FILE),
+        pki.ca.cert_pem.clone(),
+    ));
     tokio::spawn(compaction::run(
         state.store.clone(),
         config.etcd_compaction_interval,
@@ -349,6 +357,9 @@ pub async fn start(config: &ApiServerConfig) -> Result<Running> {
         task,
     })
 }
+
+/// The file under `--data-dir` the join token is written to.
+pub const JOIN_TOKEN_FILE: &str = "join-token";
 
 /// How often the system namespaces are recreated when someone deleted one (as
 /// kube-apiserver's system-namespaces controller does, every minute there).

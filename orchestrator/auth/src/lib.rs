@@ -4,6 +4,8 @@
 //! the API server, the agent and the CLI.
 
 pub mod authz;
+pub mod bootstrap_token;
+pub mod discovery;
 pub mod kubeconfig;
 pub mod node;
 pub mod pki;

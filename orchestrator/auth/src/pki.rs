@@ -395,6 +395,17 @@ pub fn not_after(pem: &str) -> Option<OffsetDateTime> {
     Some(cert.validity().not_after.to_datetime())
 }
 
+/// When the first certificate in `pem` starts and ends.
+pub fn validity_of(pem: &str) -> Option<(OffsetDateTime, OffsetDateTime)> {
+    let der = first_der(pem)?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+    let validity = cert.validity();
+    Some((
+        validity.not_before.to_datetime(),
+        validity.not_after.to_datetime(),
+    ))
+}
+
 fn first_der(pem: &str) -> Option<Vec<u8>> {
     use rustls::pki_types::pem::PemObject;
     rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
@@ -457,8 +468,12 @@ fn dn_text(value: &rcgen::DnValue) -> String {
 /// The SHA-256 of the CA certificate's SubjectPublicKeyInfo, as kubeadm's
 /// `--discovery-token-ca-cert-hash sha256:...` (hex).
 pub fn ca_public_key_hash(ca_pem: &str) -> Option<String> {
-    let der = first_der(ca_pem)?;
-    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+    public_key_hash_of_der(&first_der(ca_pem)?)
+}
+
+/// [`ca_public_key_hash`] of a DER certificate.
+pub fn public_key_hash_of_der(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let spki = cert.tbs_certificate.subject_pki.raw;
     let digest = sha256(spki);
     Some(format!("sha256:{}", hex(&digest)))

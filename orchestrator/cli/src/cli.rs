@@ -65,6 +65,43 @@ pub enum Command {
     Logs(LogsArgs),
     /// List the resource types the server offers.
     ApiResources,
+    /// Manage the bootstrap tokens machines join with (`bpfk-agent --token`).
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    #[command(subcommand)]
+    pub command: TokenCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a token and print the join token (CA hash and token) a machine joins with.
+    Create(TokenCreateArgs),
+    /// List the tokens (ids, lifetimes, usages; never their secrets).
+    List,
+    /// Delete tokens (by id, token or join token): machines can no longer join with them.
+    Delete {
+        #[arg(required = true, value_name = "ID")]
+        tokens: Vec<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    /// How long the token works (e.g. 24h, 30m); 0 = it never expires.
+    #[arg(long, default_value = "24h", value_parser = crate::token::parse_ttl)]
+    pub ttl: std::time::Duration,
+    /// What the token is for.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Groups the token authenticates as besides system:bootstrappers.
+    #[arg(long, value_delimiter = ',', default_value = bpfk_auth::bootstrap_token::DEFAULT_NODE_GROUP)]
+    pub groups: Vec<String>,
+    /// Use this token (abcdef.0123456789abcdef) rather than a random one.
+    #[arg(value_name = "TOKEN")]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Args)]

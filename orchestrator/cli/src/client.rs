@@ -41,6 +41,8 @@ pub struct Ctx {
     pub namespace: String,
     /// Whether `-n` was given explicitly.
     pub namespace_explicit: bool,
+    /// The CA certificate (DER) the server's certificate is checked against, if any.
+    pub ca_der: Option<Vec<u8>>,
 }
 
 fn kubeconfig_paths(explicit: Option<&PathBuf>) -> Vec<PathBuf> {
@@ -141,6 +143,7 @@ impl Ctx {
             .namespace
             .clone()
             .unwrap_or_else(|| config.default_namespace.clone());
+        let ca_der = config.root_cert.as_ref().and_then(|c| c.first().cloned());
         let client = Client::try_from(config)
             .map_err(|e| Error::Config(format!("cannot build a client for {server}: {e}")))?;
         Ok(Ctx {
@@ -148,6 +151,7 @@ impl Ctx {
             server,
             namespace,
             namespace_explicit: opts.namespace.is_some(),
+            ca_der,
         })
     }
 

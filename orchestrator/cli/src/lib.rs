@@ -17,6 +17,7 @@ pub mod patch;
 pub mod scale;
 pub mod table;
 pub mod tabwriter;
+pub mod token;
 
 pub use cli::Cli;
 pub use error::{Error, Result};
@@ -45,6 +46,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         _ => Vec::new(),
     };
     let ctx = Ctx::connect(&opts).await?;
+    if let Command::Token(t) = &cli.command {
+        return token::run(&ctx, t).await;
+    }
     let resources = Resources::discover(&ctx).await?;
     match &cli.command {
         Command::Apply(_) => apply::run(&ctx, &resources, &manifests).await,
@@ -57,6 +61,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             print_api_resources(&resources);
             Ok(())
         }
+        Command::Token(t) => token::run(&ctx, t).await,
     }
 }
 

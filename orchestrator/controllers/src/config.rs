@@ -17,6 +17,9 @@ pub const ALL_CONTROLLERS: &[&str] = &[
     "serviceaccount",
     "serviceaccount-token",
     "root-ca-cert-publisher",
+    "csrapproving",
+    "csrsigning",
+    "tokencleaner",
 ];
 
 /// Parses durations such as `40s`, `5m`.
@@ -30,7 +33,7 @@ pub struct ControllersConfig {
     /// Controllers to run: `*` for all, a name to enable one, `-name` to disable one
     /// (deployment, replicaset, endpoint, endpointslice, nodeipam, nodelifecycle,
     /// garbagecollector, namespace, clusterrole-aggregation, serviceaccount,
-    /// serviceaccount-token, root-ca-cert-publisher).
+    /// serviceaccount-token, root-ca-cert-publisher, csrapproving, csrsigning, tokencleaner).
     #[arg(long = "controllers", value_delimiter = ',', default_value = "*")]
     pub controllers: Vec<String>,
     /// A node whose lease was not renewed for this long becomes NotReady and tainted.
@@ -57,6 +60,17 @@ pub struct ControllersConfig {
     /// server's service-account key; without it, serviceaccount-token does not run.
     #[arg(long = "service-account-private-key-file")]
     pub service_account_private_key_file: Option<PathBuf>,
+    /// The CA certificate (PEM) csrsigning signs client certificates with; without it and
+    /// `--cluster-signing-key-file`, csrsigning does not run.
+    #[arg(long = "cluster-signing-cert-file")]
+    pub cluster_signing_cert_file: Option<PathBuf>,
+    /// The key (PEM) of `--cluster-signing-cert-file`.
+    #[arg(long = "cluster-signing-key-file")]
+    pub cluster_signing_key_file: Option<PathBuf>,
+    /// How long the certificates csrsigning signs are valid (at most: a request may ask for
+    /// less with spec.expirationSeconds).
+    #[arg(long = "cluster-signing-duration", default_value = "8760h", value_parser = parse_duration)]
+    pub cluster_signing_duration: Duration,
 }
 
 impl Default for ControllersConfig {
@@ -70,6 +84,9 @@ impl Default for ControllersConfig {
             concurrent_syncs: 16,
             root_ca_file: None,
             service_account_private_key_file: None,
+            cluster_signing_cert_file: None,
+            cluster_signing_key_file: None,
+            cluster_signing_duration: Duration::from_secs(365 * 24 * 3600),
         }
     }
 }

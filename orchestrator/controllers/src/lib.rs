@@ -9,6 +9,7 @@
 //! namespaces), [`clusterrole_aggregation`] (aggregated ClusterRoles' rules) and
 //! [`service_accounts`] (default accounts, the root CA ConfigMap, token Secrets). Each can be switched off with `--controllers`.
 
+pub mod certificates;
 pub mod claim;
 pub mod clusterrole_aggregation;
 pub mod config;
@@ -131,6 +132,7 @@ pub async fn run_with_pods(
         tasks.push(("namespace", namespace::run(client.clone(), c).boxed()));
     }
     service_account_tasks(&client, &config, &mut tasks)?;
+    certificate_tasks(&client, &config, &mut tasks)?;
     let mut set = JoinSet::new();
     for (name, fut) in tasks {
         tracing::info!(controller = name, "starting controller");
@@ -188,6 +190,47 @@ fn service_account_tasks(
             ),
         }
     }
+    Ok(())
+}
+
+/// Kubelet TLS bootstrapping: the approver, the signer (when the signing CA and key are
+/// given) and the bootstrap token cleaner.
+fn certificate_tasks(client: &Client, config: &ControllersConfig, tasks: &mut Tasks) -> Result<()> {
+    let c = config.concurrent_syncs.max(1);
+    if config.enabled("csrapproving") {
+        let fut = certificates::approver::run(client.clone(), c);
+        tasks.push(("csrapproving", fut.boxed()));
+    }
+    if config.enabled("tokencleaner") {
+        tasks.push((
+            "tokencleaner",
+            certificates::token_cleaner::run(client.clone()).boxed(),
+        ));
+    }
+    if !config.enabled("csrsigning") {
+        return Ok(());
+    }
+    let cert = read_flag_file(
+        "cluster-signing-cert-file",
+        config.cluster_signing_cert_file.as_deref(),
+    )?;
+    let key = read_flag_file(
+        "cluster-signing-key-file",
+        config.cluster_signing_key_file.as_deref(),
+    )?;
+    let (Some(cert), Some(key)) = (cert, key) else {
+        tracing::warn!("csrsigning not started: it needs --cluster-signing-cert-file and --cluster-signing-key-file");
+        return Ok(());
+    };
+    let ca = bpfk_auth::pki::ClusterCa::from_pem(&cert, &key).map_err(|e| Error::Config {
+        flag: "cluster-signing-key-file",
+        reason: e.to_string(),
+    })?;
+    let duration = config.cluster_signing_duration;
+    tasks.push((
+        "csrsigning",
+        certificates::signer::run(client.clone(), ca, duration, c).boxed(),
+    ));
     Ok(())
 }
 

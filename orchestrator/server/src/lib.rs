@@ -82,7 +82,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The controllers' settings, with the cluster CA and the service-account key of this
+/// The controllers' settings, with the cluster CA (to publish and to sign with) and the service-account key of this
 /// server's PKI where the flags name none.
 fn controllers_config(
     cli: &Cli,
@@ -96,6 +96,12 @@ fn controllers_config(
     config
         .service_account_private_key_file
         .get_or_insert_with(|| dir.join("sa.key"));
+    config
+        .cluster_signing_cert_file
+        .get_or_insert_with(|| dir.join("ca.crt"));
+    config
+        .cluster_signing_key_file
+        .get_or_insert_with(|| dir.join("ca.key"));
     config
 }
 

@@ -573,6 +573,23 @@ pub fn cluster_role_bindings() -> Vec<ClusterRoleBinding> {
         ),
         // the Node authorizer grants nodes their objects; this binding stays empty
         same("system:node", vec![]),
+        // kubelet TLS bootstrapping, as kubeadm binds it: bootstrap tokens may ask for a node
+        // client certificate, which is approved; nodes may renew their own
+        binding(
+            "bpfk:kubelet-bootstrap",
+            "system:node-bootstrapper",
+            vec![group(user::BOOTSTRAPPERS_GROUP)],
+        ),
+        binding(
+            "bpfk:node-autoapprove-bootstrap",
+            "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+            vec![group(user::BOOTSTRAPPERS_GROUP)],
+        ),
+        binding(
+            "bpfk:node-autoapprove-certificate-rotation",
+            "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+            vec![group(user::NODES_GROUP)],
+        ),
     ]
 }
 
