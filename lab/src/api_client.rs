@@ -42,28 +42,6 @@ pub fn issue_client_cert(pki_dir: &Path, user: &str, groups: &[&str]) -> bpfk_au
         .expect("a client certificate")
 }
 
-/// The kubeconfig of node `node`'s agent: its own identity (`system:node:<node>` in
-/// `system:nodes`, so the Node authorizer and NodeRestriction apply), valid as long as the
-/// server's own client certificates.
-pub fn node_kubeconfig(admin: &ApiCredentials, pki_dir: &Path, node: &str) -> String {
-    let read = |f: &str| std::fs::read_to_string(pki_dir.join(f)).expect("the server's PKI");
-    let ca = bpfk_auth::pki::ClusterCa::from_pem(&read("ca.crt"), &read("ca.key"))
-        .expect("the cluster CA");
-    let user = format!("{}{node}", bpfk_auth::user::NODE_USER_PREFIX);
-    let cert = ca
-        .issue_client(
-            &user,
-            &[bpfk_auth::user::NODES_GROUP],
-            bpfk_auth::pki::LEAF_VALIDITY,
-        )
-        .expect("a node client certificate");
-    let credential = bpfk_auth::kubeconfig::Credential::Certificate {
-        cert_pem: &cert.cert_pem,
-        key_pem: &cert.key_pem,
-    };
-    bpfk_auth::kubeconfig::render(&admin.server, &admin.ca_pem, &user, credential)
-}
-
 /// A kubeconfig like `admin`'s (same server and CA) for `user` in `groups`, with a client
 /// certificate from the CA under `pki_dir`.
 pub fn user_kubeconfig(

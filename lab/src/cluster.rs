@@ -112,6 +112,8 @@ pub struct LabOptions {
     pub binaries: Binaries,
     /// `RUST_LOG` of the server and the agents.
     pub log_level: String,
+    /// Flags added to bpfk-server's (e.g. `--cluster-signing-duration=1m`).
+    pub server_args: Vec<String>,
 }
 
 impl LabOptions {
@@ -127,6 +129,7 @@ impl LabOptions {
                 agent: crate::server::binary("bpfk-agent"),
             },
             log_level: "info".into(),
+            server_args: Vec::new(),
         }
     }
 }
@@ -660,6 +663,7 @@ impl Lab {
             .arg(&self.kubeconfig)
             .arg("--data-dir")
             .arg(dir.join("server-data"))
+            .args(&options.server_args)
             .env("RUST_LOG", &options.log_level)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -768,10 +772,15 @@ impl Lab {
         crate::images::import_with_ctr(&containerd.socket(), images, containerd.snapshotter())
             .unwrap_or_else(|e| panic!("importing the stand-in images on {name} failed: {e}"));
         let log = dir.join(format!("bpfk-agent-{name}.log"));
-        let kubeconfig = self.node_kubeconfig(&name);
+        // the agent joins as a new machine would: the server's join token, its node
+        // certificate by a CertificateSigningRequest
+        let server = self.api_url();
+        let token = self.join_token();
         let mut cmd = Command::new(&options.binaries.agent);
-        cmd.args(["--node-name", &name, "--kubeconfig"])
-            .arg(&kubeconfig)
+        cmd.args(["--node-name", &name, "--server", &server])
+            .arg("--cert-dir")
+            .arg(dir.join(format!("pki-{name}")))
+            .env("BPFK_TOKEN", token.trim())
             .args(["--node-ip", &ip.to_string()])
             .args(["--underlay-iface", UNDERLAY_IFACE])
             .arg("--cgroup")
@@ -880,19 +889,20 @@ impl Lab {
         crate::api_client::issue_client_cert(&pki, user, groups)
     }
 
-    /// Writes the kubeconfig of node `name`'s agent (its own node identity) into the lab
-    /// directory (mode 0600: it holds a key); its path.
-    fn node_kubeconfig(&self, name: &str) -> PathBuf {
-        let admin = self
-            .credentials
-            .as_ref()
-            .expect("the server's admin credentials");
-        let pki = self.dir().join("server-data").join("pki");
-        let text = crate::api_client::node_kubeconfig(admin, &pki, name);
-        let path = self.dir().join(format!("kubeconfig-{name}"));
-        fs::write(&path, text).expect("write the node kubeconfig");
-        let _ = fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600));
-        path
+    /// The join token the server wrote under its data directory (it writes it once its
+    /// system namespaces exist, just after it answers).
+    pub fn join_token(&self) -> String {
+        let path = self.dir().join("server-data").join("join-token");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match fs::read_to_string(&path) {
+                Ok(text) if !text.trim().is_empty() => return text,
+                _ if std::time::Instant::now() > deadline => {
+                    panic!("bpfk-server wrote no join token to {}", path.display())
+                }
+                _ => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
     }
 
     /// Push [`crate::images::KUBECTL_IMAGE`] (the host's kubectl) to the lab registry, for

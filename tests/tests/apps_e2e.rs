@@ -311,6 +311,7 @@ async fn registry_pulls_config_maps_and_secrets() {
         node_prefix: None,
         binaries,
         log_level: "info".into(),
+        server_args: Vec::new(),
     });
     assert_eq!(lab.registry(), "registry.bpfk.lab:5000");
     deployment_is_pulled(&mut lab, Path::new("kubectl")).await;

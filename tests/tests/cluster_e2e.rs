@@ -180,6 +180,7 @@ async fn cluster_ip_answers_from_pods_on_both_nodes_through_ebpf() {
         node_prefix: None,
         binaries,
         log_level: "info".into(),
+        server_args: Vec::new(),
     });
     eprintln!("lab up after {:?}", started.elapsed());
     let (n1, n2) = (

@@ -224,6 +224,7 @@ fn container_logs_rotate_by_size_and_count_while_the_container_runs() {
             agent: binary("bpfk-agent"),
         },
         log_level: "info".into(),
+        server_args: Vec::new(),
     };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

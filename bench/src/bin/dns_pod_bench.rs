@@ -351,6 +351,7 @@ async fn main() -> Result<()> {
                 node_prefix: None,
                 binaries: lab_binaries()?,
                 log_level: "warn".into(),
+                server_args: Vec::new(),
             });
             let rows = measure(&lab).await?;
             let path = results_path("dns_pod.md");

@@ -153,6 +153,7 @@ async fn main() -> Result<()> {
         node_prefix: None,
         binaries,
         log_level: "warn".into(),
+        server_args: Vec::new(),
     });
     let pods: Api<Pod> = Api::namespaced(lab.client(), "default");
     let pulled_image = format!("{}/library/busybox:1.36", lab.registry());

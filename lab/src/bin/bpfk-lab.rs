@@ -54,6 +54,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Request> {
             agent: PathBuf::new(),
         },
         log_level: "info".into(),
+        server_args: Vec::new(),
     };
     let mut args = args.peekable();
     while let Some(flag) = args.next() {

@@ -32,9 +32,21 @@ pub struct Args {
     /// This node's name (pins go to <pin-root>/<node-name>/).
     #[arg(long, env = "BPFK_NODE_NAME")]
     pub node_name: String,
-    /// Kubeconfig of the API server.
-    #[arg(long, env = "KUBECONFIG")]
-    pub kubeconfig: PathBuf,
+    /// Kubeconfig of the API server (not needed with `--server` and `--token`).
+    #[arg(long, env = "KUBECONFIG", required_unless_present = "server")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Join the cluster at this API server (`https://HOST:PORT`) with `--token`: the CA is
+    /// checked against the token's hash, and the node's client certificate is asked for by
+    /// a CertificateSigningRequest and renewed before it expires.
+    #[arg(long, requires = "token", value_name = "URL")]
+    pub server: Option<String>,
+    /// The join token (`K10<ca hash>::<id>.<secret>`, from the server's `--data-dir`
+    /// `join-token` file or `bpfk token create`).
+    #[arg(long, env = "BPFK_TOKEN", requires = "server", hide_env_values = true, value_parser = parse_join_token)]
+    pub token: Option<bpfk_auth::bootstrap_token::JoinToken>,
+    /// Where a joined node keeps its kubeconfig and key.
+    #[arg(long, default_value = "/var/lib/bpfk/agent/pki")]
+    pub cert_dir: PathBuf,
     /// Underlay device (NodePort ingress, routes to other nodes' pods).
     #[arg(long)]
     pub underlay_iface: Option<String>,
@@ -85,6 +97,13 @@ pub struct Args {
     pub kubelet: bpfk_kubelet::KubeletArgs,
     #[command(flatten)]
     pub dns: dns::DnsArgs,
+}
+
+fn parse_join_token(
+    text: &str,
+) -> std::result::Result<bpfk_auth::bootstrap_token::JoinToken, String> {
+    text.parse()
+        .map_err(|e: bpfk_auth::bootstrap_token::TokenError| e.to_string())
 }
 
 /// Sizes (entries) of the datapath's maps. A full map fails the service update that needed
@@ -147,6 +166,10 @@ pub enum Error {
     Dns(#[from] dns::Error),
     #[error("kubelet: {0}")]
     Kubelet(#[from] bpfk_kubelet::Error),
+    #[error("joining the cluster: {0}")]
+    Join(#[from] bpfk_kubelet::bootstrap::BootstrapError),
+    #[error("restarting onto the renewed certificate: {0}")]
+    Restart(std::io::Error),
     #[error("metrics endpoint {addr}: {source}")]
     Metrics {
         addr: SocketAddr,
@@ -171,7 +194,8 @@ pub async fn run(args: Args) -> Result<()> {
         bpfk_datapath::teardown_pins(&args.pin_root, &args.node_name)?;
         return Ok(());
     }
-    let client = client(&args.kubeconfig).await?;
+    let (kubeconfig, join) = credentials(&args).await?;
+    let client = client(&kubeconfig).await?;
     // With the kubelet and no --pod-cidr, the kubelet learns the range and hands it over.
     let (pod_cidr_to, pod_cidr_handed) = match pod_cidr::source(args.pod_cidr, args.kubelet.kubelet)
     {
@@ -194,9 +218,48 @@ pub async fn run(args: Args) -> Result<()> {
     if args.kubelet.kubelet {
         parts.extend(kubelet_parts(&args, client, pod_cidr_to).await?);
     }
+    if let Some(join) = join {
+        parts.push(Box::pin(restart_on_renewal(join)));
+    }
     // `--no-proxy` requires `--kubelet`, so there is always at least one part.
     let (result, _, _) = futures::future::select_all(parts).await;
     result
+}
+
+/// The kubeconfig to use: `--kubeconfig`, or the node's own after joining with `--server`
+/// and `--token` (then also what renewing needs).
+async fn credentials(args: &Args) -> Result<(PathBuf, Option<bpfk_kubelet::bootstrap::Join>)> {
+    let (Some(server), Some(token)) = (&args.server, &args.token) else {
+        let path = args.kubeconfig.clone().unwrap_or_default();
+        return Ok((path, None));
+    };
+    let join = bpfk_kubelet::bootstrap::Join {
+        server: server.clone(),
+        token: token.clone(),
+        node_name: args.node_name.clone(),
+        cert_dir: args.cert_dir.clone(),
+        issue_timeout: JOIN_ISSUE_TIMEOUT,
+    };
+    let path = bpfk_kubelet::bootstrap::ensure_credentials(&join).await?;
+    Ok((path, Some(join)))
+}
+
+/// How long a joining node waits for its certificate (an unapproved request waits for
+/// `kubectl certificate approve`).
+const JOIN_ISSUE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Renew the node certificate when due, then restart this process (same pid, same flags)
+/// onto it: the clients hold the certificate they were built with, and the kubelet adopts
+/// its running pods on start.
+async fn restart_on_renewal(join: bpfk_kubelet::bootstrap::Join) -> Result<()> {
+    bpfk_kubelet::bootstrap::renew_when_due(&join).await?;
+    use std::os::unix::process::CommandExt;
+    let args: Vec<_> = std::env::args_os().skip(1).collect();
+    tracing::info!("restarting onto the renewed node certificate");
+    let error = std::process::Command::new("/proc/self/exe")
+        .args(args)
+        .exec();
+    Err(Error::Restart(error))
 }
 
 /// The API client of `kubeconfig`.

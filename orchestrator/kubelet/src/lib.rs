@@ -15,6 +15,7 @@
 //! through CRI with pull-secret credentials and back-off), [`image_gc`] (image GC by disk
 //! usage), [`pod_dns`] (pods' resolv.conf by dnsPolicy).
 
+pub mod bootstrap;
 pub mod cni;
 pub mod config;
 pub mod cri;
