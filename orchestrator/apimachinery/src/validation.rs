@@ -441,6 +441,20 @@ pub fn validate_update(res: &ResourceInfo, new: &Value, old: &Value) -> Vec<Fiel
     errs
 }
 
+/// Validates `new` replacing `old` through subresource `sub` (`status`, `approval`):
+/// everything [`validate_update`] checks, and what the kind forbids writes through `sub`.
+pub fn validate_subresource_update(
+    res: &ResourceInfo,
+    sub: &str,
+    new: &Value,
+    old: &Value,
+) -> Vec<FieldError> {
+    let mut errs = validate_update(res, new, old);
+    res.strategy
+        .validate_subresource_update(sub, new, old, &mut errs);
+    errs
+}
+
 /// Validates a write to the `status` subresource: metadata immutables, and the status fields
 /// that have a fixed set of values or a range.
 pub fn validate_status_update(res: &ResourceInfo, new: &Value, old: &Value) -> Vec<FieldError> {

@@ -106,6 +106,26 @@ pub trait KindStrategy: Sync {
     /// Carry over from `old` what an update may leave out (`PrepareForUpdate`).
     fn prepare_update(&self, _old: &Value, _new: &mut Value) {}
 
+    /// The object a write through subresource `sub` stores, from the stored object and the
+    /// requested one, when the kind has its own rule for `sub` (kube-apiserver's
+    /// per-subresource `PrepareForUpdate`: a CSR's `approval` takes only its Approved and
+    /// Denied conditions). `None`: the generic rule (`status` replaces the status alone; a
+    /// kind's other subresources change nothing).
+    fn merge_subresource(&self, _sub: &str, _current: &Value, _requested: &Value) -> Option<Value> {
+        None
+    }
+
+    /// What a write through subresource `sub` may not do beyond
+    /// [`KindStrategy::validate_update`] (a CSR's `status` may not add an Approved condition).
+    fn validate_subresource_update(
+        &self,
+        _sub: &str,
+        _new: &Value,
+        _old: &Value,
+        _errs: &mut Vec<FieldError>,
+    ) {
+    }
+
     /// Whether a PUT of a missing object creates it.
     fn allow_create_on_update(&self) -> bool {
         false
