@@ -333,6 +333,7 @@ mod tests {
             ("ns", "namespaces"),
             ("ep", "endpoints"),
             ("ev", "events"),
+            ("csr", "certificatesigningrequests"),
         ] {
             assert_eq!(by_short_name(short).unwrap().plural, plural, "{short}");
         }
@@ -410,6 +411,24 @@ mod tests {
     }
 
     #[test]
+    fn certificates_resource_list_has_approval() {
+        let list = api_resource_list("certificates.k8s.io", "v1").unwrap();
+        let names: Vec<_> = list.resources.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "certificatesigningrequests",
+                "certificatesigningrequests/status",
+                "certificatesigningrequests/approval"
+            ]
+        );
+        let approval = &list.resources[2];
+        assert_eq!(approval.kind, "CertificateSigningRequest");
+        assert_eq!(approval.verbs, ["get", "patch", "update"]);
+        assert!(!list.resources[0].namespaced);
+    }
+
+    #[test]
     fn group_list_and_versions() {
         let groups = serde_json::to_value(api_group_list()).unwrap();
         assert_eq!(groups["kind"], "APIGroupList");
@@ -424,6 +443,7 @@ mod tests {
             [
                 "discovery.k8s.io",
                 "coordination.k8s.io",
+                "certificates.k8s.io",
                 "apps",
                 "events.k8s.io",
                 "rbac.authorization.k8s.io",
@@ -432,7 +452,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            groups["groups"][2]["preferredVersion"],
+            groups["groups"][3]["preferredVersion"],
             json!({"groupVersion": "apps/v1", "version": "v1"})
         );
         let v = serde_json::to_value(api_versions("127.0.0.1:6443")).unwrap();

@@ -35,6 +35,7 @@ fn schema_name(res: &ResourceInfo) -> String {
         "" => "core",
         "discovery.k8s.io" => "discovery",
         "coordination.k8s.io" => "coordination",
+        "certificates.k8s.io" => "certificates",
         other => other,
     };
     format!("io.k8s.api.{group}.{}.{}", res.version, res.kind)

@@ -217,6 +217,9 @@ register! {
     coordination [] {
         lease,
     }
+    certificates [] {
+        certificate_signing_request,
+    }
     apps [workload] {
         deployment,
         replica_set,
