@@ -433,28 +433,31 @@ async fn resource(
                 });
             }
             match (sub, method.clone()) {
-                ("status", Method::GET) => ok(&read::get(&state, res, ns, name, &q).await?),
-                ("status", Method::PUT) => {
+                // a CSR's approval is written as its status is, the kind merging each
+                ("status" | "approval", Method::GET) => {
+                    ok(&read::get(&state, res, ns, name, &q).await?)
+                }
+                ("status" | "approval", Method::PUT) => {
                     let w = write::update(
                         &state,
                         res,
                         ns,
                         name,
-                        Part::Status,
+                        Part::from_subresource(res, Some(sub))?,
                         parse_body(headers, &body)?,
                         &q,
                     )
                     .await?;
                     Ok(json_response(StatusCode::OK, &w.object, &w.warnings))
                 }
-                ("status", Method::PATCH) => {
+                ("status" | "approval", Method::PATCH) => {
                     let kind = PatchKind::from_content_type(content_type)?;
                     let w = write::patch(
                         &state,
                         res,
                         ns,
                         name,
-                        Part::Status,
+                        Part::from_subresource(res, Some(sub))?,
                         kind,
                         &parse_patch(&body)?,
                         &q,

@@ -291,77 +291,105 @@ pub async fn create(
 pub enum Part {
     /// The main resource: everything but `status` (for kinds with a status subresource).
     Main,
-    /// The `status` subresource: only `status`.
+    /// The `status` subresource: only `status` (unless the kind merges it itself).
     Status,
+    /// Another subresource exchanging the kind's own objects, whose writes the kind's
+    /// strategy merges (a CertificateSigningRequest's `approval`).
+    Own(&'static str),
     /// Spec and status together: server-internal writes only (a binding sets
     /// `spec.nodeName` and the `PodScheduled` condition in one write, as Kubernetes does).
     Whole,
 }
 
 impl Part {
+    /// The part a write through `sub` (`None`: the main resource) may change.
     pub fn from_subresource(res: &ResourceInfo, sub: Option<&str>) -> Result<Part> {
-        match sub {
-            None => Ok(Part::Main),
-            Some("status") if res.subresource("status").is_some() => Ok(Part::Status),
-            Some(other) => Err(ApiError::NotFound {
+        let Some(sub) = sub else {
+            return Ok(Part::Main);
+        };
+        match res.subresource(sub) {
+            Some(s) if s.name == "status" => Ok(Part::Status),
+            Some(s) if s.kind == res.kind && s.verbs.contains(&"update") => Ok(Part::Own(s.name)),
+            _ => Err(ApiError::NotFound {
                 group: res.group.into(),
-                kind: format!("{}/{}", res.plural, other),
+                kind: format!("{}/{}", res.plural, sub),
                 name: String::new(),
             }),
+        }
+    }
+
+    /// The subresource written through, if any.
+    pub fn subresource(self) -> Option<&'static str> {
+        match self {
+            Part::Status => Some("status"),
+            Part::Own(sub) => Some(sub),
+            Part::Main | Part::Whole => None,
         }
     }
 }
 
 /// Merge what a write asked for into the current object according to the part written.
-fn merge_part(res: &ResourceInfo, part: Part, current: &Value, mut requested: Value) -> Value {
+fn merge_part(res: &ResourceInfo, part: Part, current: &Value, requested: Value) -> Value {
+    let sub = part.subresource();
+    if let Some(merged) = sub.and_then(|s| res.strategy.merge_subresource(s, current, &requested)) {
+        return merged;
+    }
     match part {
-        Part::Status => {
-            let mut out = current.clone();
-            if let Some(map) = out.as_object_mut() {
-                match requested.get_mut("status").map(Value::take) {
-                    Some(status) if !status.is_null() => {
-                        map.insert("status".into(), status);
-                    }
-                    _ => {
-                        map.remove("status");
-                    }
-                }
-            }
-            out
-        }
-        Part::Main | Part::Whole => {
-            if part == Part::Main && res.subresource("status").is_some() {
-                if let Some(map) = requested.as_object_mut() {
-                    match current.get("status") {
-                        Some(s) => map.insert("status".into(), s.clone()),
-                        None => map.remove("status"),
-                    };
-                }
-            }
-            // metadata the client cannot change through an update
-            for f in [
-                "uid",
-                "creationTimestamp",
-                "deletionTimestamp",
-                "deletionGracePeriodSeconds",
-                "generation",
-            ] {
-                match current.get("metadata").and_then(|m| m.get(f)) {
-                    Some(v) => object::set_meta(&mut requested, f, v.clone()),
-                    None => object::remove_meta(&mut requested, f),
-                }
-            }
-            requested
-        }
+        Part::Status => with_requested_status(current, requested),
+        Part::Own(_) => current.clone(),
+        Part::Main | Part::Whole => main_fields(res, part, current, requested),
     }
 }
 
-/// The object a write addresses.
+/// `current` with the status of `requested`.
+fn with_requested_status(current: &Value, mut requested: Value) -> Value {
+    let mut out = current.clone();
+    if let Some(map) = out.as_object_mut() {
+        match requested.get_mut("status").map(Value::take) {
+            Some(status) if !status.is_null() => {
+                map.insert("status".into(), status);
+            }
+            _ => {
+                map.remove("status");
+            }
+        }
+    }
+    out
+}
+
+/// `requested`, with the status of `current` for a main write to a kind with a status
+/// subresource, and the metadata a client cannot change.
+fn main_fields(res: &ResourceInfo, part: Part, current: &Value, mut requested: Value) -> Value {
+    if part == Part::Main && res.subresource("status").is_some() {
+        if let Some(map) = requested.as_object_mut() {
+            match current.get("status") {
+                Some(s) => map.insert("status".into(), s.clone()),
+                None => map.remove("status"),
+            };
+        }
+    }
+    for f in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+    ] {
+        match current.get("metadata").and_then(|m| m.get(f)) {
+            Some(v) => object::set_meta(&mut requested, f, v.clone()),
+            None => object::remove_meta(&mut requested, f),
+        }
+    }
+    requested
+}
+
+/// The object a write addresses, and the part of it written.
 #[derive(Clone, Copy)]
 struct Addressed<'a> {
     res: &'static ResourceInfo,
     ns: Option<&'a str>,
     name: &'a str,
+    part: Part,
 }
 
 /// Validate and store `next` as the new version of `current` (revision `rev`).
@@ -373,7 +401,12 @@ async fn commit_update(
     mut next: Value,
     q: &Query,
 ) -> Result<Option<Value>> {
-    let Addressed { res, ns, name } = *at;
+    let Addressed {
+        res,
+        ns,
+        name,
+        part,
+    } = *at;
     let (current, rev, fresh) = (&current.object, current.rev, current.fresh);
     set_type(res, &mut next);
     if res.namespaced {
@@ -394,7 +427,10 @@ async fn commit_update(
             .unwrap_or(0);
         object::set_meta(&mut next, "generation", Value::from(generation + 1));
     }
-    let errors = validation::validate_update(res, &next, current);
+    let errors = match part.subresource() {
+        Some(sub) => validation::validate_subresource_update(res, sub, &next, current),
+        None => validation::validate_update(res, &next, current),
+    };
     if !errors.is_empty() {
         return Err(invalid(res, name, &errors));
     }
@@ -576,8 +612,19 @@ pub async fn update(
             }
         }
         let next = merge_part(res, part, &current.object, body.clone());
-        if let Some(object) =
-            commit_update(state, &Addressed { res, ns, name }, &current, next, q).await?
+        if let Some(object) = commit_update(
+            state,
+            &Addressed {
+                res,
+                ns,
+                name,
+                part,
+            },
+            &current,
+            next,
+            q,
+        )
+        .await?
         {
             return Ok(Written {
                 object,
@@ -694,8 +741,19 @@ pub async fn patch(
             ));
         }
         let next = merge_part(res, part, &current.object, patched);
-        if let Some(object) =
-            commit_update(state, &Addressed { res, ns, name }, &current, next, q).await?
+        if let Some(object) = commit_update(
+            state,
+            &Addressed {
+                res,
+                ns,
+                name,
+                part,
+            },
+            &current,
+            next,
+            q,
+        )
+        .await?
         {
             return Ok(Written {
                 object,
@@ -731,8 +789,19 @@ pub async fn modify(
             Err(e) => return Err(e),
         };
         let next = merge_part(res, part, &current.object, changed);
-        if let Some(object) =
-            commit_update(state, &Addressed { res, ns, name }, &current, next, q).await?
+        if let Some(object) = commit_update(
+            state,
+            &Addressed {
+                res,
+                ns,
+                name,
+                part,
+            },
+            &current,
+            next,
+            q,
+        )
+        .await?
         {
             return Ok(object);
         }
@@ -752,5 +821,40 @@ mod tests {
         remove_path(&mut v, "spec.foo");
         remove_path(&mut v, "spec.missing[3].x");
         assert_eq!(v, json!({"spec": {"containers": [{"name": "a"}]}}));
+    }
+
+    #[test]
+    fn each_subresource_writes_its_part() {
+        let find = bpfk_apimachinery::registry::find;
+        let csrs = find("certificates.k8s.io", "v1", "certificatesigningrequests").unwrap();
+        let part = |res, sub| Part::from_subresource(res, Some(sub));
+        assert_eq!(part(csrs, "approval").unwrap(), Part::Own("approval"));
+        assert_eq!(part(csrs, "status").unwrap(), Part::Status);
+        let pods = find("", "v1", "pods").unwrap();
+        assert_eq!(part(pods, "binding").unwrap_err().code(), 404);
+        assert_eq!(part(pods, "approval").unwrap_err().code(), 404);
+
+        let current = json!({"metadata": {"name": "r"}, "spec": {"signerName": "a.io/b"}});
+        let approved = json!({"type": "Approved", "status": "True", "lastUpdateTime": "2025-01-01T00:00:00Z",
+                              "lastTransitionTime": "2025-01-01T00:00:00Z"});
+        let asked = json!({"metadata": {"name": "r", "labels": {"a": "b"}}, "spec": {"signerName": "evil.io/x"},
+                           "status": {"certificate": "eA==", "conditions": [approved]}});
+        let approval = merge_part(csrs, Part::Own("approval"), &current, asked.clone());
+        assert_eq!(approval["metadata"], current["metadata"]);
+        assert_eq!(approval["spec"], current["spec"]);
+        assert_eq!(approval["status"], json!({"conditions": [approved]}));
+        let status = merge_part(csrs, Part::Status, &current, asked.clone());
+        assert_eq!(
+            (&status["spec"], &status["status"]),
+            (&current["spec"], &asked["status"])
+        );
+        let main = merge_part(csrs, Part::Main, &current, asked.clone());
+        assert_eq!(main["spec"], asked["spec"]);
+        assert!(main.get("status").is_none());
+        let pod_status = merge_part(pods, Part::Status, &current, asked.clone());
+        assert_eq!(
+            (&pod_status["spec"], &pod_status["status"]),
+            (&current["spec"], &asked["status"])
+        );
     }
 }
