@@ -10,6 +10,7 @@ pub mod admission;
 pub mod allocator;
 pub mod authn;
 pub mod authz;
+pub mod certificates;
 pub mod cluster_dns;
 pub mod codec;
 pub mod compaction;

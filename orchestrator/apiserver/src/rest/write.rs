@@ -212,6 +212,7 @@ pub async fn create(
     }
     let requester = crate::authz::requester();
     crate::node_restriction::check_create(requester.as_deref(), res, ns.unwrap_or_default(), &obj)?;
+    crate::certificates::admit_create(requester.as_deref(), res, &name, &mut obj)?;
     if res.is("", "Pod") {
         // after validation: it adds only what the server itself writes correctly
         let ns = ns.unwrap_or_default();
@@ -434,6 +435,7 @@ async fn commit_update(
     if !errors.is_empty() {
         return Err(invalid(res, name, &errors));
     }
+    crate::certificates::admit_update(state, res, part, current, &next).await?;
     if res.is("", "Namespace") {
         crate::pod_security_admission::admit_namespace_update(state, res, current, &next).await?;
     } else if let Some(ns) = ns {
