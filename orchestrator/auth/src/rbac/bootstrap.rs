@@ -154,6 +154,10 @@ pub fn cluster_roles() -> Vec<ClusterRole> {
         ),
         role("system:kube-scheduler", scheduler_rules()),
         role("system:kube-controller-manager", controller_manager_rules()),
+        role(
+            "system:controller:certificate-controller",
+            certificate_controller_rules(),
+        ),
     ]
 }
 
@@ -499,15 +503,46 @@ fn controller_manager_rules() -> Vec<PolicyRule> {
             &["subjectaccessreviews"],
         ),
         rule(&["escalate"], &[GROUP], &["clusterroles"]),
-        rule(&["approve", "sign"], &["certificates.k8s.io"], &["signers"]),
+    ]
+}
+
+/// The API group of CertificateSigningRequests and signers.
+const CERTIFICATES: &str = "certificates.k8s.io";
+
+/// The built-in signers bpfk's certificate controllers approve for and sign with.
+pub const CONTROLLER_SIGNERS: [&str; 3] = [
+    "kubernetes.io/kube-apiserver-client-kubelet",
+    "kubernetes.io/kube-apiserver-client",
+    "kubernetes.io/kubelet-serving",
+];
+
+/// What the CSR approver and signer controllers do (Kubernetes'
+/// `system:controller:certificate-controller`): read and clean up requests, write their
+/// approval and status, and `approve` and `sign` for the built-in signers only.
+fn certificate_controller_rules() -> Vec<PolicyRule> {
+    let mut signers = rule(&["approve", "sign"], &[CERTIFICATES], &["signers"]);
+    signers.resource_names = Some(CONTROLLER_SIGNERS.map(String::from).to_vec());
+    vec![
+        rule(
+            &["get", "list", "watch", "delete"],
+            &[CERTIFICATES],
+            &["certificatesigningrequests"],
+        ),
         rule(
             &["update"],
-            &["certificates.k8s.io"],
+            &[CERTIFICATES],
             &[
                 "certificatesigningrequests/approval",
                 "certificatesigningrequests/status",
             ],
         ),
+        signers,
+        rule(
+            &["create"],
+            &["authorization.k8s.io"],
+            &["subjectaccessreviews"],
+        ),
+        rule(EVENT_WRITE, &["", "events.k8s.io"], &["events"]),
     ]
 }
 
@@ -558,6 +593,12 @@ pub fn cluster_role_bindings() -> Vec<ClusterRoleBinding> {
         ),
         same(
             "system:kube-controller-manager",
+            vec![subject("User", "system:kube-controller-manager")],
+        ),
+        // Kubernetes binds it to the controller's ServiceAccount; bpfk's controllers all
+        // run as the controller manager
+        same(
+            "system:controller:certificate-controller",
             vec![subject("User", "system:kube-controller-manager")],
         ),
         same("system:kube-dns", vec![kube_dns]),
@@ -642,6 +683,50 @@ mod tests {
             path: "",
         };
         assert!(policy.authorize(&list).allowed());
+    }
+
+    #[test]
+    fn the_controller_manager_approves_and_signs_for_the_built_in_signers_only() {
+        let policy = RbacPolicy::new(cluster_roles(), vec![], cluster_role_bindings(), vec![]);
+        let kcm = user::authenticated(
+            "system:kube-controller-manager".into(),
+            String::new(),
+            vec![],
+        );
+        let allowed = |verb: &str, resource: &str, subresource: &str, name: &str| {
+            let r = ResourceAttributes {
+                api_group: CERTIFICATES.into(),
+                resource: resource.into(),
+                subresource: subresource.into(),
+                name: name.into(),
+                ..Default::default()
+            };
+            let attrs = Attributes {
+                user: &kcm,
+                verb,
+                resource: Some(&r),
+                path: "",
+            };
+            policy.authorize(&attrs).allowed()
+        };
+        for signer in CONTROLLER_SIGNERS {
+            assert!(allowed("approve", "signers", "", signer), "{signer}");
+            assert!(allowed("sign", "signers", "", signer), "{signer}");
+        }
+        assert!(!allowed("approve", "signers", "", "example.com/signer"));
+        assert!(!allowed("sign", "signers", "", "kubernetes.io/*"));
+        for verb in ["get", "list", "watch", "delete"] {
+            assert!(
+                allowed(verb, "certificatesigningrequests", "", "csr-1"),
+                "{verb}"
+            );
+        }
+        for sub in ["approval", "status"] {
+            assert!(
+                allowed("update", "certificatesigningrequests", sub, "csr-1"),
+                "{sub}"
+            );
+        }
     }
 
     #[test]
