@@ -3,8 +3,11 @@
 //! and a `runtime.Unknown` holding the type and the raw message; the message is read by a
 //! table of the kind's fields (numbers and JSON names as in `k8s.io/api`'s
 //! `generated.proto`). Kinds without a table are 415, as before: kubectl sends protobuf for
-//! what its typed clients create (`kubectl auth can-i` and `whoami` among them).
+//! what its typed clients create or update (`kubectl auth can-i` and `whoami` among them,
+//! and `kubectl certificate approve|deny`, which PUTs a CertificateSigningRequest's
+//! approval).
 
+use base64::Engine;
 use serde_json::{Map, Value};
 
 use crate::error::{ApiError, Result};
@@ -20,8 +23,16 @@ enum Field {
     Str,
     Strings,
     Message(&'static [(u32, &'static str, Field)]),
-    /// `int64` (a varint).
+    /// `int64` or `int32` (a varint).
     Int64,
+    /// `bool` (a varint).
+    Bool,
+    /// `bytes`, base64 in JSON.
+    Bytes,
+    /// A `repeated` message.
+    Messages(&'static [(u32, &'static str, Field)]),
+    /// `meta.v1.Time` (seconds = 1, nanos = 2), RFC 3339 in JSON.
+    Time,
     /// `map<string, string>`.
     StringMap,
     /// `map<string, ExtraValue>` (ExtraValue: `repeated string items = 1`).
@@ -67,6 +78,52 @@ const ACCESS_SPEC: Table = &[
     (5, "extra", Field::StringListMap),
     (6, "uid", Field::Str),
 ];
+/// The metadata of a stored kind's object, as a client sends it back on an update.
+const OBJECT_META_OF_OBJECTS: Table = &[
+    (1, "name", Field::Str),
+    (2, "generateName", Field::Str),
+    (3, "namespace", Field::Str),
+    (5, "uid", Field::Str),
+    (6, "resourceVersion", Field::Str),
+    (7, "generation", Field::Int64),
+    (8, "creationTimestamp", Field::Time),
+    (9, "deletionTimestamp", Field::Time),
+    (10, "deletionGracePeriodSeconds", Field::Int64),
+    (11, "labels", Field::StringMap),
+    (12, "annotations", Field::StringMap),
+    (13, "ownerReferences", Field::Messages(OWNER_REFERENCE)),
+    (14, "finalizers", Field::Strings),
+];
+const OWNER_REFERENCE: Table = &[
+    (1, "kind", Field::Str),
+    (3, "name", Field::Str),
+    (4, "uid", Field::Str),
+    (5, "apiVersion", Field::Str),
+    (6, "controller", Field::Bool),
+    (7, "blockOwnerDeletion", Field::Bool),
+];
+const CSR_SPEC: Table = &[
+    (1, "request", Field::Bytes),
+    (2, "username", Field::Str),
+    (3, "uid", Field::Str),
+    (4, "groups", Field::Strings),
+    (5, "usages", Field::Strings),
+    (6, "extra", Field::StringListMap),
+    (7, "signerName", Field::Str),
+    (8, "expirationSeconds", Field::Int64),
+];
+const CSR_CONDITION: Table = &[
+    (1, "type", Field::Str),
+    (2, "reason", Field::Str),
+    (3, "message", Field::Str),
+    (4, "lastUpdateTime", Field::Time),
+    (5, "lastTransitionTime", Field::Time),
+    (6, "status", Field::Str),
+];
+const CSR_STATUS: Table = &[
+    (1, "conditions", Field::Messages(CSR_CONDITION)),
+    (2, "certificate", Field::Bytes),
+];
 const RULES_SPEC: Table = &[(1, "namespace", Field::Str)];
 const TOKEN_SPEC: Table = &[(1, "token", Field::Str), (2, "audiences", Field::Strings)];
 const BOUND_OBJECT_REF: Table = &[
@@ -90,6 +147,11 @@ fn table_of(api_version: &str, kind: &str) -> Option<Table> {
     const SELF_REVIEW: Table = &[META];
     const TOKEN: Table = &[META, (2, "spec", Field::Message(TOKEN_SPEC))];
     const TOKEN_REQUEST: Table = &[META, (2, "spec", Field::Message(TOKEN_REQUEST_SPEC))];
+    const CSR: Table = &[
+        (1, "metadata", Field::Message(OBJECT_META_OF_OBJECTS)),
+        (2, "spec", Field::Message(CSR_SPEC)),
+        (3, "status", Field::Message(CSR_STATUS)),
+    ];
     match (api_version, kind) {
         ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => Some(SELF_ACCESS),
         ("authorization.k8s.io/v1", "SubjectAccessReview" | "LocalSubjectAccessReview") => {
@@ -99,6 +161,7 @@ fn table_of(api_version: &str, kind: &str) -> Option<Table> {
         ("authentication.k8s.io/v1", "SelfSubjectReview") => Some(SELF_REVIEW),
         ("authentication.k8s.io/v1", "TokenReview") => Some(TOKEN),
         ("authentication.k8s.io/v1", "TokenRequest") => Some(TOKEN_REQUEST),
+        ("certificates.k8s.io/v1", "CertificateSigningRequest") => Some(CSR),
         _ => None,
     }
 }
@@ -155,9 +218,17 @@ fn message(bytes: &[u8], table: Table, depth: usize) -> Result<Map<String, Value
         let Some((_, name, kind)) = table.iter().find(|(n, _, _)| *n == number) else {
             continue;
         };
-        if let (Field::Int64, Wire::Varint(v)) = (kind, &wire) {
-            out.insert(name.to_string(), Value::from(*v as i64));
-            continue;
+        match (kind, &wire) {
+            // an int32 is sign-extended to 64 bits on the wire
+            (Field::Int64, Wire::Varint(v)) => {
+                out.insert(name.to_string(), Value::from(*v as i64));
+                continue;
+            }
+            (Field::Bool, Wire::Varint(v)) => {
+                out.insert(name.to_string(), Value::Bool(*v != 0));
+                continue;
+            }
+            _ => {}
         }
         let Wire::Bytes(b) = wire else {
             return Err(bad(&format!("field {name} has the wrong wire type")));
@@ -168,9 +239,21 @@ fn message(bytes: &[u8], table: Table, depth: usize) -> Result<Map<String, Value
                 out.insert(name, Value::String(utf8(b)?));
             }
             Field::Strings => push(&mut out, name, Value::String(utf8(b)?)),
-            Field::Int64 => return Err(bad(&format!("field {name} is not a varint"))),
+            Field::Int64 | Field::Bool => {
+                return Err(bad(&format!("field {name} is not a varint")))
+            }
+            Field::Bytes => {
+                let encoded = base64::engine::general_purpose::STANDARD.encode(b);
+                out.insert(name, Value::String(encoded));
+            }
+            Field::Time => {
+                out.insert(name, Value::String(time(b)?));
+            }
             Field::Message(inner) => {
                 out.insert(name, Value::Object(message(b, inner, depth + 1)?));
+            }
+            Field::Messages(inner) => {
+                push(&mut out, name, Value::Object(message(b, inner, depth + 1)?));
             }
             Field::StringMap | Field::StringListMap => {
                 let (key, value) = map_entry(b, *kind)?;
@@ -182,6 +265,19 @@ fn message(bytes: &[u8], table: Table, depth: usize) -> Result<Map<String, Value
         }
     }
     Ok(out)
+}
+
+/// A `meta.v1.Time` as JSON shows it: RFC 3339 to the second, in UTC.
+fn time(b: &[u8]) -> Result<String> {
+    let mut seconds = 0;
+    for field in Reader(b) {
+        if let (1, Wire::Varint(v)) = field? {
+            seconds = v as i64;
+        }
+    }
+    let at =
+        chrono::DateTime::from_timestamp(seconds, 0).ok_or_else(|| bad("a time out of range"))?;
+    Ok(at.format("%Y-%m-%dT%H:%M:%SZ").to_string())
 }
 
 fn push(out: &mut Map<String, Value>, name: String, value: Value) {
@@ -292,6 +388,7 @@ mod tests {
     use super::*;
 
     fn bytes_field(number: u32, payload: &[u8]) -> Vec<u8> {
+        assert!(payload.len() < 128, "a one-byte length");
         let mut out = vec![(number << 3 | 2) as u8, payload.len() as u8];
         out.extend_from_slice(payload);
         out
@@ -361,6 +458,77 @@ mod tests {
             &wrong_wire,
         ));
         assert_eq!(err.unwrap_err().code(), 400);
+    }
+
+    fn varint_field(number: u32, mut v: u64) -> Vec<u8> {
+        let mut out = vec![(number << 3) as u8];
+        loop {
+            let byte = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(byte);
+                return out;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+
+    #[test]
+    fn decodes_a_certificate_signing_request_as_kubectl_approves_it() {
+        let meta = [
+            bytes_field(1, b"node-csr-1"),
+            bytes_field(6, b"42"),
+            bytes_field(8, &varint_field(1, 1_735_689_600)),
+            bytes_field(13, &[bytes_field(1, b"Node"), varint_field(6, 1)].concat()),
+        ]
+        .concat();
+        let spec = [
+            bytes_field(1, b"PEM"),
+            bytes_field(5, b"client auth"),
+            bytes_field(7, b"a.io/b"),
+            varint_field(8, 86400),
+        ]
+        .concat();
+        let approved = [
+            bytes_field(1, b"Approved"),
+            bytes_field(6, b"True"),
+            bytes_field(2, b"Kubectl"),
+            bytes_field(4, &varint_field(1, 1_735_689_660)),
+        ]
+        .concat();
+        let status = [
+            bytes_field(1, &bytes_field(1, b"Failed")),
+            bytes_field(1, &approved),
+        ]
+        .concat();
+        let raw = [
+            bytes_field(1, &meta),
+            bytes_field(2, &spec),
+            bytes_field(3, &status),
+        ]
+        .concat();
+        let obj = decode(&envelope(
+            "certificates.k8s.io/v1",
+            "CertificateSigningRequest",
+            &raw,
+        ))
+        .unwrap();
+        assert_eq!(
+            obj["metadata"],
+            serde_json::json!({"name": "node-csr-1", "resourceVersion": "42",
+                "creationTimestamp": "2025-01-01T00:00:00Z",
+                "ownerReferences": [{"kind": "Node", "controller": true}]})
+        );
+        assert_eq!(
+            obj["spec"],
+            serde_json::json!({"request": "UEVN", "usages": ["client auth"], "expirationSeconds": 86400,
+                "signerName": "a.io/b"})
+        );
+        assert_eq!(
+            obj["status"]["conditions"],
+            serde_json::json!([{"type": "Failed"}, {"type": "Approved", "status": "True",
+                "reason": "Kubectl", "lastUpdateTime": "2025-01-01T00:01:00Z"}])
+        );
     }
 
     #[test]
