@@ -200,9 +200,33 @@ fn check_wrong_ca_hash(lab: &Lab, join_token: &str) {
     assert!(!dir.path().join("kubelet.kubeconfig").exists());
 }
 
-/// A node certificate asked for by someone without a bootstrap token is not approved
-/// automatically; once a person approves it, it is signed.
+const ALICE_REQUESTS: &str = r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: alice-requests}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: system:node-bootstrapper}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}
+"#;
+
+/// A node certificate asked for by someone who may create requests but not node client
+/// ones (`system:node-bootstrapper` alone) is not approved automatically; once a person
+/// approves it, it is signed.
 fn check_manual_approval(lab: &Lab) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let binding = dir.path().join("binding.yaml");
+    std::fs::write(&binding, ALICE_REQUESTS).expect("binding manifest");
+    let binding = binding.to_string_lossy().into_owned();
+    success(&kubectl(lab, &["apply", "-f", &binding]));
+    let alice = lab.issue_client_cert("alice", &[]);
+    let credential = bpfk_auth::kubeconfig::Credential::Certificate {
+        cert_pem: &alice.cert_pem,
+        key_pem: &alice.key_pem,
+    };
+    let ca = &lab.credentials().ca_pem;
+    let text = bpfk_auth::kubeconfig::render(&lab.api_url(), ca, "alice", credential);
+    let alice_config = dir.path().join("alice");
+    std::fs::write(&alice_config, text).expect("alice's kubeconfig");
     let (request, _key) =
         bpfk_auth::pki::client_request("system:node:manual", &["system:nodes"]).expect("csr");
     use base64::Engine;
@@ -213,28 +237,25 @@ fn check_manual_approval(lab: &Lab) {
                  "signerName": "kubernetes.io/kube-apiserver-client-kubelet",
                  "usages": ["digital signature", "client auth"]}
     });
-    let out = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(lab.kubeconfig())
-        .args(["create", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(csr.to_string().as_bytes())?;
-            child.wait_with_output()
-        })
-        .expect("kubectl create");
-    success(&out);
+    let manifest = dir.path().join("csr.json");
+    std::fs::write(&manifest, csr.to_string()).expect("csr manifest");
+    eventually("alice may create requests", WITHIN, || {
+        let out = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&alice_config)
+            .arg("create")
+            .arg("-f")
+            .arg(&manifest)
+            .output()
+            .expect("kubectl create");
+        ok_or_stderr(out).map(|_| ())
+    });
     std::thread::sleep(Duration::from_secs(3));
     let pending = success(&kubectl(lab, &["get", "csr", "manual-node"]));
-    assert!(pending.contains("Pending"), "{pending}");
+    assert!(
+        pending.contains("Pending") && pending.contains("alice"),
+        "{pending}"
+    );
     success(&kubectl(lab, &["certificate", "approve", "manual-node"]));
     eventually("the approved request is signed", WITHIN, || {
         let out = ok_or_stderr(kubectl(lab, &["get", "csr", "manual-node"]))?;
