@@ -551,6 +551,26 @@ mod tests {
     }
 
     #[test]
+    fn a_request_whose_signature_does_not_match_its_key_is_refused() {
+        use base64::Engine;
+        let (csr, _key) = client_request("system:node:n3", &["system:nodes"]).unwrap();
+        let body: String = csr.lines().filter(|l| !l.starts_with("-----")).collect();
+        let mut der = base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .unwrap();
+        // the signature is the request's last bytes: proof of the key's possession broken
+        let last = der.len() - 1;
+        der[last] ^= 0x55;
+        let tampered = format!(
+            "-----BEGIN CERTIFICATE REQUEST-----\n{}\n-----END CERTIFICATE REQUEST-----\n",
+            base64::engine::general_purpose::STANDARD.encode(&der)
+        );
+        assert!(request_subject(&tampered).is_err());
+        let (ca, _) = ClusterCa::generate("test-ca").unwrap();
+        assert!(ca.sign_client_request(&tampered, LEAF_VALIDITY).is_err());
+    }
+
+    #[test]
     fn ca_hash_is_stable_and_hex() {
         let (ca, _) = ClusterCa::generate("test-ca").unwrap();
         let hash = ca_public_key_hash(&ca.cert_pem).unwrap();
