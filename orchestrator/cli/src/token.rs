@@ -33,7 +33,7 @@ pub fn parse_ttl(text: &str) -> std::result::Result<Duration, String> {
     if text.trim() == "0" {
         return Ok(Duration::ZERO);
     }
-    humantime::parse_duration(text).map_err(|e| format!("invalid duration {text:?}: {e}"))
+    bpfk_common::duration::parse_duration(text)
 }
 
 async fn create(ctx: &Ctx, secrets: &Api<Secret>, args: &TokenCreateArgs) -> Result<String> {

@@ -22,10 +22,7 @@ pub const ALL_CONTROLLERS: &[&str] = &[
     "tokencleaner",
 ];
 
-/// Parses durations such as `40s`, `5m`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e}"))
-}
+pub use bpfk_common::duration::parse_duration;
 
 /// Settings of the controller manager.
 #[derive(Debug, Clone, clap::Args)]

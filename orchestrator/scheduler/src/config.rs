@@ -2,10 +2,7 @@
 
 use std::time::Duration;
 
-/// Parses durations such as `30s`, `500ms`, `5m`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e}"))
-}
+pub use bpfk_common::duration::parse_duration;
 
 /// Settings of the scheduler.
 #[derive(Debug, Clone, clap::Args)]
