@@ -32,7 +32,7 @@ pub struct Args {
     /// This node's name (pins go to <pin-root>/<node-name>/).
     #[arg(long, env = "BPFK_NODE_NAME")]
     pub node_name: String,
-    /// Kubeconfig of the API server (not needed with `--server` and `--token`).
+    /// Kubeconfig of the API server (not needed, and not read, with `--server` and `--token`).
     #[arg(long, env = "KUBECONFIG", required_unless_present = "server")]
     pub kubeconfig: Option<PathBuf>,
     /// Join the cluster at this API server (`https://HOST:PORT`) with `--token`: the CA is
