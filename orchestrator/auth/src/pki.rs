@@ -29,6 +29,9 @@ const RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 3600);
 /// RBAC binding deleted).
 pub const ADMIN_USER: &str = "kubernetes-admin";
 pub const ADMIN_GROUP: &str = user::SYSTEM_MASTERS;
+/// The user the API server is to kubelets (pods/log, exec, attach, port-forward): bound to
+/// `system:kubelet-api-admin`, nothing more.
+pub const KUBELET_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
@@ -73,6 +76,9 @@ pub struct ServerPki {
     pub serving: CertKey,
     /// The admin's client certificate (for the written kubeconfig).
     pub admin: CertKey,
+    /// The API server's client certificate toward kubelets (kubeadm's
+    /// `apiserver-kubelet-client`, user [`KUBELET_CLIENT_USER`]).
+    pub kubelet_client: CertKey,
     /// The ECDSA P-256 key (PKCS#8 PEM) that signs service-account tokens.
     pub service_account_key_pem: String,
 }
@@ -215,23 +221,45 @@ impl ClusterCa {
 
     /// Sign a PKCS#10 request (PEM) as a client certificate with exactly the subject the
     /// request names, valid for `valid` (the CertificateSigningRequest signer's job: what may
-    /// be asked for was checked before).
+    /// be asked for was checked before). Names the request carries are dropped.
     pub fn sign_client_request(&self, csr_pem: &str, valid: Duration) -> Result<String> {
-        let mut request =
-            CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| PkiError::Invalid {
-                what: "spec.request".into(),
-                reason: format!("not a PEM certificate request: {e}"),
-            })?;
-        request.params.is_ca = IsCa::ExplicitNoCa;
-        request.params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        request.params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        request.params.subject_alt_names.clear();
-        validity(&mut request.params, valid);
+        self.sign_request(csr_pem, valid, false)
+    }
+
+    /// Sign a PKCS#10 request (PEM) as a serving certificate for the subject and the
+    /// addresses and names the request carries (checked before, as for client requests).
+    pub fn sign_serving_request(&self, csr_pem: &str, valid: Duration) -> Result<String> {
+        self.sign_request(csr_pem, valid, true)
+    }
+
+    fn sign_request(&self, csr_pem: &str, valid: Duration, serving: bool) -> Result<String> {
+        let mut request = parse_request(csr_pem)?;
+        let params = &mut request.params;
+        params.is_ca = IsCa::ExplicitNoCa;
+        if serving {
+            params.key_usages = vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::KeyEncipherment,
+            ];
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        } else {
+            params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+            params.subject_alt_names.clear();
+        }
+        validity(params, valid);
         let cert = request
             .signed_by(&self.issuer)
             .map_err(cert_err("signed certificate"))?;
         Ok(cert.pem())
     }
+}
+
+fn parse_request(csr_pem: &str) -> Result<CertificateSigningRequestParams> {
+    CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| PkiError::Invalid {
+        what: "spec.request".into(),
+        reason: format!("not a PEM certificate request: {e}"),
+    })
 }
 
 fn subject(common_name: &str, organizations: &[&str]) -> rcgen::DistinguishedName {
@@ -265,6 +293,40 @@ pub fn client_request(user: &str, groups: &[&str]) -> Result<(String, String)> {
         .map_err(cert_err("certificate request"))?;
     let pem = csr.pem().map_err(cert_err("certificate request"))?;
     Ok((pem, key.serialize_pem()))
+}
+
+/// A new PKCS#10 request (PEM) for a serving certificate of `user` in `groups` for `names`
+/// (IP addresses and DNS names), and its key (PEM): what a kubelet asks for to serve its
+/// endpoint.
+pub fn serving_request(user: &str, groups: &[&str], names: &[String]) -> Result<(String, String)> {
+    let key = KeyPair::generate().map_err(cert_err("serving key"))?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = subject(user, groups);
+    params.subject_alt_names = names.iter().map(|n| san(n)).collect::<Result<Vec<_>>>()?;
+    let csr = params
+        .serialize_request(&key)
+        .map_err(cert_err("certificate request"))?;
+    let pem = csr.pem().map_err(cert_err("certificate request"))?;
+    Ok((pem, key.serialize_pem()))
+}
+
+/// The subject alternative names of a PKCS#10 request in PEM (IP addresses and DNS names, as
+/// text); any other kind of name (e-mail, URI) is refused.
+pub fn request_names(csr_pem: &str) -> Result<Vec<String>> {
+    let request = parse_request(csr_pem)?;
+    request
+        .params
+        .subject_alt_names
+        .iter()
+        .map(|name| match name {
+            SanType::IpAddress(ip) => Ok(ip.to_string()),
+            SanType::DnsName(dns) => Ok(dns.as_str().to_string()),
+            other => Err(PkiError::Invalid {
+                what: "spec.request".into(),
+                reason: format!("the subject alternative name {other:?} is not an address or a DNS name"),
+            }),
+        })
+        .collect()
 }
 
 /// The names every API server certificate carries besides the operator's: loopback, the
@@ -304,6 +366,12 @@ impl ServerPki {
             |ca| ca.issue_client(ADMIN_USER, &[ADMIN_GROUP], LEAF_VALIDITY),
             &ca,
         )?;
+        let kubelet_client = load_or_create_pair(
+            &pki,
+            "apiserver-kubelet-client",
+            |ca| ca.issue_client(KUBELET_CLIENT_USER, &[], LEAF_VALIDITY),
+            &ca,
+        )?;
         let sa_path = pki.join("sa.key");
         let service_account_key_pem = match read(&sa_path)? {
             Some(pem) => pem,
@@ -319,6 +387,7 @@ impl ServerPki {
             ca,
             serving,
             admin,
+            kubelet_client,
             service_account_key_pem,
         })
     }
@@ -440,8 +509,7 @@ pub fn request_subject(csr_pem: &str) -> Result<(String, Vec<String>)> {
         what: "spec.request".into(),
         reason,
     };
-    let request = CertificateSigningRequestParams::from_pem(csr_pem)
-        .map_err(|e| invalid(format!("not a PEM certificate request: {e}")))?;
+    let request = parse_request(csr_pem)?;
     let dn = &request.params.distinguished_name;
     let cn = dn
         .get(&DnType::CommonName)
@@ -501,6 +569,7 @@ mod tests {
         assert_eq!(first.ca.cert_pem, again.ca.cert_pem);
         assert_eq!(first.serving.cert_pem, again.serving.cert_pem);
         assert_eq!(first.admin.cert_pem, again.admin.cert_pem);
+        assert_eq!(first.kubelet_client.cert_pem, again.kubelet_client.cert_pem);
         assert_eq!(first.service_account_key_pem, again.service_account_key_pem);
         let mode = |f: &str| {
             fs::metadata(dir.path().join("pki").join(f))
@@ -512,6 +581,7 @@ mod tests {
         assert_eq!(mode("ca.key"), 0o600);
         assert_eq!(mode("sa.key"), 0o600);
         assert_eq!(mode("admin.key"), 0o600);
+        assert_eq!(mode("apiserver-kubelet-client.key"), 0o600);
         // a new name: a new serving certificate from the same CA
         let more = [names.clone(), vec!["10.250.0.1".to_string()]].concat();
         let third = ServerPki::load_or_create(dir.path(), &more).unwrap();
@@ -531,6 +601,27 @@ mod tests {
         assert!(user.groups.contains(&"system:nodes".to_string()));
         assert!(user.groups.contains(&"system:authenticated".to_string()));
         assert!(!expires_within(&pair.cert_pem, Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn signed_serving_request_keeps_its_names_and_serves_only() {
+        let (ca, _) = ClusterCa::generate("test-ca").unwrap();
+        let names = vec!["10.250.0.11".to_string(), "node-1".to_string()];
+        let (csr, _key) = serving_request("system:node:node-1", &["system:nodes"], &names).unwrap();
+        assert_eq!(request_names(&csr).unwrap(), names);
+        let pem = ca.sign_serving_request(&csr, LEAF_VALIDITY).unwrap();
+        let der = first_der(&pem).unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        let eku = cert.extended_key_usage().unwrap().unwrap().value;
+        assert!(eku.server_auth && !eku.client_auth);
+        let sans = cert.subject_alternative_name().unwrap().unwrap().value;
+        assert_eq!(sans.general_names.len(), 2);
+        // a client request signed as a client keeps no names
+        let client = ca.sign_client_request(&csr, LEAF_VALIDITY).unwrap();
+        let der = first_der(&client).unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        assert!(cert.subject_alternative_name().unwrap().is_none());
+        assert!(cert.extended_key_usage().unwrap().unwrap().value.client_auth);
     }
 
     #[test]

@@ -152,6 +152,7 @@ pub fn cluster_roles() -> Vec<ClusterRole> {
                 ),
             ],
         ),
+        role("system:kubelet-api-admin", kubelet_api_admin_rules()),
         role("system:kube-scheduler", scheduler_rules()),
         role("system:kube-controller-manager", controller_manager_rules()),
         role(
@@ -415,6 +416,26 @@ pub fn node_rules() -> Vec<PolicyRule> {
     ]
 }
 
+/// Everything a kubelet's API serves (Kubernetes' `system:kubelet-api-admin`: what the API
+/// server does to kubelets for pods/log, exec, attach and port-forward).
+fn kubelet_api_admin_rules() -> Vec<PolicyRule> {
+    vec![
+        rule(&["get", "list", "watch", "proxy"], &[""], &["nodes"]),
+        rule(
+            &["*"],
+            &[""],
+            &[
+                "nodes/proxy",
+                "nodes/log",
+                "nodes/stats",
+                "nodes/metrics",
+                "nodes/spec",
+                "nodes/checkpoint",
+            ],
+        ),
+    ]
+}
+
 /// What kube-proxy reads (and the events it writes).
 pub fn node_proxier_rules() -> Vec<PolicyRule> {
     vec![
@@ -611,6 +632,13 @@ pub fn cluster_role_bindings() -> Vec<ClusterRoleBinding> {
             "bpfk:node-proxier",
             "system:node-proxier",
             vec![group(user::NODES_GROUP)],
+        ),
+        // the API server's own identity toward kubelets (kubeadm gives its certificate
+        // cluster-admin; this is what the kubelets' API needs and no more)
+        binding(
+            "bpfk:apiserver-kubelet-client",
+            "system:kubelet-api-admin",
+            vec![subject("User", crate::pki::KUBELET_CLIENT_USER)],
         ),
         // the Node authorizer grants nodes their objects; this binding stays empty
         same("system:node", vec![]),

@@ -1,6 +1,6 @@
 //! `csrsigning`: signs approved requests of the client signers
 //! (`kubernetes.io/kube-apiserver-client-kubelet`, `kubernetes.io/kube-apiserver-client`)
-//! with the cluster CA (`--cluster-signing-cert-file`, `--cluster-signing-key-file`), for
+//! and of the kubelet serving signer (`kubernetes.io/kubelet-serving`) with the cluster CA (`--cluster-signing-cert-file`, `--cluster-signing-key-file`), for
 //! `--cluster-signing-duration` or the shorter `spec.expirationSeconds`, writing
 //! `status.certificate`; a kubelet request whose subject is not a node's fails (condition
 //! Failed) rather than being signed.
@@ -20,7 +20,8 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
 use super::{
-    has_condition, kubelet_client_subject, request_pem, CLIENT_SIGNER, KUBELET_CLIENT_SIGNER,
+    has_condition, kubelet_client_subject, kubelet_serving_request, request_pem, CLIENT_SIGNER,
+    KUBELET_CLIENT_SIGNER, KUBELET_SERVING_SIGNER,
 };
 use crate::error::{Error, Result};
 use crate::util::run_until_stopped;
@@ -82,7 +83,8 @@ async fn reconcile(csr: Arc<CertificateSigningRequest>, ctx: Arc<Context>) -> Re
         .and_then(|s| s.certificate.as_ref())
         .is_some();
     let ready = has_condition(&csr, "Approved") && !has_condition(&csr, "Failed") && !issued;
-    if !ready || ![KUBELET_CLIENT_SIGNER, CLIENT_SIGNER].contains(&signer) {
+    let signers = [KUBELET_CLIENT_SIGNER, CLIENT_SIGNER, KUBELET_SERVING_SIGNER];
+    if !ready || !signers.contains(&signer) {
         return Ok(Action::await_change());
     }
     let mut signed = (*csr).clone();
@@ -112,13 +114,20 @@ fn certificate(
     csr: &CertificateSigningRequest,
     ctx: &Context,
 ) -> std::result::Result<String, String> {
-    if csr.spec.signer_name == KUBELET_CLIENT_SIGNER {
-        kubelet_client_subject(csr)?;
-    }
     let pem = request_pem(csr).ok_or("spec.request is not text")?;
-    ctx.ca
-        .sign_client_request(pem, lifetime(csr, ctx.duration))
-        .map_err(|e| e.to_string())
+    let valid = lifetime(csr, ctx.duration);
+    let signed = match csr.spec.signer_name.as_str() {
+        KUBELET_SERVING_SIGNER => {
+            kubelet_serving_request(csr)?;
+            ctx.ca.sign_serving_request(pem, valid)
+        }
+        KUBELET_CLIENT_SIGNER => {
+            kubelet_client_subject(csr)?;
+            ctx.ca.sign_client_request(pem, valid)
+        }
+        _ => ctx.ca.sign_client_request(pem, valid),
+    };
+    signed.map_err(|e| e.to_string())
 }
 
 fn fail(csr: &mut CertificateSigningRequest, why: String) {
