@@ -337,6 +337,8 @@ pub struct LabNode {
     agent: Option<Process>,
     containerd: Option<ContainerdProcess>,
     netns: Option<Netns>,
+    /// The API server's kubelet client credentials, aimed at this node's endpoint.
+    kubelet_client: Option<ApiCredentials>,
 }
 
 impl LabNode {
@@ -378,9 +380,17 @@ impl LabNode {
             .unwrap_or_default()
     }
 
-    /// The kubelet log endpoint, `10.250.k.(10+i):10250`.
+    /// The kubelet endpoint, `10.250.k.(10+i):10250` (TLS, client certificates only).
     pub fn kubelet_addr(&self) -> SocketAddr {
         SocketAddr::from((self.ip, KUBELET_PORT))
+    }
+
+    /// Credentials for the kubelet endpoint: the API server's kubelet client certificate
+    /// and the cluster CA (which signed the kubelet's serving certificate).
+    pub fn kubelet_client(&self) -> &ApiCredentials {
+        self.kubelet_client
+            .as_ref()
+            .expect("the node's kubelet client credentials")
     }
 
     /// The agent's log so far.
@@ -396,10 +406,10 @@ impl LabNode {
             .unwrap_or_default()
     }
 
-    /// A container's log through the node's kubelet log endpoint.
+    /// A container's log through the node's kubelet endpoint, as the API server asks it.
     pub fn container_log(&self, namespace: &str, pod: &str, container: &str) -> String {
         let path = format!("/containerLogs/{namespace}/{pod}/{container}");
-        match http_get(self.kubelet_addr(), &path) {
+        match self.kubelet_client().request("GET", &path, None) {
             Ok((200, body)) => body,
             Ok((code, body)) => panic!("GET {}{path}: {code} {body}", self.kubelet_addr()),
             Err(e) => panic!("GET {}{path}: {e}", self.kubelet_addr()),
@@ -717,6 +727,7 @@ impl Lab {
             agent: None,
             containerd: None,
             netns: Some(ns),
+            kubelet_client: None,
         };
         let ns = node.netns().to_string();
         let port = format!("n{i}");
@@ -798,6 +809,7 @@ impl Lab {
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).expect("agent log file"));
         node.containerd = Some(containerd);
+        node.kubelet_client = Some(self.kubelet_client_at(node.kubelet_addr()));
         node.agent = Some(Process {
             name: format!("bpfk-agent {name}"),
             child: Some(spawn_in(&mut cmd, Some(&ns), None)),
@@ -828,6 +840,10 @@ impl Lab {
                 }
                 if !node.pin_dir().join("link_cgroup_connect4").exists() {
                     waiting.push(format!("{}: datapath not loaded", node.name));
+                }
+                // any HTTP answer: the endpoint has its serving certificate
+                if node.kubelet_client().request("GET", "/", None).is_err() {
+                    waiting.push(format!("{}: kubelet endpoint not serving", node.name));
                 }
             }
             if waiting.is_empty() {
@@ -884,6 +900,21 @@ impl Lab {
 
     /// A client certificate of the cluster CA for `user` in `groups` (the lab acts as the
     /// cluster's operator, as `kubeadm kubeconfig user` does with the CA key).
+    /// The API server's kubelet client credentials (its `apiserver-kubelet-client`
+    /// certificate, the cluster CA) aimed at the kubelet endpoint `addr`.
+    fn kubelet_client_at(&self, addr: SocketAddr) -> ApiCredentials {
+        let pki = self.dir().join("server-data").join("pki");
+        let read = |f: &str| fs::read_to_string(pki.join(f)).expect("the server's PKI");
+        ApiCredentials {
+            identity: Some((
+                read("apiserver-kubelet-client.crt"),
+                read("apiserver-kubelet-client.key"),
+            )),
+            token: None,
+            ..self.credentials().at(addr)
+        }
+    }
+
     pub fn issue_client_cert(&self, user: &str, groups: &[&str]) -> bpfk_auth::pki::CertKey {
         let pki = self.dir().join("server-data").join("pki");
         crate::api_client::issue_client_cert(&pki, user, groups)

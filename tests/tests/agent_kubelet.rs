@@ -63,6 +63,7 @@ impl Agent {
         kubelet_port: u16,
         containerd: &ContainerdProcess,
         kubeconfig: &Path,
+        serving: &Path,
     ) -> Agent {
         let cg2 = bpfk_datapath::sys::cgroup2_mount().expect("cgroup2 mount");
         let cgroup = cg2.join(unique_name("bpfk-agent-kl"));
@@ -81,6 +82,10 @@ impl Agent {
             .arg("--cgroup")
             .arg(&agent.cgroup)
             .args(["--kubelet", "--kubelet-port", &kubelet_port.to_string()])
+            .arg("--tls-cert-file")
+            .arg(serving.join("tls.crt"))
+            .arg("--tls-private-key-file")
+            .arg(serving.join("tls.key"))
             .args(containerd.kubelet_runtime_args())
             .args(["--cgroup-parent", containerd.cgroup_parent()])
             .env("RUST_LOG", "info")
@@ -159,11 +164,26 @@ async fn agent_binary_runs_the_kubelet() {
     .unwrap_or_else(|e| panic!("importing stand-in images failed: {e}"));
     let node = unique_name("agent-kl");
     let kubelet_port = server::free_port();
+    // the endpoint's certificate from files (the lab's agents ask the cluster for theirs)
+    let pki = cluster.server.data_dir().join("pki");
+    let read = |f: &str| fs::read_to_string(pki.join(f)).expect("the server's PKI");
+    let ca = bpfk_auth::pki::ClusterCa::from_pem(&read("ca.crt"), &read("ca.key")).expect("CA");
+    let serving = ca
+        .issue_serving(
+            &format!("system:node:{node}"),
+            &["127.0.0.1".to_string()],
+            Duration::from_secs(3600),
+        )
+        .expect("serving certificate");
+    let serving_dir = tempfile::tempdir().expect("tempdir for the serving certificate");
+    fs::write(serving_dir.path().join("tls.crt"), &serving.cert_pem).expect("tls.crt");
+    fs::write(serving_dir.path().join("tls.key"), &serving.key_pem).expect("tls.key");
     let mut agent = Agent::start(
         &node,
         kubelet_port,
         &containerd,
         &cluster.server.kubeconfig(),
+        serving_dir.path(),
     );
 
     // The Node registers and becomes Ready with a pod range.
@@ -245,11 +265,28 @@ async fn agent_binary_runs_the_kubelet() {
     .await;
     assert!(status.contains(" 200"), "{status}: {body}");
 
-    // The agent's container log endpoint (no --node-ip: it listens on every address of the
-    // host namespace) answers for the pod's container.
-    let (code, body) = server::http_get(kubelet_port, "/containerLogs/default/nginx/nginx")
-        .unwrap_or_else(|e| panic!("GET 127.0.0.1:{kubelet_port}/containerLogs: {e}"));
+    // The agent's endpoint (no --node-ip: it listens on every address of the host
+    // namespace) answers the API server's kubelet client certificate for the pod's
+    // container, over TLS with the given certificate; no certificate, no answer.
+    let kubelet_client = bpfk_lab::api_client::ApiCredentials {
+        identity: Some((
+            read("apiserver-kubelet-client.crt"),
+            read("apiserver-kubelet-client.key"),
+        )),
+        ..cluster
+            .server
+            .credentials()
+            .at(([127, 0, 0, 1], kubelet_port).into())
+    };
+    let path = "/containerLogs/default/nginx/nginx";
+    let (code, body) = kubelet_client
+        .request("GET", path, None)
+        .unwrap_or_else(|e| panic!("GET 127.0.0.1:{kubelet_port}{path}: {e}"));
     assert_eq!(code, 200, "{body}");
+    assert!(kubelet_client
+        .anonymous()
+        .request("GET", path, None)
+        .is_err());
 
     // Deleting the Pod removes it (the kubelet stops it, then the object goes).
     pods.delete("nginx", &DeleteParams::default())

@@ -656,10 +656,10 @@ async fn assert_pod_acts_as_its_service_account(lab: &mut Lab, pods: &Api<Pod>, 
     pods.create(&PostParams::default(), &pod)
         .await
         .expect("create sa-client pod");
-    let kubelet = lab.node(node).kubelet_addr();
+    let kubelet = lab.node(node).kubelet_client().clone();
     let log = move || {
         let path = "/containerLogs/default/sa-client/kubectl";
-        match bpfk_lab::cluster::http_get(kubelet, path) {
+        match kubelet.request("GET", path, None) {
             Ok((200, body)) => Ok(body),
             Ok((code, body)) => Err(format!("{code} {body}")),
             Err(e) => Err(e.to_string()),

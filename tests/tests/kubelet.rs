@@ -420,7 +420,8 @@ async fn kubelet_runs_pods_on_real_containerd() {
         .await
         .expect("bind log endpoint");
     let log_port = listener.local_addr().expect("addr").port();
-    let log_server = tokio::spawn(bpfk_kubelet::log_server::serve(listener, log_root.clone()));
+    let app = bpfk_kubelet::log_server::router(log_root.clone());
+    let log_server = tokio::spawn(async move { axum::serve(listener, app).await });
     let (code, body) = tokio::task::spawn_blocking(move || {
         bpfk_lab::server::http_get(log_port, "/containerLogs/default/hello/main?tailLines=1")
     })

@@ -1,8 +1,20 @@
 //! `pods/log` through bpfk-server: the API server finds the pod's node, asks that node's
-//! kubelet log endpoint (the real `bpfk_kubelet::log_server` on 127.0.0.1, reading a log
-//! directory laid out as containerd's CRI plugin writes it) and streams the text back to
-//! kube-rs, `kubectl logs` and `bpfk logs`. Refusals (unbound pod, ambiguous or unknown
-//! container, a container that never started) are Status errors with kubectl's messages.
+//! kubelet endpoint (the real `bpfk_kubelet::log_server` on 127.0.0.1, over TLS with a
+//! serving certificate of the cluster CA, letting in only clients a SubjectAccessReview
+//! allows, reading a log directory laid out as containerd's CRI plugin writes it) and
+//! streams the text back to kube-rs, `kubectl logs` and `bpfk logs`. Refusals (unbound pod,
+//! ambiguous or unknown container, a container that never started) are Status errors with
+//! kubectl's messages; the endpoint itself refuses clients without a certificate of the
+//! cluster CA and users without `nodes/proxy`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bpfk_kubelet::endpoint_auth::EndpointAuthorizer;
+use bpfk_kubelet::log_server::{self, EndpointSecurity};
+use bpfk_kubelet::serving_cert::ServingCert;
+use bpfk_lab::api_client::ApiCredentials;
+use bpfk_lab::server::Cluster;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{LogParams, Patch, PatchParams, PostParams};
@@ -69,6 +81,40 @@ fn write_log(root: &std::path::Path, name: &str, uid: &str, container: &str, lin
     std::fs::write(&path, text).unwrap();
 }
 
+/// The kubelet endpoint of node `node`, standing in on 127.0.0.1 (a serving certificate of
+/// the cluster CA for that address; access reviews asked with `client`): its port and task.
+async fn kubelet_endpoint(
+    cluster: &Cluster,
+    client: kube::Client,
+    node: &str,
+    log_root: &Path,
+) -> (u16, tokio::task::JoinHandle<std::io::Result<()>>) {
+    let pki = cluster.server.data_dir().join("pki");
+    let read = |f: &str| std::fs::read_to_string(pki.join(f)).unwrap();
+    let ca = bpfk_auth::pki::ClusterCa::from_pem(&read("ca.crt"), &read("ca.key")).unwrap();
+    let serving = ca
+        .issue_serving(
+            &format!("system:node:{node}"),
+            &["127.0.0.1".to_string()],
+            std::time::Duration::from_secs(3600),
+        )
+        .unwrap();
+    let served = ServingCert::new(&serving.cert_pem, &serving.key_pem).unwrap();
+    let roots = bpfk_auth::tls::roots(&ca.cert_pem).unwrap();
+    let tls = bpfk_auth::tls::server_config_requiring_clients(Arc::new(served), roots).unwrap();
+    let security = EndpointSecurity {
+        tls: Arc::new(tls),
+        authorizer: Arc::new(EndpointAuthorizer::new(client, node)),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = log_server::router(log_root.to_path_buf());
+    (
+        port,
+        tokio::spawn(log_server::serve_tls(listener, app, security)),
+    )
+}
+
 fn status_message(e: kube::Error) -> (u16, String) {
     match e {
         kube::Error::Api(s) => (s.code, s.message),
@@ -81,12 +127,8 @@ async fn pod_logs_come_from_the_nodes_kubelet() {
     let cluster = bpfk_lab::server::Cluster::start();
     let client = cluster.client().await;
     let log_root = tempfile::tempdir().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let kubelet_port = listener.local_addr().unwrap().port();
-    let log_server = tokio::spawn(bpfk_kubelet::log_server::serve(
-        listener,
-        log_root.path().to_path_buf(),
-    ));
+    let (kubelet_port, log_server) =
+        kubelet_endpoint(&cluster, client.clone(), "logs-node", log_root.path()).await;
     create_node(&client, "logs-node", kubelet_port).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
 
@@ -196,6 +238,52 @@ async fn pod_logs_come_from_the_nodes_kubelet() {
         "{out:?}"
     );
 
+    // the endpoint itself: the API server's kubelet client certificate is let in, a client
+    // without a certificate is refused at the handshake, one of another CA too, and a user
+    // of the cluster CA without nodes/proxy is Forbidden as by the kubelet
+    let pki = cluster.server.data_dir().join("pki");
+    let read = |f: &str| std::fs::read_to_string(pki.join(f)).unwrap();
+    let admin = cluster.server.credentials();
+    let apiserver = ApiCredentials {
+        identity: Some((
+            read("apiserver-kubelet-client.crt"),
+            read("apiserver-kubelet-client.key"),
+        )),
+        ..admin.at(([127, 0, 0, 1], kubelet_port).into())
+    };
+    let path = "/containerLogs/default/web/app".to_string();
+    let ask = |who: ApiCredentials| {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || who.request("GET", &path, None))
+    };
+    let (code, body) = ask(apiserver.clone()).await.unwrap().unwrap();
+    assert_eq!((code, body.as_str()), (200, "first\nsecond\nthird\n"));
+    assert!(ask(apiserver.anonymous()).await.unwrap().is_err());
+    let (stranger_ca, _) = bpfk_auth::pki::ClusterCa::generate("stranger").unwrap();
+    let stranger = stranger_ca
+        .issue_client(
+            "kube-apiserver-kubelet-client",
+            &[],
+            std::time::Duration::from_secs(600),
+        )
+        .unwrap();
+    let forged = ApiCredentials {
+        identity: Some((stranger.cert_pem, stranger.key_pem)),
+        ..apiserver.clone()
+    };
+    assert!(ask(forged).await.unwrap().is_err());
+    let alice = bpfk_lab::api_client::issue_client_cert(&pki, "alice", &["devs"]);
+    let alice = ApiCredentials {
+        identity: Some((alice.cert_pem, alice.key_pem)),
+        ..apiserver.clone()
+    };
+    let (code, body) = ask(alice).await.unwrap().unwrap();
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(
+        body.trim(),
+        "Forbidden (user=alice, verb=get, resource=nodes, subresource(s)=[proxy])"
+    );
+
     // a node whose kubelet is gone: an error naming the kubelet URL
     log_server.abort();
     let _ = log_server.await;
@@ -229,12 +317,8 @@ async fn logs_follow_and_select_by_time_and_size() {
     let cluster = bpfk_lab::server::Cluster::start();
     let client = cluster.client().await;
     let log_root = tempfile::tempdir().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let kubelet_port = listener.local_addr().unwrap().port();
-    tokio::spawn(bpfk_kubelet::log_server::serve(
-        listener,
-        log_root.path().to_path_buf(),
-    ));
+    let (kubelet_port, _endpoint) =
+        kubelet_endpoint(&cluster, client.clone(), "follow-node", log_root.path()).await;
     create_node(&client, "follow-node", kubelet_port).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let pod = create_pod(

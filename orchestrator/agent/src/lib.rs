@@ -1,11 +1,12 @@
 //! bpfk-agent: the per-node agent. It runs the service proxy (kube-rs
 //! reflectors on Services, EndpointSlices and Nodes drive the eBPF datapath,
 //! `bpfk-datapath`) and, with `--kubelet`, the kubelet (`bpfk-kubelet`: pods
-//! bound to this node on containerd, plus the container log endpoint when
-//! `--kubelet-port` is set).
+//! bound to this node on containerd, plus the TLS kubelet endpoint when
+//! `--kubelet-port` is set, [`kubelet_endpoint`]).
 
 pub mod convert;
 pub mod dns;
+pub mod kubelet_endpoint;
 pub mod metrics;
 pub mod pod_cidr;
 pub mod proxy;
@@ -175,6 +176,8 @@ pub enum Error {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("kubelet endpoint TLS: {0}")]
+    KubeletTls(String),
     #[error("kubelet log endpoint {addr}: {source}")]
     LogServer {
         addr: SocketAddr,
@@ -195,7 +198,7 @@ pub async fn run(args: Args) -> Result<()> {
         return Ok(());
     }
     let (kubeconfig, join) = credentials(&args).await?;
-    let client = client(&kubeconfig).await?;
+    let (client, kubeconfig_ca) = client(&kubeconfig).await?;
     // With the kubelet and no --pod-cidr, the kubelet learns the range and hands it over.
     let (pod_cidr_to, pod_cidr_handed) = match pod_cidr::source(args.pod_cidr, args.kubelet.kubelet)
     {
@@ -216,7 +219,7 @@ pub async fn run(args: Args) -> Result<()> {
         parts.push(proxy_part(&args, client.clone(), pod_cidr_handed, feed));
     }
     if args.kubelet.kubelet {
-        parts.extend(kubelet_parts(&args, client, pod_cidr_to).await?);
+        parts.extend(kubelet_parts(&args, client, &kubeconfig_ca, pod_cidr_to).await?);
     }
     if let Some(join) = join {
         parts.push(Box::pin(restart_on_renewal(join)));
@@ -262,8 +265,8 @@ async fn restart_on_renewal(join: bpfk_kubelet::bootstrap::Join) -> Result<()> {
     Err(Error::Restart(error))
 }
 
-/// The API client of `kubeconfig`.
-async fn client(kubeconfig: &std::path::Path) -> Result<kube::Client> {
+/// The API client of `kubeconfig`, and the CA certificates (DER) it trusts.
+async fn client(kubeconfig: &std::path::Path) -> Result<(kube::Client, Vec<Vec<u8>>)> {
     let kc_err = |reason: String| Error::Kubeconfig {
         path: kubeconfig.to_path_buf(),
         reason,
@@ -274,7 +277,9 @@ async fn client(kubeconfig: &std::path::Path) -> Result<kube::Client> {
         kube::Config::from_custom_kubeconfig(config, &kube::config::KubeConfigOptions::default())
             .await
             .map_err(|e| kc_err(e.to_string()))?;
-    kube::Client::try_from(client_config).map_err(|e| kc_err(e.to_string()))
+    let ca = kubelet_endpoint::kubeconfig_ca(&client_config);
+    let client = kube::Client::try_from(client_config).map_err(|e| kc_err(e.to_string()))?;
+    Ok((client, ca))
 }
 
 /// The service proxy: loads the datapath (once the kubelet handed over the pod range, if
@@ -369,11 +374,12 @@ async fn dns_part(args: &Args, client: kube::Client) -> Result<Option<(dns::Feed
     Ok(Some((feed, Box::pin(async move { Ok(run.await?) }))))
 }
 
-/// The kubelet, and its container log endpoint with `--kubelet-port`. It hands the pod
-/// range it learns to `pod_cidr_to`.
+/// The kubelet, and its endpoint with `--kubelet-port`. It hands the pod range it learns
+/// to `pod_cidr_to`.
 async fn kubelet_parts(
     args: &Args,
     client: kube::Client,
+    kubeconfig_ca: &[Vec<u8>],
     pod_cidr_to: Option<oneshot::Sender<String>>,
 ) -> Result<Vec<Part>> {
     let node_ip = args.node_ip.map(IpAddr::V4);
@@ -381,17 +387,14 @@ async fn kubelet_parts(
     let config = args.kubelet.config(&args.node_name, node_ip, pod_cidr);
     let mut parts: Vec<Part> = Vec::new();
     if let Some(port) = args.kubelet.kubelet_port {
-        let addr = SocketAddr::new(node_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), port);
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| Error::LogServer { addr, source })?;
-        tracing::info!(%addr, "kubelet log endpoint listening");
-        let node_config = config.clone();
-        parts.push(Box::pin(async move {
-            bpfk_kubelet::log_server::serve_node(listener, &node_config)
-                .await
-                .map_err(|source| Error::LogServer { addr, source })
-        }));
+        let inputs = kubelet_endpoint::EndpointInputs {
+            args,
+            client: client.clone(),
+            kubeconfig_ca,
+            config: &config,
+            port,
+        };
+        parts.push(kubelet_endpoint::part(inputs)?);
     }
     parts.push(Box::pin(async move {
         bpfk_kubelet::run_sharing_pod_cidr(client, config, pod_cidr_to).await?;

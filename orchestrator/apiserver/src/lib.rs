@@ -92,6 +92,11 @@ pub struct ApiServerConfig {
     /// loopback, the listen address, the host name and the `kubernetes` Service's names.
     #[arg(long = "tls-san", value_name = "NAME", value_delimiter = ',')]
     pub tls_san: Vec<String>,
+    /// The CA (PEM) kubelets' serving certificates must chain to, as kube-apiserver's flag
+    /// of the same name; the cluster CA (which signs `kubernetes.io/kubelet-serving`
+    /// requests) when not given.
+    #[arg(long = "kubelet-certificate-authority", value_name = "PATH")]
+    pub kubelet_certificate_authority: Option<PathBuf>,
     /// A static token file (CSV lines `token,user,uid[,"group1,group2"]`), as
     /// kube-apiserver's flag of the same name.
     #[arg(long = "token-auth-file", value_name = "PATH")]
@@ -168,6 +173,8 @@ pub enum Error {
         path: PathBuf,
         reason: String,
     },
+    #[error("--kubelet-certificate-authority {path}: {reason}")]
+    KubeletCa { path: PathBuf, reason: String },
     #[error("--token-auth-file {path}: {reason}")]
     TokenFile { path: PathBuf, reason: String },
 }
@@ -303,6 +310,28 @@ fn etcd_tls(config: &ApiServerConfig) -> Result<Option<bpfk_store::etcd::EtcdTls
     }
 }
 
+/// The client of the kubelets' endpoints: their certificates checked against
+/// `--kubelet-certificate-authority` (or the cluster CA), the API server presenting its
+/// kubelet client certificate.
+fn kubelet_client(
+    config: &ApiServerConfig,
+    pki: &ServerPki,
+) -> Result<rest::pod_log::KubeletClient> {
+    let ca_pem = match &config.kubelet_certificate_authority {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| Error::KubeletCa {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?,
+        None => pki.ca.cert_pem.clone(),
+    };
+    let identity = (
+        pki.kubelet_client.cert_pem.as_str(),
+        pki.kubelet_client.key_pem.as_str(),
+    );
+    let tls = bpfk_auth::tls::client_config(&ca_pem, Some(identity))?;
+    Ok(rest::pod_log::KubeletClient::new(tls))
+}
+
 /// Connect to etcd, start the watch caches and serve the API over TLS.
 pub async fn start(config: &ApiServerConfig) -> Result<Running> {
     let pki = Arc::new(ServerPki::load_or_create(
@@ -322,7 +351,9 @@ pub async fn start(config: &ApiServerConfig) -> Result<Running> {
         ..Default::default()
     };
     let store = Arc::new(EtcdStore::connect_with(&config.etcd_servers, etcd).await?);
-    let state = AppState::with_authenticator(store, config.admission(), config.event_ttl, authn);
+    let kubelets = kubelet_client(config, &pki)?;
+    let state =
+        AppState::with_authenticator(store, config.admission(), config.event_ttl, authn, kubelets);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| Error::Listen {

@@ -67,15 +67,23 @@ impl AppState {
         admission: crate::admission::AdmissionSettings,
         event_ttl: std::time::Duration,
     ) -> Arc<AppState> {
-        Self::with_authenticator(store, admission, event_ttl, Default::default())
+        Self::with_authenticator(
+            store,
+            admission,
+            event_ttl,
+            Default::default(),
+            Default::default(),
+        )
     }
 
-    /// [`with_settings`](Self::with_settings), authenticating requests with `authn`.
+    /// [`with_settings`](Self::with_settings), authenticating requests with `authn` and
+    /// reaching kubelets with `kubelets`.
     pub fn with_authenticator(
         store: Arc<dyn Store>,
         admission: crate::admission::AdmissionSettings,
         event_ttl: std::time::Duration,
         authn: crate::authn::Authenticator,
+        kubelets: crate::rest::pod_log::KubeletClient,
     ) -> Arc<AppState> {
         let metrics = Arc::new(crate::metrics::Metrics::new());
         let store: Arc<dyn Store> =
@@ -95,7 +103,7 @@ impl AppState {
             caches,
             allocations: tokio::sync::RwLock::new(()),
             renders: Default::default(),
-            kubelets: Default::default(),
+            kubelets,
             admission,
             metrics,
             event_ttl,

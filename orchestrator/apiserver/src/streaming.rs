@@ -133,15 +133,11 @@ pub fn mode(headers: &HeaderMap, subresource: &str) -> Result<Mode> {
 
 /// The kubelet URL of `target` with `options`, on the kubelet at `addr`.
 pub fn kubelet_stream_url(
-    (ip, port): (IpAddr, u16),
+    kubelet: (IpAddr, u16),
     target: &StreamTarget,
     container: &str,
     o: &StreamOptions,
 ) -> String {
-    let host = match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("[{v6}]"),
-    };
     let mut query = form_urlencoded::Serializer::new(String::new());
     let (ns, pod) = (&target.namespace, &target.pod);
     let path = if target.subresource == "portforward" {
@@ -167,21 +163,23 @@ pub fn kubelet_stream_url(
         format!("/{}/{ns}/{pod}/{container}", target.subresource)
     };
     let query = query.finish();
+    let base = pod_log::kubelet_base_url(kubelet);
     if query.is_empty() {
-        format!("http://{host}:{port}{path}")
+        format!("{base}{path}")
     } else {
-        format!("http://{host}:{port}{path}?{query}")
+        format!("{base}{path}?{query}")
     }
 }
 
 /// Open an upgraded connection to a kubelet: `method url` with `headers`. The one place
 /// the API server dials kubelets' streaming endpoints.
 pub async fn connect_kubelet(
+    kubelets: &pod_log::KubeletClient,
     url: &str,
     method: Method,
     headers: HeaderMap,
 ) -> std::result::Result<UpstreamAnswer, UpgradeError> {
-    upgrade::request_upgrade(url, method, headers).await
+    upgrade::request_upgrade(url, method, headers, &kubelets.transport).await
 }
 
 /// Serve a streaming request.
@@ -264,7 +262,8 @@ async fn serve_checked(state: &AppState, target: &StreamTarget, req: Request) ->
                 .remove::<hyper::upgrade::OnUpgrade>()
                 .ok_or_else(|| ApiError::bad_request("Upgrade request required"))?;
             let headers = upgrade::forwarded_request_headers(&parts.headers);
-            let answer = connect_kubelet(&url, parts.method.clone(), headers).await;
+            let answer =
+                connect_kubelet(&state.kubelets, &url, parts.method.clone(), headers).await;
             let (headers, io) = switched(answer, &url, node_name)?;
             Ok(upgrade::splice_switched(client, &headers, io))
         }
@@ -277,7 +276,13 @@ async fn serve_checked(state: &AppState, target: &StreamTarget, req: Request) ->
             } else {
                 (channel::PORT_FORWARD_TUNNEL, channel::PORT_FORWARD)
             };
-            let answer = connect_kubelet(&url, Method::POST, spdy_headers(upstream_protocol)).await;
+            let answer = connect_kubelet(
+                &state.kubelets,
+                &url,
+                Method::POST,
+                spdy_headers(upstream_protocol),
+            )
+            .await;
             let (_, io) = switched(answer, &url, node_name)?;
             let streams = o.streams;
             Ok(ws
@@ -357,7 +362,7 @@ mod tests {
         let addr = ("10.250.0.11".parse().unwrap(), 10250);
         assert_eq!(
             kubelet_stream_url(addr, &target, "app", &o),
-            "http://10.250.0.11:10250/exec/ns/p/app?command=sh&command=-c&command=echo+a%26b&input=1&output=1&error=1"
+            "https://10.250.0.11:10250/exec/ns/p/app?command=sh&command=-c&command=echo+a%26b&input=1&output=1&error=1"
         );
         let tty = StreamOptions::parse("command=sh&stdout=true&stderr=true&tty=true").unwrap();
         assert!(!tty.streams.stderr && tty.streams.tty);
@@ -365,12 +370,12 @@ mod tests {
         let target = stream_target("/api/v1/namespaces/ns/pods/p/portforward").unwrap();
         assert_eq!(
             kubelet_stream_url(addr, &target, "", &pf),
-            "http://10.250.0.11:10250/portforward/ns/p?port=80&port=8080"
+            "https://10.250.0.11:10250/portforward/ns/p?port=80&port=8080"
         );
         let none = StreamOptions::default();
         assert_eq!(
             kubelet_stream_url(addr, &target, "", &none),
-            "http://10.250.0.11:10250/portforward/ns/p"
+            "https://10.250.0.11:10250/portforward/ns/p"
         );
         assert!(StreamOptions::parse("ports=0").is_err());
     }

@@ -323,7 +323,9 @@ pub fn request_names(csr_pem: &str) -> Result<Vec<String>> {
             SanType::DnsName(dns) => Ok(dns.as_str().to_string()),
             other => Err(PkiError::Invalid {
                 what: "spec.request".into(),
-                reason: format!("the subject alternative name {other:?} is not an address or a DNS name"),
+                reason: format!(
+                    "the subject alternative name {other:?} is not an address or a DNS name"
+                ),
             }),
         })
         .collect()
@@ -621,7 +623,13 @@ mod tests {
         let der = first_der(&client).unwrap();
         let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
         assert!(cert.subject_alternative_name().unwrap().is_none());
-        assert!(cert.extended_key_usage().unwrap().unwrap().value.client_auth);
+        assert!(
+            cert.extended_key_usage()
+                .unwrap()
+                .unwrap()
+                .value
+                .client_auth
+        );
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! rustls configurations from PEM: the API server's (client certificates optional, verified
-//! against the cluster CA when given) and a client's (trusting only the cluster CA).
+//! against the cluster CA when given), the kubelet endpoint's (client certificates required)
+//! and a client's (trusting only the cluster CA).
 
 use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
+use rustls::server::{ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +55,84 @@ pub fn roots(ca_pem: &str) -> Result<RootCertStore> {
         })?;
     }
     Ok(roots)
+}
+
+/// Roots holding the DER certificates `ders` (a kubeconfig's CA, as kube-rs reads it).
+pub fn roots_from_der(ders: &[Vec<u8>]) -> Result<RootCertStore> {
+    let mut roots = RootCertStore::empty();
+    for der in ders {
+        roots
+            .add(CertificateDer::from(der.clone()))
+            .map_err(|e| TlsError::Invalid {
+                what: "CA bundle",
+                reason: e.to_string(),
+            })?;
+    }
+    if roots.is_empty() {
+        return Err(TlsError::NoCertificate { what: "CA bundle" });
+    }
+    Ok(roots)
+}
+
+/// The certificate chain and key of `cert_pem`/`key_pem`, ready to serve.
+pub fn certified_key(cert_pem: &str, key_pem: &str) -> Result<CertifiedKey> {
+    let key = provider()
+        .key_provider
+        .load_private_key(private_key(key_pem, "serving key")?)
+        .map_err(|e| TlsError::Invalid {
+            what: "serving key",
+            reason: e.to_string(),
+        })?;
+    Ok(CertifiedKey::new(
+        certificates(cert_pem, "serving certificate")?,
+        key,
+    ))
+}
+
+/// A server whose certificate `resolver` picks, requiring every client to present a
+/// certificate that chains to `client_roots` (the kubelet endpoint: no anonymous access).
+pub fn server_config_requiring_clients(
+    resolver: Arc<dyn ResolvesServerCert>,
+    client_roots: RootCertStore,
+) -> Result<ServerConfig> {
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(client_roots), provider())
+        .build()
+        .map_err(|e| TlsError::Invalid {
+            what: "client CA",
+            reason: e.to_string(),
+        })?;
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Invalid {
+            what: "TLS versions",
+            reason: e.to_string(),
+        })?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Whether the certificate `cert_pem` chains to `roots` and is valid now for every one of
+/// `names` (IP addresses or DNS names).
+pub fn serves_names(cert_pem: &str, roots: Arc<RootCertStore>, names: &[String]) -> Result<bool> {
+    use rustls::client::danger::ServerCertVerifier;
+    let chain = certificates(cert_pem, "serving certificate")?;
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider())
+        .build()
+        .map_err(|e| TlsError::Invalid {
+            what: "CA bundle",
+            reason: e.to_string(),
+        })?;
+    let now = rustls::pki_types::UnixTime::now();
+    Ok(names.iter().all(|name| {
+        let Ok(server_name) = rustls::pki_types::ServerName::try_from(name.clone()) else {
+            return false;
+        };
+        verifier
+            .verify_server_cert(&chain[0], &chain[1..], &server_name, &[], now)
+            .is_ok()
+    }))
 }
 
 /// A server serving `cert_pem`/`key_pem`; a client certificate is asked for and, when sent,

@@ -188,22 +188,49 @@ async fn client_of(kubeconfig_yaml: &str) -> Result<kube::Client> {
 pub async fn request_certificate(client: &kube::Client, join: &Join) -> Result<(String, String)> {
     let user = format!("{}{}", bpfk_auth::user::NODE_USER_PREFIX, join.node_name);
     let (request_pem, key_pem) = pki::client_request(&user, &[bpfk_auth::user::NODES_GROUP])?;
+    let asked = Asked {
+        signer: SIGNER,
+        usages: &["digital signature", "client auth"],
+        generate_name: "node-csr-",
+        what: "a node client certificate",
+    };
+    let cert_pem = request_signed(client, &asked, request_pem, join.issue_timeout).await?;
+    Ok((cert_pem, key_pem))
+}
+
+/// What a CertificateSigningRequest asks for.
+pub struct Asked<'a> {
+    pub signer: &'a str,
+    pub usages: &'a [&'a str],
+    /// The prefix of the request's name.
+    pub generate_name: &'a str,
+    /// What it is, for the log.
+    pub what: &'a str,
+}
+
+/// Create a CertificateSigningRequest of `request_pem` as `client`'s user and wait up to
+/// `timeout` until it is issued: the certificate (PEM).
+pub async fn request_signed(
+    client: &kube::Client,
+    asked: &Asked<'_>,
+    request_pem: String,
+    timeout: Duration,
+) -> Result<String> {
     let mut csr = CertificateSigningRequest {
         spec: CertificateSigningRequestSpec {
             request: ByteString(request_pem.into_bytes()),
-            signer_name: SIGNER.into(),
-            usages: Some(vec!["digital signature".into(), "client auth".into()]),
+            signer_name: asked.signer.into(),
+            usages: Some(asked.usages.iter().map(|u| u.to_string()).collect()),
             ..Default::default()
         },
         ..Default::default()
     };
-    csr.metadata.generate_name = Some("node-csr-".into());
+    csr.metadata.generate_name = Some(asked.generate_name.into());
     let api: Api<CertificateSigningRequest> = Api::all(client.clone());
     let created = api.create(&PostParams::default(), &csr).await?;
     let name = created.metadata.name.clone().unwrap_or_default();
-    tracing::info!(csr = %name, node = %join.node_name, "asked for a node client certificate");
-    let cert_pem = wait_issued(&api, &name, join.issue_timeout).await?;
-    Ok((cert_pem, key_pem))
+    tracing::info!(csr = %name, signer = asked.signer, "asked for {}", asked.what);
+    wait_issued(&api, &name, timeout).await
 }
 
 async fn wait_issued(

@@ -142,9 +142,22 @@ pub struct KubeletArgs {
     /// cgroup parent of all pods (cgroupfs syntax).
     #[arg(long, default_value = "/bpfk")]
     pub cgroup_parent: String,
-    /// Port of the container log endpoint (published in the Node's daemonEndpoints).
+    /// Port of the kubelet endpoint (container logs, exec, attach, port-forward; published
+    /// in the Node's daemonEndpoints). It serves TLS only, to clients with a certificate of
+    /// `--client-ca-file` whom a SubjectAccessReview allows.
     #[arg(long)]
     pub kubelet_port: Option<u16>,
+    /// The endpoint's serving certificate (PEM). Without it the kubelet asks for one through
+    /// a `kubernetes.io/kubelet-serving` CertificateSigningRequest and renews it.
+    #[arg(long, value_name = "PATH", requires = "tls_private_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The key (PEM) of `--tls-cert-file`.
+    #[arg(long, value_name = "PATH", requires = "tls_cert_file")]
+    pub tls_private_key_file: Option<PathBuf>,
+    /// The CA (PEM) the endpoint's clients' certificates must chain to; default: the CA of
+    /// the kubeconfig (the cluster CA).
+    #[arg(long, value_name = "PATH")]
+    pub client_ca_file: Option<PathBuf>,
     /// The cluster's DNS domain: pods search `<ns>.svc.<domain> svc.<domain> <domain>`.
     #[arg(long, default_value = crate::pod_dns::DEFAULT_CLUSTER_DOMAIN)]
     pub cluster_domain: String,

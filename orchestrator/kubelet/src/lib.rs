@@ -8,7 +8,10 @@
 //! through CRI), [`cri_config`] (Pod → CRI sandbox and container configs),
 //! [`status`] (CRI state → PodStatus), [`prober`] (liveness, readiness and startup probes),
 //! [`lifecycle`] and [`termination`] (hooks, kill order, termination messages), [`logs`]
-//! (CRI log files) and [`log_server`] (the `/containerLogs/...` endpoint for pods/log),
+//! (CRI log files) and [`log_server`] (the node endpoint: `/containerLogs/...` for pods/log
+//! and [`stream_server`]'s exec/attach/port-forward, over TLS with [`serving_cert`]'s
+//! certificate, for the clients [`endpoint_auth`] lets in), [`bootstrap`] (joining:
+//! the node's client certificate),
 //! [`events`] (pod events), [`objects`] (the ConfigMaps and Secrets pods refer to), [`env`]
 //! and [`downward`] (container environment, Downward API), [`volumes`] (configMap, secret,
 //! downwardAPI and projected volumes, written atomically), [`images`] and [`keyring`] (pulls
@@ -21,6 +24,7 @@ pub mod config;
 pub mod cri;
 pub mod cri_config;
 pub mod downward;
+pub mod endpoint_auth;
 pub mod env;
 pub mod error;
 pub mod etc_hosts;
@@ -42,6 +46,7 @@ pub mod pods;
 pub mod prober;
 pub mod security_context;
 pub mod service_env;
+pub mod serving_cert;
 pub mod status;
 pub mod stream_server;
 pub mod termination;

@@ -182,17 +182,35 @@ pub fn router(pod_log_dir: PathBuf) -> Router {
     })
 }
 
-/// Serve the log endpoint on `listener` until the future is dropped or the server fails.
-pub async fn serve(listener: tokio::net::TcpListener, pod_log_dir: PathBuf) -> std::io::Result<()> {
-    axum::serve(listener, router(pod_log_dir)).await
+/// How the endpoint serves: its TLS (client certificates required) and who decides what a
+/// client may do.
+#[derive(Clone)]
+pub struct EndpointSecurity {
+    pub tls: Arc<rustls::ServerConfig>,
+    pub authorizer: Arc<crate::endpoint_auth::EndpointAuthorizer>,
 }
 
-/// Serve the node's endpoint for `config`: container logs (its pod log root; its runtime
-/// tells when a followed container ended) and the streaming endpoints
+/// Serve `app` on `listener` with `security`, until the future is dropped or it fails.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    security: EndpointSecurity,
+) -> std::io::Result<()> {
+    let app = app.layer(axum::middleware::from_fn_with_state(
+        security.authorizer,
+        crate::endpoint_auth::authorize,
+    ));
+    bpfk_streaming::tls_server::serve(listener, security.tls, app, crate::endpoint_auth::identify)
+        .await
+}
+
+/// Serve the node's endpoint for `config` with `security`: container logs (its pod log
+/// root; its runtime tells when a followed container ended) and the streaming endpoints
 /// ([`crate::stream_server`]: exec, attach, portforward through the runtime).
 pub async fn serve_node(
     listener: tokio::net::TcpListener,
     config: &crate::Config,
+    security: EndpointSecurity,
 ) -> std::io::Result<()> {
     let cri = CriClient::connect_lazy(&config.runtime_socket).map_err(std::io::Error::other)?;
     let state = LogState {
@@ -200,7 +218,7 @@ pub async fn serve_node(
         cri: Some(cri.clone()),
     };
     let streams = crate::stream_server::router(crate::stream_server::StreamState { cri });
-    axum::serve(listener, router_with(state).merge(streams)).await
+    serve_tls(listener, router_with(state).merge(streams), security).await
 }
 
 #[cfg(test)]

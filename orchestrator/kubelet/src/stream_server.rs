@@ -174,7 +174,8 @@ async fn proxy_to_runtime(mut req: Request, url: &str) -> Response {
         return text(StatusCode::BAD_REQUEST, "Upgrade request required\n".into());
     };
     let headers = upgrade::forwarded_request_headers(req.headers());
-    match upgrade::request_upgrade(url, req.method().clone(), headers).await {
+    let plain = upgrade::Transport::Plain;
+    match upgrade::request_upgrade(url, req.method().clone(), headers, &plain).await {
         Ok(UpstreamAnswer::Switched { headers, io }) => {
             upgrade::splice_switched(client, &headers, io)
         }

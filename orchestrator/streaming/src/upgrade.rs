@@ -3,6 +3,7 @@
 //! Kubernetes' UpgradeAwareHandler proxies streams from the API server to the kubelet and
 //! from the kubelet to the runtime's streaming server.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -12,6 +13,7 @@ use http::{header, HeaderMap, HeaderName, Method, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 /// How long connecting to the upstream server and its answer to the upgrade may take.
@@ -47,10 +49,29 @@ pub enum UpgradeError {
     Url { url: String, reason: String },
     #[error("connecting to {url}: {source}")]
     Connect { url: String, source: std::io::Error },
+    #[error("TLS with {url}: {source}")]
+    Tls { url: String, source: std::io::Error },
     #[error("{url} did not answer within {UPSTREAM_TIMEOUT:?}")]
     Timeout { url: String },
     #[error("upgrading the connection to {url}: {source}")]
     Http { url: String, source: hyper::Error },
+}
+
+/// How the upstream is reached: plain TCP for `http://` URLs (a runtime's streaming server
+/// on loopback), TLS with a client configuration for `https://` ones (a kubelet).
+#[derive(Clone)]
+pub enum Transport {
+    Plain,
+    Tls(Arc<rustls::ClientConfig>),
+}
+
+impl Transport {
+    fn scheme(&self) -> &'static str {
+        match self {
+            Transport::Plain => "http",
+            Transport::Tls(_) => "https",
+        }
+    }
 }
 
 /// The upstream's answer to an upgrade request.
@@ -93,51 +114,102 @@ fn url_error(url: &str, reason: impl Into<String>) -> UpgradeError {
     }
 }
 
-/// `host:port` and the path-and-query of an `http://` URL.
-fn split_url(url: &str) -> Result<(String, String), UpgradeError> {
+/// The URL's parts an upgrade request needs.
+#[derive(Debug, PartialEq)]
+struct Target {
+    /// The host as written (brackets stripped from IPv6 literals): the TLS server name.
+    host: String,
+    /// `host:port`, to connect to and for the Host header.
+    authority: String,
+    /// The path and query.
+    path: String,
+}
+
+/// The parts of a `scheme://` URL.
+fn split_url(url: &str, scheme: &str) -> Result<Target, UpgradeError> {
     let uri: Uri = url.parse().map_err(|e| url_error(url, format!("{e}")))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(url_error(url, "only http:// is served"));
+    if uri.scheme_str() != Some(scheme) {
+        return Err(url_error(url, format!("only {scheme}:// is served here")));
     }
     let host = uri.host().ok_or_else(|| url_error(url, "no host"))?;
-    let port = uri.port_u16().unwrap_or(80);
+    let port = uri
+        .port_u16()
+        .unwrap_or(if scheme == "https" { 443 } else { 80 });
     let path = uri
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
-    Ok((format!("{host}:{port}"), path))
+    Ok(Target {
+        host: host.trim_start_matches('[').trim_end_matches(']').into(),
+        authority: format!("{host}:{port}"),
+        path,
+    })
 }
 
-/// Send `method url` with `headers` (which ask for an upgrade) over a new connection.
+/// Send `method url` with `headers` (which ask for an upgrade) over a new connection made
+/// with `transport`.
 pub async fn request_upgrade(
     url: &str,
     method: Method,
     headers: HeaderMap,
+    transport: &Transport,
 ) -> Result<UpstreamAnswer, UpgradeError> {
     let timeout = |_| UpgradeError::Timeout { url: url.into() };
-    tokio::time::timeout(UPSTREAM_TIMEOUT, send_upgrade(url, method, headers))
-        .await
-        .map_err(timeout)?
+    tokio::time::timeout(
+        UPSTREAM_TIMEOUT,
+        send_upgrade(url, method, headers, transport),
+    )
+    .await
+    .map_err(timeout)?
 }
 
 async fn send_upgrade(
     url: &str,
     method: Method,
     headers: HeaderMap,
+    transport: &Transport,
 ) -> Result<UpstreamAnswer, UpgradeError> {
-    let (authority, path) = split_url(url)?;
-    let tcp = TcpStream::connect(&authority)
+    let target = split_url(url, transport.scheme())?;
+    let tcp = TcpStream::connect(&target.authority)
         .await
         .map_err(|source| UpgradeError::Connect {
             url: url.into(),
             source,
         })?;
     let _ = tcp.set_nodelay(true);
+    match transport {
+        Transport::Plain => send_upgrade_on(tcp, url, &target, method, headers).await,
+        Transport::Tls(config) => {
+            let tls_err = |source| UpgradeError::Tls {
+                url: url.into(),
+                source,
+            };
+            let name = rustls::pki_types::ServerName::try_from(target.host.clone())
+                .map_err(|e| url_error(url, format!("host is no TLS server name: {e}")))?;
+            let tls = tokio_rustls::TlsConnector::from(config.clone())
+                .connect(name, tcp)
+                .await
+                .map_err(tls_err)?;
+            send_upgrade_on(tls, url, &target, method, headers).await
+        }
+    }
+}
+
+async fn send_upgrade_on<T>(
+    io: T,
+    url: &str,
+    target: &Target,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<UpstreamAnswer, UpgradeError>
+where
+    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
     let http_err = |source| UpgradeError::Http {
         url: url.into(),
         source,
     };
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
         .await
         .map_err(http_err)?;
     tokio::spawn(async move {
@@ -147,8 +219,8 @@ async fn send_upgrade(
     });
     let mut request = http::Request::builder()
         .method(method)
-        .uri(path)
-        .header(header::HOST, &authority)
+        .uri(&target.path)
+        .header(header::HOST, &target.authority)
         .body(Empty::<Bytes>::new())
         .map_err(|e| url_error(url, e.to_string()))?;
     request.headers_mut().extend(headers);
@@ -246,16 +318,26 @@ mod tests {
 
     #[test]
     fn urls_split_into_authority_and_path() {
+        let target = |host: &str, authority: &str, path: &str| Target {
+            host: host.into(),
+            authority: authority.into(),
+            path: path.into(),
+        };
         assert_eq!(
-            split_url("http://127.0.0.1:4321/exec/abc?x=1").unwrap(),
-            ("127.0.0.1:4321".into(), "/exec/abc?x=1".into())
+            split_url("http://127.0.0.1:4321/exec/abc?x=1", "http").unwrap(),
+            target("127.0.0.1", "127.0.0.1:4321", "/exec/abc?x=1")
         );
         assert_eq!(
-            split_url("http://node").unwrap(),
-            ("node:80".into(), "/".into())
+            split_url("http://node", "http").unwrap(),
+            target("node", "node:80", "/")
         );
-        assert!(split_url("https://node/x").is_err());
-        assert!(split_url("not a url").is_err());
+        assert_eq!(
+            split_url("https://[fd00::1]/x", "https").unwrap(),
+            target("fd00::1", "[fd00::1]:443", "/x")
+        );
+        assert!(split_url("https://node/x", "http").is_err());
+        assert!(split_url("http://node/x", "https").is_err());
+        assert!(split_url("not a url", "http").is_err());
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! `pods/log`: a container's log, fetched from the kubelet of the pod's node
-//! (`GET http://<node InternalIP>:<kubelet port>/containerLogs/{ns}/{pod}/{container}`) and
+//! (`GET https://<node InternalIP>:<kubelet port>/containerLogs/{ns}/{pod}/{container}`, the
+//! kubelet's certificate verified against the kubelet CA, the API server presenting its
+//! kubelet client certificate) and
 //! streamed back as text, as the Kubernetes API server proxies it. The request is checked
 //! here first (pod bound, container named and known, container started) so that the
 //! answers for those cases are the same `Status` errors kubectl knows.
@@ -10,7 +12,9 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::response::Response;
 use bpfk_apimachinery::registry::{self, ResourceInfo};
+use bpfk_streaming::upgrade::Transport;
 use http::{header, StatusCode};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -26,16 +30,61 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How much of a kubelet's error answer is quoted.
 const MAX_ERROR_BODY: usize = 4096;
 
-/// HTTP client for the kubelets' endpoints (connections are pooled per node).
+/// HTTPS client of the kubelets' endpoints (connections are pooled per node), and the TLS
+/// its upgraded connections (exec, attach, port-forward) use.
 #[derive(Clone)]
-pub struct KubeletClient(Client<HttpConnector, Body>);
+pub struct KubeletClient {
+    http: Client<HttpsConnector<HttpConnector>, Body>,
+    pub transport: Transport,
+}
+
+impl KubeletClient {
+    /// A client with `tls` (the kubelet CA as roots, the API server's kubelet client
+    /// certificate); HTTP/1.1 only, as upgrades need.
+    pub fn new(tls: rustls::ClientConfig) -> KubeletClient {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        // hyper-rustls offers http/1.1 by ALPN itself
+        let mut upgrades = tls.clone();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_only()
+            .enable_http1()
+            .wrap_connector(http);
+        upgrades.alpn_protocols = vec![b"http/1.1".to_vec()];
+        KubeletClient {
+            http: Client::builder(TokioExecutor::new()).build(connector),
+            transport: Transport::Tls(std::sync::Arc::new(upgrades)),
+        }
+    }
+}
 
 impl Default for KubeletClient {
+    /// A client that trusts no kubelet (for servers built without credentials: tests of
+    /// other things).
     fn default() -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        connector.set_nodelay(true);
-        KubeletClient(Client::builder(TokioExecutor::new()).build(connector))
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map(|b| {
+                b.with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth()
+            });
+        match tls {
+            Ok(tls) => KubeletClient::new(tls),
+            // ring supports the default versions: not reached
+            Err(e) => panic!("TLS defaults: {e}"),
+        }
+    }
+}
+
+/// `https://host:port` of the kubelet at `(ip, port)`.
+pub fn kubelet_base_url((ip, port): (IpAddr, u16)) -> String {
+    match ip {
+        IpAddr::V4(v4) => format!("https://{v4}:{port}"),
+        IpAddr::V6(v6) => format!("https://[{v6}]:{port}"),
     }
 }
 
@@ -131,16 +180,12 @@ pub fn kubelet_address(node: &Value, node_name: &str) -> Result<(IpAddr, u16)> {
 
 /// The kubelet URL of a container's log.
 pub fn kubelet_log_url(
-    (ip, port): (IpAddr, u16),
+    kubelet: (IpAddr, u16),
     ns: &str,
     pod: &str,
     container: &str,
     q: &Query,
 ) -> String {
-    let host = match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("[{v6}]"),
-    };
     let mut params = Vec::new();
     if let Some(n) = q.tail_lines {
         params.push(format!("tailLines={n}"));
@@ -164,7 +209,8 @@ pub fn kubelet_log_url(
         }
     }
     // namespace, pod and container names are validated DNS labels: nothing to escape
-    let mut url = format!("http://{host}:{port}/containerLogs/{ns}/{pod}/{container}");
+    let base = kubelet_base_url(kubelet);
+    let mut url = format!("{base}/containerLogs/{ns}/{pod}/{container}");
     if !params.is_empty() {
         url.push('?');
         url.push_str(&params.join("&"));
@@ -240,7 +286,7 @@ pub async fn get(
         })?;
     let answer = state
         .kubelets
-        .0
+        .http
         .request(request)
         .await
         .map_err(|e| ApiError::Internal {
@@ -342,7 +388,7 @@ mod tests {
         };
         assert_eq!(
             kubelet_log_url(addr, "default", "web", "app", &q),
-            "http://10.250.0.11:10250/containerLogs/default/web/app?tailLines=5&previous=true"
+            "https://10.250.0.11:10250/containerLogs/default/web/app?tailLines=5&previous=true"
         );
         let since = Query {
             since_time: Some("2026-01-01T00:00:00+01:00".into()),
@@ -351,11 +397,11 @@ mod tests {
         };
         assert_eq!(
             kubelet_log_url(addr, "default", "web", "app", &since),
-            "http://10.250.0.11:10250/containerLogs/default/web/app?sinceTime=2026-01-01T00%3A00%3A00%2B01%3A00&follow=true"
+            "https://10.250.0.11:10250/containerLogs/default/web/app?sinceTime=2026-01-01T00%3A00%3A00%2B01%3A00&follow=true"
         );
         assert_eq!(
             kubelet_log_url(addr, "default", "web", "app", &Query::default()),
-            "http://10.250.0.11:10250/containerLogs/default/web/app"
+            "https://10.250.0.11:10250/containerLogs/default/web/app"
         );
         let no_port =
             json!({"status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.1"}]}});

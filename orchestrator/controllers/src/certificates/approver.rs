@@ -92,7 +92,8 @@ async fn approve_client(csr: &CertificateSigningRequest, client: &Client) -> Res
     Ok(Action::await_change())
 }
 
-const CLIENT_APPROVAL: &str = "Auto approving kubelet client certificate after SubjectAccessReview.";
+const CLIENT_APPROVAL: &str =
+    "Auto approving kubelet client certificate after SubjectAccessReview.";
 const SERVING_APPROVAL: &str =
     "Auto approving kubelet serving certificate: it names only the node's own addresses.";
 

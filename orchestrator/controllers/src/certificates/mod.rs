@@ -147,7 +147,10 @@ mod tests {
         let ok = serving_csr("system:node:n1", &["system:nodes"], &["10.250.0.11", "n1"]);
         assert_eq!(
             kubelet_serving_request(&ok).unwrap(),
-            ("n1".to_string(), vec!["10.250.0.11".to_string(), "n1".to_string()])
+            (
+                "n1".to_string(),
+                vec!["10.250.0.11".to_string(), "n1".to_string()]
+            )
         );
         let unnamed = serving_csr("system:node:n1", &["system:nodes"], &[]);
         assert!(kubelet_serving_request(&unnamed)
