@@ -188,13 +188,19 @@ pub struct Running {
     pub state: Arc<AppState>,
     /// The cluster PKI it serves with.
     pub pki: Arc<ServerPki>,
+    /// Served over TLS (not [`Transport::PlainFixedUser`]).
+    tls: bool,
     task: tokio::task::JoinHandle<Result<()>>,
 }
 
 impl Running {
-    /// `https://ADDR` (loopback when it listens on every address).
+    /// `https://ADDR` (loopback when it listens on every address; `http://` when served
+    /// with [`Transport::PlainFixedUser`]).
     pub fn url(&self) -> String {
-        server_url(self.addr)
+        match self.tls {
+            true => server_url(self.addr),
+            false => server_url(self.addr).replacen("https://", "http://", 1),
+        }
     }
 
     /// A kubeconfig for this server as `user` in `groups`, with a new client certificate:
@@ -332,19 +338,32 @@ fn kubelet_client(
     Ok(rest::pod_log::KubeletClient::new(tls))
 }
 
+/// How [`start_serving`] serves the API.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    /// HTTPS with the cluster PKI under `--data-dir`, authenticating every request (client
+    /// certificate, then bearer token) and authorizing it: what `bpfk-server` always does.
+    Tls,
+    /// Plain HTTP on the listen address with every request as this user, whatever it
+    /// carries: no TLS, no credentials read (authorization still runs, so a user in
+    /// `system:masters` is allowed everything). The baseline the API benchmark measures
+    /// TLS, authentication and authorization against; no flag of any binary selects it, and
+    /// `--write-kubeconfig` is not written with it.
+    PlainFixedUser(Arc<bpfk_auth::UserInfo>),
+}
+
 /// Connect to etcd, start the watch caches and serve the API over TLS.
 pub async fn start(config: &ApiServerConfig) -> Result<Running> {
+    start_serving(config, Transport::Tls).await
+}
+
+/// Connect to etcd, start the watch caches and serve the API with `transport`.
+pub async fn start_serving(config: &ApiServerConfig, transport: Transport) -> Result<Running> {
     let pki = Arc::new(ServerPki::load_or_create(
         &config.data_dir,
         &serving_names(config),
     )?);
-    // the CA goes in the chain too: a joining machine finds it there by its hash
-    let chain = format!("{}{}", pki.serving.cert_pem, pki.ca.cert_pem);
-    let tls = Arc::new(bpfk_auth::tls::server_config(
-        &chain,
-        &pki.serving.key_pem,
-        &pki.ca.cert_pem,
-    )?);
+    let serving = Serving::prepare(transport, &pki)?;
     let authn = authenticator(config, &pki)?;
     let etcd = bpfk_store::etcd::EtcdConfig {
         tls: etcd_tls(config)?,
@@ -354,16 +373,80 @@ pub async fn start(config: &ApiServerConfig) -> Result<Running> {
     let kubelets = kubelet_client(config, &pki)?;
     let state =
         AppState::with_authenticator(store, config.admission(), config.event_ttl, authn, kubelets);
-    let listener = tokio::net::TcpListener::bind(config.listen)
+    let (listener, addr) = listen(config.listen).await?;
+    spawn_background(config, &state, &pki, addr);
+    let app = router::router(state.clone());
+    let tls = matches!(serving, Serving::Tls(_));
+    let task = match serving {
+        Serving::Tls(tls) => {
+            if let Some(path) = &config.write_kubeconfig {
+                kubeconfig::write_admin(path, &server_url(addr), &pki)?;
+            }
+            tracing::info!(%addr, etcd = ?config.etcd_servers, "API server listening (TLS)");
+            tokio::spawn(
+                async move { serve::serve(listener, tls, app).await.map_err(Error::Serve) },
+            )
+        }
+        Serving::Plain(user) => {
+            tracing::warn!(%addr, user = %user.name, "API server listening on plain HTTP, every request as this user (a benchmark's baseline)");
+            tokio::spawn(async move {
+                serve::serve_plain(listener, user, app)
+                    .await
+                    .map_err(Error::Serve)
+            })
+        }
+    };
+    Ok(Running {
+        addr,
+        state,
+        pki,
+        tls,
+        task,
+    })
+}
+
+/// What the listener serves with, made before etcd is connected (a bad certificate fails the
+/// start at once).
+enum Serving {
+    Tls(Arc<rustls::ServerConfig>),
+    Plain(Arc<bpfk_auth::UserInfo>),
+}
+
+impl Serving {
+    fn prepare(transport: Transport, pki: &ServerPki) -> Result<Serving> {
+        match transport {
+            Transport::PlainFixedUser(user) => Ok(Serving::Plain(user)),
+            Transport::Tls => {
+                // the CA goes in the chain too: a joining machine finds it there by its hash
+                let chain = format!("{}{}", pki.serving.cert_pem, pki.ca.cert_pem);
+                Ok(Serving::Tls(Arc::new(bpfk_auth::tls::server_config(
+                    &chain,
+                    &pki.serving.key_pem,
+                    &pki.ca.cert_pem,
+                )?)))
+            }
+        }
+    }
+}
+
+/// Bind `addr`; the listener and the address it got (the real port for port 0).
+async fn listen(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr)> {
+    let listen_error = |source| Error::Listen { addr, source };
+    let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|source| Error::Listen {
-            addr: config.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| Error::Listen {
-        addr: config.listen,
-        source,
-    })?;
+        .map_err(listen_error)?;
+    let bound = listener.local_addr().map_err(listen_error)?;
+    Ok((listener, bound))
+}
+
+/// The server's own work beside requests: the bootstrap (system namespaces, RBAC, the
+/// `kubernetes` Service), the join token and etcd compaction.
+fn spawn_background(
+    config: &ApiServerConfig,
+    state: &Arc<AppState>,
+    pki: &ServerPki,
+    addr: SocketAddr,
+) {
     let advertised = kubernetes_service::advertised(addr, config.advertise_address);
     tokio::spawn(bootstrap(state.clone(), addr.port(), advertised));
     tokio::spawn(join_token::ensure(
@@ -375,19 +458,6 @@ pub async fn start(config: &ApiServerConfig) -> Result<Running> {
         state.store.clone(),
         config.etcd_compaction_interval,
     ));
-    if let Some(path) = &config.write_kubeconfig {
-        kubeconfig::write_admin(path, &server_url(addr), &pki)?;
-    }
-    tracing::info!(%addr, etcd = ?config.etcd_servers, "API server listening (TLS)");
-    let app = router::router(state.clone());
-    let task =
-        tokio::spawn(async move { serve::serve(listener, tls, app).await.map_err(Error::Serve) });
-    Ok(Running {
-        addr,
-        state,
-        pki,
-        task,
-    })
 }
 
 /// The file under `--data-dir` the join token is written to.

@@ -34,6 +34,34 @@ where
     I: Clone + Send + Sync + 'static,
 {
     let acceptor = TlsAcceptor::from(tls);
+    accept_forever(listener, |tcp, peer| {
+        connection(acceptor.clone(), tcp, peer, app.clone(), identify)
+    })
+    .await
+}
+
+/// Accept connections on `listener` forever, serving `app` over plain HTTP (HTTP/1.1, or
+/// HTTP/2 with prior knowledge), every request carrying `identity` whatever it sends. For a
+/// benchmark's baseline only: no product listener serves without TLS.
+pub async fn serve_plain<I>(listener: TcpListener, app: Router, identity: I) -> std::io::Result<()>
+where
+    I: Clone + Send + Sync + 'static,
+{
+    accept_forever(listener, |tcp, peer| {
+        http(TokioIo::new(tcp), peer, identity.clone(), app.clone())
+    })
+    .await
+}
+
+/// Accept connections forever (TCP_NODELAY set), running `serve_one`'s future for each; the
+/// connections end when this future is dropped.
+async fn accept_forever<F>(
+    listener: TcpListener,
+    mut serve_one: impl FnMut(tokio::net::TcpStream, std::net::SocketAddr) -> F,
+) -> std::io::Result<()>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
     // the connections end with the listener: dropping this future aborts them
     let mut connections = tokio::task::JoinSet::new();
     loop {
@@ -48,13 +76,7 @@ where
             }
         };
         let _ = tcp.set_nodelay(true);
-        connections.spawn(connection(
-            acceptor.clone(),
-            tcp,
-            peer,
-            app.clone(),
-            identify,
-        ));
+        connections.spawn(serve_one(tcp, peer));
     }
 }
 
@@ -85,16 +107,22 @@ async fn connection<I>(
             .peer_certificates()
             .and_then(|chain| chain.first()),
     );
+    http(TokioIo::new(stream), peer, identity, app).await;
+}
+
+/// Serve HTTP/1.1 or HTTP/2 (with upgrades) on one connection, `identity` in every request.
+async fn http<T, I>(io: TokioIo<T>, peer: std::net::SocketAddr, identity: I, app: Router)
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    I: Clone + Send + Sync + 'static,
+{
     let service =
         hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(identity.clone());
             app.clone().oneshot(req.map(axum::body::Body::new))
         });
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    if let Err(e) = builder
-        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-        .await
-    {
+    if let Err(e) = builder.serve_connection_with_upgrades(io, service).await {
         tracing::debug!(%peer, "connection ended: {e}");
     }
 }
