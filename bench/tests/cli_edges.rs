@@ -18,6 +18,14 @@ fn help_describes_and_starts_nothing() {
     }
 }
 
+/// apiserver_bench's plain baseline server takes bpfk-server's API server flags (clap's usage).
+#[test]
+fn the_plain_baseline_server_describes_itself() {
+    let bin = Path::new(env!("CARGO_BIN_EXE_apiserver_plain"));
+    assert_help(bin);
+    assert_user_error(bin, &["--rounds", "3"], "--rounds", false);
+}
+
 #[test]
 fn an_unknown_argument_is_one_clear_line() {
     for bin in BENCHMARKS {
