@@ -22,11 +22,39 @@ pub struct RbacPolicy {
     bindings: HashMap<String, Vec<RoleBinding>>,
 }
 
-/// One binding that grants rules: its description and the rules of the role it refers to.
+/// One binding that grants rules: the binding and the rules of the role it refers to.
 pub struct Grant<'p> {
-    /// `ClusterRoleBinding "x" of ClusterRole "y"`, for the allow reason.
-    pub source: String,
+    pub binding: Binding<'p>,
     pub rules: &'p [PolicyRule],
+}
+
+/// The binding a [`Grant`] comes from.
+#[derive(Clone, Copy)]
+pub enum Binding<'p> {
+    Cluster(&'p ClusterRoleBinding),
+    Namespaced(&'p RoleBinding),
+}
+
+impl Grant<'_> {
+    /// `ClusterRoleBinding "x" of ClusterRole "y" to ...`, for the allow reason: made only
+    /// for the grant that allows (every request is authorized, most by their first grant).
+    pub fn source(&self) -> String {
+        match self.binding {
+            Binding::Cluster(b) => format!(
+                "ClusterRoleBinding {:?} of ClusterRole {:?} to {}",
+                b.metadata.name.as_deref().unwrap_or(""),
+                b.role_ref.name,
+                describe_subjects(b.subjects.as_deref())
+            ),
+            Binding::Namespaced(b) => format!(
+                "RoleBinding {:?} of {} {:?} to {}",
+                b.metadata.name.as_deref().unwrap_or(""),
+                b.role_ref.kind,
+                b.role_ref.name,
+                describe_subjects(b.subjects.as_deref())
+            ),
+        }
+    }
 }
 
 impl RbacPolicy {
@@ -67,7 +95,7 @@ impl RbacPolicy {
         let namespace = attrs.resource.map_or("", |r| r.namespace.as_str());
         for grant in self.grants(attrs.user, namespace) {
             if grant.rules.iter().any(|r| rules::allows(r, attrs)) {
-                return Decision::Allow(format!("RBAC: allowed by {}", grant.source));
+                return Decision::Allow(format!("RBAC: allowed by {}", grant.source()));
             }
         }
         Decision::NoOpinion
@@ -94,13 +122,8 @@ impl RbacPolicy {
             .filter(move |b| applies(b.subjects.as_deref(), user, ""))
             .filter_map(move |b| {
                 let rules = self.cluster_roles.get(&b.role_ref.name)?;
-                let source = format!(
-                    "ClusterRoleBinding {:?} of ClusterRole {:?} to {}",
-                    b.metadata.name.as_deref().unwrap_or(""),
-                    b.role_ref.name,
-                    describe_subjects(b.subjects.as_deref())
-                );
-                Some(Grant { source, rules })
+                let binding = Binding::Cluster(b);
+                Some(Grant { binding, rules })
             });
         let local = self
             .bindings
@@ -110,14 +133,8 @@ impl RbacPolicy {
             .filter(move |b| applies(b.subjects.as_deref(), user, namespace))
             .filter_map(move |b| {
                 let rules = self.role_rules(&b.role_ref, namespace)?;
-                let source = format!(
-                    "RoleBinding {:?} of {} {:?} to {}",
-                    b.metadata.name.as_deref().unwrap_or(""),
-                    b.role_ref.kind,
-                    b.role_ref.name,
-                    describe_subjects(b.subjects.as_deref())
-                );
-                Some(Grant { source, rules })
+                let binding = Binding::Namespaced(b);
+                Some(Grant { binding, rules })
             });
         cluster.chain(local)
     }
@@ -151,7 +168,10 @@ fn subject_is(subject: &Subject, user: &UserInfo, binding_namespace: &str) -> bo
         "ServiceAccount" => {
             let ns = subject.namespace.as_deref().filter(|n| !n.is_empty());
             let ns = ns.unwrap_or(binding_namespace);
-            !ns.is_empty() && user.name == format!("{SERVICE_ACCOUNT_PREFIX}{ns}:{}", subject.name)
+            // `system:serviceaccount:NS:NAME`, compared without building it
+            let named = user.name.strip_prefix(SERVICE_ACCOUNT_PREFIX);
+            !ns.is_empty()
+                && named.and_then(|n| n.split_once(':')) == Some((ns, subject.name.as_str()))
         }
         _ => false,
     }
