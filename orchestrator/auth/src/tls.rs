@@ -89,6 +89,20 @@ pub fn certified_key(cert_pem: &str, key_pem: &str) -> Result<CertifiedKey> {
     ))
 }
 
+/// A server configuration's builder with this crate's provider and TLS versions, verifying
+/// clients with `verifier`; what is left is the server's own certificate.
+fn server_builder(
+    verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+) -> Result<rustls::ConfigBuilder<ServerConfig, rustls::server::WantsServerCert>> {
+    Ok(ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Invalid {
+            what: "TLS versions",
+            reason: e.to_string(),
+        })?
+        .with_client_cert_verifier(verifier))
+}
+
 /// A server whose certificate `resolver` picks, requiring every client to present a
 /// certificate that chains to `client_roots` (the kubelet endpoint: no anonymous access).
 pub fn server_config_requiring_clients(
@@ -101,14 +115,7 @@ pub fn server_config_requiring_clients(
             what: "client CA",
             reason: e.to_string(),
         })?;
-    let mut config = ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Invalid {
-            what: "TLS versions",
-            reason: e.to_string(),
-        })?
-        .with_client_cert_verifier(verifier)
-        .with_cert_resolver(resolver);
+    let mut config = server_builder(verifier)?.with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }
@@ -146,13 +153,7 @@ pub fn server_config(cert_pem: &str, key_pem: &str, client_ca_pem: &str) -> Resu
                 what: "client CA",
                 reason: e.to_string(),
             })?;
-    let mut config = ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Invalid {
-            what: "TLS versions",
-            reason: e.to_string(),
-        })?
-        .with_client_cert_verifier(verifier)
+    let mut config = server_builder(verifier)?
         .with_single_cert(
             certificates(cert_pem, "serving certificate")?,
             private_key(key_pem, "serving key")?,
