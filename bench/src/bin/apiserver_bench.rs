@@ -142,6 +142,9 @@ usage: apiserver_bench [-h|--help]
 
 environment:
   APISERVER_BENCH_QUICK=1  one small round, printed only (no results file)
+  APISERVER_BENCH_CASES=plain,admin,rbac
+                           only these cases (e.g. to profile one server with perf), printed
+                           only (no results file)
 ";
 
 #[tokio::main]
@@ -153,6 +156,7 @@ async fn main() -> std::process::ExitCode {
 async fn bench() -> Result<()> {
     let quick = std::env::var("APISERVER_BENCH_QUICK").is_ok_and(|v| v == "1");
     let sizes = if quick { QUICK } else { FULL };
+    let only = selected_cases()?;
     let plain_bin = build_plain()?;
     // bpfk-server is built (when stale) on its first use: before the clock starts
     bpfk_lab::server::binary("bpfk-server");
@@ -160,7 +164,7 @@ async fn bench() -> Result<()> {
     let started = Instant::now();
     let mut rounds: HashMap<Case, Vec<Round>> = HashMap::new();
     for r in 0..sizes.rounds {
-        for case in Case::order(r) {
+        for case in Case::order(r).into_iter().filter(|c| only.contains(c)) {
             let round = run_case(case, sizes, &plain_bin)
                 .await
                 .with_context(|| format!("round {} of {}", r + 1, case.label()))?;
@@ -175,7 +179,7 @@ async fn bench() -> Result<()> {
         }
     }
     let out = report(&rounds, sizes, &load_before, started.elapsed());
-    if quick {
+    if quick || only.len() < Case::ALL.len() {
         println!("{out}");
         return Ok(());
     }
@@ -183,6 +187,22 @@ async fn bench() -> Result<()> {
     std::fs::write(&path, &out)?;
     println!("{out}\nwritten to {}", path.display());
     Ok(())
+}
+
+/// The cases `APISERVER_BENCH_CASES` names (all when unset).
+fn selected_cases() -> Result<Vec<Case>> {
+    let Ok(names) = std::env::var("APISERVER_BENCH_CASES") else {
+        return Ok(Case::ALL.to_vec());
+    };
+    names
+        .split(',')
+        .map(|name| match name.trim() {
+            "plain" => Ok(Case::Plain),
+            "admin" => Ok(Case::SecureAdmin),
+            "rbac" => Ok(Case::SecureRbac),
+            other => bail!("APISERVER_BENCH_CASES: unknown case {other:?} (plain, admin, rbac)"),
+        })
+        .collect()
 }
 
 /// Build `apiserver_plain` (as this binary is built) so it is never stale; its path.
