@@ -4,8 +4,10 @@
 //! cost of the three as secure/plain ratios. Writes `bench/results/apiserver.md`.
 //!
 //! Three cases, each on its own fresh etcd (client TLS, as the lab always runs it) and its own
-//! fresh server process, in rounds whose order rotates (plain, admin, RBAC user; then admin,
-//! RBAC user, plain; …) so drift of the shared 2-core machine favours no case:
+//! fresh server process. Each round starts all three, then runs each operation against each
+//! in turn, the order rotating from one operation and one round to the next (plain, admin,
+//! RBAC user; then admin, RBAC user, plain; …), so the three figures of one operation are
+//! seconds apart and drift of the shared 2-core machine favours no case:
 //!
 //! * **plain**: `apiserver_plain` (this crate's binary: the `bpfk_apiserver` library served
 //!   over plain HTTP, every request as a fixed user in `system:masters`);
@@ -129,6 +131,19 @@ struct Round {
     peak_mib: f64,
 }
 
+impl Round {
+    /// A round whose server was just started with `rss_kib` resident.
+    fn started(rss_kib: u64) -> Round {
+        Round {
+            ops: Vec::with_capacity(OPS.len()),
+            delivered: 0,
+            rss_empty_mib: mib(rss_kib),
+            rss_loaded_mib: 0.0,
+            peak_mib: 0.0,
+        }
+    }
+}
+
 const HELP: &str = "\
 apiserver_bench: create / patch / list / watch fan-out throughput and latency of bpfk-server
 against a real etcd, served as in production (TLS, authentication, RBAC + Node authorization;
@@ -165,17 +180,20 @@ async fn bench() -> Result<()> {
     let started = Instant::now();
     let mut rounds: HashMap<Case, Vec<Round>> = HashMap::new();
     for r in 0..sizes.rounds {
-        for case in Case::order(r).into_iter().filter(|c| only.contains(c)) {
-            let round = run_case(case, sizes, &plain_bin)
-                .await
-                .with_context(|| format!("round {} of {}", r + 1, case.label()))?;
-            eprintln!(
-                "round {}/{}: {} done ({:.0} s so far)",
-                r + 1,
-                sizes.rounds,
-                case.label(),
-                started.elapsed().as_secs_f64()
-            );
+        let cases: Vec<Case> = Case::order(r)
+            .into_iter()
+            .filter(|c| only.contains(c))
+            .collect();
+        let done = run_round(r, &cases, sizes, &plain_bin)
+            .await
+            .with_context(|| format!("round {}", r + 1))?;
+        eprintln!(
+            "round {}/{} done ({:.0} s so far)",
+            r + 1,
+            sizes.rounds,
+            started.elapsed().as_secs_f64()
+        );
+        for (case, round) in done {
             rounds.entry(case).or_default().push(round);
         }
     }
@@ -256,13 +274,38 @@ enum Processes {
     },
 }
 
-async fn run_case(case: Case, sizes: Sizes, plain_bin: &std::path::Path) -> Result<Round> {
-    let target = match case {
-        Case::Plain => start_plain(plain_bin).await?,
-        Case::SecureAdmin => start_secure(false).await?,
-        Case::SecureRbac => start_secure(true).await?,
-    };
-    measure(&target, sizes).await
+/// One round: a fresh server (and etcd) for each of `cases`, all started first; then each
+/// operation runs against each server in turn, the order rotating from one operation to the
+/// next, so the cases' figures of one operation are seconds apart and drift of the shared
+/// machine reaches them alike.
+async fn run_round(
+    r: usize,
+    cases: &[Case],
+    sizes: Sizes,
+    plain_bin: &std::path::Path,
+) -> Result<Vec<(Case, Round)>> {
+    let mut targets = Vec::new();
+    for &case in cases {
+        let target = match case {
+            Case::Plain => start_plain(plain_bin).await?,
+            Case::SecureAdmin => start_secure(false).await?,
+            Case::SecureRbac => start_secure(true).await?,
+        };
+        targets.push(target);
+    }
+    let mut rounds = Vec::new();
+    for target in &targets {
+        rounds.push(Round::started(rss_kib(target.pid).context("rss")?.0));
+    }
+    for phase in 0..OPS.len() {
+        for k in 0..targets.len() {
+            let i = (k + r + phase) % targets.len();
+            run_phase(phase, &targets[i], sizes, &mut rounds[i])
+                .await
+                .with_context(|| format!("{} on {}", OPS[phase], cases[i].label()))?;
+        }
+    }
+    Ok(cases.iter().copied().zip(rounds).collect())
 }
 
 async fn start_plain(bin: &std::path::Path) -> Result<Target> {
@@ -483,29 +526,29 @@ fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
-/// The load on one server: creates, patches, lists, then the watch fan-out.
-async fn measure(target: &Target, sizes: Sizes) -> Result<Round> {
+/// Operation `phase` of [`OPS`] on one server, its figures put in `round`; the server's
+/// memory is read after the lists (all pods loaded) and after the fan-out.
+async fn run_phase(phase: usize, target: &Target, sizes: Sizes, round: &mut Round) -> Result<()> {
     let pods: Api<Pod> = Api::namespaced(target.client.clone(), "default");
     let pid = target.pid;
-    let (rss_empty, _) = rss_kib(pid).context("rss")?;
-    let mut ops = vec![
-        creates(&pods, pid, sizes.pods).await?,
-        patches(&pods, pid, sizes).await?,
-    ];
-    for params in [ListParams::default().match_any(), ListParams::default()] {
-        ops.push(lists(&pods, pid, &params, sizes).await?);
-    }
-    let (rss_loaded, _) = rss_kib(pid).context("rss")?;
-    let (fanout, delivered) = fanout(&pods, pid, sizes).await?;
-    ops.push(fanout);
-    let (_, peak) = rss_kib(pid).context("rss")?;
-    Ok(Round {
-        ops,
-        delivered,
-        rss_empty_mib: mib(rss_empty),
-        rss_loaded_mib: mib(rss_loaded),
-        peak_mib: mib(peak),
-    })
+    let op = match phase {
+        0 => creates(&pods, pid, sizes.pods).await?,
+        1 => patches(&pods, pid, sizes).await?,
+        2 => lists(&pods, pid, &ListParams::default().match_any(), sizes).await?,
+        3 => {
+            let op = lists(&pods, pid, &ListParams::default(), sizes).await?;
+            round.rss_loaded_mib = mib(rss_kib(pid).context("rss")?.0);
+            op
+        }
+        _ => {
+            let (op, delivered) = fanout(&pods, pid, sizes).await?;
+            round.delivered = delivered;
+            round.peak_mib = mib(rss_kib(pid).context("rss")?.1);
+            op
+        }
+    };
+    round.ops.push(op);
+    Ok(())
 }
 
 /// Server CPU time since `before`.
@@ -736,8 +779,10 @@ fn intro(sizes: Sizes, load_before: &str, took: Duration) -> String {
          **secure, RBAC user** = the same server with a client certificate of `{RBAC_USER}`, \
          whose rights come from a RoleBinding of a ClusterRole on pods (TLS + authentication \
          + Node and RBAC authorization on every request).\n\n\
-         {} rounds, the order of the cases rotating each round (plain, admin, RBAC; admin, \
-         RBAC, plain; …). Figures: median [min–max] over the rounds. Ratios: median [min–max] \
+         {} rounds; a round starts the three servers, then runs each operation on each in \
+         turn, the order of the cases rotating from one operation and round to the next \
+         (plain, admin, RBAC; admin, RBAC, plain; …), so the three figures of an operation are \
+         seconds apart. Figures: median [min–max] over the rounds. Ratios: median [min–max] \
          of each round's secure/plain ratio. Server CPU: CPU time of the server process per \
          request (the client's TLS work is not in it, but is in the throughput and latency). \
          Load average before the run: {load_before}; the run took {:.0} s.\n\n",
