@@ -242,7 +242,7 @@ fn kubectl_services_and_namespaces() {
         "{before}"
     );
 
-    // (typed `kubectl create namespace` sends protobuf, which the server does not speak yet)
+    // (typed `kubectl create namespace` and its protobuf: tests/tests/kubectl_protobuf.rs)
     let ns = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-a\n";
     assert_eq!(
         success(&c.kubectl_stdin(&["apply", "-f", "-"], ns)).trim(),

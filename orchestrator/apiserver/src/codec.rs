@@ -1,5 +1,9 @@
-//! Decoding of request bodies by their `Content-Type`, as kube-apiserver negotiates them.
+//! Decoding of request bodies by their `Content-Type`, and the format of responses by
+//! `Accept`, as kube-apiserver negotiates them.
 //!
+//! * a response is protobuf when the first acceptable media range is
+//!   `application/vnd.kubernetes.protobuf` (as client-go's typed clients and kubectl ask)
+//!   and its kind has a message; JSON otherwise (tables are JSON only);
 //! * `application/json` (also when the header is absent: kube-apiserver then takes its first
 //!   supported type, JSON) and `application/yaml` are decoded;
 //! * any other type (`text/plain`, `application/x-www-form-urlencoded`, ...) is 415
@@ -49,6 +53,61 @@ impl BodyFormat {
             }),
         }
     }
+}
+
+/// The format of the answers to one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseFormat {
+    Json,
+    Protobuf,
+}
+
+tokio::task_local! {
+    /// The format negotiated for the request being served (JSON outside one).
+    pub static RESPONSE_FORMAT: ResponseFormat;
+}
+
+/// The format `accept` asks for first: protobuf or JSON (YAML, `*/*` and anything the
+/// server cannot write are answered with JSON, as before).
+pub fn response_format(accept: Option<&str>) -> ResponseFormat {
+    for range in accept.unwrap_or_default().split(',') {
+        let mut params = range.split(';').map(str::trim);
+        let media = params.next().unwrap_or_default().to_ascii_lowercase();
+        let params: Vec<&str> = params.collect();
+        if params.iter().any(|p| p.replace(' ', "") == "q=0") {
+            continue;
+        }
+        match media.as_str() {
+            crate::protobuf::MEDIA_TYPE if params.iter().any(|p| p.starts_with("as=Table")) => {}
+            crate::protobuf::MEDIA_TYPE => return ResponseFormat::Protobuf,
+            "application/json" | "application/yaml" | "*/*" | "application/*" => {
+                return ResponseFormat::Json
+            }
+            _ => {}
+        }
+    }
+    ResponseFormat::Json
+}
+
+/// `value` in the format negotiated for the current request: `(content type, body)`. An
+/// object the protobuf codec cannot write (its kind has no message) is answered in JSON.
+pub fn encode_response(value: &serde_json::Value) -> (&'static str, Vec<u8>) {
+    let format = RESPONSE_FORMAT
+        .try_with(|f| *f)
+        .unwrap_or(ResponseFormat::Json);
+    if format == ResponseFormat::Protobuf {
+        match crate::protobuf::encode(value) {
+            Some(Ok(bytes)) => return (crate::protobuf::MEDIA_TYPE, bytes),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "an answer does not encode as protobuf; answering JSON")
+            }
+            None => {}
+        }
+    }
+    (
+        "application/json",
+        serde_json::to_vec(value).unwrap_or_default(),
+    )
 }
 
 /// 413 for a request whose `Content-Length` is over `limit`, before its body is read (a client
@@ -215,6 +274,24 @@ fn block_indicator(rest: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn negotiates_the_response_format_as_kube_apiserver() {
+        use ResponseFormat::*;
+        for (accept, format) in [
+            (None, Json),
+            (Some("application/json"), Json),
+            (Some("application/vnd.kubernetes.protobuf, */*"), Protobuf),
+            (Some("application/vnd.kubernetes.protobuf,application/json"), Protobuf),
+            (Some("application/json, application/vnd.kubernetes.protobuf"), Json),
+            (Some("application/vnd.kubernetes.protobuf;q=0, application/json"), Json),
+            (Some("application/vnd.kubernetes.protobuf;as=Table;v=v1;g=meta.k8s.io,application/json"), Json),
+            (Some("application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"), Protobuf),
+            (Some("text/html, application/vnd.kubernetes.protobuf"), Protobuf),
+        ] {
+            assert_eq!(response_format(accept), format, "{accept:?}");
+        }
+    }
 
     #[test]
     fn content_types() {

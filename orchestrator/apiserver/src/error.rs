@@ -309,10 +309,10 @@ impl IntoResponse for ApiError {
         if code.is_server_error() {
             tracing::warn!(code = code.as_u16(), "{}", self.message());
         }
-        let body = serde_json::to_vec(&self.status()).unwrap_or_default();
+        let (content_type, body) = crate::codec::encode_response(&self.status());
         (
             code,
-            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            [(axum::http::header::CONTENT_TYPE, content_type)],
             body,
         )
             .into_response()

@@ -50,9 +50,13 @@ async fn dispatch(State(state): State<Arc<AppState>>, mut req: Request) -> Respo
         }
     }
     req.extensions_mut().insert(RequestUser(user.clone()));
-    authz::REQUESTER
-        .scope(user, served(state, method, path, req))
-        .await
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let format = codec::response_format(accept);
+    let served = authz::REQUESTER.scope(user, served(state, method, path, req));
+    codec::RESPONSE_FORMAT.scope(format, served).await
 }
 
 /// An authenticated, authorized request, served.
@@ -128,9 +132,10 @@ fn counted_watch(response: Response, guard: metrics::InflightGuard) -> Response 
     Response::from_parts(parts, Body::from_stream(stream))
 }
 
+/// `value` in the negotiated format (JSON or protobuf) with `warnings` as headers.
 fn json_response(code: StatusCode, value: &Value, warnings: &[String]) -> Response {
-    let body = serde_json::to_vec(value).unwrap_or_default();
-    let mut resp = (code, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+    let (content_type, body) = codec::encode_response(value);
+    let mut resp = (code, [(header::CONTENT_TYPE, content_type)], body).into_response();
     add_warning_headers(&mut resp, warnings);
     resp
 }
@@ -288,10 +293,17 @@ async fn resource(
         (None, None) => match *method {
             Method::GET if q.watch || rp.watch => {
                 let rx = watch::start(state, res, ns, q, repr).await?;
+                let (rx, content_type) = match codec::RESPONSE_FORMAT.try_with(|f| *f) {
+                    Ok(codec::ResponseFormat::Protobuf) => (
+                        watch_body::protobuf_frames(rx),
+                        crate::protobuf::WATCH_MEDIA_TYPE,
+                    ),
+                    _ => (rx, "application/json"),
+                };
                 let stream = watch_body::gathered(rx).map(Ok::<_, std::convert::Infallible>);
                 Ok(Response::builder()
                     .status(StatusCode::OK)
-                    .header(header::CONTENT_TYPE, "application/json")
+                    .header(header::CONTENT_TYPE, content_type)
                     .header(header::TRANSFER_ENCODING, "chunked")
                     .body(Body::from_stream(stream))
                     .map_err(|e| ApiError::internal(e.to_string()))?)

@@ -194,5 +194,12 @@ pub fn watch_frame(event: &Value) -> Option<std::result::Result<Vec<u8>, FieldEr
     Some(Ok(frame))
 }
 
+/// One frame's `meta.v1.WatchEvent` (the bytes after the length) as JSON:
+/// `{"type": ..., "object": ...}`, the object decoded from its envelope.
+pub fn decode_watch_event(frame: &[u8]) -> Result<Value> {
+    let msg = DynamicMessage::decode(schema::watch_event(), frame).map_err(bad)?;
+    Ok(Value::Object(to_json::object(&msg, 0).map_err(bad)?))
+}
+
 #[cfg(test)]
 mod tests;

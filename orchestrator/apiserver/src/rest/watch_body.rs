@@ -50,6 +50,35 @@ pub fn gathered(rx: mpsc::Receiver<Bytes>) -> impl Stream<Item = Bytes> + Send {
     })
 }
 
+/// The JSON event lines of `rx` as protobuf watch frames, in order. A line that does not
+/// encode (an object the codec cannot write) ends the stream with a warning: a client
+/// re-watches from its last resourceVersion, where a gap would go unnoticed.
+pub fn protobuf_frames(mut rx: mpsc::Receiver<Bytes>) -> mpsc::Receiver<Bytes> {
+    let (tx, out) = mpsc::channel(rx.max_capacity());
+    tokio::spawn(async move {
+        while let Some(line) = rx.recv().await {
+            let frame = serde_json::from_slice::<serde_json::Value>(&line)
+                .map_err(|e| e.to_string())
+                .and_then(|event| match crate::protobuf::watch_frame(&event) {
+                    Some(Ok(frame)) => Ok(frame),
+                    Some(Err(e)) => Err(e.to_string()),
+                    None => Err("its kind has no protobuf message".into()),
+                });
+            let frame = match frame {
+                Ok(frame) => frame,
+                Err(e) => {
+                    tracing::warn!(error = %e, "a watch event does not encode as protobuf; ending the watch");
+                    return;
+                }
+            };
+            if tx.send(Bytes::from(frame)).await.is_err() {
+                return;
+            }
+        }
+    });
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

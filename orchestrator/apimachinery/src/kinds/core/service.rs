@@ -142,6 +142,13 @@ fn default_service(obj: &mut Value) {
         .to_string();
     each_item(spec, "ports", |p| {
         set_default(p, "protocol", json!("TCP"));
+        // a zero targetPort (0 or "", what a Go client sends when unset) defaults too
+        if p
+            .get("targetPort")
+            .is_some_and(|t| t.as_i64() == Some(0) || t.as_str() == Some(""))
+        {
+            p.remove("targetPort");
+        }
         if let Some(port) = p.get("port").cloned() {
             set_default(p, "targetPort", port);
         }
@@ -479,6 +486,16 @@ fn keep_node_ports_by_name(old: &Value, new: &mut Value) {
 mod tests {
     use crate::kinds::test_support::*;
     use serde_json::{json, Value};
+
+    #[test]
+    fn a_zero_target_port_defaults_to_the_port() {
+        let res = crate::registry::by_kind("Service").unwrap();
+        for zero in [json!(0), json!("")] {
+            let mut svc = json!({"spec": {"ports": [{"port": 80, "targetPort": zero}]}});
+            crate::defaults::apply_defaults(res, &mut svc);
+            assert_eq!(svc["spec"]["ports"][0]["targetPort"], 80, "{zero}");
+        }
+    }
 
     #[test]
     fn service_rules() {
