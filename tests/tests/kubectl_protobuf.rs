@@ -135,6 +135,35 @@ fn typed_kubectl_commands_speak_protobuf() {
     success(&c.kubectl(&["delete", "namespace", "team-p", "--wait=false"]));
 }
 
+#[test]
+fn kubectl_drain_evicts_through_protobuf() {
+    let c = Cluster::start();
+    let node = "apiVersion: v1\nkind: Node\nmetadata:\n  name: drain-me\n";
+    success(&c.kubectl_stdin(&["apply", "-f", "-"], node));
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: bound\nspec:\n  nodeName: drain-me\n  containers:\n  - {name: c, image: busybox:1.36}\n";
+    success(&c.kubectl_stdin(&["apply", "-f", "-"], pod));
+    // discovery lists pods/eviction, so kubectl posts a policy/v1 Eviction (protobuf) per pod
+    let out = success(&c.kubectl(&[
+        "drain",
+        "drain-me",
+        "--force",
+        "--grace-period=0",
+        "--timeout=60s",
+    ]));
+    for line in [
+        "node/drain-me cordoned",
+        "evicting pod default/bound",
+        "pod/bound evicted",
+        "node/drain-me drained",
+    ] {
+        assert!(out.contains(line), "{line:?} missing: {out}");
+    }
+    let node = json(&c, &["get", "node", "drain-me"]);
+    assert_eq!(node["spec"]["unschedulable"], true);
+    let err = c.kubectl(&["get", "pod", "bound"]);
+    assert!(String::from_utf8_lossy(&err.stderr).contains("not found"));
+}
+
 /// A GET with `Accept: application/vnd.kubernetes.protobuf`: (content type, body).
 async fn get_protobuf(client: &kube::Client, path: &str) -> (String, Vec<u8>) {
     let req = http::Request::get(path)

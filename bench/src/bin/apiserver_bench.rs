@@ -297,12 +297,12 @@ async fn run_round(
     for target in &targets {
         rounds.push(Round::started(rss_kib(target.pid).context("rss")?.0));
     }
-    for phase in 0..OPS.len() {
+    for (phase, op_name) in OPS.iter().enumerate() {
         for k in 0..targets.len() {
             let i = (k + r + phase) % targets.len();
             run_phase(phase, &targets[i], sizes, &mut rounds[i])
                 .await
-                .with_context(|| format!("{} on {}", OPS[phase], cases[i].label()))?;
+                .with_context(|| format!("{op_name} on {}", cases[i].label()))?;
         }
     }
     Ok(cases.iter().copied().zip(rounds).collect())

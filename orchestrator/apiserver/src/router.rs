@@ -484,6 +484,11 @@ async fn resource(
                             .await?;
                     Ok(json_response(StatusCode::CREATED, &status, &[]))
                 }
+                ("eviction", Method::POST) => {
+                    let eviction = parse_body(headers, &body)?;
+                    let status = subresource::evict(&state, res, ns, name, &eviction, &q).await?;
+                    Ok(json_response(StatusCode::CREATED, &status, &[]))
+                }
                 ("token", Method::POST) => {
                     let ns =
                         ns.ok_or_else(|| ApiError::bad_request("serviceaccounts are namespaced"))?;

@@ -1,4 +1,5 @@
-//! Subresources with their own shape: pods/binding, */scale, namespaces/finalize.
+//! Subresources with their own shape: pods/binding, pods/eviction, */scale,
+//! namespaces/finalize.
 
 use bpfk_apimachinery::registry::ResourceInfo;
 use serde_json::{json, Value};
@@ -9,6 +10,31 @@ use crate::error::{ApiError, Result};
 use crate::object;
 use crate::query::Query;
 use crate::state::AppState;
+
+/// Evict a pod (`pods/eviction`, what `kubectl drain` posts): the Eviction names the pod and
+/// may carry the delete's options; with no PodDisruptionBudgets served, nothing refuses it,
+/// so it is the pod's delete. Answers a `Success` Status, as kube-apiserver (201).
+pub async fn evict(
+    state: &AppState,
+    pods: &'static ResourceInfo,
+    ns: Option<&str>,
+    pod: &str,
+    eviction: &Value,
+    q: &Query,
+) -> Result<Value> {
+    let named = eviction.pointer("/metadata/name").and_then(Value::as_str);
+    if named.is_some_and(|n| n != pod) {
+        return Err(ApiError::bad_request(format!(
+            "name in URL does not match name in Eviction object ({pod} vs {})",
+            named.unwrap_or_default()
+        )));
+    }
+    let opts = super::delete::DeleteOptions::from_request(q, eviction.get("deleteOptions"))?;
+    super::delete::delete(state, pods, ns, pod, &opts).await?;
+    Ok(
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+    )
+}
 
 /// Bind a pod to a node (`pods/binding` or the `bindings` collection).
 pub async fn bind(

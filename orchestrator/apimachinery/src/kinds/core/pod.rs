@@ -23,6 +23,15 @@ pub const RESOURCE: ResourceInfo = ResourceInfo {
             kind: "Binding",
             verbs: CREATE_ONLY,
         },
+        // policy/v1 Eviction: a delete (with the Eviction's deleteOptions) that disruption
+        // budgets may refuse; this server serves no PodDisruptionBudgets, so none refuses
+        Subresource {
+            name: "eviction",
+            group: Some("policy"),
+            version: Some("v1"),
+            kind: "Eviction",
+            verbs: CREATE_ONLY,
+        },
         Subresource {
             name: "log",
             group: None,
