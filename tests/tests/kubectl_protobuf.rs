@@ -166,8 +166,13 @@ fn kubectl_drain_evicts_through_protobuf() {
 
 /// A GET with `Accept: application/vnd.kubernetes.protobuf`: (content type, body).
 async fn get_protobuf(client: &kube::Client, path: &str) -> (String, Vec<u8>) {
+    get_as(client, path, PROTOBUF).await
+}
+
+/// A GET with `Accept: accept`: (content type, body).
+async fn get_as(client: &kube::Client, path: &str, accept: &str) -> (String, Vec<u8>) {
     let req = http::Request::get(path)
-        .header(http::header::ACCEPT, PROTOBUF)
+        .header(http::header::ACCEPT, accept)
         .body(Vec::new())
         .expect("a request");
     let resp = client
@@ -213,6 +218,16 @@ async fn protobuf_get_list_and_watch_match_json() {
         .as_str()
         .unwrap_or_default()
         .to_string();
+
+    let (content_type, body) = get_as(
+        &client,
+        "/api/v1/namespaces/default/configmaps/first",
+        "application/yaml",
+    )
+    .await;
+    assert_eq!(content_type, "application/yaml");
+    let yaml: Value = serde_yaml::from_slice(&body).expect("a YAML ConfigMap");
+    assert_eq!(yaml["data"], as_json["data"]);
 
     let (_, body) = get_protobuf(&client, "/api/v1/namespaces/default/configmaps/missing").await;
     let status = bpfk_apiserver::protobuf::decode(&body).expect("a protobuf Status");

@@ -3,7 +3,8 @@
 //!
 //! * a response is protobuf when the first acceptable media range is
 //!   `application/vnd.kubernetes.protobuf` (as client-go's typed clients and kubectl ask)
-//!   and its kind has a message; JSON otherwise (tables are JSON only);
+//!   and its kind has a message; YAML when it is `application/yaml` (not for watches, which
+//!   Kubernetes streams in JSON or protobuf only); JSON otherwise (tables are JSON only);
 //! * `application/json` (also when the header is absent: kube-apiserver then takes its first
 //!   supported type, JSON) and `application/yaml` are decoded;
 //! * any other type (`text/plain`, `application/x-www-form-urlencoded`, ...) is 415
@@ -59,6 +60,7 @@ impl BodyFormat {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResponseFormat {
     Json,
+    Yaml,
     Protobuf,
 }
 
@@ -67,8 +69,8 @@ tokio::task_local! {
     pub static RESPONSE_FORMAT: ResponseFormat;
 }
 
-/// The format `accept` asks for first: protobuf or JSON (YAML, `*/*` and anything the
-/// server cannot write are answered with JSON, as before).
+/// The format `accept` asks for first: protobuf, YAML or JSON (`*/*` and anything the server
+/// cannot write are answered with JSON).
 pub fn response_format(accept: Option<&str>) -> ResponseFormat {
     for range in accept.unwrap_or_default().split(',') {
         let mut params = range.split(';').map(str::trim);
@@ -80,9 +82,8 @@ pub fn response_format(accept: Option<&str>) -> ResponseFormat {
         match media.as_str() {
             crate::protobuf::MEDIA_TYPE if params.iter().any(|p| p.starts_with("as=Table")) => {}
             crate::protobuf::MEDIA_TYPE => return ResponseFormat::Protobuf,
-            "application/json" | "application/yaml" | "*/*" | "application/*" => {
-                return ResponseFormat::Json
-            }
+            "application/yaml" => return ResponseFormat::Yaml,
+            "application/json" | "*/*" | "application/*" => return ResponseFormat::Json,
             _ => {}
         }
     }
@@ -95,14 +96,21 @@ pub fn encode_response(value: &serde_json::Value) -> (&'static str, Vec<u8>) {
     let format = RESPONSE_FORMAT
         .try_with(|f| *f)
         .unwrap_or(ResponseFormat::Json);
-    if format == ResponseFormat::Protobuf {
-        match crate::protobuf::encode(value) {
+    match format {
+        ResponseFormat::Protobuf => match crate::protobuf::encode(value) {
             Some(Ok(bytes)) => return (crate::protobuf::MEDIA_TYPE, bytes),
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "an answer does not encode as protobuf; answering JSON")
             }
             None => {}
-        }
+        },
+        ResponseFormat::Yaml => match serde_yaml::to_string(value) {
+            Ok(text) => return ("application/yaml", text.into_bytes()),
+            Err(e) => {
+                tracing::warn!(error = %e, "an answer does not encode as YAML; answering JSON")
+            }
+        },
+        ResponseFormat::Json => {}
     }
     (
         "application/json",
@@ -275,6 +283,33 @@ fn block_indicator(rest: &[u8]) -> bool {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn answers_in_the_negotiated_format() {
+        let obj = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "a"}, "data": {"k": "v"}});
+        let (ct, body) = RESPONSE_FORMAT
+            .scope(ResponseFormat::Yaml, async { encode_response(&obj) })
+            .await;
+        assert_eq!(ct, "application/yaml");
+        let back: serde_json::Value = serde_yaml::from_slice(&body).unwrap();
+        assert_eq!(back, obj);
+        let (ct, body) = RESPONSE_FORMAT
+            .scope(ResponseFormat::Protobuf, async { encode_response(&obj) })
+            .await;
+        assert_eq!(ct, crate::protobuf::MEDIA_TYPE);
+        assert_eq!(crate::protobuf::decode(&body).unwrap(), obj);
+        let table = serde_json::json!({"apiVersion": "meta.k8s.io/v1", "kind": "Table"});
+        let (ct, _) = RESPONSE_FORMAT
+            .scope(ResponseFormat::Protobuf, async { encode_response(&table) })
+            .await;
+        assert_eq!(ct, "application/json", "no message for a Table");
+        assert_eq!(
+            encode_response(&obj).0,
+            "application/json",
+            "outside a request"
+        );
+    }
+
     #[test]
     fn negotiates_the_response_format_as_kube_apiserver() {
         use ResponseFormat::*;
@@ -288,6 +323,8 @@ mod tests {
             (Some("application/vnd.kubernetes.protobuf;as=Table;v=v1;g=meta.k8s.io,application/json"), Json),
             (Some("application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"), Protobuf),
             (Some("text/html, application/vnd.kubernetes.protobuf"), Protobuf),
+            (Some("application/yaml"), Yaml),
+            (Some("application/yaml;q=0, */*"), Json),
         ] {
             assert_eq!(response_format(accept), format, "{accept:?}");
         }
