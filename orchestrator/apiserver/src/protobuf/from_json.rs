@@ -12,7 +12,8 @@ use prost_reflect::{
 use serde_json::{Map, Value};
 
 use super::schema::{self, Shape};
-use super::{duration, FieldError, MAX_DEPTH};
+use super::{FieldError, MAX_DEPTH};
+use bpfk_common::duration;
 
 /// `obj` as a message of `desc`.
 pub fn message(
@@ -155,7 +156,7 @@ fn shaped(
         }
         Shape::Duration => {
             let text = value.as_str().ok_or_else(|| wrong("a duration", value))?;
-            let nanos = duration::parse(text).map_err(FieldError::new)?;
+            let nanos = duration::parse_go(text).map_err(FieldError::new)?;
             set("duration", Pb::I64(nanos));
         }
         Shape::Quantity => {

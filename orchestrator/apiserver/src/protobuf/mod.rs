@@ -9,7 +9,6 @@
 //!   length, then a `meta.v1.WatchEvent` without magic or envelope) whose `object.raw` is the
 //!   object's own enveloped body, as kube-apiserver's stream serializer writes them.
 
-mod duration;
 mod from_json;
 mod schema;
 mod to_json;
@@ -150,17 +149,10 @@ pub fn encode(obj: &Value) -> Option<std::result::Result<Vec<u8>, FieldError>> {
 }
 
 fn envelope(api_version: &str, kind: &str, msg: &DynamicMessage) -> Vec<u8> {
-    let unknown = schema::unknown();
-    let mut type_meta = DynamicMessage::new(match unknown.get_field_by_name("typeMeta") {
-        Some(f) => match f.kind() {
-            prost_reflect::Kind::Message(m) => m,
-            _ => return Vec::new(),
-        },
-        None => return Vec::new(),
-    });
+    let mut type_meta = DynamicMessage::new(schema::type_meta());
     type_meta.set_field_by_name("apiVersion", Pb::String(api_version.to_string()));
     type_meta.set_field_by_name("kind", Pb::String(kind.to_string()));
-    let mut outer = DynamicMessage::new(unknown);
+    let mut outer = DynamicMessage::new(schema::unknown());
     outer.set_field_by_name("typeMeta", Pb::Message(type_meta));
     outer.set_field_by_name("raw", Pb::Bytes(msg.encode_to_vec().into()));
     let mut out = Vec::with_capacity(MAGIC.len() + outer.encoded_len());
@@ -177,14 +169,9 @@ pub fn watch_frame(event: &Value) -> Option<std::result::Result<Vec<u8>, FieldEr
         Ok(bytes) => bytes,
         Err(e) => return Some(Err(e.within("object"))),
     };
-    let desc = schema::watch_event();
-    let mut msg = DynamicMessage::new(desc.clone());
+    let mut msg = DynamicMessage::new(schema::watch_event());
     msg.set_field_by_name("type", Pb::String(event_type.to_string()));
-    let raw_extension = match desc.get_field_by_name("object").map(|f| f.kind()) {
-        Some(prost_reflect::Kind::Message(m)) => m,
-        _ => return None,
-    };
-    let mut raw = DynamicMessage::new(raw_extension);
+    let mut raw = DynamicMessage::new(schema::raw_extension());
     raw.set_field_by_number(1, Pb::Bytes(object.into()));
     msg.set_field_by_name("object", Pb::Message(raw));
     let body = msg.encode_to_vec();

@@ -45,6 +45,16 @@ pub fn unknown() -> MessageDescriptor {
     runtime("Unknown")
 }
 
+/// `runtime.TypeMeta`: the envelope's `apiVersion` and `kind`.
+pub fn type_meta() -> MessageDescriptor {
+    runtime("TypeMeta")
+}
+
+/// `runtime.RawExtension`: an embedded object's bytes.
+pub fn raw_extension() -> MessageDescriptor {
+    runtime("RawExtension")
+}
+
 /// `meta.v1.WatchEvent`: one event of a watch stream.
 pub fn watch_event() -> MessageDescriptor {
     message(&format!("{META_V1}.WatchEvent"))

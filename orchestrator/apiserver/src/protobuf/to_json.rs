@@ -15,7 +15,8 @@ use prost_reflect::{DynamicMessage, Kind, MapKey, MessageDescriptor, ReflectMess
 use serde_json::{Map, Number, Value};
 
 use super::schema::{self, Shape};
-use super::{duration, FieldError, MAGIC, MAX_DEPTH};
+use super::{FieldError, MAGIC, MAX_DEPTH};
+use bpfk_common::duration;
 
 /// The JSON object of `msg`'s fields.
 pub fn object(msg: &DynamicMessage, depth: usize) -> Result<Map<String, Value>, FieldError> {
@@ -110,7 +111,7 @@ fn message(m: &DynamicMessage, depth: usize) -> Result<Value, FieldError> {
         Shape::Object => Value::Object(object(m, depth)?),
         Shape::Time => time(m, "%Y-%m-%dT%H:%M:%SZ")?,
         Shape::MicroTime => time(m, "%Y-%m-%dT%H:%M:%S%.6fZ")?,
-        Shape::Duration => Value::String(duration::format(int(m, "duration"))),
+        Shape::Duration => Value::String(duration::format_go(int(m, "duration"))),
         Shape::Quantity => Value::String(string(m, "string")),
         Shape::IntOrString if int(m, "type") == 1 => Value::String(string(m, "strVal")),
         Shape::IntOrString => Value::from(int(m, "intVal")),
