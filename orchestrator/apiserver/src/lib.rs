@@ -21,6 +21,7 @@ pub mod escalation;
 pub mod join_token;
 pub mod kubeconfig;
 pub mod kubernetes_service;
+pub mod managed_fields;
 pub mod metrics;
 mod node_authorizer;
 mod node_restriction;

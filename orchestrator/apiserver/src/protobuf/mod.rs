@@ -10,7 +10,7 @@
 //!   object's own enveloped body, as kube-apiserver's stream serializer writes them.
 
 mod from_json;
-mod schema;
+pub(crate) mod schema;
 mod to_json;
 
 use prost::Message;
