@@ -198,7 +198,12 @@ async fn handle(
                     .into_response(),
             })
         }
-        "/openapi/v3" | "/openapi/v3/" => return ok(&openapi::index()),
+        "/openapi/v3" | "/openapi/v3/" => return Ok(openapi_response(openapi::index())),
+        "/openapi/v2" => {
+            let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+            let (content_type, text) = openapi::v2_document(openapi::v2_wants_protobuf(accept));
+            return Ok(([(header::CONTENT_TYPE, content_type)], text).into_response());
+        }
         "/metrics" if *method == Method::GET => {
             let text = state.metrics.render(&state);
             return Ok(([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response());
@@ -212,8 +217,8 @@ async fn handle(
             _ => return Err(not_found_path(path)),
         };
         return openapi::group_version_document(group, version)
-            .ok_or_else(|| not_found_path(path))
-            .and_then(|d| ok(&d));
+            .map(openapi_response)
+            .ok_or_else(|| not_found_path(path));
     }
     let target = path::parse(path).ok_or_else(|| not_found_path(path))?;
     let server = headers
@@ -248,13 +253,12 @@ async fn handle(
     }
 }
 
-/// 404 for a path the server does not serve, worded as Kubernetes does. `/openapi/v2` is one
-/// of them on purpose: kubectl (v1.32) reads it only to compute client-side apply patches and,
-/// on 404, uses its compiled-in types, whose patch strategies and merge keys are the same
-/// built-in types the server merges with; unknown fields still reach the server, which refuses
-/// them under `fieldValidation=Strict` (checked by the kubectl tests). A partial v2 document
-/// would be worse: kubectl prints "error calculating patch from openapi spec" for every field
-/// the document lacks.
+/// An OpenAPI document, served from the JSON text it was built into once.
+fn openapi_response(doc: &openapi::Document) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], doc.json()).into_response()
+}
+
+/// 404 for a path the server does not serve, worded as Kubernetes does.
 fn not_found_path(path: &str) -> ApiError {
     tracing::debug!(%path, "no such path");
     ApiError::NotFoundPath
