@@ -441,7 +441,8 @@ async fn listen(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr
 }
 
 /// The server's own work beside requests: the bootstrap (system namespaces, RBAC, the
-/// `kubernetes` Service), the join token and etcd compaction.
+/// `kubernetes` Service), the join token, etcd compaction, and the OpenAPI documents (built
+/// once, before kubectl's first request waits for them).
 fn spawn_background(
     config: &ApiServerConfig,
     state: &Arc<AppState>,
@@ -459,6 +460,7 @@ fn spawn_background(
         state.store.clone(),
         config.etcd_compaction_interval,
     ));
+    tokio::task::spawn_blocking(openapi::prepare);
 }
 
 /// The file under `--data-dir` the join token is written to.

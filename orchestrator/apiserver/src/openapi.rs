@@ -111,6 +111,12 @@ fn index_of(by_path: &BTreeMap<String, Document>) -> Value {
     json!({"paths": paths})
 }
 
+/// Builds every document now (a second of work in a debug build) rather than on the first
+/// request for one.
+pub fn prepare() {
+    documents();
+}
+
 /// The `/openapi/v3` index.
 pub fn index() -> &'static Document {
     &documents().index

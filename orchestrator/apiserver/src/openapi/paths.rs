@@ -50,64 +50,41 @@ pub(super) fn gv_path(group: &str, version: &str) -> String {
     }
 }
 
+/// What the operations of a document refer to: the schemas of its kinds and the names of the
+/// `Status`, `Patch` and `DeleteOptions` schemas.
+struct Names<'s> {
+    schema_of: SchemaOf<'s>,
+    status: &'s str,
+    patch: &'s str,
+    delete_options: &'s str,
+}
+
 /// The paths of `resources` (all of one group-version) whose kinds `schema_of` names;
-/// `status`, `patch`, `delete_options` are the names of the `Status`, `Patch` and
-/// `DeleteOptions` schemas.
+/// `common` are the names of the `Status`, `Patch` and `DeleteOptions` schemas.
 pub(super) fn paths(
     resources: &[&ResourceInfo],
     schema_of: SchemaOf<'_>,
-    [status, patch, delete_options]: &[String; 3],
+    common: &[String; 3],
 ) -> Map<String, Value> {
+    let [status, patch, delete_options] = common;
+    let names = Names {
+        schema_of,
+        status,
+        patch,
+        delete_options,
+    };
     let mut paths = Map::new();
     for res in resources {
-        let gvk = Gvk {
-            group: res.group,
-            version: res.version,
-            kind: res.kind,
-        };
-        let Some(kind) = schema_of(gvk.group, gvk.version, gvk.kind) else {
+        let Some(kind) = schema_of(res.group, res.version, res.kind) else {
             continue;
         };
         let (collection, item) = resource_paths(res);
-        let id = |suffix: &str| operation_id(res, suffix);
-        let mut ops = Vec::new();
-        if res.supports("list") {
-            if let Some(list) = schema_of(res.group, res.version, res.list_kind) {
-                ops.push(op("list", "list", gvk, id(""), None, list));
-            }
-        }
-        if res.supports("create") {
-            ops.push(op("create", "post", gvk, id(""), Some(&kind), kind.clone()));
-        }
-        if res.supports("deletecollection") {
-            let del = Some(delete_options.as_str());
-            ops.push(op(
-                "deleteCollection",
-                "deletecollection",
-                gvk,
-                id(""),
-                del,
-                status.clone(),
-            ));
-        }
+        let ops = collection_operations(res, &kind, &names);
         insert(&mut paths, &collection, res.namespaced, false, ops);
-        let mut ops = Vec::new();
-        if res.supports("get") {
-            ops.push(op("read", "get", gvk, id(""), None, kind.clone()));
-        }
-        if res.supports("update") {
-            ops.push(op("replace", "put", gvk, id(""), Some(&kind), kind.clone()));
-        }
-        if res.supports("patch") {
-            ops.push(op("patch", "patch", gvk, id(""), Some(patch), kind.clone()));
-        }
-        if res.supports("delete") {
-            let del = Some(delete_options.as_str());
-            ops.push(op("delete", "delete", gvk, id(""), del, kind.clone()));
-        }
+        let ops = item_operations(res, &kind, &names);
         insert(&mut paths, &item, res.namespaced, true, ops);
         for sub in res.subresources {
-            let ops = subresource_operations(res, sub, schema_of, patch);
+            let ops = subresource_operations(res, sub, &names);
             let path = format!("{item}/{}", sub.name);
             insert(&mut paths, &path, res.namespaced, true, ops);
         }
@@ -115,14 +92,93 @@ pub(super) fn paths(
     paths
 }
 
+fn gvk_of(res: &ResourceInfo) -> Gvk<'_> {
+    Gvk {
+        group: res.group,
+        version: res.version,
+        kind: res.kind,
+    }
+}
+
+/// The operations on the collection of `res` (whose kind's schema is `kind`).
+fn collection_operations<'a>(
+    res: &'a ResourceInfo,
+    kind: &str,
+    names: &Names<'_>,
+) -> Vec<Operation<'a>> {
+    let (gvk, id) = (gvk_of(res), operation_id(res, ""));
+    let mut ops = Vec::new();
+    let list = (names.schema_of)(res.group, res.version, res.list_kind);
+    if let Some(list) = list.filter(|_| res.supports("list")) {
+        ops.push(op("list", "list", gvk, id.clone(), None, list));
+    }
+    if res.supports("create") {
+        ops.push(op(
+            "create",
+            "post",
+            gvk,
+            id.clone(),
+            Some(kind),
+            kind.into(),
+        ));
+    }
+    if res.supports("deletecollection") {
+        let body = Some(names.delete_options);
+        let status = names.status.to_string();
+        ops.push(op(
+            "deleteCollection",
+            "deletecollection",
+            gvk,
+            id,
+            body,
+            status,
+        ));
+    }
+    ops
+}
+
+/// The operations on one object of `res` (whose kind's schema is `kind`).
+fn item_operations<'a>(res: &'a ResourceInfo, kind: &str, names: &Names<'_>) -> Vec<Operation<'a>> {
+    let (gvk, id) = (gvk_of(res), operation_id(res, ""));
+    let mut ops = Vec::new();
+    if res.supports("get") {
+        ops.push(op("read", "get", gvk, id.clone(), None, kind.into()));
+    }
+    if res.supports("update") {
+        ops.push(op(
+            "replace",
+            "put",
+            gvk,
+            id.clone(),
+            Some(kind),
+            kind.into(),
+        ));
+    }
+    if res.supports("patch") {
+        ops.push(op(
+            "patch",
+            "patch",
+            gvk,
+            id.clone(),
+            Some(names.patch),
+            kind.into(),
+        ));
+    }
+    if res.supports("delete") {
+        let body = Some(names.delete_options);
+        ops.push(op("delete", "delete", gvk, id, body, kind.into()));
+    }
+    ops
+}
+
 /// The operations of subresource `sub` of `res` whose kind the document describes. A
 /// subresource served for reading only (`pods/log`) answers text, not its kind, and has none.
 fn subresource_operations<'a>(
     res: &'a ResourceInfo,
     sub: &'a Subresource,
-    schema_of: SchemaOf<'_>,
-    patch: &str,
+    names: &Names<'_>,
 ) -> Vec<Operation<'a>> {
+    let patch = names.patch;
     if sub.verbs == ["get"] {
         return Vec::new();
     }
@@ -135,7 +191,7 @@ fn subresource_operations<'a>(
             sub.kind
         },
     };
-    let Some(kind) = schema_of(gvk.group, gvk.version, gvk.kind) else {
+    let Some(kind) = (names.schema_of)(gvk.group, gvk.version, gvk.kind) else {
         return Vec::new();
     };
     let id = operation_id(res, &capitalized(sub.name));
