@@ -155,7 +155,8 @@ fn kubectl_errors_name_the_field() {
         "{err}"
     );
     // a re-apply of an existing object with a typo'd field goes through kubectl's patch
-    // computation (compiled-in types, /openapi/v2 is 404) and still meets the strict error
+    // computation (compiled-in types: no PATCH of /openapi offers strategic merge patch) and
+    // still meets the strict error
     let deploy = path("nginx-deployment.yaml");
     success(&c.kubectl(&["apply", "-f", &deploy]));
     let typo_field = std::fs::read_to_string(manifest("nginx-deployment.yaml"))
