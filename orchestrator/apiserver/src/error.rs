@@ -40,6 +40,13 @@ pub enum ApiError {
         name: String,
         message: String,
     },
+    /// A server-side apply that would change fields other managers own (409).
+    #[error("{message}")]
+    ApplyConflict {
+        message: String,
+        /// One per field: `conflict with "manager"`, the field (`.spec.replicas`).
+        causes: Vec<Cause>,
+    },
     #[error("{kind} {name:?} is invalid")]
     Invalid {
         group: String,
@@ -102,7 +109,9 @@ impl ApiError {
             ApiError::NotFound { .. } | ApiError::NotFoundPath => 404,
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::NotAcceptable { .. } => 406,
-            ApiError::AlreadyExists { .. } | ApiError::Conflict { .. } => 409,
+            ApiError::AlreadyExists { .. }
+            | ApiError::Conflict { .. }
+            | ApiError::ApplyConflict { .. } => 409,
             ApiError::Gone { .. } => 410,
             ApiError::UnsupportedMediaType { .. } => 415,
             ApiError::Invalid { .. } => 422,
@@ -122,7 +131,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => "MethodNotAllowed",
             ApiError::NotAcceptable { .. } => "NotAcceptable",
             ApiError::AlreadyExists { .. } => "AlreadyExists",
-            ApiError::Conflict { .. } => "Conflict",
+            ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } => "Conflict",
             ApiError::Gone { .. } => "Expired",
             ApiError::UnsupportedMediaType { .. } => "UnsupportedMediaType",
             ApiError::Invalid { .. } => "Invalid",
@@ -237,6 +246,11 @@ impl ApiError {
                 causes,
             } => Some(json!({
                 "name": name, "group": group, "kind": kind,
+                "causes": causes.iter().map(|c| json!({
+                    "reason": c.reason, "message": c.message, "field": c.field
+                })).collect::<Vec<_>>(),
+            })),
+            ApiError::ApplyConflict { causes, .. } => Some(json!({
                 "causes": causes.iter().map(|c| json!({
                     "reason": c.reason, "message": c.message, "field": c.field
                 })).collect::<Vec<_>>(),

@@ -26,6 +26,10 @@ pub struct Query {
     pub grace_period_seconds: Option<i64>,
     pub include_object: Option<String>,
     pub field_manager: Option<String>,
+    /// `force`: an apply takes the fields other managers own.
+    pub force: bool,
+    /// The request's User-Agent (empty when it sent none); None for the server's own writes.
+    pub user_agent: Option<String>,
     pub container: Option<String>,
     pub tail_lines: Option<i64>,
     pub follow: bool,
@@ -36,6 +40,9 @@ pub struct Query {
     /// RFC 3339, as given.
     pub since_time: Option<String>,
 }
+
+/// Longest `fieldManager` accepted (as Kubernetes).
+const MAX_FIELD_MANAGER: usize = 128;
 
 /// How unknown fields in a request body are treated.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -98,7 +105,8 @@ impl Query {
                 "propagationPolicy" => q.propagation_policy = Some(v).filter(|s| !s.is_empty()),
                 "gracePeriodSeconds" => q.grace_period_seconds = Some(parse_int(&k, &v)?),
                 "includeObject" => q.include_object = Some(v),
-                "fieldManager" => q.field_manager = Some(v),
+                "fieldManager" => q.field_manager = Some(v).filter(|s| !s.is_empty()),
+                "force" => q.force = parse_bool(&v),
                 "container" => q.container = Some(v).filter(|s| !s.is_empty()),
                 "tailLines" => q.tail_lines = Some(parse_int(&k, &v)?),
                 "follow" => q.follow = parse_bool(&v),
@@ -117,19 +125,41 @@ impl Query {
     /// `UpdateOptions`, `PatchOptions`, `DeleteOptions`): 422 Invalid as Kubernetes answers,
     /// before anything is stored.
     pub fn check_write_options(&self, options_kind: &str) -> Result<()> {
-        let Some(value) = &self.invalid_dry_run else {
-            return Ok(());
-        };
-        Err(ApiError::Invalid {
+        let invalid = |reason: &str, field: &str, message: String| ApiError::Invalid {
             group: "meta.k8s.io".into(),
             kind: options_kind.into(),
             name: String::new(),
             causes: vec![crate::error::Cause {
-                reason: "FieldValueNotSupported".into(),
-                message: format!("Unsupported value: {value:?}: supported values: \"All\""),
-                field: "dryRun".into(),
+                reason: reason.into(),
+                message,
+                field: field.into(),
             }],
-        })
+        };
+        if let Some(value) = &self.invalid_dry_run {
+            let message = format!("Unsupported value: {value:?}: supported values: \"All\"");
+            return Err(invalid("FieldValueNotSupported", "dryRun", message));
+        }
+        if let Some(manager) = &self.field_manager {
+            if manager.len() > MAX_FIELD_MANAGER {
+                let message = format!("Too long: may not be more than {MAX_FIELD_MANAGER} bytes");
+                return Err(invalid("FieldValueTooLong", "fieldManager", message));
+            }
+            if manager.chars().any(|c| c.is_control()) {
+                let message = format!("Invalid value: {manager:?}: must be printable");
+                return Err(invalid("FieldValueInvalid", "fieldManager", message));
+            }
+        }
+        Ok(())
+    }
+
+    /// Who a write's fields belong to: `fieldManager`, else the User-Agent's product
+    /// (`kubectl`), `unknown` for a request without one, `kube-apiserver` for the server's own.
+    pub fn manager(&self) -> String {
+        match (&self.field_manager, &self.user_agent) {
+            (Some(m), _) => m.clone(),
+            (None, Some(agent)) => crate::managed_fields::manager_from_user_agent(Some(agent)),
+            (None, None) => "kube-apiserver".into(),
+        }
     }
 }
 

@@ -247,7 +247,11 @@ async fn handle(
             .ok_or_else(|| not_found_path(path))
             .and_then(|d| ok(&d)),
         Target::Resource(rp) => {
-            let q = Query::parse(raw_query)?;
+            let mut q = Query::parse(raw_query)?;
+            let agent = headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok());
+            q.user_agent = Some(agent.unwrap_or_default().to_string());
             resource(state, method, rp, q, headers, body).await
         }
     }
@@ -413,19 +417,14 @@ async fn resource(
             }
             Method::PATCH if res.supports("patch") => {
                 let kind = PatchKind::from_content_type(content_type)?;
-                let w = write::patch(
-                    &state,
-                    res,
-                    ns,
-                    name,
-                    Part::Main,
-                    kind,
-                    &parse_patch(&body)?,
-                    &q,
-                )
-                .await?;
+                let w = patched(&state, res, ns, name, Part::Main, kind, &body, &q).await?;
+                let code = if w.created {
+                    StatusCode::CREATED
+                } else {
+                    StatusCode::OK
+                };
                 let object = read::written_as(repr, w.object);
-                Ok(json_response(StatusCode::OK, &object, &w.warnings))
+                Ok(json_response(code, &object, &w.warnings))
             }
             Method::DELETE if res.supports("delete") => {
                 let opts = DeleteOptions::from_request(&q, body_opt(headers, &body)?.as_ref())?;
@@ -468,17 +467,8 @@ async fn resource(
                 }
                 ("status" | "approval", Method::PATCH) => {
                     let kind = PatchKind::from_content_type(content_type)?;
-                    let w = write::patch(
-                        &state,
-                        res,
-                        ns,
-                        name,
-                        Part::from_subresource(res, Some(sub))?,
-                        kind,
-                        &parse_patch(&body)?,
-                        &q,
-                    )
-                    .await?;
+                    let part = Part::from_subresource(res, Some(sub))?;
+                    let w = patched(&state, res, ns, name, part, kind, &body, &q).await?;
                     Ok(json_response(StatusCode::OK, &w.object, &w.warnings))
                 }
                 ("binding", Method::POST) => {
@@ -549,6 +539,29 @@ async fn resource(
         }
         (None, Some(_)) => Err(not_found_path(&rp.resource)),
     }
+}
+
+/// A PATCH of `part` of an object: a server-side apply of the YAML (or JSON) configuration
+/// in `body`, or a patch document of `kind`.
+#[allow(clippy::too_many_arguments)]
+async fn patched(
+    state: &AppState,
+    res: &'static ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    part: Part,
+    kind: PatchKind,
+    body: &Bytes,
+    q: &Query,
+) -> Result<write::Written> {
+    if kind == PatchKind::Apply {
+        if body.is_empty() {
+            return Err(ApiError::bad_request("the patch body is empty"));
+        }
+        let config = codec::decode_body(Some("application/yaml"), body)?;
+        return write::apply(state, res, ns, name, part, config, q).await;
+    }
+    write::patch(state, res, ns, name, part, kind, &parse_patch(body)?, q).await
 }
 
 fn parse_patch(body: &Bytes) -> Result<Value> {

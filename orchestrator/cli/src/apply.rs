@@ -55,6 +55,74 @@ pub async fn run(ctx: &Ctx, resources: &Resources, manifests: &[Manifest]) -> Re
     Ok(())
 }
 
+/// Content type of a server-side apply (its body is the manifest, JSON being YAML).
+const APPLY_PATCH: &str = "application/apply-patch+yaml";
+
+/// What kubectl adds to an apply conflict.
+const CONFLICT_HINT: &str =
+    "Please review the fields above--they currently have other managers. Here
+are the ways you can resolve this warning:
+* If you intend to manage all of these fields, please re-run the apply
+  command with the `--force-conflicts` flag.
+* If you do not intend to manage all of the fields, please edit your
+  manifest to remove references to the fields that should keep their
+  current managers.
+* You may co-own fields by updating your manifest to match the existing
+  value; in this case, you'll become the manager if the other manager(s)
+  stop managing the field (remove it from their configuration).
+See https://kubernetes.io/docs/reference/using-api/server-side-apply/#conflicts";
+
+/// `bpfk apply --server-side`: each manifest sent as a server-side apply by
+/// `args.field_manager`, as `kubectl apply --server-side` does.
+pub async fn run_server_side(
+    ctx: &Ctx,
+    resources: &Resources,
+    manifests: &[Manifest],
+    args: &crate::cli::ApplyArgs,
+) -> Result<()> {
+    if manifests.is_empty() {
+        return Err(Error::Manifest("no objects passed to apply".to_string()));
+    }
+    let mut failures = 0;
+    for m in manifests {
+        match apply_on_server(ctx, resources, m, args).await {
+            Ok(info) => println!("{}/{} serverside-applied", info.kind_ref(), m.name()),
+            Err(e) => {
+                let conflict = matches!(&e, Error::Api(s) if s.code == 409 && s.message.starts_with("Apply failed"));
+                eprintln!("{}", with_source(e, "patching", &m.source).report());
+                if conflict {
+                    eprintln!("{CONFLICT_HINT}");
+                }
+                failures += 1;
+            }
+        }
+    }
+    if failures > 0 {
+        return Err(Error::Reported(failures));
+    }
+    Ok(())
+}
+
+async fn apply_on_server<'r>(
+    ctx: &Ctx,
+    resources: &'r Resources,
+    m: &Manifest,
+    args: &crate::cli::ApplyArgs,
+) -> Result<&'r ResourceInfo> {
+    let (info, obj, ns) = place(ctx, resources, m)?;
+    let uri = with_query(
+        &info.object_path(ns.as_deref(), m.name()),
+        &[
+            ("fieldManager", args.field_manager.clone()),
+            ("fieldValidation", "Strict".to_string()),
+            ("force", args.force_conflicts.to_string()),
+        ],
+    );
+    ctx.send_json(Method::PATCH, &uri, APPLY_PATCH, &obj)
+        .await?;
+    Ok(info)
+}
+
 /// Resolve a manifest's type and namespace; sets `metadata.namespace` like kubectl does.
 pub fn place<'r>(
     ctx: &Ctx,

@@ -114,6 +114,16 @@ pub struct ApplyArgs {
         value_name = "FILE|DIR|-"
     )]
     pub filenames: Vec<String>,
+    /// Apply on the server (server-side apply): the server merges the manifest and records
+    /// which fields this manager owns.
+    #[arg(long)]
+    pub server_side: bool,
+    /// With --server-side: take the fields other managers own instead of failing.
+    #[arg(long, requires = "server_side")]
+    pub force_conflicts: bool,
+    /// The manager the server records for the applied fields.
+    #[arg(long, default_value = "bpfk", requires = "server_side")]
+    pub field_manager: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -51,6 +51,9 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
     let resources = Resources::discover(&ctx).await?;
     match &cli.command {
+        Command::Apply(a) if a.server_side => {
+            apply::run_server_side(&ctx, &resources, &manifests, a).await
+        }
         Command::Apply(_) => apply::run(&ctx, &resources, &manifests).await,
         Command::Get(g) => get::run(&ctx, &resources, g).await,
         Command::Describe(d) => describe::run(&ctx, &resources, d).await,

@@ -11,7 +11,7 @@ use crate::error::{ApiError, Result};
 use crate::object;
 use crate::query::{FieldValidation, Query};
 use crate::state::{self, AppState};
-use crate::{admission, allocator};
+use crate::{admission, allocator, managed_fields};
 
 /// A successful write: the object as stored, plus warnings for the client.
 pub struct Written {
@@ -153,8 +153,47 @@ pub async fn create(
     state: &AppState,
     res: &'static ResourceInfo,
     ns: Option<&str>,
+    obj: Value,
+    q: &Query,
+) -> Result<Written> {
+    create_as(state, res, ns, obj, q, Writer::Update).await
+}
+
+/// Who a write's changed fields belong to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Writer {
+    /// The request's manager, as an update (`Query::manager`).
+    Update,
+    /// An apply, which set the managed fields itself.
+    Applied,
+}
+
+/// Record a non-apply write in `next`'s managed fields (`current`: None for a create).
+fn track(
+    res: &'static ResourceInfo,
+    part: Part,
+    q: &Query,
+    current: Option<&Value>,
+    next: &mut Value,
+) {
+    let sub = match part {
+        Part::Whole => "binding",
+        p => p.subresource().unwrap_or(""),
+    };
+    let now = object::now_rfc3339();
+    if let Err(e) = managed_fields::track_update(res, sub, &q.manager(), current, next, &now) {
+        // the write goes on; only its ownership record is left as it was
+        tracing::debug!(error = %e, kind = res.kind, "managed fields not tracked");
+    }
+}
+
+async fn create_as(
+    state: &AppState,
+    res: &'static ResourceInfo,
+    ns: Option<&str>,
     mut obj: Value,
     q: &Query,
+    writer: Writer,
 ) -> Result<Written> {
     q.check_write_options("CreateOptions")?;
     check_type(res, &mut obj)?;
@@ -196,7 +235,6 @@ pub async fn create(
         "deletionTimestamp",
         "deletionGracePeriodSeconds",
         "selfLink",
-        "managedFields",
     ] {
         object::remove_meta(&mut obj, f);
     }
@@ -224,6 +262,9 @@ pub async fn create(
         crate::pod_security_admission::admit_create(state, res, ns, &obj).await?;
     }
     crate::escalation::check(state, res, ns, &obj).await?;
+    if writer == Writer::Update {
+        track(res, Part::Main, q, None, &mut obj);
+    }
     object::set_meta(
         &mut obj,
         "uid",
@@ -401,6 +442,7 @@ async fn commit_update(
     current: &Current,
     mut next: Value,
     q: &Query,
+    writer: Writer,
 ) -> Result<Option<Value>> {
     let Addressed {
         res,
@@ -442,6 +484,9 @@ async fn commit_update(
         crate::pod_security_admission::admit_update(state, res, ns, current, &next).await?;
     }
     crate::escalation::check(state, res, ns, &next).await?;
+    if writer == Writer::Update {
+        track(res, part, q, Some(current), &mut next);
+    }
     object::set_meta(&mut next, "resourceVersion", Value::String(rev.to_string()));
     if (next == *current || q.dry_run) && !fresh {
         // "nothing changes" is only an answer about the stored object, not a cached copy
@@ -625,6 +670,7 @@ pub async fn update(
             &current,
             next,
             q,
+            Writer::Update,
         )
         .await?
         {
@@ -648,6 +694,8 @@ pub enum PatchKind {
     Json,
     Merge,
     Strategic,
+    /// Server-side apply: the body is a configuration, not a patch ([`apply`]).
+    Apply,
 }
 
 impl PatchKind {
@@ -658,11 +706,9 @@ impl PatchKind {
             "application/json-patch+json" => Ok(PatchKind::Json),
             "application/merge-patch+json" => Ok(PatchKind::Merge),
             "application/strategic-merge-patch+json" => Ok(PatchKind::Strategic),
-            "application/apply-patch+yaml" | "application/apply-patch+cbor" => Err(ApiError::UnsupportedMediaType {
-                message: "server-side apply is not supported by this server; use client-side apply (kubectl apply --server-side=false)".into(),
-            }),
+            "application/apply-patch+yaml" => Ok(PatchKind::Apply),
             other => Err(ApiError::UnsupportedMediaType {
-                message: format!("the body of the request was in an unknown format ({other:?}) - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json"),
+                message: format!("the body of the request was in an unknown format ({other:?}) - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json"),
             }),
         }
     }
@@ -692,6 +738,9 @@ pub fn apply_patch(
                 field: String::new(),
             }],
         }),
+        PatchKind::Apply => Err(ApiError::UnsupportedMediaType {
+            message: format!("server-side apply is not supported for {}", res.plural),
+        }),
         PatchKind::Strategic => {
             if !patch_doc.is_object() {
                 return Err(ApiError::bad_request(
@@ -717,6 +766,13 @@ pub async fn patch(
     q: &Query,
 ) -> Result<Written> {
     q.check_write_options("PatchOptions")?;
+    if q.force {
+        return Err(patch_options_invalid(
+            "FieldValueForbidden",
+            "force",
+            "Forbidden: may not be specified for non-apply patch",
+        ));
+    }
     let mut fresh = false;
     let mut attempts = Attempts::default();
     while attempts.next().await {
@@ -754,6 +810,7 @@ pub async fn patch(
             &current,
             next,
             q,
+            Writer::Update,
         )
         .await?
         {
@@ -765,6 +822,181 @@ pub async fn patch(
         }
     }
     Err(attempts.exhausted(&format!("the write of {} {name:?}", res.plural)))
+}
+
+/// 422 for invalid `PatchOptions`.
+fn patch_options_invalid(reason: &str, field: &str, message: &str) -> ApiError {
+    ApiError::Invalid {
+        group: "meta.k8s.io".into(),
+        kind: "PatchOptions".into(),
+        name: String::new(),
+        causes: vec![crate::error::Cause {
+            reason: reason.into(),
+            message: message.into(),
+            field: field.into(),
+        }],
+    }
+}
+
+/// Check an applied configuration as Kubernetes does before merging it: an object of the
+/// resource's kind naming the object of the URL, without managed fields; its name is the
+/// URL's when left out.
+fn check_apply_config(
+    res: &ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    config: &mut Value,
+) -> Result<()> {
+    let typed = config.get("kind").is_some_and(Value::is_string)
+        && config.get("apiVersion").is_some_and(Value::is_string);
+    if config.is_object() && !typed {
+        return Err(ApiError::bad_request(
+            "apiVersion and kind must be set in a server-side apply configuration",
+        ));
+    }
+    check_type(res, config)?;
+    match object::name(config) {
+        Some(n) if n != name => {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({n}) does not match the name on the URL ({name})"
+            )))
+        }
+        Some(_) => {}
+        None => object::set_meta(config, "name", Value::String(name.into())),
+    }
+    if let (true, Some(body_ns), Some(url_ns)) = (res.namespaced, object::namespace(config), ns) {
+        if body_ns != url_ns {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+    }
+    if config
+        .pointer("/metadata/managedFields")
+        .is_some_and(|m| !m.is_null())
+    {
+        return Err(invalid(
+            res,
+            name,
+            &[validation::FieldError::forbidden(
+                &validation::Path::new("metadata").child("managedFields"),
+                "must be nil in a server-side apply configuration",
+            )],
+        ));
+    }
+    Ok(())
+}
+
+fn apply_error(res: &ResourceInfo, name: &str, e: managed_fields::ApplyError) -> ApiError {
+    match e {
+        managed_fields::ApplyError::Conflicts(conflicts) => ApiError::ApplyConflict {
+            message: managed_fields::ApplyError::Conflicts(conflicts.clone()).to_string(),
+            causes: conflicts
+                .into_iter()
+                .map(|c| crate::error::Cause {
+                    reason: "FieldManagerConflict".into(),
+                    message: format!("conflict with {}", c.manager),
+                    field: c.field,
+                })
+                .collect(),
+        },
+        managed_fields::ApplyError::Invalid(e) => ApiError::bad_request(format!(
+            "failed to create typed patch object ({}/{name}): {e}",
+            res.kind
+        )),
+    }
+}
+
+/// Server-side apply (PATCH `application/apply-patch+yaml`) of `config` to an object or its
+/// status, by the request's `fieldManager`; creates the object when it does not exist.
+#[allow(clippy::too_many_arguments)]
+pub async fn apply(
+    state: &AppState,
+    res: &'static ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    part: Part,
+    mut config: Value,
+    q: &Query,
+) -> Result<Written> {
+    q.check_write_options("PatchOptions")?;
+    let manager = q.field_manager.clone().ok_or_else(|| {
+        patch_options_invalid(
+            "FieldValueRequired",
+            "fieldManager",
+            "Required value: is required for apply patch",
+        )
+    })?;
+    check_apply_config(res, ns, name, &mut config)?;
+    let warnings = check_body(res, &mut config, q.field_validation)?;
+    let precondition = object::resource_version(&config).map(String::from);
+    let now = object::now_rfc3339();
+    let req = managed_fields::ApplyRequest {
+        manager: &manager,
+        subresource: part.subresource().unwrap_or(""),
+        force: q.force,
+        now: &now,
+    };
+    let mut fresh = false;
+    let mut attempts = Attempts::default();
+    while attempts.next().await {
+        let current = match load_for_write(state, res, ns, name, fresh).await {
+            Ok(found) => found,
+            Err(ApiError::NotFound { .. }) if part == Part::Main => {
+                let obj = managed_fields::apply(res, &req, None, &config)
+                    .map_err(|e| apply_error(res, name, e))?;
+                match create_as(state, res, ns, obj, q, Writer::Applied).await {
+                    Ok(mut w) => {
+                        w.warnings.extend(warnings);
+                        return Ok(w);
+                    }
+                    // created meanwhile: apply to it
+                    Err(ApiError::AlreadyExists { .. }) => {
+                        fresh = true;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        fresh = true;
+        if precondition
+            .as_ref()
+            .is_some_and(|p| *p != current.rev.to_string())
+        {
+            if !current.fresh {
+                continue;
+            }
+            return Err(conflict(res, name, "the object has been modified; please apply your changes to the latest version and try again"));
+        }
+        let applied = match managed_fields::apply(res, &req, Some(&current.object), &config) {
+            Ok(v) => v,
+            // conflicts found on a cached copy are checked against the stored object
+            Err(_) if !current.fresh => continue,
+            Err(e) => return Err(apply_error(res, name, e)),
+        };
+        let managed = applied.pointer("/metadata/managedFields").cloned();
+        let mut next = merge_part(res, part, &current.object, applied);
+        match managed {
+            Some(m) => object::set_meta(&mut next, "managedFields", m),
+            None => object::remove_meta(&mut next, "managedFields"),
+        }
+        let at = Addressed {
+            res,
+            ns,
+            name,
+            part,
+        };
+        if let Some(object) = commit_update(state, &at, &current, next, q, Writer::Applied).await? {
+            return Ok(Written {
+                object,
+                warnings,
+                created: false,
+            });
+        }
+    }
+    Err(attempts.exhausted(&format!("the apply to {} {name:?}", res.plural)))
 }
 
 /// Read-modify-write of an object with retry on conflict, for server-internal changes
@@ -802,6 +1034,7 @@ pub async fn modify(
             &current,
             next,
             q,
+            Writer::Update,
         )
         .await?
         {
