@@ -339,6 +339,13 @@ fn the_api_checks_apply_requests_and_reports_conflicts_with_causes() {
         "{:#}",
         taken["metadata"]
     );
+    // the in-process controllers write as kube-controller-manager, as in Kubernetes
+    let account = get(&c, &["serviceaccount", "default"]);
+    assert!(
+        entry(&account, "kube-controller-manager", "Update").is_some(),
+        "{:#}",
+        account["metadata"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

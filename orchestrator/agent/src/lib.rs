@@ -278,6 +278,12 @@ async fn client(kubeconfig: &std::path::Path) -> Result<(kube::Client, Vec<Vec<u
             .await
             .map_err(|e| kc_err(e.to_string()))?;
     let ca = kubelet_endpoint::kubeconfig_ca(&client_config);
+    let mut client_config = client_config;
+    // the kubelet's User-Agent names its writes in managedFields, as Kubernetes' kubelet
+    client_config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static("kubelet/v1.33.0 (linux/amd64) bpfk"),
+    ));
     let client = kube::Client::try_from(client_config).map_err(|e| kc_err(e.to_string()))?;
     Ok((client, ca))
 }

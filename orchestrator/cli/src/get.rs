@@ -83,8 +83,26 @@ pub fn with_type_meta(mut obj: Value, info: &ResourceInfo) -> Value {
     obj
 }
 
-/// Print an object or list as YAML or JSON (JSON indented by 4, like kubectl).
+/// `v` (an object or a list) without `metadata.managedFields`, as kubectl prints objects
+/// unless asked for them.
+fn without_managed_fields(v: &Value) -> Value {
+    let mut out = v.clone();
+    let strip = |o: &mut Value| {
+        if let Some(meta) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("managedFields");
+        }
+    };
+    match out.get_mut("items").and_then(Value::as_array_mut) {
+        Some(items) => items.iter_mut().for_each(strip),
+        None => strip(&mut out),
+    }
+    out
+}
+
+/// Print an object or list as YAML or JSON (JSON indented by 4, like kubectl), without
+/// managed fields.
 pub fn print_object(v: &Value, format: OutputFormat) -> Result<()> {
+    let v = &without_managed_fields(v);
     match format {
         OutputFormat::Json => {
             let mut buf = Vec::new();
@@ -734,6 +752,23 @@ mod tests {
             "No resources found in default namespace."
         );
         assert_eq!(no_resources_message(None), "No resources found");
+    }
+
+    #[test]
+    fn objects_and_list_items_print_without_managed_fields() {
+        let mf = serde_json::json!([{"manager": "kubectl", "operation": "Apply"}]);
+        let obj = serde_json::json!({"metadata": {"name": "a", "managedFields": mf}});
+        assert_eq!(
+            without_managed_fields(&obj),
+            serde_json::json!({"metadata": {"name": "a"}})
+        );
+        let list = serde_json::json!({"kind": "List", "items": [obj.clone(), obj]});
+        let shown = without_managed_fields(&list);
+        assert!(shown["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["metadata"].get("managedFields").is_none()));
     }
 
     #[test]

@@ -105,14 +105,22 @@ fn controllers_config(
     config
 }
 
-/// A client of `server` as `user`, with a client certificate of its own.
+/// A client of `server` as `user`, with a client certificate of its own and the
+/// User-Agent of the Kubernetes component it stands for (`kube-controller-manager/…` for
+/// `system:kube-controller-manager`), which names its writes in `managedFields`.
 async fn component_client(
     server: &bpfk_apiserver::Running,
     user: &str,
 ) -> anyhow::Result<kube::Client> {
     let text = server.component_kubeconfig(user, &[])?;
     let kubeconfig = kube::config::Kubeconfig::from_yaml(&text)?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+    let component = user.strip_prefix("system:").unwrap_or(user);
+    let agent = format!("{component}/v1.33.0 (linux/amd64) bpfk");
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_str(&agent)?,
+    ));
     Ok(kube::Client::try_from(config)?)
 }
 

@@ -34,6 +34,16 @@ fn request<'a>(manager: &'a str, force: bool, now: &'a str) -> ApplyRequest<'a> 
     }
 }
 
+/// An apply at T2 to a Deployment.
+fn apply_as(
+    manager: &str,
+    force: bool,
+    live: Option<&Value>,
+    config: &Value,
+) -> Result<Value, ApplyError> {
+    apply(deployments(), &request(manager, force, T2), live, config)
+}
+
 fn entry<'v>(obj: &'v Value, manager: &str) -> &'v Value {
     obj["metadata"]["managedFields"]
         .as_array()
@@ -140,13 +150,7 @@ fn an_update_owns_what_it_sets_and_takes_it_from_others() {
 #[test]
 fn applying_the_same_values_shares_ownership_and_changing_them_conflicts() {
     let live = created_by_update("kubectl-client-side-apply");
-    let same = apply(
-        deployments(),
-        &request("kubectl", false, T2),
-        Some(&live),
-        &nginx(2, "nginx:1.27"),
-    )
-    .unwrap();
+    let same = apply_as("kubectl", false, Some(&live), &nginx(2, "nginx:1.27")).unwrap();
     assert_eq!(
         entry(&same, "kubectl")["fieldsV1"]["f:spec"]["f:replicas"],
         json!({})
@@ -156,13 +160,7 @@ fn applying_the_same_values_shares_ownership_and_changing_them_conflicts() {
         json!({})
     );
 
-    let err = apply(
-        deployments(),
-        &request("kubectl", false, T2),
-        Some(&same),
-        &nginx(3, "nginx:1.28"),
-    )
-    .unwrap_err();
+    let err = apply_as("kubectl", false, Some(&same), &nginx(3, "nginx:1.28")).unwrap_err();
     assert_eq!(
         err.to_string(),
         "Apply failed with 2 conflicts: conflicts with \"kubectl-client-side-apply\" using apps/v1:\n\
@@ -173,13 +171,7 @@ fn applying_the_same_values_shares_ownership_and_changing_them_conflicts() {
     };
     assert_eq!(conflicts[0].field, ".spec.replicas");
 
-    let forced = apply(
-        deployments(),
-        &request("kubectl", true, T2),
-        Some(&same),
-        &nginx(3, "nginx:1.28"),
-    )
-    .unwrap();
+    let forced = apply_as("kubectl", true, Some(&same), &nginx(3, "nginx:1.28")).unwrap();
     assert_eq!(forced["spec"]["replicas"], 3);
     let csa = &entry(&forced, "kubectl-client-side-apply")["fieldsV1"];
     assert!(csa["f:spec"].get("f:replicas").is_none(), "{csa:#}");
@@ -189,13 +181,7 @@ fn applying_the_same_values_shares_ownership_and_changing_them_conflicts() {
 #[test]
 fn one_conflict_is_worded_on_one_line() {
     let live = created_by_update("kubectl-client-side-apply");
-    let err = apply(
-        deployments(),
-        &request("kubectl", false, T2),
-        Some(&live),
-        &nginx(4, "nginx:1.27"),
-    )
-    .unwrap_err();
+    let err = apply_as("kubectl", false, Some(&live), &nginx(4, "nginx:1.27")).unwrap_err();
     assert_eq!(
         err.to_string(),
         "Apply failed with 1 conflict: conflict with \"kubectl-client-side-apply\" using apps/v1: .spec.replicas"
@@ -224,13 +210,7 @@ fn what_an_applier_stops_applying_goes_unless_another_manager_owns_it() {
     )
     .unwrap();
 
-    let next = apply(
-        deployments(),
-        &request("kubectl", false, T2),
-        Some(&edited),
-        &nginx(2, "nginx:1.27"),
-    )
-    .unwrap();
+    let next = apply_as("kubectl", false, Some(&edited), &nginx(2, "nginx:1.27")).unwrap();
     assert_eq!(next["metadata"]["labels"], json!({"app": "nginx"}));
     let containers = &next["spec"]["template"]["spec"]["containers"];
     // the sidecar stays (its command is kubectl-edit's) with its name, without the image
@@ -239,13 +219,7 @@ fn what_an_applier_stops_applying_goes_unless_another_manager_owns_it() {
         json!({"name": "sidecar", "command": ["sleep", "1d"]})
     );
 
-    let alone = apply(
-        deployments(),
-        &request("kubectl", false, T2),
-        Some(&live),
-        &nginx(2, "nginx:1.27"),
-    )
-    .unwrap();
+    let alone = apply_as("kubectl", false, Some(&live), &nginx(2, "nginx:1.27")).unwrap();
     assert_eq!(
         alone["spec"]["template"]["spec"]["containers"]
             .as_array()
