@@ -4,7 +4,9 @@
 //! (`spec.username`, `uid`, `groups`, `extra`) is the server's to set on create; the spec never
 //! changes afterwards. Three write paths own three parts of the status:
 //! - the main resource: nothing of the status;
-//! - `approval` (`kubectl certificate approve|deny`): the Approved and Denied conditions only;
+//! - `approval` (`kubectl certificate approve|deny`): the conditions, the only writer that
+//!   may add Approved or Denied (as kube-apiserver's approval strategy, which keeps all the
+//!   requested conditions and nothing else of the request);
 //! - `status` (signers): `status.certificate` and the other conditions; it may not add or
 //!   remove an Approved or Denied condition (changes to one are dropped).
 //!
@@ -37,7 +39,7 @@ pub const RESOURCE: ResourceInfo = ResourceInfo {
     strategy: &CertificateSigningRequestStrategy,
 };
 
-/// The `approval` subresource: the whole object in, its Approved/Denied conditions kept.
+/// The `approval` subresource: the whole object in, its conditions kept.
 const APPROVAL: Subresource = Subresource {
     name: "approval",
     ..status_of("CertificateSigningRequest")
@@ -483,10 +485,6 @@ fn condition_summary(obj: &Value) -> String {
     out
 }
 
-fn is_approval(condition: &Value) -> bool {
-    matches!(type_of(condition), APPROVED | DENIED)
-}
-
 /// A write through `status`: the requested status, but the stored Approved and Denied
 /// conditions stay as they are (when a write adds or removes one, its own are kept for
 /// validation to refuse).
@@ -512,18 +510,10 @@ fn keep_instances(stored: &[Value], asked: &mut [Value], kind: &str) {
     }
 }
 
-/// A write through `approval`: the stored object, its Approved and Denied conditions
-/// replaced in place by the requested ones (new ones at the end).
+/// A write through `approval`: the stored object with the requested conditions (validation
+/// refuses one that drops an Approved, Denied or Failed condition).
 fn merge_approval(current: &Value, requested: &Value, now: &str) -> Value {
-    let mut asked = conditions(requested).iter().filter(|c| is_approval(c));
-    let mut merged: Vec<Value> = conditions(current)
-        .iter()
-        .filter_map(|c| match is_approval(c) {
-            true => asked.next().cloned(),
-            false => Some(c.clone()),
-        })
-        .collect();
-    merged.extend(asked.cloned());
+    let mut merged: Vec<Value> = conditions(requested).to_vec();
     stamp_times(&mut merged, conditions(current), now);
     let mut status = current.get("status").cloned().unwrap_or_else(|| json!({}));
     if let Some(map) = status.as_object_mut() {
@@ -753,7 +743,7 @@ mod tests {
     }
 
     #[test]
-    fn approval_takes_only_approved_and_denied() {
+    fn approval_takes_the_conditions_only() {
         let stored = with(csr(json!({})), json!({"conditions": [condition("Custom")]}));
         let mut asked = with(csr(json!({"signerName": "evil.io/x"})), json!({
             "certificate": b64(&pem("CERTIFICATE")),
@@ -765,7 +755,11 @@ mod tests {
         assert_eq!(merged["spec"], stored["spec"]);
         assert_eq!(merged["metadata"], stored["metadata"]);
         assert!(merged["status"].get("certificate").is_none());
-        assert_eq!(merged["status"]["conditions"][0], condition("Custom"));
+        // every requested condition, of any type (kube-rs approves with its own types too)
+        assert_eq!(
+            merged["status"]["conditions"][0],
+            json!({"type": "Custom", "status": "False", "lastUpdateTime": NOW, "lastTransitionTime": NOW})
+        );
         assert_eq!(
             merged["status"]["conditions"][1],
             json!({"type": "Approved", "status": "True", "reason": "KubectlApprove",
