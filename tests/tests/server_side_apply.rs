@@ -3,7 +3,9 @@
 //! the fields and their managers), --force-conflicts, fields an applier drops, re-applying an
 //! unchanged manifest, client-side apply beside it, and the API's own checks.
 
-use bpfk_lab::server::{failure, manifest, success, Cluster};
+use std::time::Duration;
+
+use bpfk_lab::server::{eventually, failure, manifest, ok_or_stderr, success, Cluster};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{json, Value};
@@ -339,12 +341,27 @@ fn the_api_checks_apply_requests_and_reports_conflicts_with_causes() {
         "{:#}",
         taken["metadata"]
     );
-    // the in-process controllers write as kube-controller-manager, as in Kubernetes
-    let account = get(&c, &["serviceaccount", "default"]);
-    assert!(
-        entry(&account, "kube-controller-manager", "Update").is_some(),
-        "{:#}",
-        account["metadata"]
+    // the in-process controllers write as kube-controller-manager, as in Kubernetes (the
+    // serviceaccount controller creates `default` soon after the server starts)
+    eventually(
+        "the default ServiceAccount written by kube-controller-manager",
+        Duration::from_secs(60),
+        || {
+            let out = c.kubectl(&[
+                "get",
+                "serviceaccount",
+                "default",
+                "-o",
+                "json",
+                "--show-managed-fields",
+            ]);
+            let account: Value = ok_or_stderr(out)
+                .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))?;
+            match entry(&account, "kube-controller-manager", "Update") {
+                Some(_) => Ok(()),
+                None => Err(format!("{:#}", account["metadata"])),
+            }
+        },
     );
 }
 

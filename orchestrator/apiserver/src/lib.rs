@@ -441,8 +441,9 @@ async fn listen(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr
 }
 
 /// The server's own work beside requests: the bootstrap (system namespaces, RBAC, the
-/// `kubernetes` Service), the join token, etcd compaction, and the OpenAPI documents (built
-/// once, before kubectl's first request waits for them).
+/// `kubernetes` Service), the join token and etcd compaction. The OpenAPI documents are
+/// built on the first request for one (a second of CPU in a debug build, which most servers,
+/// never asked, should not spend while they start).
 fn spawn_background(
     config: &ApiServerConfig,
     state: &Arc<AppState>,
@@ -460,7 +461,6 @@ fn spawn_background(
         state.store.clone(),
         config.etcd_compaction_interval,
     ));
-    tokio::task::spawn_blocking(openapi::prepare);
 }
 
 /// The file under `--data-dir` the join token is written to.

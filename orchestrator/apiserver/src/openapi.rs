@@ -112,7 +112,7 @@ fn index_of(by_path: &BTreeMap<String, Document>) -> Value {
 }
 
 /// Builds every document now (a second of work in a debug build) rather than on the first
-/// request for one.
+/// request for one (for embedders that want the cost paid up front).
 pub fn prepare() {
     documents();
 }
