@@ -28,9 +28,39 @@ pub fn target_dir() -> PathBuf {
     }
 }
 
-fn build_binary(name: &str) {
+/// `cargo`, as the running test's cargo, without the variables cargo sets for a test process
+/// (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, `OUT_DIR`, …): build scripts such as ring's watch
+/// `CARGO_MANIFEST_DIR`, and seeing the test package's value there would rebuild half the
+/// workspace under the running suite.
+pub fn cargo_command() -> Command {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        if set_by_cargo_for_tests(key) {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+fn set_by_cargo_for_tests(key: &str) -> bool {
+    const EXACT: &[&str] = &[
+        "CARGO_MANIFEST_DIR",
+        "CARGO_MANIFEST_PATH",
+        "CARGO_MANIFEST_LINKS",
+        "CARGO_CRATE_NAME",
+        "CARGO_BIN_NAME",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_TMPDIR",
+        "CARGO_RUSTC_CURRENT_DIR",
+        "OUT_DIR",
+    ];
+    EXACT.contains(&key) || key.starts_with("CARGO_PKG_") || key.starts_with("CARGO_BIN_EXE_")
+}
+
+fn build_binary(name: &str) {
+    let mut cmd = cargo_command();
     cmd.args(["build", "--quiet", "--workspace", "--bin", name]);
     if target_dir().file_name().and_then(|n| n.to_str()) == Some("release") {
         cmd.arg("--release");
@@ -45,8 +75,7 @@ fn build_binary(name: &str) {
 pub fn binary(name: &str) -> PathBuf {
     static BUILD: Once = Once::new();
     BUILD.call_once(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
+        let mut cmd = cargo_command();
         if target_dir().file_name().and_then(|n| n.to_str()) == Some("release") {
             cmd.args([
                 "build",

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto/kubernetes");
+    // read at run time: a build script compiled for one checkout is reused by another
+    // sharing the target directory, and env! would keep the first checkout's path
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default();
+    let root = Path::new(&manifest).join("../../proto/kubernetes");
     println!("cargo:rerun-if-changed={}", root.display());
     println!("cargo:rerun-if-env-changed=PROTOC");
     let protoc = std::env::var_os("PROTOC")

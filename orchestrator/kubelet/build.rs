@@ -4,7 +4,10 @@
 use std::path::{Path, PathBuf};
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // read at run time: a build script compiled for one checkout is reused by another
+    // sharing the target directory, and env! would keep the first checkout's path
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default();
+    let root = Path::new(&manifest).join("../../proto");
     let proto = root.join("runtime/v1/api.proto");
     println!("cargo:rerun-if-changed={}", proto.display());
     println!("cargo:rerun-if-env-changed=PROTOC");

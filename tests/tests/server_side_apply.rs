@@ -11,7 +11,7 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::{json, Value};
 
 fn api_only() -> Cluster {
-    Cluster::start_with(&["--disable-scheduler", "--controllers=serviceaccount"])
+    Cluster::start_with(&["--disable-scheduler", "--controllers=serviceaccount,root-ca-cert-publisher"])
 }
 
 fn get(c: &Cluster, what: &[&str]) -> Value {
@@ -341,25 +341,26 @@ fn the_api_checks_apply_requests_and_reports_conflicts_with_causes() {
         "{:#}",
         taken["metadata"]
     );
-    // the in-process controllers write as kube-controller-manager, as in Kubernetes (the
-    // serviceaccount controller creates `default` soon after the server starts)
+    // the in-process controllers write as kube-controller-manager, as in Kubernetes (the root
+    // CA publisher writes `kube-root-ca.crt` soon after the server starts; the default
+    // ServiceAccount holds no field beyond its name, so it has no managedFields entry, as there)
     eventually(
-        "the default ServiceAccount written by kube-controller-manager",
+        "kube-root-ca.crt written by kube-controller-manager",
         Duration::from_secs(60),
         || {
             let out = c.kubectl(&[
                 "get",
-                "serviceaccount",
-                "default",
+                "configmap",
+                "kube-root-ca.crt",
                 "-o",
                 "json",
                 "--show-managed-fields",
             ]);
-            let account: Value = ok_or_stderr(out)
+            let published: Value = ok_or_stderr(out)
                 .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))?;
-            match entry(&account, "kube-controller-manager", "Update") {
-                Some(_) => Ok(()),
-                None => Err(format!("{:#}", account["metadata"])),
+            match entry(&published, "kube-controller-manager", "Update") {
+                Some(e) if e["fieldsV1"]["f:data"].get("f:ca.crt").is_some() => Ok(()),
+                _ => Err(format!("{:#}", published["metadata"])),
             }
         },
     );

@@ -226,8 +226,7 @@ fn selected_cases() -> Result<Vec<Case>> {
 
 /// Build `apiserver_plain` (as this binary is built) so it is never stale; its path.
 fn build_plain() -> Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
+    let mut cmd = bpfk_lab::server::cargo_command();
     cmd.args([
         "build",
         "--quiet",

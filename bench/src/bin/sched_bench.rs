@@ -360,8 +360,7 @@ impl Drop for ChildGuard {
 }
 
 fn build_scheduler() -> Result<std::path::PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
+    let mut cmd = bpfk_lab::server::cargo_command();
     cmd.args(["build", "--quiet", "-p", "bpfk-scheduler"]);
     if target_dir().file_name().and_then(|n| n.to_str()) == Some("release") {
         cmd.arg("--release");
