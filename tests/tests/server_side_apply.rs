@@ -11,7 +11,10 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::{json, Value};
 
 fn api_only() -> Cluster {
-    Cluster::start_with(&["--disable-scheduler", "--controllers=serviceaccount,root-ca-cert-publisher"])
+    Cluster::start_with(&[
+        "--disable-scheduler",
+        "--controllers=serviceaccount,root-ca-cert-publisher",
+    ])
 }
 
 fn get(c: &Cluster, what: &[&str]) -> Value {
