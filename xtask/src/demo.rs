@@ -202,8 +202,7 @@ pub fn run(opts: &Options) -> Result<()> {
     }
     system_deps::prepare()?;
     let root = util::repo_root();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    util::run(Command::new(&cargo).current_dir(&root).args([
+    util::run(util::workspace_cargo().current_dir(&root).args([
         "build",
         "--quiet",
         "--bin",

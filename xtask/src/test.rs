@@ -1,7 +1,5 @@
 //! `cargo xtask test`: everything the test suite needs, then the whole suite.
 
-use std::process::Command;
-
 use anyhow::{bail, Result};
 
 use crate::{system_deps, util};
@@ -18,7 +16,7 @@ pub fn run(opts: &Options) -> Result<()> {
         bail!("the test suite needs root (network namespaces, eBPF, containerd): run it as root");
     }
     system_deps::prepare()?;
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    let mut cmd = util::workspace_cargo();
     cmd.current_dir(util::repo_root())
         .args(["test", "--workspace", "--no-fail-fast"])
         .args(&opts.cargo_args);

@@ -32,6 +32,27 @@ pub fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// `cargo` for the workspace's own build, without what `cargo run` set for this xtask
+/// process (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, …): ring's build script watches
+/// `CARGO_MANIFEST_DIR`, and the lab's nested builds (`bpfk_lab::server::cargo_command`) run
+/// without it, so a value here would make them rebuild the workspace under the test suite.
+pub fn workspace_cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        if key == "CARGO_MANIFEST_DIR"
+            || key == "CARGO_MANIFEST_PATH"
+            || key == "CARGO_CRATE_NAME"
+            || key == "CARGO_BIN_NAME"
+            || key == "CARGO_PRIMARY_PACKAGE"
+            || key.starts_with("CARGO_PKG_")
+        {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
 /// Environment variables set by an outer `cargo`/`rustup` invocation that must
 /// not leak into a nested build with another toolchain and target.
 pub const NESTED_CARGO_ENV: &[&str] = &[
