@@ -278,8 +278,46 @@ fn build(opts: &Options) -> Result<()> {
     let profile = if opts.release { "release" } else { "debug" };
     let built = dir.join("target").join(TARGET).join(profile).join("bpfk");
     let dest = root.join(OBJECT_PATH);
-    fs::copy(&built, &dest)
-        .with_context(|| format!("copying {} to {}", built.display(), dest.display()))?;
-    eprintln!("xtask: eBPF object ready at {}", dest.display());
+    let changed = copy_if_changed(&built, &dest)?;
+    let state = if changed { "ready" } else { "unchanged" };
+    eprintln!("xtask: eBPF object {state} at {}", dest.display());
     Ok(())
+}
+
+/// Copies `built` over `dest` only when their bytes differ, so an unchanged object keeps its
+/// mtime and the crates that embed it (bpfk-datapath and its dependents) stay fresh.
+fn copy_if_changed(built: &Path, dest: &Path) -> Result<bool> {
+    let new = fs::read(built).with_context(|| format!("reading {}", built.display()))?;
+    if fs::read(dest).is_ok_and(|old| old == new) {
+        return Ok(false);
+    }
+    let partial = dest.with_extension("o.partial");
+    fs::write(&partial, &new).with_context(|| format!("writing {}", partial.display()))?;
+    fs::rename(&partial, dest).with_context(|| format!("renaming to {}", dest.display()))?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unchanged_object_keeps_its_mtime_and_a_changed_one_is_replaced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (built, dest) = (dir.path().join("built"), dir.path().join("bpfk.o"));
+        fs::write(&built, b"one").expect("write");
+        assert!(copy_if_changed(&built, &dest).expect("first copy"));
+        let old = fs::metadata(&dest)
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(!copy_if_changed(&built, &dest).expect("same bytes"));
+        let same = fs::metadata(&dest)
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        assert_eq!(old, same);
+        fs::write(&built, b"two").expect("write");
+        assert!(copy_if_changed(&built, &dest).expect("new bytes"));
+        assert_eq!(fs::read(&dest).expect("read"), b"two");
+    }
 }
