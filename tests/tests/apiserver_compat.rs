@@ -1,8 +1,8 @@
 //! Compatibility of the API server with what Kubernetes clients send (issue 17 item 7), against
 //! a real etcd and a real bpfk-server, over raw HTTP, kube-rs and real kubectl: query
 //! booleans, dryRun, body types and sizes, resourceVersion checks, percent-encoded paths,
-//! concurrent unconditional writes, deep YAML, watch-list, aggregated discovery and
-//! metadata-only answers.
+//! concurrent unconditional writes, deep YAML, watch-list, aggregated discovery, the local
+//! APIServices and metadata-only answers.
 
 use std::time::Duration;
 
@@ -482,6 +482,18 @@ fn aggregated_discovery_serves_kubectl() {
     assert_eq!(legacy["kind"], "APIGroupList");
     let group = raw(&api, "GET", "/apis/apiregistration.k8s.io/v1", &[], b"").json();
     assert_eq!(group["kind"], "APIResourceList");
+    assert_eq!(group["resources"][0]["name"], "apiservices", "{group}");
+    // groups in their APIServices' priority order, as kube-apiserver lists them
+    let order: Vec<&str> = legacy["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        order[..3],
+        ["apiregistration.k8s.io", "apps", "events.k8s.io"]
+    );
 
     // kubectl with an empty cache reads the aggregated documents only
     let cache = tempfile::tempdir().unwrap();
@@ -503,6 +515,109 @@ fn aggregated_discovery_serves_kubectl() {
 }
 
 /// `etcdctl get KEY --rev=REV`: Ok(output) or Err(stderr).
+/// `kubectl get apiservices` once every local APIService is there (the server registers them
+/// right after its bootstrap policy).
+fn wait_for_local_api_services(cluster: &Cluster) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = cluster.kubectl(&["get", "apiservices"]);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let names = [
+            "v1.",
+            "v1.apps",
+            "v1.apiregistration.k8s.io",
+            "v1.discovery.k8s.io",
+        ];
+        if out.status.success() && names.iter().all(|n| stdout.contains(&format!("{n} "))) {
+            return stdout;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no local APIServices: {stdout}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn local_api_services_are_served_and_aggregated_ones_refused() {
+    let cluster = api_only();
+    let api = cluster.server.credentials();
+    let table = wait_for_local_api_services(&cluster);
+    let header = table.lines().next().unwrap_or_default();
+    assert!(
+        ["NAME", "SERVICE", "AVAILABLE", "AGE"]
+            .iter()
+            .all(|c| header.contains(c)),
+        "{table}"
+    );
+    let apps = table.lines().find(|l| l.starts_with("v1.apps ")).unwrap();
+    let cells: Vec<&str> = apps.split_whitespace().collect();
+    assert_eq!(cells[1..3], ["Local", "True"], "{table}");
+    // one per served group version, no more
+    let served = table.lines().skip(1).count();
+    assert_eq!(served, 10, "{table}");
+
+    let core = success(&cluster.kubectl(&["get", "apiservice", "v1.", "-o", "json"]));
+    let core: Value = serde_json::from_str(&core).unwrap();
+    assert_eq!(core["spec"]["groupPriorityMinimum"], 18000, "{core}");
+    assert_eq!(core["spec"]["versionPriority"], 1, "{core}");
+    assert!(core["spec"].get("group").is_none(), "{core}");
+    assert_eq!(
+        core["metadata"]["labels"]["kube-aggregator.kubernetes.io/automanaged"],
+        "onstart"
+    );
+    let available = &core["status"]["conditions"][0];
+    assert_eq!(
+        (
+            &available["type"],
+            &available["status"],
+            &available["reason"]
+        ),
+        (&json!("Available"), &json!("True"), &json!("Local")),
+        "{core}"
+    );
+    let proto = raw(
+        &api,
+        "GET",
+        "/apis/apiregistration.k8s.io/v1/apiservices/v1.apps",
+        &[("Accept", "application/vnd.kubernetes.protobuf")],
+        b"",
+    );
+    assert_eq!(proto.code, 200, "{}", proto.headers);
+    assert!(
+        proto
+            .headers
+            .contains("application/vnd.kubernetes.protobuf"),
+        "{}",
+        proto.headers
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("metrics.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: apiregistration.k8s.io/v1\nkind: APIService\n\
+         metadata: {name: v1beta1.metrics.k8s.io}\n\
+         spec: {group: metrics.k8s.io, version: v1beta1, groupPriorityMinimum: 100,\n\
+           versionPriority: 100, insecureSkipTLSVerify: true,\n\
+           service: {namespace: kube-system, name: metrics-server}}\n",
+    )
+    .unwrap();
+    let out = cluster.kubectl(&["apply", "-f", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("spec.service") && err.contains("aggregated API servers are not supported"),
+        "{err}"
+    );
+    let missing = cluster.kubectl(&["get", "apiservice", "v1beta1.metrics.k8s.io"]);
+    assert!(
+        !missing.status.success(),
+        "an aggregated APIService was stored"
+    );
+}
+
 fn etcd_get_at(cluster: &Cluster, key: &str, rev: i64) -> Result<String, String> {
     let out = cluster
         .etcd

@@ -441,18 +441,19 @@ mod tests {
         assert_eq!(
             names,
             [
-                "discovery.k8s.io",
-                "coordination.k8s.io",
-                "certificates.k8s.io",
+                "apiregistration.k8s.io",
                 "apps",
                 "events.k8s.io",
-                "rbac.authorization.k8s.io",
+                "authentication.k8s.io",
                 "authorization.k8s.io",
-                "authentication.k8s.io"
+                "certificates.k8s.io",
+                "rbac.authorization.k8s.io",
+                "coordination.k8s.io",
+                "discovery.k8s.io",
             ]
         );
         assert_eq!(
-            groups["groups"][3]["preferredVersion"],
+            groups["groups"][1]["preferredVersion"],
             json!({"groupVersion": "apps/v1", "version": "v1"})
         );
         let v = serde_json::to_value(api_versions("127.0.0.1:6443")).unwrap();

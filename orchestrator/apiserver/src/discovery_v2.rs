@@ -37,15 +37,9 @@ pub fn content_type(version: &str) -> String {
 }
 
 /// The `APIGroupDiscoveryList` of `/api` (`core`: the legacy group) or `/apis` (every
-/// named group, plus the empty `apiregistration.k8s.io` group).
+/// named group).
 pub fn document(version: &str, core: bool) -> Value {
     let mut items: Vec<Value> = Vec::new();
-    if !core {
-        items.push(group_entry(
-            crate::discovery::APIREGISTRATION_GROUP,
-            &[("v1", Vec::new())],
-        ));
-    }
     let mut groups: Vec<(&str, Vec<VersionResources>)> = Vec::new();
     for (group, gv) in registry::group_versions() {
         if group.is_empty() != core {

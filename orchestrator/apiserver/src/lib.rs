@@ -8,6 +8,7 @@
 
 pub mod admission;
 pub mod allocator;
+pub mod api_services;
 pub mod authn;
 pub mod authz;
 pub mod certificates;
@@ -513,7 +514,8 @@ pub async fn run(config: ApiServerConfig) -> Result<()> {
 }
 
 /// Create the namespaces that always exist and the bootstrap RBAC policy (then /readyz
-/// answers ok), then repair the Service allocation keys, then
+/// answers ok; the local APIServices are kept from then on), then repair the Service
+/// allocation keys, then
 /// create the `kube-dns` Service; each retried until etcd answers; then keep the
 /// `kubernetes` Service and its endpoints.
 async fn bootstrap(state: Arc<AppState>, listen_port: u16, advertised: Option<SocketAddr>) {
@@ -525,6 +527,7 @@ async fn bootstrap(state: Arc<AppState>, listen_port: u16, advertised: Option<So
     tracing::info!("system namespaces present");
     tokio::spawn(keep_system_namespaces(state.clone()));
     rbac_bootstrap::ensure(&state).await;
+    tokio::spawn(api_services::keep(state.clone()));
     state
         .bootstrapped
         .store(true, std::sync::atomic::Ordering::Release);

@@ -183,7 +183,8 @@ pub trait KindStrategy: Sync {
 }
 
 /// Declares each group's kind modules and the one table of served resources, in
-/// discovery order. Helper modules shared by a group's kinds are listed in `[...]`.
+/// discovery order: the core group, then the named groups by their APIServices' priority
+/// ([`apiregistration::api_service::LOCAL_PRIORITIES`], as kube-apiserver orders them). Helper modules shared by a group's kinds are listed in `[...]`.
 macro_rules! register {
     ($($group:ident [$($helper:ident),*] { $($kind:ident,)* })*) => {
         $(
@@ -211,14 +212,8 @@ register! {
         secret,
         service_account,
     }
-    discovery [] {
-        endpoint_slice,
-    }
-    coordination [] {
-        lease,
-    }
-    certificates [] {
-        certificate_signing_request,
+    apiregistration [] {
+        api_service,
     }
     apps [workload] {
         deployment,
@@ -227,11 +222,9 @@ register! {
     events [] {
         event,
     }
-    rbac [policy_rules] {
-        cluster_role,
-        cluster_role_binding,
-        role,
-        role_binding,
+    authentication [] {
+        self_subject_review,
+        token_review,
     }
     authorization [review] {
         self_subject_access_review,
@@ -239,8 +232,19 @@ register! {
         subject_access_review,
         local_subject_access_review,
     }
-    authentication [] {
-        self_subject_review,
-        token_review,
+    certificates [] {
+        certificate_signing_request,
+    }
+    rbac [policy_rules] {
+        cluster_role,
+        cluster_role_binding,
+        role,
+        role_binding,
+    }
+    coordination [] {
+        lease,
+    }
+    discovery [] {
+        endpoint_slice,
     }
 }

@@ -9,6 +9,7 @@ use k8s_openapi::api::{
     apps, authentication, authorization, autoscaling, certificates, coordination, core, discovery,
     events, policy, rbac,
 };
+use k8s_openapi::kube_aggregator::pkg::apis::apiregistration;
 use std::borrow::Cow;
 
 use k8s_openapi::schemars::{JsonSchema, Schema, SchemaGenerator};
@@ -67,6 +68,7 @@ fn all() -> Vec<Model> {
         Model::listable::<core::v1::Secret>(),
         Model::listable::<core::v1::ServiceAccount>(),
         Model::listable::<discovery::v1::EndpointSlice>(),
+        Model::listable::<apiregistration::v1::APIService>(),
         Model::listable::<coordination::v1::Lease>(),
         Model::listable::<certificates::v1::CertificateSigningRequest>(),
         Model::listable::<apps::v1::Deployment>(),

@@ -16,8 +16,9 @@ const META_V1: &str = "k8s.io.apimachinery.pkg.apis.meta.v1";
 const RUNTIME: &str = "k8s.io.apimachinery.pkg.runtime";
 
 /// The message of `kind` in `api_version` (`v1`, `apps/v1`, `rbac.authorization.k8s.io/v1`):
-/// `k8s.io.api.<group's first label>.<version>.<kind>` (`core` for the core group), or
-/// meta.k8s.io's (`Status`, `PartialObjectMetadata`, `APIResourceList`, ...).
+/// `k8s.io.api.<group's first label>.<version>.<kind>` (`core` for the core group),
+/// kube-aggregator's for `apiregistration.k8s.io`, or meta.k8s.io's (`Status`,
+/// `PartialObjectMetadata`, `APIResourceList`, ...).
 pub fn message_of(api_version: &str, kind: &str) -> Option<MessageDescriptor> {
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
     if version.is_empty() || kind.is_empty() {
@@ -30,6 +31,9 @@ pub fn message_of(api_version: &str, kind: &str) -> Option<MessageDescriptor> {
     };
     match group {
         "meta.k8s.io" => meta(),
+        "apiregistration.k8s.io" => POOL.get_message_by_name(&format!(
+            "k8s.io.kube_aggregator.pkg.apis.apiregistration.{version}.{kind}"
+        )),
         "" => POOL
             .get_message_by_name(&format!("k8s.io.api.core.{version}.{kind}"))
             .or_else(meta),
