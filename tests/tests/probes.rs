@@ -66,7 +66,9 @@ fn web_pod(node: &str, tmp: &Path) -> Pod {
         "metadata": {"name": "web", "labels": {"app": "probed-web"}},
         "spec": {
             "nodeName": node,
-            "terminationGracePeriodSeconds": 2,
+            // room for the preStop hook's exec on a loaded machine (the container itself
+            // exits at SIGTERM, so this costs nothing when the hook is quick)
+            "terminationGracePeriodSeconds": 10,
             "volumes": [{"name": "tmp", "hostPath": {"path": tmp, "type": "DirectoryOrCreate"}}],
             "containers": [{
                 "name": "web", "image": "registry.bpfk.lab:5000/library/nginx:1.14.2",
@@ -394,6 +396,11 @@ async fn probes_gate_traffic_and_restart_unhealthy_containers() {
     })
     .await;
     let order = std::fs::read_to_string(tmp.join("order")).expect("read /tmp/order");
-    assert_eq!(order, "poststart\nprestop\nterm\n", "hook and signal order");
+    let hook_failures = event_notes(&events, "web", "FailedPreStopHook").await;
+    let killing = event_notes(&events, "web", "Killing").await;
+    assert_eq!(
+        order, "poststart\nprestop\nterm\n",
+        "hook and signal order (FailedPreStopHook: {hook_failures:?}; Killing: {killing:?})"
+    );
     drop(lab);
 }
