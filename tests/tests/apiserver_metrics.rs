@@ -105,6 +105,22 @@ async fn metrics_count_requests_watches_and_etcd_calls() {
     assert!(closed, "the closed watch is still counted as open");
 }
 
+/// Scrapes until `series` has a value of at most `max`.
+async fn wait_at_most(cluster: &Cluster, series: &str, max: f64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let text = scrape(cluster);
+        if sample(&text, series).is_some_and(|v| v <= max) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{series} never came down to {max}:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+}
+
 /// Scrapes until `series` has a value of at least `min` (the components run asynchronously).
 async fn wait_sample(cluster: &Cluster, series: &str, min: f64) -> String {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -150,6 +166,11 @@ async fn metrics_of_the_scheduler_and_controllers_are_served_beside_the_apiserve
     for name in ["deployment", "replicaset"] {
         let work = format!("workqueue_work_duration_seconds_count{{name=\"{name}\"}}");
         wait_sample(&cluster, &work, 1.0).await;
+        let adds = format!("workqueue_adds_total{{name=\"{name}\"}}");
+        wait_sample(&cluster, &adds, 1.0).await;
+        // every object asked for has been reconciled: nothing waits
+        let depth = format!("workqueue_depth{{name=\"{name}\"}}");
+        wait_at_most(&cluster, &depth, 0.0).await;
     }
     let text = scrape(&cluster);
     for family in [
@@ -157,6 +178,8 @@ async fn metrics_of_the_scheduler_and_controllers_are_served_beside_the_apiserve
         "# TYPE scheduler_scheduling_attempt_duration_seconds histogram",
         "# TYPE scheduler_pending_pods gauge",
         "# TYPE workqueue_work_duration_seconds histogram",
+        "# TYPE workqueue_depth gauge",
+        "# TYPE workqueue_adds counter",
         "# TYPE apiserver_request_duration_seconds histogram",
     ] {
         assert_eq!(text.matches(family).count(), 1, "{family} once in:\n{text}");

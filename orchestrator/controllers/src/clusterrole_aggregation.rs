@@ -10,13 +10,13 @@ use std::time::Duration;
 use bpfk_apimachinery::selectors::Selector;
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
 use kube::api::{Api, PostParams};
-use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
 use crate::error::{Error, Result};
-use crate::util::run_until_stopped;
+use crate::work_queue::WorkQueue;
 
 /// Shared state of the reconciler.
 pub struct Context {
@@ -27,7 +27,8 @@ pub struct Context {
 /// Runs the controller until its watch ends.
 pub async fn run(client: Client, concurrency: u16) -> Result<()> {
     let roles: Api<ClusterRole> = Api::all(client);
-    let controller = Controller::new(roles.clone(), watcher::Config::default());
+    let queue = WorkQueue::new("clusterrole-aggregation");
+    let controller = queue.controller(roles.clone(), watcher::Config::default());
     let store = controller.store();
     let aggregated = store.clone();
     let ctx = Arc::new(Context {
@@ -38,15 +39,18 @@ pub async fn run(client: Client, concurrency: u16) -> Result<()> {
         .watches(
             roles,
             watcher::Config::default(),
-            move |_changed: ClusterRole| aggregating(&aggregated),
+            queue.mapper(move |_changed: ClusterRole| aggregating(&aggregated)),
         )
         .with_config(ControllerConfig::default().concurrency(concurrency))
         .run(
-            |obj, ctx| crate::metrics::timed("clusterrole-aggregation", reconcile(obj, ctx)),
+            {
+                let queue = queue.clone();
+                move |obj, ctx| queue.timed(&*obj, reconcile(obj.clone(), ctx))
+            },
             error_policy,
             ctx,
         );
-    run_until_stopped("clusterrole-aggregation", results).await
+    queue.run_until_stopped(results).await
 }
 
 /// References to every ClusterRole that aggregates.

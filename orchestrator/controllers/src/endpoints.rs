@@ -16,13 +16,14 @@ use k8s_openapi::api::discovery::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, PostParams};
-use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, ResourceExt};
 
 use crate::error::{is_conflict, is_not_found, Error, Result};
-use crate::util::{controlled_by, is_pod_ready, key, owner_ref, run_until_stopped, safe_encode};
+use crate::util::{controlled_by, is_pod_ready, key, owner_ref, safe_encode};
+use crate::work_queue::WorkQueue;
 
 /// Label naming the Service of an EndpointSlice.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -70,24 +71,30 @@ pub async fn run(
         endpoints,
         endpoint_slices,
     });
-    let controller = Controller::new(Api::<Service>::all(client.clone()), wc.clone());
+    let queue = WorkQueue::new("endpoint");
+    let controller = queue.controller(Api::<Service>::all(client.clone()), wc.clone());
     let services = controller.store();
     let mut controller = controller
-        .watches_shared_stream(pod_changes, move |pod: Arc<Pod>| {
-            services_in_namespace(&services, &pod)
-        })
-        .owns_stream(slices);
+        .watches_shared_stream(
+            pod_changes,
+            queue.mapper(move |pod: Arc<Pod>| services_in_namespace(&services, &pod)),
+        )
+        .watches_stream(slices, queue.owners::<EndpointSlice, Service>());
     if endpoints {
-        controller = controller.owns(Api::<Endpoints>::all(client), wc);
+        let owners = queue.owners::<Endpoints, Service>();
+        controller = controller.watches(Api::<Endpoints>::all(client), wc, owners);
     }
     let results = controller
         .with_config(ControllerConfig::default().concurrency(concurrency))
         .run(
-            |obj, ctx| crate::metrics::timed("endpoint", reconcile(obj, ctx)),
+            {
+                let queue = queue.clone();
+                move |obj, ctx| queue.timed(&*obj, reconcile(obj.clone(), ctx))
+            },
             error_policy,
             ctx,
         );
-    run_until_stopped("endpoint", results).await
+    queue.run_until_stopped(results).await
 }
 
 /// A pod change may concern every Service of its namespace (it may have started or stopped

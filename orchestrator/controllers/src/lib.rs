@@ -27,6 +27,7 @@ pub mod served_kinds;
 pub mod service_accounts;
 pub mod taint_eviction;
 pub mod util;
+pub mod work_queue;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;

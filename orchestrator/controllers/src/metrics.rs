@@ -1,8 +1,10 @@
 //! The controllers' work-queue metrics under Kubernetes' names, in the process's component
 //! registry (served on the API server's `/metrics` when they share a process):
-//! `workqueue_work_duration_seconds` (how long a reconcile of one object takes) and
-//! `workqueue_retries_total` (reconciles that failed and were requeued), by controller
-//! (`name`, as Kubernetes labels its queues).
+//! `workqueue_work_duration_seconds` (how long a reconcile of one object takes),
+//! `workqueue_retries_total` (reconciles that failed and were requeued), `workqueue_depth`
+//! (objects waiting for a reconcile) and `workqueue_adds_total` (objects put in the queue;
+//! counted by [`crate::work_queue::WorkQueue`]), by controller (`name`, as Kubernetes labels
+//! its queues).
 
 use std::future::Future;
 use std::sync::OnceLock;
@@ -12,6 +14,7 @@ use bpfk_common::metrics::{latency_histogram, register};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -23,6 +26,8 @@ struct QueueLabels {
 pub struct ControllerMetrics {
     work: Family<QueueLabels, Histogram, fn() -> Histogram>,
     retries: Family<QueueLabels, Counter>,
+    depth: Family<QueueLabels, Gauge>,
+    adds: Family<QueueLabels, Counter>,
 }
 
 /// The controllers' metrics, registered on first use.
@@ -32,6 +37,8 @@ pub fn metrics() -> &'static ControllerMetrics {
         let m = ControllerMetrics {
             work: Family::new_with_constructor(latency_histogram),
             retries: Family::default(),
+            depth: Family::default(),
+            adds: Family::default(),
         };
         register(|r| {
             r.register(
@@ -43,6 +50,16 @@ pub fn metrics() -> &'static ControllerMetrics {
                 "workqueue_retries",
                 "Total number of retries handled by workqueue",
                 m.retries.clone(),
+            );
+            r.register(
+                "workqueue_depth",
+                "Current depth of workqueue",
+                m.depth.clone(),
+            );
+            r.register(
+                "workqueue_adds",
+                "Total number of adds handled by workqueue",
+                m.adds.clone(),
             );
         });
         m
@@ -57,6 +74,19 @@ impl ControllerMetrics {
         if failed {
             self.retries.get_or_create(&labels).inc();
         }
+    }
+
+    /// The queue of controller `name` took a new object; `depth` objects wait now.
+    pub fn added(&self, name: &str, depth: usize) {
+        let labels = QueueLabels { name: name.into() };
+        self.adds.get_or_create(&labels).inc();
+        self.set_depth(name, depth);
+    }
+
+    /// `depth` objects wait in the queue of controller `name`.
+    pub fn set_depth(&self, name: &str, depth: usize) {
+        let labels = QueueLabels { name: name.into() };
+        self.depth.get_or_create(&labels).set(depth as i64);
     }
 }
 

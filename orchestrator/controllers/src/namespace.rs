@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams, PropagationPolicy};
-use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
 use crate::error::{api_code, is_not_found, Error, Result};
 use crate::served_kinds::{self, Kind};
-use crate::util::run_until_stopped;
+use crate::work_queue::WorkQueue;
 
 /// The finalizer the namespace controller owns.
 pub const FINALIZER: &str = "kubernetes";
@@ -33,14 +33,19 @@ pub async fn run(client: Client, concurrency: u16) -> Result<()> {
             .filter(|k| k.namespaced)
             .collect(),
     });
-    let results = Controller::new(Api::<Namespace>::all(client), watcher::Config::default())
+    let queue = WorkQueue::new("namespace");
+    let results = queue
+        .controller(Api::<Namespace>::all(client), watcher::Config::default())
         .with_config(ControllerConfig::default().concurrency(concurrency))
         .run(
-            |obj, ctx| crate::metrics::timed("namespace", reconcile(obj, ctx)),
+            {
+                let queue = queue.clone();
+                move |obj, ctx| queue.timed(&*obj, reconcile(obj.clone(), ctx))
+            },
             error_policy,
             ctx,
         );
-    run_until_stopped("namespace", results).await
+    queue.run_until_stopped(results).await
 }
 
 fn error_policy(ns: Arc<Namespace>, e: &Error, _ctx: Arc<Context>) -> Action {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
@@ -18,7 +18,7 @@ use serde_json::json;
 use tokio::sync::Mutex;
 
 use crate::error::{is_not_found, Error, Result};
-use crate::util::run_until_stopped;
+use crate::work_queue::WorkQueue;
 
 /// Splits an IPv4 cluster CIDR into equal node ranges.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,7 +116,8 @@ pub async fn run(
     concurrency: u16,
 ) -> Result<()> {
     let cidrs = CidrSet::new(cluster_cidr, node_prefix)?;
-    let controller = Controller::new(Api::<Node>::all(client.clone()), watcher::Config::default());
+    let queue = WorkQueue::new("nodeipam");
+    let controller = queue.controller(Api::<Node>::all(client.clone()), watcher::Config::default());
     let ctx = Arc::new(Context {
         client,
         nodes: controller.store(),
@@ -126,11 +127,14 @@ pub async fn run(
     let results = controller
         .with_config(ControllerConfig::default().concurrency(concurrency))
         .run(
-            |obj, ctx| crate::metrics::timed("nodeipam", reconcile(obj, ctx)),
+            {
+                let queue = queue.clone();
+                move |obj, ctx| queue.timed(&*obj, reconcile(obj.clone(), ctx))
+            },
             error_policy,
             ctx,
         );
-    run_until_stopped("nodeipam", results).await
+    queue.run_until_stopped(results).await
 }
 
 fn error_policy(node: Arc<Node>, e: &Error, _ctx: Arc<Context>) -> Action {

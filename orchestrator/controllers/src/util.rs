@@ -118,23 +118,6 @@ pub fn pod_availability(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> (b
     }
 }
 
-/// Drains a controller's results until its watches end (each failed sync was already handled
-/// by its error policy; here it is logged at debug level), then reports it stopped.
-pub async fn run_until_stopped<T, E: std::fmt::Display>(
-    name: &'static str,
-    results: impl futures::Stream<Item = std::result::Result<T, E>>,
-) -> Result<()> {
-    use futures::StreamExt;
-    results
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "{name} reconcile failed");
-            }
-        })
-        .await;
-    Err(Error::Stopped(name, "watch ended".into()))
-}
-
 /// Characters Kubernetes uses for generated name suffixes (no vowels, no confusable digits).
 const SAFE_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 

@@ -21,7 +21,7 @@ use k8s_openapi::api::certificates::v1::{
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, PostParams};
-use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
@@ -30,7 +30,7 @@ use super::{
     KUBELET_SERVING_SIGNER,
 };
 use crate::error::{Error, Result};
-use crate::util::run_until_stopped;
+use crate::work_queue::WorkQueue;
 
 const NAME: &str = "csrapproving";
 /// How long a serving request whose names are not (yet) the node's is looked at again.
@@ -46,14 +46,19 @@ pub struct Context {
 pub async fn run(client: Client, concurrency: u16) -> Result<()> {
     let csrs: Api<CertificateSigningRequest> = Api::all(client.clone());
     let ctx = Arc::new(Context { client });
-    let results = Controller::new(csrs, watcher::Config::default())
+    let queue = WorkQueue::new(NAME);
+    let results = queue
+        .controller(csrs, watcher::Config::default())
         .with_config(ControllerConfig::default().concurrency(concurrency))
         .run(
-            |csr, ctx| crate::metrics::timed(NAME, reconcile(csr, ctx)),
+            {
+                let queue = queue.clone();
+                move |csr, ctx| queue.timed(&*csr, reconcile(csr.clone(), ctx))
+            },
             error_policy,
             ctx,
         );
-    run_until_stopped(NAME, results).await
+    queue.run_until_stopped(results).await
 }
 
 fn error_policy(csr: Arc<CertificateSigningRequest>, e: &Error, _: Arc<Context>) -> Action {

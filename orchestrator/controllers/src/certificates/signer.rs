@@ -15,7 +15,7 @@ use k8s_openapi::api::certificates::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::ByteString;
 use kube::api::{Api, PostParams};
-use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
@@ -24,7 +24,7 @@ use super::{
     KUBELET_CLIENT_SIGNER, KUBELET_SERVING_SIGNER,
 };
 use crate::error::{Error, Result};
-use crate::util::run_until_stopped;
+use crate::work_queue::WorkQueue;
 
 const NAME: &str = "csrsigning";
 /// The shortest certificate `spec.expirationSeconds` may ask for (as Kubernetes).
@@ -50,14 +50,19 @@ pub async fn run(
         ca,
         duration,
     });
-    let results = Controller::new(csrs, watcher::Config::default())
+    let queue = WorkQueue::new(NAME);
+    let results = queue
+        .controller(csrs, watcher::Config::default())
         .with_config(ControllerConfig::default().concurrency(concurrency))
         .run(
-            |csr, ctx| crate::metrics::timed(NAME, reconcile(csr, ctx)),
+            {
+                let queue = queue.clone();
+                move |csr, ctx| queue.timed(&*csr, reconcile(csr.clone(), ctx))
+            },
             error_policy,
             ctx,
         );
-    run_until_stopped(NAME, results).await
+    queue.run_until_stopped(results).await
 }
 
 fn error_policy(csr: Arc<CertificateSigningRequest>, e: &Error, _: Arc<Context>) -> Action {

@@ -8,13 +8,13 @@ use std::time::Duration;
 use bpfk_auth::bootstrap_token;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Preconditions};
-use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use time::OffsetDateTime;
 
 use crate::error::{is_not_found, Error, Result};
-use crate::util::run_until_stopped;
+use crate::work_queue::WorkQueue;
 
 const NAME: &str = "tokencleaner";
 
@@ -28,14 +28,19 @@ pub async fn run(client: Client) -> Result<()> {
     let by_type =
         watcher::Config::default().fields(&format!("type={}", bootstrap_token::SECRET_TYPE));
     let ctx = Arc::new(Context { client });
-    let results = Controller::new(secrets, by_type)
+    let queue = WorkQueue::new(NAME);
+    let results = queue
+        .controller(secrets, by_type)
         .with_config(ControllerConfig::default().concurrency(1))
         .run(
-            |secret, ctx| crate::metrics::timed(NAME, reconcile(secret, ctx)),
+            {
+                let queue = queue.clone();
+                move |secret, ctx| queue.timed(&*secret, reconcile(secret.clone(), ctx))
+            },
             error_policy,
             ctx,
         );
-    run_until_stopped(NAME, results).await
+    queue.run_until_stopped(results).await
 }
 
 fn error_policy(secret: Arc<Secret>, e: &Error, _: Arc<Context>) -> Action {

@@ -24,7 +24,8 @@ use kube::{Client, ResourceExt};
 
 use crate::claim::{adopt_patch, decide, patch_owners, Claim};
 use crate::error::{Error, Result};
-use crate::util::{key, labels, owner_ref, run_until_stopped, selector};
+use crate::util::{key, labels, owner_ref, selector};
+use crate::work_queue::WorkQueue;
 use hash::{equal_ignoring_hash, pod_template_hash};
 use rollout::resolve_fenceposts;
 use status::{calculate_status, update_status};
@@ -65,15 +66,19 @@ pub async fn run(client: Client, concurrency: u16) -> Result<()> {
         client,
         replicasets: rs_store,
     });
-    let results = Controller::for_stream(deployments, d_store)
-        .owns_stream(replicasets)
+    let queue = WorkQueue::new("deployment");
+    let results = Controller::for_stream(queue.counted(deployments), d_store)
+        .watches_stream(replicasets, queue.owners::<ReplicaSet, Deployment>())
         .with_config(ControllerConfig::default().concurrency(concurrency))
         .run(
-            |obj, ctx| crate::metrics::timed("deployment", reconcile(obj, ctx)),
+            {
+                let queue = queue.clone();
+                move |obj, ctx| queue.timed(&*obj, reconcile(obj.clone(), ctx))
+            },
             error_policy,
             ctx,
         );
-    run_until_stopped("deployment", results).await
+    queue.run_until_stopped(results).await
 }
 
 fn error_policy(d: Arc<Deployment>, e: &Error, _ctx: Arc<Context>) -> Action {

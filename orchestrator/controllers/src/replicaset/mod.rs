@@ -23,7 +23,8 @@ use kube::{Client, ResourceExt};
 
 use crate::error::{Error, Result};
 use crate::expectations::Expectations;
-use crate::util::{controller_ref, key, labels, run_until_stopped, selector};
+use crate::util::{controller_ref, key, labels, selector};
+use crate::work_queue::WorkQueue;
 use claim::claim_pods;
 use manage::{active_pods, manage_replicas};
 use status::{calculate_status, next_sync, update_status};
@@ -58,19 +59,24 @@ pub async fn run(
         pods,
         expectations: Expectations::default(),
     });
-    let controller = Controller::for_stream(replicasets, rs_store);
+    let queue = WorkQueue::new("replicaset");
+    let controller = Controller::for_stream(queue.counted(replicasets), rs_store);
     let rs_cache = controller.store();
     let results = controller
-        .watches_shared_stream(pod_changes, move |pod: Arc<Pod>| {
-            pod_to_replicasets(&rs_cache, &pod)
-        })
+        .watches_shared_stream(
+            pod_changes,
+            queue.mapper(move |pod: Arc<Pod>| pod_to_replicasets(&rs_cache, &pod)),
+        )
         .with_config(ControllerConfig::default().concurrency(concurrency))
         .run(
-            |obj, ctx| crate::metrics::timed("replicaset", reconcile(obj, ctx)),
+            {
+                let queue = queue.clone();
+                move |obj, ctx| queue.timed(&*obj, reconcile(obj.clone(), ctx))
+            },
             error_policy,
             ctx,
         );
-    run_until_stopped("replicaset", results).await
+    queue.run_until_stopped(results).await
 }
 
 /// The ReplicaSets a pod event concerns: its controller, or (for an orphan) every ReplicaSet

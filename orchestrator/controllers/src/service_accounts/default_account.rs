@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::{Api, PostParams};
-use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, ResourceExt};
 
 use crate::error::{Error, Result};
-use crate::util::run_until_stopped;
+use crate::work_queue::WorkQueue;
 
 /// The ServiceAccount every namespace has.
 pub const DEFAULT: &str = "default";
@@ -27,12 +27,15 @@ pub async fn run(client: Client, concurrency: u16) -> Result<()> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let accounts: Api<ServiceAccount> = Api::all(client.clone());
     let (reader, writer) = kube::runtime::reflector::store();
-    let controller = Controller::new(namespaces, watcher::Config::default()).watches_stream(
-        kube::runtime::reflector(writer, watcher(accounts, default_only()))
-            .touched_objects()
-            .default_backoff(),
-        |sa: ServiceAccount| sa.namespace().map(|ns| ObjectRef::new(&ns)),
-    );
+    let queue = WorkQueue::new("serviceaccount");
+    let controller = queue
+        .controller(namespaces, watcher::Config::default())
+        .watches_stream(
+            kube::runtime::reflector(writer, watcher(accounts, default_only()))
+                .touched_objects()
+                .default_backoff(),
+            queue.mapper(|sa: ServiceAccount| sa.namespace().map(|ns| ObjectRef::new(&ns))),
+        );
     let ctx = Arc::new(Context {
         client,
         accounts: reader,
@@ -40,11 +43,14 @@ pub async fn run(client: Client, concurrency: u16) -> Result<()> {
     let results = controller
         .with_config(ControllerConfig::default().concurrency(concurrency))
         .run(
-            |ns, ctx| crate::metrics::timed("serviceaccount", reconcile(ns, ctx)),
+            {
+                let queue = queue.clone();
+                move |ns, ctx| queue.timed(&*ns, reconcile(ns.clone(), ctx))
+            },
             error_policy,
             ctx,
         );
-    run_until_stopped("serviceaccount", results).await
+    queue.run_until_stopped(results).await
 }
 
 fn default_only() -> watcher::Config {

@@ -12,13 +12,13 @@ use bpfk_auth::service_account::{ObjectRef as TokenRef, ServiceAccountKey, Token
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::ByteString;
 use kube::api::{Api, DeleteParams, PostParams, Preconditions};
-use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, ResourceExt};
 
 use crate::error::{is_not_found, Error, Result};
-use crate::util::run_until_stopped;
+use crate::work_queue::WorkQueue;
 
 /// The Secret type this controller fills.
 pub const TOKEN_TYPE: &str = "kubernetes.io/service-account-token";
@@ -39,7 +39,8 @@ pub struct Context {
 pub async fn run(client: Client, key: ServiceAccountKey, ca_pem: String, c: u16) -> Result<()> {
     let secrets: Api<Secret> = Api::all(client.clone());
     let by_type = watcher::Config::default().fields(&format!("type={TOKEN_TYPE}"));
-    let controller = Controller::new(secrets, by_type);
+    let queue = WorkQueue::new("serviceaccount-token");
+    let controller = queue.controller(secrets, by_type);
     let secret_store = controller.store();
     let (accounts, writer) = reflector::store();
     let account_events = reflector::reflector(
@@ -48,9 +49,10 @@ pub async fn run(client: Client, key: ServiceAccountKey, ca_pem: String, c: u16)
     )
     .touched_objects()
     .default_backoff();
-    let controller = controller.watches_stream(account_events, move |sa: ServiceAccount| {
-        secrets_of(&secret_store, &sa)
-    });
+    let controller = controller.watches_stream(
+        account_events,
+        queue.mapper(move |sa: ServiceAccount| secrets_of(&secret_store, &sa)),
+    );
     let ctx = Arc::new(Context {
         client,
         accounts,
@@ -60,11 +62,14 @@ pub async fn run(client: Client, key: ServiceAccountKey, ca_pem: String, c: u16)
     let results = controller
         .with_config(ControllerConfig::default().concurrency(c))
         .run(
-            |s, ctx| crate::metrics::timed("serviceaccount-token", reconcile(s, ctx)),
+            {
+                let queue = queue.clone();
+                move |s, ctx| queue.timed(&*s, reconcile(s.clone(), ctx))
+            },
             error_policy,
             ctx,
         );
-    run_until_stopped("serviceaccount-token", results).await
+    queue.run_until_stopped(results).await
 }
 
 /// The token Secrets that name `sa`.

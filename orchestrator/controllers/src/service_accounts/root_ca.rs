@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, PostParams};
-use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, ResourceExt};
 
 use crate::error::{Error, Result};
-use crate::util::run_until_stopped;
+use crate::work_queue::WorkQueue;
 
 /// The ConfigMap's name (the projected token volume reads it).
 pub const CONFIG_MAP: &str = "kube-root-ca.crt";
@@ -32,12 +32,15 @@ pub async fn run(client: Client, ca_pem: String, concurrency: u16) -> Result<()>
     let config_maps: Api<ConfigMap> = Api::all(client.clone());
     let (reader, writer) = kube::runtime::reflector::store();
     let by_name = watcher::Config::default().fields(&format!("metadata.name={CONFIG_MAP}"));
-    let controller = Controller::new(namespaces, watcher::Config::default()).watches_stream(
-        kube::runtime::reflector(writer, watcher(config_maps, by_name))
-            .touched_objects()
-            .default_backoff(),
-        |cm: ConfigMap| cm.namespace().map(|ns| ObjectRef::new(&ns)),
-    );
+    let queue = WorkQueue::new("root-ca-cert-publisher");
+    let controller = queue
+        .controller(namespaces, watcher::Config::default())
+        .watches_stream(
+            kube::runtime::reflector(writer, watcher(config_maps, by_name))
+                .touched_objects()
+                .default_backoff(),
+            queue.mapper(|cm: ConfigMap| cm.namespace().map(|ns| ObjectRef::new(&ns))),
+        );
     let ctx = Arc::new(Context {
         client,
         config_maps: reader,
@@ -46,11 +49,14 @@ pub async fn run(client: Client, ca_pem: String, concurrency: u16) -> Result<()>
     let results = controller
         .with_config(ControllerConfig::default().concurrency(concurrency))
         .run(
-            |ns, ctx| crate::metrics::timed("root-ca-cert-publisher", reconcile(ns, ctx)),
+            {
+                let queue = queue.clone();
+                move |ns, ctx| queue.timed(&*ns, reconcile(ns.clone(), ctx))
+            },
             error_policy,
             ctx,
         );
-    run_until_stopped("root-ca-cert-publisher", results).await
+    queue.run_until_stopped(results).await
 }
 
 fn error_policy(ns: Arc<Namespace>, e: &Error, _ctx: Arc<Context>) -> Action {
