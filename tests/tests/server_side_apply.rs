@@ -425,3 +425,82 @@ async fn kube_rs_applies_and_bpfk_applies_server_side() {
     assert!(usage.contains("--server-side"), "{usage}");
     drop(dir);
 }
+
+/// An apply to `/scale` (what autoscalers send) owns the replica count as its own manager's,
+/// through the `scale` subresource: another owner of the count is a conflict until forced.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_apply_to_scale_owns_the_replica_count() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let c = api_only();
+    let deployments: Api<Deployment> = Api::namespaced(c.client().await, "default");
+    let seed = manifest("nginx-deployment.yaml").display().to_string();
+    success(&c.kubectl(&["apply", "--server-side", "-f", &seed]));
+    let scale = json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
+                       "metadata": {"name": "nginx-deployment"}, "spec": {"replicas": 4}});
+    let params = PatchParams::apply("autoscaler");
+    let refused = deployments
+        .patch_scale("nginx-deployment", &params, &Patch::Apply(&scale))
+        .await
+        .expect_err("kubectl owns the replica count");
+    match refused {
+        kube::Error::Api(status) => {
+            assert_eq!(status.code, 409, "{status:?}");
+            assert!(
+                status.message.contains("conflict with \"kubectl\"")
+                    && status.message.contains(".spec.replicas"),
+                "{}",
+                status.message
+            );
+        }
+        other => panic!("not a conflict: {other}"),
+    }
+    let forced = deployments
+        .patch_scale(
+            "nginx-deployment",
+            &params.clone().force(),
+            &Patch::Apply(&scale),
+        )
+        .await
+        .expect("a forced apply to scale");
+    assert_eq!(forced.spec.and_then(|s| s.replicas), Some(4));
+
+    let deployment = get(&c, &["deployment", "nginx-deployment"]);
+    assert_eq!(deployment["spec"]["replicas"], 4);
+    let autoscaler = entry(&deployment, "autoscaler", "Apply").expect("the autoscaler's entry");
+    assert_eq!(autoscaler["subresource"], "scale", "{autoscaler:#}");
+    assert_eq!(
+        autoscaler["fieldsV1"],
+        json!({"f:spec": {"f:replicas": {}}})
+    );
+    let kubectl = entry(&deployment, "kubectl", "Apply").expect("kubectl's entry");
+    assert!(
+        kubectl["fieldsV1"]["f:spec"].get("f:replicas").is_none(),
+        "{kubectl:#}"
+    );
+    let reapplied = failure(&c.kubectl(&["apply", "--server-side", "-f", &seed]));
+    assert!(
+        reapplied.contains("conflict with \"autoscaler\""),
+        "{reapplied}"
+    );
+
+    let not_a_scale = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                             "metadata": {"name": "nginx-deployment"}, "spec": {"replicas": 1}});
+    let wrong = deployments
+        .patch_scale("nginx-deployment", &params, &Patch::Apply(&not_a_scale))
+        .await
+        .expect_err("not a Scale");
+    assert!(
+        matches!(&wrong, kube::Error::Api(s) if s.code == 400 && s.message.contains("autoscaling/v1 Scale")),
+        "{wrong}"
+    );
+    let mut absent = scale.clone();
+    absent["metadata"]["name"] = json!("absent");
+    let missing = deployments
+        .patch_scale("absent", &params, &Patch::Apply(&absent))
+        .await
+        .expect_err("no such deployment");
+    assert!(
+        matches!(&missing, kube::Error::Api(s) if s.code == 404),
+        "{missing}"
+    );
+}

@@ -513,6 +513,12 @@ async fn resource(
                 }
                 ("scale", Method::PATCH) => {
                     let kind = PatchKind::from_content_type(content_type)?;
+                    if kind == PatchKind::Apply {
+                        let config = parse_apply(&body)?;
+                        return ok(
+                            &subresource::apply_scale(&state, res, ns, name, &config, &q).await?,
+                        );
+                    }
                     let doc = parse_patch(&body)?;
                     ok(&subresource::write_scale(
                         &state,
@@ -555,13 +561,18 @@ async fn patched(
     q: &Query,
 ) -> Result<write::Written> {
     if kind == PatchKind::Apply {
-        if body.is_empty() {
-            return Err(ApiError::bad_request("the patch body is empty"));
-        }
-        let config = codec::decode_body(Some("application/yaml"), body)?;
+        let config = parse_apply(body)?;
         return write::apply(state, res, ns, name, part, config, q).await;
     }
     write::patch(state, res, ns, name, part, kind, &parse_patch(body)?, q).await
+}
+
+/// An apply's configuration (YAML, or JSON which is YAML too).
+fn parse_apply(body: &Bytes) -> Result<Value> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request("the patch body is empty"));
+    }
+    codec::decode_body(Some("application/yaml"), body)
 }
 
 fn parse_patch(body: &Bytes) -> Result<Value> {

@@ -182,10 +182,13 @@ fn owned_part(res: &ResourceInfo, subresource: &str, set: &FieldSet) -> FieldSet
         out = out.without_subtree(&path);
     }
     let status = ["f:status".to_string()];
+    let replicas = ["f:spec".to_string(), "f:replicas".to_string()];
     match subresource {
         "" if res.subresource("status").is_some() => out.without_subtree(&status),
         "" => out,
         "status" => out.only_subtree(&status),
+        // a Scale's writes reach the object's replica count and nothing else
+        "scale" => out.only_subtree(&replicas),
         _ => FieldSet::default(),
     }
 }

@@ -179,32 +179,83 @@ pub async fn write_scale(
             }
             ScaleChange::Patch(kind, doc) => write::apply_patch(res, *kind, &scale, doc)?,
         };
-        let replicas = match new_scale.pointer("/spec/replicas") {
-            None | Some(Value::Null) => 0,
-            Some(v) => v.as_i64().filter(|r| i32::try_from(*r).is_ok()).ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "Scale in version \"v1\" cannot be handled as a Scale: strict decoding error: field \"spec.replicas\": invalid type: {v}, expected i32"
-                ))
-            })?,
-        };
-        if replicas < 0 {
-            return Err(ApiError::Invalid {
-                group: "autoscaling".into(),
-                kind: "Scale".into(),
-                name: name.into(),
-                causes: vec![crate::error::Cause {
-                    reason: "FieldValueInvalid".into(),
-                    message: format!("Invalid value: {replicas}: must be greater than or equal to 0"),
-                    field: "spec.replicas".into(),
-                }],
-            });
-        }
+        let replicas = scale_replicas(&new_scale, name)?.unwrap_or(0);
         let mut next = cur.clone();
         next["spec"]["replicas"] = json!(replicas);
         Ok(next)
     })
     .await?;
     Ok(scale_of(res, &obj))
+}
+
+/// A Scale's `spec.replicas` (`None` when unset), refused when not an i32 or negative.
+fn scale_replicas(scale: &Value, name: &str) -> Result<Option<i64>> {
+    let replicas = match scale.pointer("/spec/replicas") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(v) => v.as_i64().filter(|r| i32::try_from(*r).is_ok()).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "Scale in version \"v1\" cannot be handled as a Scale: strict decoding error: field \"spec.replicas\": invalid type: {v}, expected i32"
+            ))
+        })?,
+    };
+    if replicas < 0 {
+        return Err(ApiError::Invalid {
+            group: "autoscaling".into(),
+            kind: "Scale".into(),
+            name: name.into(),
+            causes: vec![crate::error::Cause {
+                reason: "FieldValueInvalid".into(),
+                message: format!("Invalid value: {replicas}: must be greater than or equal to 0"),
+                field: "spec.replicas".into(),
+            }],
+        });
+    }
+    Ok(Some(replicas))
+}
+
+/// Server-side apply to `<res>/scale` (a Scale as `application/apply-patch+yaml`): its
+/// `spec.replicas` applied to the object's by the request's field manager and recorded as
+/// applied through `scale`, so a replica count another manager owns is a conflict (409) unless
+/// forced, and leaving it out gives the count up, as Kubernetes' scale apply does.
+pub async fn apply_scale(
+    state: &AppState,
+    res: &'static ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    config: &Value,
+    q: &Query,
+) -> Result<Value> {
+    let api_version = config.get("apiVersion").and_then(Value::as_str);
+    let kind = config.get("kind").and_then(Value::as_str);
+    if (api_version, kind) != (Some("autoscaling/v1"), Some("Scale")) {
+        return Err(ApiError::bad_request(format!(
+            "an apply to {}/scale takes an autoscaling/v1 Scale, not {}/{}",
+            res.plural,
+            api_version.unwrap_or("<no apiVersion>"),
+            kind.unwrap_or("<no kind>")
+        )));
+    }
+    let named = config.pointer("/metadata/name").and_then(Value::as_str);
+    if named.is_some_and(|n| n != name) {
+        return Err(ApiError::bad_request(format!(
+            "the Scale's metadata.name {:?} does not match the object {name:?}",
+            named.unwrap_or_default()
+        )));
+    }
+    let replicas = scale_replicas(config, name)?;
+    // an apply to a subresource never creates its object
+    write::load(state, res, ns, name).await?;
+    let mut object = json!({"apiVersion": res.api_version(), "kind": res.kind,
+                            "metadata": {"name": name}});
+    if let Some(ns) = ns {
+        object["metadata"]["namespace"] = json!(ns);
+    }
+    if let Some(replicas) = replicas {
+        object["spec"] = json!({ "replicas": replicas });
+    }
+    let target = write::Target { res, ns, name };
+    let written = write::apply_through(state, target, Part::Main, "scale", object, q).await?;
+    Ok(scale_of(res, &written.object))
 }
 
 pub enum ScaleChange<'a> {

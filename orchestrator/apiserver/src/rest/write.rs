@@ -909,16 +909,39 @@ fn apply_error(res: &ResourceInfo, name: &str, e: managed_fields::ApplyError) ->
 
 /// Server-side apply (PATCH `application/apply-patch+yaml`) of `config` to an object or its
 /// status, by the request's `fieldManager`; creates the object when it does not exist.
-#[allow(clippy::too_many_arguments)]
 pub async fn apply(
     state: &AppState,
     res: &'static ResourceInfo,
     ns: Option<&str>,
     name: &str,
     part: Part,
+    config: Value,
+    q: &Query,
+) -> Result<Written> {
+    let target = Target { res, ns, name };
+    let subresource = part.subresource().unwrap_or("");
+    apply_through(state, target, part, subresource, config, q).await
+}
+
+/// The object an apply writes.
+#[derive(Clone, Copy)]
+pub struct Target<'a> {
+    pub res: &'static ResourceInfo,
+    pub ns: Option<&'a str>,
+    pub name: &'a str,
+}
+
+/// [`apply`] of `config` (an object of `target`'s kind) writing `part`, its fields recorded as
+/// applied through `subresource` (`scale`: an apply to `/scale`, translated to the object).
+pub async fn apply_through(
+    state: &AppState,
+    target: Target<'_>,
+    part: Part,
+    subresource: &str,
     mut config: Value,
     q: &Query,
 ) -> Result<Written> {
+    let Target { res, ns, name } = target;
     q.check_write_options("PatchOptions")?;
     let manager = q.field_manager.clone().ok_or_else(|| {
         patch_options_invalid(
@@ -933,7 +956,7 @@ pub async fn apply(
     let now = object::now_rfc3339();
     let req = managed_fields::ApplyRequest {
         manager: &manager,
-        subresource: part.subresource().unwrap_or(""),
+        subresource,
         force: q.force,
         now: &now,
     };
