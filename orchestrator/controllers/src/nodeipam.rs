@@ -126,14 +126,7 @@ pub async fn run(
     });
     let results = controller
         .with_config(ControllerConfig::default().concurrency(concurrency))
-        .run(
-            {
-                let queue = queue.clone();
-                move |obj, ctx| queue.timed(&*obj, reconcile(obj.clone(), ctx))
-            },
-            error_policy,
-            ctx,
-        );
+        .run(queue.reconciler(reconcile), error_policy, ctx);
     queue.run_until_stopped(results).await
 }
 

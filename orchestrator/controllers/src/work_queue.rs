@@ -8,7 +8,7 @@
 //! kube's [`Controller`] keeps its queue inside, so the requests are counted where they are
 //! made: [`WorkQueue::controller`] (the main watch), [`WorkQueue::counted`] (a main stream
 //! built by the caller), [`WorkQueue::mapper`] and [`WorkQueue::owners`] (related objects),
-//! and they leave in [`WorkQueue::timed`] (the reconcile's start) or, for an object deleted
+//! and they leave in [`WorkQueue::reconciler`] (the reconcile's start) or, for an object deleted
 //! before its turn, in [`WorkQueue::run_until_stopped`]. Requeues after a reconcile
 //! (`Action::requeue`) are timers, not queue entries, as client-go's delaying queue holds
 //! them apart.
@@ -19,9 +19,10 @@ use std::future::Future;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 
+use futures::future::BoxFuture;
 use futures::{Stream, TryStreamExt};
 use kube::api::Api;
-use kube::runtime::controller::{self, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Resource, ResourceExt};
@@ -128,14 +129,21 @@ impl WorkQueue {
         })
     }
 
-    /// The reconcile `work` of `obj` starts now: `obj` leaves the queue and `work` is timed.
-    pub fn timed<K: Resource, T, E>(
-        &self,
-        obj: &K,
-        work: impl Future<Output = std::result::Result<T, E>>,
-    ) -> impl Future<Output = std::result::Result<T, E>> {
-        self.leave(&key_of(obj.namespace().as_deref(), &obj.name_any()));
-        crate::metrics::timed(self.name, work)
+    /// The controller's reconciler: `reconcile`, timed, called as the object leaves the queue.
+    pub fn reconciler<K, C, E, Fut>(
+        self: &Arc<Self>,
+        reconcile: impl Fn(Arc<K>, Arc<C>) -> Fut,
+    ) -> impl FnMut(Arc<K>, Arc<C>) -> BoxFuture<'static, std::result::Result<Action, E>>
+    where
+        K: Resource,
+        Fut: Future<Output = std::result::Result<Action, E>> + Send + 'static,
+        E: 'static,
+    {
+        let queue = self.clone();
+        move |obj, ctx| {
+            queue.leave(&key_of(obj.namespace().as_deref(), &obj.name_any()));
+            Box::pin(crate::metrics::timed(queue.name, reconcile(obj, ctx)))
+        }
     }
 
     /// Drives the controller's `results` until they end; an object deleted before its
@@ -220,8 +228,10 @@ mod tests {
         let mut web = Deployment::default();
         web.metadata.namespace = Some("default".into());
         web.metadata.name = Some("web".into());
-        let done: std::result::Result<(), ()> = queue.timed(&web, async { Ok(()) }).await;
-        assert!(done.is_ok());
+        let mut reconciler = queue.reconciler(|_: Arc<Deployment>, _: Arc<()>| async {
+            Ok::<_, ()>(Action::await_change())
+        });
+        assert!(reconciler(Arc::new(web), Arc::new(())).await.is_ok());
         assert_eq!(depth_and_adds("test-queue"), ("1".into(), "2".into()));
         // asked for again after its reconcile started: a new entry
         owners(replica_set("default", "web-1", "web"));

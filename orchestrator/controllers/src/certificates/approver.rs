@@ -50,14 +50,7 @@ pub async fn run(client: Client, concurrency: u16) -> Result<()> {
     let results = queue
         .controller(csrs, watcher::Config::default())
         .with_config(ControllerConfig::default().concurrency(concurrency))
-        .run(
-            {
-                let queue = queue.clone();
-                move |csr, ctx| queue.timed(&*csr, reconcile(csr.clone(), ctx))
-            },
-            error_policy,
-            ctx,
-        );
+        .run(queue.reconciler(reconcile), error_policy, ctx);
     queue.run_until_stopped(results).await
 }
 

@@ -32,14 +32,7 @@ pub async fn run(client: Client) -> Result<()> {
     let results = queue
         .controller(secrets, by_type)
         .with_config(ControllerConfig::default().concurrency(1))
-        .run(
-            {
-                let queue = queue.clone();
-                move |secret, ctx| queue.timed(&*secret, reconcile(secret.clone(), ctx))
-            },
-            error_policy,
-            ctx,
-        );
+        .run(queue.reconciler(reconcile), error_policy, ctx);
     queue.run_until_stopped(results).await
 }
 

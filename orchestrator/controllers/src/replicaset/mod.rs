@@ -68,14 +68,7 @@ pub async fn run(
             queue.mapper(move |pod: Arc<Pod>| pod_to_replicasets(&rs_cache, &pod)),
         )
         .with_config(ControllerConfig::default().concurrency(concurrency))
-        .run(
-            {
-                let queue = queue.clone();
-                move |obj, ctx| queue.timed(&*obj, reconcile(obj.clone(), ctx))
-            },
-            error_policy,
-            ctx,
-        );
+        .run(queue.reconciler(reconcile), error_policy, ctx);
     queue.run_until_stopped(results).await
 }
 

@@ -61,14 +61,7 @@ pub async fn run(client: Client, key: ServiceAccountKey, ca_pem: String, c: u16)
     });
     let results = controller
         .with_config(ControllerConfig::default().concurrency(c))
-        .run(
-            {
-                let queue = queue.clone();
-                move |s, ctx| queue.timed(&*s, reconcile(s.clone(), ctx))
-            },
-            error_policy,
-            ctx,
-        );
+        .run(queue.reconciler(reconcile), error_policy, ctx);
     queue.run_until_stopped(results).await
 }
 

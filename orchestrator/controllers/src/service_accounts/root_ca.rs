@@ -48,14 +48,7 @@ pub async fn run(client: Client, ca_pem: String, concurrency: u16) -> Result<()>
     });
     let results = controller
         .with_config(ControllerConfig::default().concurrency(concurrency))
-        .run(
-            {
-                let queue = queue.clone();
-                move |ns, ctx| queue.timed(&*ns, reconcile(ns.clone(), ctx))
-            },
-            error_policy,
-            ctx,
-        );
+        .run(queue.reconciler(reconcile), error_policy, ctx);
     queue.run_until_stopped(results).await
 }
 
