@@ -35,54 +35,83 @@ pub async fn keep(state: Arc<AppState>) {
     }
 }
 
-/// One pass: create or repair every served group version's APIService, delete the stale.
+/// One pass over the stored APIServices: create or repair every served group version's,
+/// delete the stale automanaged ones.
 pub async fn ensure_once(state: &AppState) -> Result<()> {
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let q = Query::default();
+    let stored = read::list(state, &RESOURCE, None, &q).await?.items;
+    let find = |name: &str| stored.iter().find(|o| crate::object::name(o) == Some(name));
     let mut wanted = Vec::new();
     for (group, version) in registry::group_versions() {
-        if let Some(obj) = api_service::local(group, version, &now) {
-            ensure_one(state, obj).await?;
-            wanted.push(api_service::name_of(group, version));
+        let Some(local) = api_service::local(group, version, &now) else {
+            continue;
+        };
+        let name = api_service::name_of(group, version);
+        ensure_one(state, &name, find(&name), local).await?;
+        wanted.push(name);
+    }
+    for obj in &stored {
+        let name = crate::object::name(obj).unwrap_or_default();
+        if is_automanaged(obj) && !wanted.iter().any(|w| w == name) {
+            delete_stale(state, name).await?;
         }
     }
-    delete_stale(state, &wanted).await
+    Ok(())
 }
 
-async fn ensure_one(state: &AppState, wanted: Value) -> Result<()> {
-    let name = crate::object::name(&wanted).unwrap_or_default().to_string();
+/// Creates `wanted` (named `name`) when nothing is stored, and repairs what is stored (its
+/// status included) until it holds what `wanted` does.
+async fn ensure_one(
+    state: &AppState,
+    name: &str,
+    current: Option<&Value>,
+    wanted: Value,
+) -> Result<()> {
     let q = Query::default();
-    let current = match read::get(state, &RESOURCE, None, &name, &q).await {
-        Ok(obj) => obj,
-        Err(ApiError::NotFound { .. }) => {
-            match write::create(state, &RESOURCE, None, wanted.clone(), &q).await {
-                Ok(created) => created.object,
-                Err(ApiError::AlreadyExists { .. }) => return Ok(()),
-                Err(e) => return Err(e),
+    let created;
+    let current = match current {
+        Some(current) => current,
+        // a create stores no status: the Available condition is written next
+        None => match write::create(state, &RESOURCE, None, wanted.clone(), &q).await {
+            Ok(written) => {
+                created = written.object;
+                &created
             }
-        }
-        Err(e) => return Err(e),
+            Err(ApiError::AlreadyExists { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        },
     };
-    if !differs(&current, &wanted) {
+    if !differs(current, &wanted) {
         return Ok(());
     }
     tracing::info!(apiservice = %name, "restoring a local APIService");
+    let restore = |stored: &Value| Ok(repaired(stored, &wanted));
     write::modify(
         state,
         &RESOURCE,
         None,
-        &name,
+        name,
         write::Part::Whole,
         &q,
-        |stored| Ok(repaired(stored, &wanted)),
+        restore,
     )
     .await
     .map(|_| ())
 }
 
+fn is_automanaged(obj: &Value) -> bool {
+    obj.pointer(&automanaged_pointer()).and_then(Value::as_str) == Some(AUTOMANAGED_ON_START)
+}
+
+fn automanaged_pointer() -> String {
+    format!("/metadata/labels/{}", AUTOMANAGED_LABEL.replace('/', "~1"))
+}
+
 /// Whether `current` lacks what the local APIService `wanted` holds: its spec, its label,
 /// or an `Available=True` condition.
 fn differs(current: &Value, wanted: &Value) -> bool {
-    let label = format!("/metadata/labels/{}", AUTOMANAGED_LABEL.replace('/', "~1"));
+    let label = automanaged_pointer();
     current.get("spec") != wanted.get("spec")
         || current.pointer(&label) != wanted.pointer(&label)
         || available(current).is_none_or(|c| !same_condition(c, available(wanted)))
@@ -113,25 +142,13 @@ fn repaired(stored: &Value, wanted: &Value) -> Value {
     next
 }
 
-/// Deletes automanaged APIServices whose group version is not in `wanted`.
-async fn delete_stale(state: &AppState, wanted: &[String]) -> Result<()> {
-    let q = Query {
-        label_selector: Some(format!("{AUTOMANAGED_LABEL}={AUTOMANAGED_ON_START}")),
-        ..Query::default()
-    };
-    let listed = read::list(state, &RESOURCE, None, &q).await?;
-    for obj in listed.items {
-        let name = crate::object::name(&obj).unwrap_or_default().to_string();
-        if wanted.contains(&name) {
-            continue;
-        }
-        tracing::info!(apiservice = %name, "deleting the APIService of a group version no longer served");
-        match delete::delete(state, &RESOURCE, None, &name, &DeleteOptions::default()).await {
-            Ok(_) | Err(ApiError::NotFound { .. }) => {}
-            Err(e) => return Err(e),
-        }
+/// Deletes the automanaged APIService `name` of a group version no longer served.
+async fn delete_stale(state: &AppState, name: &str) -> Result<()> {
+    tracing::info!(apiservice = %name, "deleting the APIService of a group version no longer served");
+    match delete::delete(state, &RESOURCE, None, name, &DeleteOptions::default()).await {
+        Ok(_) | Err(ApiError::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -142,7 +159,7 @@ mod tests {
     #[test]
     fn an_edited_local_api_service_is_repaired_and_keeps_what_else_it_has() {
         let wanted = api_service::local("apps", "v1", "2026-01-01T00:00:00Z").unwrap();
-        assert!(!differs(&wanted, &wanted));
+        assert!(!differs(&wanted, &wanted) && is_automanaged(&wanted));
         let mut edited = wanted.clone();
         edited["spec"]["groupPriorityMinimum"] = json!(10);
         edited["metadata"]["labels"] = json!({"team": "x"});

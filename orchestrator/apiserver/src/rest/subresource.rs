@@ -243,8 +243,6 @@ pub async fn apply_scale(
         )));
     }
     let replicas = scale_replicas(config, name)?;
-    // an apply to a subresource never creates its object
-    write::load(state, res, ns, name).await?;
     let mut object = json!({"apiVersion": res.api_version(), "kind": res.kind,
                             "metadata": {"name": name}});
     if let Some(ns) = ns {

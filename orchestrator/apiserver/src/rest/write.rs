@@ -965,7 +965,8 @@ pub async fn apply_through(
     while attempts.next().await {
         let current = match load_for_write(state, res, ns, name, fresh).await {
             Ok(found) => found,
-            Err(ApiError::NotFound { .. }) if part == Part::Main => {
+            // an apply through a subresource (status, scale) never creates its object
+            Err(ApiError::NotFound { .. }) if part == Part::Main && subresource.is_empty() => {
                 let obj = managed_fields::apply(res, &req, None, &config)
                     .map_err(|e| apply_error(res, name, e))?;
                 match create_as(state, res, ns, obj, q, Writer::Applied).await {
